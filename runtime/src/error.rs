@@ -1,0 +1,216 @@
+//! Errors, one type per layer: a step's, a workflow's, the store's, the runtime's.
+
+use std::fmt;
+
+/// Why a step attempt failed, and whether trying again may help.
+///
+/// `?` converts any [`std::error::Error`] into a retryable `StepError`; use
+/// [`StepError::permanent`] for failures that no retry will fix (a declined
+/// card), so the saga compensates at once.
+///
+/// Like `anyhow::Error`, `StepError` does not itself implement
+/// `std::error::Error`, which is what lets `?` accept every error type.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StepError {
+    message: String,
+    retryable: bool,
+}
+
+impl StepError {
+    /// A failure worth retrying (a timeout, a connection reset).
+    pub fn retryable(message: impl Into<String>) -> StepError {
+        StepError { message: message.into(), retryable: true }
+    }
+
+    /// A failure no retry will fix: the step fails for good at once.
+    pub fn permanent(message: impl Into<String>) -> StepError {
+        StepError { message: message.into(), retryable: false }
+    }
+
+    /// Whether the runtime may try the step again.
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
+    }
+
+    /// The message, as given.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl fmt::Debug for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if self.retryable { "retryable" } else { "permanent" };
+        write!(f, "StepError({kind}: {:?})", self.message)
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for StepError {
+    fn from(error: E) -> StepError {
+        StepError::retryable(error.to_string())
+    }
+}
+
+/// Why a workflow ended with `Err`: a step that failed for good (through `?`)
+/// or an error the workflow body returned. The runtime then compensates.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WorkflowError {
+    message: String,
+    step: Option<String>,
+}
+
+impl WorkflowError {
+    /// A workflow-level failure with a message.
+    pub fn new(message: impl Into<String>) -> WorkflowError {
+        WorkflowError { message: message.into(), step: None }
+    }
+
+    /// The message, as given.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The step whose failure this is, when the runtime knows it.
+    pub fn step(&self) -> Option<&str> {
+        self.step.as_deref()
+    }
+
+    /// Names the step this failure came from.
+    pub fn with_step(mut self, step: impl Into<String>) -> WorkflowError {
+        self.step = Some(step.into());
+        self
+    }
+}
+
+impl fmt::Display for WorkflowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.step {
+            Some(step) => write!(f, "step `{step}` failed: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl fmt::Debug for WorkflowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WorkflowError({self})")
+    }
+}
+
+impl From<StepError> for WorkflowError {
+    fn from(error: StepError) -> WorkflowError {
+        WorkflowError::new(error.message)
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for WorkflowError {
+    fn from(error: E) -> WorkflowError {
+        WorkflowError::new(error.to_string())
+    }
+}
+
+/// An error from a [`Store`](crate::store::Store) backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The expectation of a `put` or `delete` did not hold: someone else
+    /// wrote the key first. Not a failure of the store.
+    #[error("conflict: the key changed since it was read")]
+    Conflict,
+    /// The backend did not answer in time; the write may or may not have applied.
+    #[error("the store timed out: {0}")]
+    Timeout(String),
+    /// The backend is unreachable or refused the operation.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// A value larger than the backend accepts.
+    #[error("value of {size} bytes exceeds the store's limit of {limit} bytes")]
+    TooLarge {
+        /// The value's size in bytes.
+        size: usize,
+        /// The largest value the store accepts.
+        limit: usize,
+    },
+    /// Any other backend error.
+    #[error("store error: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+/// The runtime's error: what `Runtime` and `Handle` methods return.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// `build()` was called without `.store(..)`.
+    #[error("no store configured: call `.store(MemoryStore::new())` or another store on the builder")]
+    NoStore,
+    /// A workflow was used with a runtime it was not registered with.
+    #[error("workflow `{0}` is not registered: call `.register({0})` on the runtime builder")]
+    UnknownWorkflow(String),
+    /// Two registered workflows share a name.
+    #[error("workflow `{0}` is registered twice")]
+    DuplicateWorkflow(String),
+    /// `start` with an id that belongs to an instance of another workflow.
+    #[error("instance `{id}` already exists and runs workflow `{existing}`, not `{requested}`")]
+    IdInUse {
+        /// The instance id.
+        id: String,
+        /// The workflow the existing instance runs.
+        existing: String,
+        /// The workflow `start` asked for.
+        requested: String,
+    },
+    /// No instance has this id.
+    #[error("no instance with id `{0}`")]
+    NotFound(String),
+    /// The stored record could not be decoded; it is left untouched.
+    #[error("the record of instance `{id}` cannot be decoded: {reason}")]
+    Corrupt {
+        /// The instance id (or store key).
+        id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The instance was written by code whose state machine has another
+    /// fingerprint than any registered one; it is left untouched.
+    #[error(
+        "instance `{id}` was started by workflow `{workflow}` with fingerprint {stored:016x}, \
+         but the registered machine has fingerprint {registered:016x}"
+    )]
+    FingerprintMismatch {
+        /// The instance id.
+        id: String,
+        /// The workflow name.
+        workflow: String,
+        /// Fingerprint in the record.
+        stored: u64,
+        /// Fingerprint of the registered machine.
+        registered: u64,
+    },
+    /// Input or output could not be (de)serialized.
+    #[error("cannot encode or decode {what}: {reason}")]
+    Codec {
+        /// What was being encoded or decoded.
+        what: String,
+        /// serde's message.
+        reason: String,
+    },
+    /// A workflow input larger than the runtime accepts; nothing was written.
+    #[error("the input is {size} bytes, more than the limit of {limit} bytes")]
+    InputTooLarge {
+        /// The encoded input's size.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The runtime was shut down while waiting.
+    #[error("the runtime has shut down")]
+    Shutdown,
+}

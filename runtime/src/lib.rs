@@ -1,0 +1,74 @@
+//! sagaflow: durable, compile-time-checked sagas, as a library.
+//!
+//! `#[workflow]` rewrites an `async fn` into a persisted state machine; every
+//! `#[step]` it calls and the `#[compensate]` paired with it are checked by
+//! the compiler; a small tokio runtime runs the machines on any key-value
+//! store. See the README for a tour.
+
+#![warn(missing_docs)]
+
+pub mod context;
+pub mod error;
+pub mod machine;
+pub mod runtime;
+pub mod step;
+pub mod store;
+pub mod workflow;
+
+pub use context::{StepContext, context};
+pub use error::{Error, StepError, StoreError, WorkflowError};
+pub use machine::StateMachine;
+pub use runtime::*;
+pub use sagaflow_macros::{compensate, step, workflow};
+pub use step::{Compensate, RetryPolicy, Step, StepKind, StepOptions};
+pub use store::Store;
+pub use store::memory::MemoryStore;
+#[cfg(feature = "embedded")]
+pub use store::embedded::EmbeddedStore;
+pub use workflow::Workflow;
+
+/// Everything a workflow author needs: `use sagaflow::prelude::*;`.
+pub mod prelude {
+    pub use crate::error::{StepError, WorkflowError};
+    pub use crate::runtime::{Outcome, Runtime};
+    pub use crate::step::{RetryPolicy, StepKind};
+    pub use crate::store::memory::MemoryStore;
+    #[cfg(feature = "embedded")]
+    pub use crate::store::embedded::EmbeddedStore;
+    pub use crate::workflow::Workflow;
+    pub use sagaflow_macros::{compensate, step, workflow};
+}
+
+/// What the macros' generated code uses. Not a public API: no stability.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::error::{StepError, WorkflowError};
+    pub use crate::machine::{Edge, EdgeLabel, StateInfo, StateMachine, StepInfo, Target, Variable};
+    pub use crate::step::{Compensate, CompensationFuture, Step, StepKind, StepOptions};
+    pub use crate::workflow::{Attempt, Driver, Transition, Workflow, complete, decode, segment};
+    pub use serde;
+    pub use serde_json;
+    pub use std::boxed::Box;
+    pub use std::option::Option::{self, None, Some};
+    pub use std::result::Result::{self, Err, Ok};
+    pub use std::time::Duration;
+
+    /// Implemented by `#[step]` with the step's owned parameter tuple and
+    /// output, so `#[compensate]` can check its signature against them.
+    #[diagnostic::on_unimplemented(
+        message = "this compensation's parameters do not match step `{Self}`",
+        label = "expected `{Self}`'s parameters, then its output",
+        note = "a compensation takes the step's parameters in order, then the step's output by value: \
+                with `#[step] async fn {Self}(a: &A, b: B) -> Result<O, StepError>`, write \
+                `#[compensate({Self})] async fn undo(a: &A, b: B, output: O) -> Result<(), StepError>`"
+    )]
+    pub trait StepSignature<Args, Output> {}
+
+    /// Compile-time check that a compensation's owned parameters `A` and
+    /// output `O` are those of step `S`.
+    pub const fn compensation_matches<S: StepSignature<A, O>, A, O>() {}
+
+    /// Compile-time check that a compensable step called in a workflow has a
+    /// compensation (the diagnostic lives on [`Compensate`]).
+    pub const fn require_compensation<S: Compensate>() {}
+}

@@ -1,0 +1,267 @@
+//! The static description of a generated state machine, and its diagrams.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::step::StepKind;
+
+/// The state machine `#[workflow]` generated: static data, the same on every
+/// run, so its diagrams can be snapshot-tested.
+///
+/// ```ignore
+/// insta::assert_snapshot!(place_order.state_machine().to_mermaid());
+/// ```
+#[derive(Debug)]
+pub struct StateMachine {
+    /// The workflow's name.
+    pub workflow: &'static str,
+    /// Every state: `Start` first, then one per suspension point.
+    pub states: &'static [StateInfo],
+    /// Every transition between states and into the terminal states.
+    pub edges: &'static [Edge],
+    /// Stable hash of the name, states, stored variables with their types as
+    /// written, and edges. An instance resumes only on a machine with the
+    /// fingerprint it was started with.
+    pub fingerprint: u64,
+}
+
+/// One state of a machine: `Start`, or a suspension point.
+#[derive(Debug)]
+pub struct StateInfo {
+    /// The state enum's variant name, e.g. `ChargePayment1`.
+    pub name: &'static str,
+    /// The step this state runs, `None` for `Start`.
+    pub step: Option<StepInfo>,
+    /// The variables the state stores, with their types as written.
+    pub variables: &'static [Variable],
+}
+
+/// The step a state runs.
+#[derive(Debug)]
+pub struct StepInfo {
+    /// The step's name.
+    pub name: &'static str,
+    /// Its kind.
+    pub kind: StepKind,
+    /// Its compensation's name, if it has one.
+    pub compensation: Option<&'static str>,
+}
+
+/// A variable stored in a state.
+#[derive(Debug)]
+pub struct Variable {
+    /// The variable's name.
+    pub name: &'static str,
+    /// Its type as written (or as the macro named it).
+    pub ty: &'static str,
+}
+
+/// A transition of the machine.
+#[derive(Debug)]
+pub struct Edge {
+    /// Index of the source state in [`StateMachine::states`].
+    pub from: usize,
+    /// Where it leads.
+    pub to: Target,
+    /// Why it is taken.
+    pub label: EdgeLabel,
+}
+
+/// The end of an [`Edge`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Another state, by index in [`StateMachine::states`].
+    State(usize),
+    /// The workflow returns `Ok`: `Completed`.
+    Complete,
+    /// The workflow returns `Err`: `Compensated`, or `Failed` after the pivot.
+    Error,
+}
+
+/// Why an [`Edge`] is taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EdgeLabel {
+    /// The step succeeded and the code goes straight on.
+    Ok,
+    /// The step failed for good and `?` returned its error.
+    Err,
+    /// The code after the step chose this edge (`if`, `match`, `return`).
+    Branch,
+}
+
+impl EdgeLabel {
+    /// The label drawn on the edge.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EdgeLabel::Ok => "ok",
+            EdgeLabel::Err => "err",
+            EdgeLabel::Branch => "branch",
+        }
+    }
+}
+
+/// A terminal state as drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Terminal {
+    Completed,
+    Compensated,
+    Failed,
+}
+
+impl Terminal {
+    const fn name(self) -> &'static str {
+        match self {
+            Terminal::Completed => "Completed",
+            Terminal::Compensated => "Compensated",
+            Terminal::Failed => "Failed",
+        }
+    }
+}
+
+/// A node an edge is drawn to.
+enum Node<'a> {
+    State(&'a StateInfo),
+    Terminal(Terminal),
+}
+
+impl StateMachine {
+    /// The state with this variant name.
+    pub fn state(&self, name: &str) -> Option<&StateInfo> {
+        self.states.iter().find(|state| state.name == name)
+    }
+
+    /// The fingerprint (see [`StateMachine::fingerprint`](Self#structfield.fingerprint)).
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// For each state, whether a pivot step may already have succeeded when
+    /// the state is entered (a pivot precedes it on some path).
+    fn after_pivot(&self) -> Vec<bool> {
+        let mut after = vec![false; self.states.len()];
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for edge in self.edges {
+                let Target::State(to) = edge.to else { continue };
+                let from_is_pivot = self.states[edge.from]
+                    .step
+                    .as_ref()
+                    .is_some_and(|step| step.kind.is_pivot() && edge.label != EdgeLabel::Err);
+                if (after[edge.from] || from_is_pivot) && !after[to] {
+                    after[to] = true;
+                    changed = true;
+                }
+            }
+        }
+        after
+    }
+
+    /// Resolves each edge's end to a drawable node, in edge order.
+    fn resolved_edges(&self) -> Vec<(usize, Node<'_>, EdgeLabel)> {
+        let after = self.after_pivot();
+        self.edges
+            .iter()
+            .map(|edge| {
+                let to = match edge.to {
+                    Target::State(index) => Node::State(&self.states[index]),
+                    Target::Complete => Node::Terminal(Terminal::Completed),
+                    Target::Error => {
+                        let pivot_done = after[edge.from]
+                            || self.states[edge.from].step.as_ref().is_some_and(|step| {
+                                step.kind.is_pivot() && edge.label != EdgeLabel::Err
+                            });
+                        Node::Terminal(if pivot_done { Terminal::Failed } else { Terminal::Compensated })
+                    }
+                };
+                (edge.from, to, edge.label)
+            })
+            .collect()
+    }
+
+    fn terminals(edges: &[(usize, Node<'_>, EdgeLabel)]) -> Vec<Terminal> {
+        let mut terminals: Vec<Terminal> = edges
+            .iter()
+            .filter_map(|(_, node, _)| match node {
+                Node::Terminal(terminal) => Some(*terminal),
+                Node::State(_) => None,
+            })
+            .collect();
+        terminals.sort();
+        terminals.dedup();
+        terminals
+    }
+
+    /// The machine as a Mermaid `stateDiagram-v2`, deterministic.
+    pub fn to_mermaid(&self) -> String {
+        let mut out = String::from("stateDiagram-v2\n");
+        for state in self.states.iter().skip(1) {
+            let _ = writeln!(out, "    state \"{}\" as {}", describe(state, " / "), state.name);
+        }
+        let edges = self.resolved_edges();
+        let start = self.states.first().map(|state| state.name);
+        for (from, to, label) in &edges {
+            let from = self.states[*from].name;
+            let from = if Some(from) == start { "[*]" } else { from };
+            let to = match to {
+                Node::State(state) => state.name,
+                Node::Terminal(terminal) => terminal.name(),
+            };
+            let _ = writeln!(out, "    {from} --> {to} : {}", label.as_str());
+        }
+        for terminal in Self::terminals(&edges) {
+            let _ = writeln!(out, "    {} --> [*]", terminal.name());
+        }
+        out
+    }
+
+    /// The machine as a Graphviz `digraph`, deterministic.
+    pub fn to_dot(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "digraph {} {{", self.workflow);
+        out.push_str("    rankdir=TB;\n    node [shape=box, style=rounded];\n");
+        for (index, state) in self.states.iter().enumerate() {
+            if index == 0 {
+                let _ = writeln!(out, "    {} [shape=point, label=\"\"];", state.name);
+            } else {
+                let label = format!("{}\\n{}", state.name, describe(state, "\\n"));
+                let _ = writeln!(out, "    {} [label=\"{}\"];", state.name, label.replace('"', "\\\""));
+            }
+        }
+        let edges = self.resolved_edges();
+        for terminal in Self::terminals(&edges) {
+            let _ = writeln!(out, "    {} [shape=doublecircle];", terminal.name());
+        }
+        for (from, to, label) in &edges {
+            let to = match to {
+                Node::State(state) => state.name,
+                Node::Terminal(terminal) => terminal.name(),
+            };
+            let _ = writeln!(out, "    {} -> {} [label=\"{}\"];", self.states[*from].name, to, label.as_str());
+        }
+        out.push_str("}\n");
+        out
+    }
+}
+
+/// `reserve_inventory (compensable, undo: release_inventory)` for a state.
+fn describe(state: &StateInfo, separator: &str) -> String {
+    match &state.step {
+        Some(step) => match step.compensation {
+            Some(undo) => format!("{}{separator}{}, undo: {undo}", step.name, step.kind),
+            None => format!("{}{separator}{}", step.name, step.kind),
+        },
+        None => state.name.to_owned(),
+    }
+}
+
+/// `30s`, `1.5s`, `250ms`: a short human form of a duration.
+pub(crate) fn format_duration(duration: Duration) -> String {
+    if duration.subsec_nanos() == 0 {
+        format!("{}s", duration.as_secs())
+    } else if duration < Duration::from_secs(1) {
+        format!("{}ms", duration.as_millis())
+    } else {
+        format!("{:.3}s", duration.as_secs_f64())
+    }
+}

@@ -1,0 +1,5 @@
+//! `MemoryStore`: a store in memory, for tests and examples.
+
+/// A store in memory (placeholder until the runtime lands).
+#[derive(Debug, Default)]
+pub struct MemoryStore {}

@@ -1,0 +1,262 @@
+//! The `Workflow` trait `#[workflow]` implements, and the driver its
+//! generated resume code talks to.
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::context::{self, StepContext};
+use crate::error::{StepError, WorkflowError};
+use crate::machine::StateMachine;
+use crate::step::{CompensationFuture, Step, StepKind};
+
+/// A workflow: implemented by `#[workflow]` on the unit struct it generates,
+/// so the function's name is both a type and a value.
+///
+/// ```ignore
+/// #[workflow]
+/// async fn place_order(order: Order) -> Result<Receipt, WorkflowError> { .. }
+///
+/// println!("{}", place_order.state_machine().to_mermaid());
+/// ```
+pub trait Workflow: Send + Sync + 'static {
+    /// The workflow's name: the function's name.
+    const NAME: &'static str;
+    /// The input: the single parameter's type, or a tuple of all of them.
+    type Input: Serialize + DeserializeOwned + Send + 'static;
+    /// The `T` of the workflow's `Result<T, WorkflowError>`.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+    /// The generated state enum: one variant per suspension point, holding
+    /// the variables live there, plus `Start` holding the input.
+    #[doc(hidden)]
+    type State: Serialize + DeserializeOwned + Send + 'static;
+
+    /// The static description of the generated state machine.
+    fn state_machine(&self) -> &'static StateMachine;
+
+    /// The state an instance starts in.
+    #[doc(hidden)]
+    fn begin(input: Self::Input) -> Self::State;
+
+    /// The name of the variant `state` is (for records and diagrams).
+    #[doc(hidden)]
+    fn state_name(state: &Self::State) -> &'static str;
+
+    /// Runs the step of `state` (one attempt) and the pure code after it, up
+    /// to the next suspension point or the end.
+    #[doc(hidden)]
+    fn resume(
+        state: Self::State,
+        driver: &mut Driver,
+    ) -> impl Future<Output = Transition<Self::State, Self::Output>> + Send + '_;
+
+    /// Starts the compensation of the step named `step`, or `None` when this
+    /// workflow calls no compensable step by that name.
+    #[doc(hidden)]
+    fn compensate(
+        step: &str,
+        args: serde_json::Value,
+        output: serde_json::Value,
+    ) -> Option<CompensationFuture>;
+}
+
+/// Where one `resume` call left the instance.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Transition<S, O> {
+    /// At the next suspension point (the step ran and succeeded or failed for
+    /// good and the workflow went on, or the `Start` state ran its prefix).
+    Next(S),
+    /// The workflow returned `Ok`.
+    Complete(O),
+    /// The workflow returned `Err`: compensate (or fail, after the pivot).
+    Fail(WorkflowError),
+    /// The step did not finish in this attempt; the driver holds why and when
+    /// to try again. The state is unchanged.
+    Suspend,
+}
+
+/// What a step attempt came to, as the generated code sees it.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Attempt<T> {
+    /// Final: the step's output, or its error after the last attempt.
+    Done(Result<T, StepError>),
+    /// Not final: the attempt failed and another is scheduled.
+    Suspend,
+}
+
+/// A completed compensable step: what its compensation needs.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct CompensationEntry {
+    /// The step's name.
+    pub step: String,
+    /// The step's arguments, as the owned tuple `Step::Args` serializes.
+    pub args: serde_json::Value,
+    /// The step's output.
+    pub output: serde_json::Value,
+}
+
+/// The outcome of the step attempt made by one `resume` call.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepOutcome {
+    /// The step succeeded.
+    Succeeded {
+        /// The step's name.
+        step: &'static str,
+        /// Its kind.
+        kind: StepKind,
+        /// For a compensable step, what to push on the compensation stack.
+        compensation: Option<CompensationEntry>,
+    },
+    /// The attempt failed and the policy allows another one after `delay`.
+    Retry {
+        /// The step's name.
+        step: &'static str,
+        /// The attempt's error.
+        error: StepError,
+        /// When to try again.
+        delay: Duration,
+    },
+    /// The step failed for good; the workflow body decides what follows.
+    Failed {
+        /// The step's name.
+        step: &'static str,
+        /// The last attempt's error.
+        error: StepError,
+    },
+}
+
+/// Runs one step attempt for the generated resume code and records what
+/// happened, so the runtime can persist it in the same write as the new state.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Driver {
+    workflow_id: String,
+    state: String,
+    attempt: u32,
+    outcome: Option<StepOutcome>,
+    encode_error: Option<String>,
+}
+
+impl Driver {
+    /// A driver for attempt `attempt` (1-based) of the step at `state`.
+    pub fn new(workflow_id: impl Into<String>, state: impl Into<String>, attempt: u32) -> Driver {
+        Driver {
+            workflow_id: workflow_id.into(),
+            state: state.into(),
+            attempt: attempt.max(1),
+            outcome: None,
+            encode_error: None,
+        }
+    }
+
+    /// What the step attempt of this `resume` came to (`None` if no step ran).
+    pub fn outcome(&self) -> Option<&StepOutcome> {
+        self.outcome.as_ref()
+    }
+
+    /// Takes the outcome out of the driver.
+    pub fn take_outcome(&mut self) -> Option<StepOutcome> {
+        self.outcome.take()
+    }
+
+    /// A value the driver could not serialize (step args or output), which
+    /// makes the transition unusable.
+    pub fn encode_error(&self) -> Option<&str> {
+        self.encode_error.as_deref()
+    }
+
+    /// Encodes the arguments of step `S` for its compensation, or `None` when
+    /// `S` is not compensable. Called before the step runs, because the
+    /// arguments may be moved into it.
+    pub fn args<S: Step, A: Serialize + ?Sized>(&mut self, args: &A) -> Option<serde_json::Value> {
+        if S::KIND != StepKind::Compensable {
+            return None;
+        }
+        match serde_json::to_value(args) {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.encode_error = Some(format!("arguments of step `{}`: {error}", S::NAME));
+                None
+            }
+        }
+    }
+
+    /// Runs one attempt of step `S` (with its timeout and step context) and
+    /// decides, from the step's retry policy, whether a failure is final.
+    pub async fn attempt<S, F>(&mut self, args: Option<serde_json::Value>, step: F) -> Attempt<S::Output>
+    where
+        S: Step,
+        F: Future<Output = Result<S::Output, StepError>> + Send,
+    {
+        let ctx = StepContext {
+            workflow_id: self.workflow_id.clone(),
+            state: self.state.clone(),
+            step: S::NAME,
+            attempt: self.attempt,
+        };
+        let result = match S::OPTIONS.timeout {
+            Some(limit) => match tokio::time::timeout(limit, context::scope(ctx, step)).await {
+                Ok(result) => result,
+                Err(_) => Err(StepError::retryable(format!(
+                    "attempt timed out after {}",
+                    crate::machine::format_duration(limit)
+                ))),
+            },
+            None => context::scope(ctx, step).await,
+        };
+        match result {
+            Ok(output) => {
+                let compensation = match args {
+                    Some(args) => match serde_json::to_value(&output) {
+                        Ok(output) => Some(CompensationEntry { step: S::NAME.to_owned(), args, output }),
+                        Err(error) => {
+                            self.encode_error = Some(format!("output of step `{}`: {error}", S::NAME));
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                self.outcome = Some(StepOutcome::Succeeded { step: S::NAME, kind: S::KIND, compensation });
+                Attempt::Done(Ok(output))
+            }
+            Err(error) => {
+                let policy = S::OPTIONS.retry_policy(S::KIND);
+                if error.is_retryable() && policy.allows_another(self.attempt) {
+                    let delay = policy.delay_after(self.attempt);
+                    self.outcome = Some(StepOutcome::Retry { step: S::NAME, error, delay });
+                    Attempt::Suspend
+                } else {
+                    self.outcome = Some(StepOutcome::Failed { step: S::NAME, error: error.clone() });
+                    Attempt::Done(Err(error))
+                }
+            }
+        }
+    }
+}
+
+/// Turns the value the workflow body returns into a transition.
+/// Generated code wraps every `return e` and the tail expression in it.
+#[doc(hidden)]
+pub fn complete<S, T, E>(result: Result<T, E>) -> Result<Transition<S, T>, E> {
+    result.map(Transition::Complete)
+}
+
+/// Turns the result of a continuation segment into a transition: an `Err`
+/// the body returned (through `?` or `return Err(..)`) becomes `Fail`.
+#[doc(hidden)]
+pub fn segment<S, T, E: Into<WorkflowError>>(result: Result<Transition<S, T>, E>) -> Transition<S, T> {
+    match result {
+        Ok(transition) => transition,
+        Err(error) => Transition::Fail(error.into()),
+    }
+}
+
+/// Decodes a compensation's stored step arguments or output.
+#[doc(hidden)]
+pub fn decode<T: DeserializeOwned>(what: &str, value: serde_json::Value) -> Result<T, StepError> {
+    serde_json::from_value(value)
+        .map_err(|error| StepError::permanent(format!("cannot decode the stored {what}: {error}")))
+}
