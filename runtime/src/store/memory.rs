@@ -1,5 +1,101 @@
-//! `MemoryStore`: a store in memory, for tests and examples.
+//! `MemoryStore`: a store in memory, for tests and examples that need no
+//! durability.
 
-/// A store in memory (placeholder until the runtime lands).
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use super::{Expect, ScanPage, Store, Versioned};
+use crate::error::StoreError;
+
+/// A store in memory: fast, shared by clones, gone when the process exits.
+///
+/// ```
+/// let store = sagaflow::MemoryStore::new();
+/// # let _ = store;
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
 #[derive(Debug, Default)]
-pub struct MemoryStore {}
+struct Inner {
+    entries: BTreeMap<String, Versioned>,
+    /// Versions come from one counter, so a key re-created after a delete
+    /// never gets a version it had before.
+    last_version: u64,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave a half-applied write:
+        // every operation mutates with a single insert or remove.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn check(expect: Expect, current: Option<&Versioned>) -> Result<(), StoreError> {
+    let holds = match expect {
+        Expect::Any => true,
+        Expect::Absent => current.is_none(),
+        Expect::Version(version) => current.is_some_and(|entry| entry.version == version),
+    };
+    if holds { Ok(()) } else { Err(StoreError::Conflict) }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        Ok(self.lock().entries.get(key).cloned())
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>, expect: Expect) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        check(expect, inner.entries.get(key))?;
+        inner.last_version += 1;
+        let version = inner.last_version;
+        inner.entries.insert(key.to_owned(), Versioned { value, version });
+        Ok(version)
+    }
+
+    async fn delete(&self, key: &str, expect: Expect) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        check(expect, inner.entries.get(key))?;
+        inner.entries.remove(key);
+        Ok(())
+    }
+
+    async fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<ScanPage, StoreError> {
+        let inner = self.lock();
+        let start = match after {
+            Some(after) if after >= prefix => Bound::Excluded(after.to_owned()),
+            _ => Bound::Included(prefix.to_owned()),
+        };
+        let mut entries: Vec<(String, Versioned)> = inner
+            .entries
+            .range((start, Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .take(limit.saturating_add(1))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        let next = if entries.len() > limit {
+            entries.truncate(limit);
+            entries.last().map(|(key, _)| key.clone())
+        } else {
+            None
+        };
+        Ok(ScanPage { entries, next })
+    }
+
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+}
