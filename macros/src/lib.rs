@@ -1,12 +1,37 @@
-//! The attribute macros of sagaflow. Use them through the `sagaflow` crate.
+//! The attribute macros of sagaflow: `#[step]`, `#[compensate]` and
+//! `#[workflow]`. Use them through the `sagaflow` crate, which re-exports
+//! them; generated code reaches the runtime through `::sagaflow::__private`.
+//!
+//! Each entry point is a thin wrapper around an `expand` function on
+//! `proc_macro2` tokens, so every stage is unit- and snapshot-testable.
+
+mod compensate;
+mod step;
+mod workflow;
+
 use proc_macro::TokenStream;
 
-/// Declares a saga step.
+/// Declares a saga step: `#[step]` (compensable), `#[step(pivot)]`,
+/// `#[step(retriable)]` or `#[step(readonly)]`, with options
+/// `retry(max_attempts = 5, initial = "1s", backoff = 2.0, max_interval = "100s")`
+/// and `timeout = "30s"`.
+///
+/// The function stays callable; a same-named struct implementing
+/// `sagaflow::Step` is added beside it.
 #[proc_macro_attribute]
-pub fn step(_args: TokenStream, item: TokenStream) -> TokenStream { item }
-/// Declares a compensation.
+pub fn step(args: TokenStream, item: TokenStream) -> TokenStream {
+    step::expand(args.into(), item.into()).into()
+}
+
+/// Declares the compensation of a compensable step: `#[compensate(step_name)]`.
+/// Its parameters are the step's parameters followed by the step's output.
 #[proc_macro_attribute]
-pub fn compensate(_args: TokenStream, item: TokenStream) -> TokenStream { item }
-/// Declares a workflow.
+pub fn compensate(args: TokenStream, item: TokenStream) -> TokenStream {
+    compensate::expand(args.into(), item.into()).into()
+}
+
+/// Turns an `async fn` calling steps into a persisted state machine.
 #[proc_macro_attribute]
-pub fn workflow(_args: TokenStream, item: TokenStream) -> TokenStream { item }
+pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
+    workflow::expand(args.into(), item.into()).into()
+}
