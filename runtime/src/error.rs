@@ -10,7 +10,7 @@ use std::fmt;
 ///
 /// Like `anyhow::Error`, `StepError` does not itself implement
 /// `std::error::Error`, which is what lets `?` accept every error type.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StepError {
     message: String,
     retryable: bool,
@@ -59,7 +59,7 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for StepError {
 
 /// Why a workflow ended with `Err`: a step that failed for good (through `?`)
 /// or an error the workflow body returned. The runtime then compensates.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WorkflowError {
     message: String,
     step: Option<String>,

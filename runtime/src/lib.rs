@@ -68,6 +68,20 @@ pub mod __private {
     /// output `O` are those of step `S`.
     pub const fn compensation_matches<S: StepSignature<A, O>, A, O>() {}
 
+    /// Folds `value` into the fingerprint `hash` (FNV-1a over its 8 bytes);
+    /// `const`, so a workflow's fingerprint can include its steps'.
+    pub const fn fingerprint_combine(hash: u64, value: u64) -> u64 {
+        let bytes = value.to_le_bytes();
+        let mut hash = hash;
+        let mut i = 0;
+        while i < 8 {
+            hash ^= bytes[i] as u64;
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+            i += 1;
+        }
+        hash
+    }
+
     /// Compile-time check that a compensable step called in a workflow has a
     /// compensation (the diagnostic lives on [`Compensate`]).
     pub const fn require_compensation<S: Compensate>() {}

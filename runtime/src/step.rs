@@ -168,6 +168,9 @@ pub trait Step: Send + Sync + 'static {
     const KIND: StepKind;
     /// Retry and timeout options from the attribute.
     const OPTIONS: StepOptions;
+    /// Stable hash of the step's name, kind, parameter types and output type
+    /// as written; folded into the fingerprint of every workflow calling it.
+    const FINGERPRINT: u64;
     /// The step's parameters as an owned tuple (`&Order` becomes `Order`,
     /// `&str` becomes `String`, `&[T]` becomes `Vec<T>`).
     type Args: Serialize + DeserializeOwned + Send + 'static;

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 
+pub mod conformance;
 pub mod memory;
 #[cfg(feature = "embedded")]
 pub mod embedded;

@@ -1,0 +1,1 @@
+//! The store conformance suite: one set of checks every `Store` must pass.
