@@ -1,1 +1,6 @@
-//! Domain types shared by the sagaflow examples.
+//! The sagaflow examples' workflows, in a library so the tests can snapshot
+//! their state machines. The runnable binaries are in `examples/`.
+
+pub mod coffee;
+pub mod order;
+pub mod timeline;
