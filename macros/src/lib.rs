@@ -6,6 +6,7 @@
 //! `proc_macro2` tokens, so every stage is unit- and snapshot-testable.
 
 mod compensate;
+mod signature;
 mod step;
 mod workflow;
 
