@@ -265,3 +265,85 @@ pub(crate) fn format_duration(duration: Duration) -> String {
         format!("{:.3}s", duration.as_secs_f64())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const fn step(name: &'static str, kind: StepKind, compensation: Option<&'static str>) -> Option<StepInfo> {
+        Some(StepInfo { name, kind, compensation })
+    }
+
+    /// Start → reserve (compensable) → ship (pivot) → confirm (retriable).
+    static MACHINE: StateMachine = StateMachine {
+        workflow: "order",
+        states: &[
+            StateInfo { name: "Start", step: None, variables: &[Variable { name: "order", ty: "Order" }] },
+            StateInfo {
+                name: "Reserve1",
+                step: step("reserve", StepKind::Compensable, Some("release")),
+                variables: &[Variable { name: "order", ty: "Order" }],
+            },
+            StateInfo { name: "Ship2", step: step("ship", StepKind::Pivot, None), variables: &[] },
+            StateInfo { name: "Confirm3", step: step("confirm", StepKind::Retriable, None), variables: &[] },
+        ],
+        edges: &[
+            Edge { from: 0, to: Target::State(1), label: EdgeLabel::Ok },
+            Edge { from: 1, to: Target::State(2), label: EdgeLabel::Ok },
+            Edge { from: 1, to: Target::Error, label: EdgeLabel::Err },
+            Edge { from: 2, to: Target::State(3), label: EdgeLabel::Ok },
+            Edge { from: 2, to: Target::Error, label: EdgeLabel::Err },
+            Edge { from: 3, to: Target::Complete, label: EdgeLabel::Ok },
+            Edge { from: 3, to: Target::Error, label: EdgeLabel::Err },
+        ],
+        fingerprint: 0x1234,
+    };
+
+    #[test]
+    fn mermaid_draws_failures_before_the_pivot_as_compensated_and_after_it_as_failed() {
+        assert_eq!(
+            MACHINE.to_mermaid(),
+            "stateDiagram-v2
+    state \"reserve / compensable, undo: release\" as Reserve1
+    state \"ship / pivot\" as Ship2
+    state \"confirm / retriable\" as Confirm3
+    [*] --> Reserve1 : ok
+    Reserve1 --> Ship2 : ok
+    Reserve1 --> Compensated : err
+    Ship2 --> Confirm3 : ok
+    Ship2 --> Compensated : err
+    Confirm3 --> Completed : ok
+    Confirm3 --> Failed : err
+    Completed --> [*]
+    Compensated --> [*]
+    Failed --> [*]
+"
+        );
+    }
+
+    #[test]
+    fn dot_is_a_digraph_with_every_state_and_terminal() {
+        let dot = MACHINE.to_dot();
+        assert!(dot.starts_with("digraph order {\n"), "{dot}");
+        assert!(dot.contains("    Start [shape=point, label=\"\"];\n"), "{dot}");
+        assert!(dot.contains("    Reserve1 [label=\"Reserve1\\nreserve\\ncompensable, undo: release\"];\n"), "{dot}");
+        assert!(dot.contains("    Confirm3 -> Failed [label=\"err\"];\n"), "{dot}");
+        assert!(dot.contains("    Failed [shape=doublecircle];\n"), "{dot}");
+        assert!(dot.ends_with("}\n"));
+        assert_eq!(dot, MACHINE.to_dot(), "rendering is deterministic");
+    }
+
+    #[test]
+    fn state_lookup_and_fingerprint() {
+        assert_eq!(MACHINE.state("Ship2").and_then(|state| state.step.as_ref()).map(|s| s.kind), Some(StepKind::Pivot));
+        assert!(MACHINE.state("Nope").is_none());
+        assert_eq!(MACHINE.fingerprint(), 0x1234);
+    }
+
+    #[test]
+    fn durations_print_short() {
+        assert_eq!(format_duration(Duration::from_secs(30)), "30s");
+        assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1.500s");
+    }
+}
