@@ -1,1 +1,3 @@
 //! Shared helpers for the sagaflow integration tests.
+
+pub mod faults;
