@@ -77,8 +77,8 @@ fn parse_step_path(args: TokenStream, errors: &mut Errors) -> Option<Path> {
             Some(path)
         }
         _ => {
-            errors.push(syn::Error::new(
-                args.span(),
+            errors.push(syn::Error::new_spanned(
+                &args,
                 format!(
                     "`#[compensate(..)]` takes the name of one step, not `{args}`; the compensation undoes exactly that step; {USAGE}"
                 ),
@@ -95,10 +95,10 @@ fn parse_step_path(args: TokenStream, errors: &mut Errors) -> Option<Path> {
 //     impl Compensate for reserve_inventory {
 //         const COMPENSATION = Some("release_inventory");
 //         fn compensate(args, output) -> CompensationFuture {
+//             compensation_matches::<Self, (Order,), Reservation>();  // the compile-time signature check
 //             Box::pin(async move { decode args as (Order,), output as Reservation; release_inventory(&arg0, output).await })
 //         }
 //     }
-//     const _: () = compensation_matches::<reserve_inventory, (Order,), Reservation>();
 fn codegen(step: &Path, signature: &Signature) -> TokenStream {
     let (output_param, step_params) = signature
         .params
@@ -143,7 +143,14 @@ fn codegen(step: &Path, signature: &Signature) -> TokenStream {
             quote!(#stored_output)
         }));
 
-    let mut tokens = quote_spanned! {step.span()=>
+    // Spanned on the parameter list, so a mismatch with the step is reported
+    // on this function's parameters with `StepSignature`'s message. Naming
+    // the step as `Self` (not by its path again) keeps a misspelt step name
+    // to one "cannot find type" error.
+    let signature_check = quote_spanned! {signature.params_span=>
+        ::sagaflow::__private::compensation_matches::<Self, #args_tuple, #owned_output>();
+    };
+    quote_spanned! {step.span()=>
         impl ::sagaflow::__private::Compensate for #step {
             const COMPENSATION: ::sagaflow::__private::Option<&'static str> =
                 ::sagaflow::__private::Some(#compensation_name);
@@ -152,6 +159,7 @@ fn codegen(step: &Path, signature: &Signature) -> TokenStream {
                 #args_value: ::sagaflow::__private::serde_json::Value,
                 #output_value: ::sagaflow::__private::serde_json::Value,
             ) -> ::sagaflow::__private::CompensationFuture {
+                #signature_check
                 ::sagaflow::__private::Box::pin(async move {
                     let (#(#bindings,)*): #args_tuple = ::sagaflow::__private::decode(#args_what, #args_value)?;
                     let #stored_output: #owned_output = ::sagaflow::__private::decode(#output_what, #output_value)?;
@@ -159,13 +167,7 @@ fn codegen(step: &Path, signature: &Signature) -> TokenStream {
                 })
             }
         }
-    };
-    // Spanned on the parameter list, so a mismatch with the step is reported
-    // on this function's parameters with `StepSignature`'s message.
-    tokens.extend(quote_spanned! {signature.params_span=>
-        const _: () = ::sagaflow::__private::compensation_matches::<#step, #args_tuple, #owned_output>();
-    });
-    tokens
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 
 use proc_macro2::{Delimiter, TokenStream, TokenTree};
 use quote::ToTokens;
-use syn::spanned::Spanned;
 use syn::{FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Type};
 
 /// Which attribute a signature belongs to: the wording of its errors differs.
@@ -85,16 +84,16 @@ pub fn parse(func: &ItemFn, role: Role, errors: &mut Errors) -> Option<Signature
         ));
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        errors.push(syn::Error::new(
-            sig.generics.span(),
+        errors.push(syn::Error::new_spanned(
+            &sig.generics,
             format!(
                 "{noun} cannot be generic; its arguments and output are stored as JSON and read back under one fixed type; use concrete types"
             ),
         ));
     }
     if let Some(variadic) = &sig.variadic {
-        errors.push(syn::Error::new(
-            variadic.span(),
+        errors.push(syn::Error::new_spanned(
+            variadic,
             format!("{noun} cannot be variadic; its arguments are stored as a tuple of fixed length; take a `Vec<T>` instead"),
         ));
     }
@@ -102,8 +101,8 @@ pub fn parse(func: &ItemFn, role: Role, errors: &mut Errors) -> Option<Signature
     let mut params = Vec::new();
     for input in &sig.inputs {
         match input {
-            FnArg::Receiver(receiver) => errors.push(syn::Error::new(
-                receiver.span(),
+            FnArg::Receiver(receiver) => errors.push(syn::Error::new_spanned(
+                receiver,
                 format!(
                     "{noun} cannot take `self`; the workflow calls it by name as a free function; move it out of the `impl` block and take the value as a parameter"
                 ),
@@ -114,8 +113,8 @@ pub fn parse(func: &ItemFn, role: Role, errors: &mut Errors) -> Option<Signature
                     && reference.mutability.is_some()
                 {
                     let elem = reference.elem.to_token_stream();
-                    errors.push(syn::Error::new(
-                        reference.span(),
+                    errors.push(syn::Error::new_spanned(
+                        reference,
                         match role {
                             Role::Step => format!(
                                 "a step cannot take `&mut {elem}`; the workflow's variables are stored between steps, so a change made through the reference would be lost on resume; take `&{elem}` and return the new value in the step's output"
@@ -151,8 +150,8 @@ fn check_pattern(pat: &Pat, role: Role, errors: &mut Errors) {
         // `mut name` is a binding mode of the function body only: harmless.
         Pat::Ident(ident) if ident.by_ref.is_none() && ident.subpat.is_none() => {}
         Pat::Wild(_) => {}
-        other => errors.push(syn::Error::new(
-            other.span(),
+        other => errors.push(syn::Error::new_spanned(
+            other,
             format!(
                 "parameters of {} must be plain names; the macro passes the stored arguments by position; write `name: Type` and destructure inside the body",
                 role.noun()
@@ -170,8 +169,8 @@ fn result_ok_type(output: &ReturnType, role: Role, errors: &mut Errors) -> Optio
     };
     let ty = match output {
         ReturnType::Default => {
-            errors.push(syn::Error::new(
-                output.span(),
+            errors.push(syn::Error::new_spanned(
+                output,
                 format!(
                     "{noun} must return `{example}`; the runtime retries or compensates on `Err` and stores the `Ok` value; add `-> {example}`"
                 ),
@@ -181,8 +180,8 @@ fn result_ok_type(output: &ReturnType, role: Role, errors: &mut Errors) -> Optio
         ReturnType::Type(_, ty) => ty,
     };
     let wrong_return = || {
-        syn::Error::new(
-            ty.span(),
+        syn::Error::new_spanned(
+            ty,
             format!(
                 "{noun} must return `{example}`, not `{}`; the runtime retries or compensates on `Err` and stores the `Ok` value; write `-> {example}`",
                 ty.to_token_stream()
@@ -220,8 +219,8 @@ fn result_ok_type(output: &ReturnType, role: Role, errors: &mut Errors) -> Optio
             && path.path.segments.last().is_some_and(|segment| segment.ident == "StepError")
     );
     if !error_is_step_error {
-        errors.push(syn::Error::new(
-            error.span(),
+        errors.push(syn::Error::new_spanned(
+            error,
             format!(
                 "the error type of {noun} must be `StepError`, not `{}`; the runtime reads from it whether a retry may help; write `{example}` and convert other errors with `?`",
                 error.to_token_stream()
@@ -232,8 +231,8 @@ fn result_ok_type(output: &ReturnType, role: Role, errors: &mut Errors) -> Optio
     if role == Role::Compensation
         && !matches!(strip_groups(ok), Type::Tuple(tuple) if tuple.elems.is_empty())
     {
-        errors.push(syn::Error::new(
-            ok.span(),
+        errors.push(syn::Error::new_spanned(
+            ok,
             format!(
                 "a compensation returns nothing on success, not `{}`; the saga only needs to know that the undo happened; write `Result<(), StepError>`",
                 ok.to_token_stream()

@@ -11,7 +11,6 @@ use proc_macro2::{Literal, Span, TokenStream};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
-use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Ident, Item, ItemFn, Lit, Meta, Token};
 
 use crate::signature::{self, Errors, Role, Signature};
@@ -175,8 +174,8 @@ impl StepAttr {
             if let Some(kind) = Kind::from_name(&name) {
                 let ident = path.get_ident().expect("kinds are single idents").clone();
                 if !matches!(meta, Meta::Path(_)) {
-                    errors.push(syn::Error::new(
-                        meta.span(),
+                    errors.push(syn::Error::new_spanned(
+                        meta,
                         format!("the kind `{name}` takes no value; a kind is a bare word; write `#[step({name})]`"),
                     ));
                 } else if let Some(first) = &kind_seen {
@@ -200,8 +199,8 @@ impl StepAttr {
                     }
                     match &meta {
                         Meta::List(list) => parse_retry(list.tokens.clone(), &mut attr.options, errors),
-                        _ => errors.push(syn::Error::new(
-                            meta.span(),
+                        _ => errors.push(syn::Error::new_spanned(
+                            meta,
                             "`retry` takes its fields in parentheses; each field is optional and unset ones take the kind's defaults; write `retry(max_attempts = 5, initial = \"1s\", backoff = 2.0, max_interval = \"100s\")`",
                         )),
                     }
@@ -215,8 +214,8 @@ impl StepAttr {
                         Meta::NameValue(name_value) => {
                             if let Some(timeout) = duration(&name_value.value, "timeout", errors) {
                                 if timeout.is_zero() {
-                                    errors.push(syn::Error::new(
-                                        name_value.value.span(),
+                                    errors.push(syn::Error::new_spanned(
+                                        &name_value.value,
                                         "`timeout` must be longer than zero; it bounds each attempt, so zero would fail every one; write e.g. `timeout = \"30s\"`",
                                     ));
                                 } else {
@@ -224,14 +223,14 @@ impl StepAttr {
                                 }
                             }
                         }
-                        _ => errors.push(syn::Error::new(
-                            meta.span(),
+                        _ => errors.push(syn::Error::new_spanned(
+                            meta,
                             "`timeout` takes a duration after `=`; it bounds each attempt from start to end; write `timeout = \"30s\"`",
                         )),
                     }
                 }
-                _ => errors.push(syn::Error::new(
-                    path.span(),
+                _ => errors.push(syn::Error::new_spanned(
+                    path,
                     format!(
                         "unknown step option `{name}`; {OPTIONS_HELP}{}",
                         suggestion(&name, &TOP_LEVEL)
@@ -244,8 +243,8 @@ impl StepAttr {
 }
 
 fn duplicate(meta: &Meta, what: &str) -> syn::Error {
-    syn::Error::new(
-        meta.span(),
+    syn::Error::new_spanned(
+        meta,
         format!("`{what}` is given twice; a step has one value for each option; keep one of them"),
     )
 }
@@ -265,13 +264,13 @@ fn parse_retry(tokens: TokenStream, options: &mut Options, errors: &mut Errors) 
         }
     };
     let mut seen: Vec<String> = Vec::new();
-    let mut max_interval_span = Span::call_site();
+    let mut max_interval_value: Option<Expr> = None;
     for field in fields {
         let path = field.path();
         let name = path.to_token_stream().to_string();
         let Meta::NameValue(name_value) = &field else {
-            errors.push(syn::Error::new(
-                field.span(),
+            errors.push(syn::Error::new_spanned(
+                field,
                 format!(
                     "`retry` fields are written `name = value`; each sets one part of the retry policy; write e.g. `retry(max_attempts = 5, initial = \"1s\")`{}",
                     suggestion(&name, &RETRY_FIELDS)
@@ -292,11 +291,11 @@ fn parse_retry(tokens: TokenStream, options: &mut Options, errors: &mut Errors) 
             "initial" => options.initial_interval = duration(value, "initial", errors),
             "max_interval" => {
                 options.max_interval = duration(value, "max_interval", errors);
-                max_interval_span = value.span();
+                max_interval_value = Some(value.clone());
             }
             "backoff" => options.backoff = backoff(value, errors),
-            _ => errors.push(syn::Error::new(
-                path.span(),
+            _ => errors.push(syn::Error::new_spanned(
+                path,
                 format!(
                     "unknown `retry` field `{name}`; `retry(..)` accepts `max_attempts = 5`, `initial = \"1s\"`, `backoff = 2.0` and `max_interval = \"100s\"`, each optional{}",
                     suggestion(&name, &RETRY_FIELDS)
@@ -304,11 +303,14 @@ fn parse_retry(tokens: TokenStream, options: &mut Options, errors: &mut Errors) 
             )),
         }
     }
-    if let (Some(initial), Some(max)) = (options.initial_interval, options.max_interval)
-        && max < initial
+    if let (Some(initial), Some(max), Some(value)) = (
+        options.initial_interval,
+        options.max_interval,
+        &max_interval_value,
+    ) && max < initial
     {
-        errors.push(syn::Error::new(
-            max_interval_span,
+        errors.push(syn::Error::new_spanned(
+            value,
             format!(
                 "`max_interval` ({}) is shorter than `initial` ({}); the delay between attempts starts at `initial` and grows up to `max_interval`; make `max_interval` at least `initial`",
                 humantime::format_duration(max),
@@ -329,8 +331,8 @@ fn literal(value: &Expr) -> Option<&Lit> {
 fn max_attempts(value: &Expr, errors: &mut Errors) -> Option<u32> {
     let help = "`max_attempts` counts every attempt, the first included; write a positive integer, e.g. `max_attempts = 5`";
     let Some(Lit::Int(int)) = literal(value) else {
-        errors.push(syn::Error::new(
-            value.span(),
+        errors.push(syn::Error::new_spanned(
+            value,
             format!("`max_attempts` takes an integer literal; {help}"),
         ));
         return None;
@@ -359,8 +361,8 @@ fn backoff(value: &Expr, errors: &mut Errors) -> Option<f64> {
         Some(Lit::Float(float)) => float.base10_parse::<f64>(),
         Some(Lit::Int(int)) => int.base10_parse::<f64>(),
         _ => {
-            errors.push(syn::Error::new(
-                value.span(),
+            errors.push(syn::Error::new_spanned(
+                value,
                 "`backoff` takes a number literal; it multiplies the delay after every failed attempt; write e.g. `backoff = 2.0`",
             ));
             return None;
@@ -369,8 +371,8 @@ fn backoff(value: &Expr, errors: &mut Errors) -> Option<f64> {
     match parsed {
         Ok(backoff) if backoff >= 1.0 && backoff.is_finite() => Some(backoff),
         Ok(backoff) => {
-            errors.push(syn::Error::new(
-                value.span(),
+            errors.push(syn::Error::new_spanned(
+                value,
                 format!(
                     "`backoff = {backoff}` is less than 1.0; it multiplies the delay after every failed attempt, so below 1.0 retries would come ever faster; write `backoff = 1.0` for a constant delay or e.g. `backoff = 2.0`"
                 ),
@@ -378,8 +380,8 @@ fn backoff(value: &Expr, errors: &mut Errors) -> Option<f64> {
             None
         }
         Err(error) => {
-            errors.push(syn::Error::new(
-                value.span(),
+            errors.push(syn::Error::new_spanned(
+                value,
                 format!("invalid `backoff`: {error}; write e.g. `backoff = 2.0`"),
             ));
             None
@@ -390,8 +392,8 @@ fn backoff(value: &Expr, errors: &mut Errors) -> Option<f64> {
 /// Parses a duration string with humantime (`"30s"`, `"1m 30s"`, `"500ms"`).
 fn duration(value: &Expr, option: &str, errors: &mut Errors) -> Option<Duration> {
     let Some(Lit::Str(text)) = literal(value) else {
-        errors.push(syn::Error::new(
-            value.span(),
+        errors.push(syn::Error::new_spanned(
+            value,
             format!(
                 "`{option}` takes a duration string; the unit is part of the value so it cannot be misread; write e.g. `{option} = \"30s\"`, `\"1m 30s\"` or `\"500ms\"`"
             ),
@@ -418,7 +420,14 @@ fn suggestion(name: &str, known: &[&str]) -> String {
     known
         .iter()
         .map(|candidate| (edit_distance(name, candidate), candidate))
-        .filter(|(distance, candidate)| *distance <= 2.max(candidate.len() / 4) && *distance > 0)
+        .filter(|(distance, candidate)| {
+            let shared_prefix = name
+                .chars()
+                .zip(candidate.chars())
+                .take_while(|(a, b)| a == b)
+                .count();
+            *distance > 0 && (*distance <= 2 || shared_prefix >= 4)
+        })
         .min()
         .map(|(_, candidate)| format!("; did you mean `{candidate}`?"))
         .unwrap_or_default()
@@ -739,6 +748,7 @@ mod tests {
             suggestion("max_attempt", &RETRY_FIELDS),
             "; did you mean `max_attempts`?"
         );
+        assert_eq!(suggestion("retries", &TOP_LEVEL), "; did you mean `retry`?");
         assert_eq!(suggestion("idempotent", &TOP_LEVEL), "");
     }
 
