@@ -9,7 +9,7 @@
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Item, Path};
+use syn::{Item, ItemFn, Path};
 
 use crate::signature::{self, Errors, Role, Signature};
 
@@ -54,7 +54,7 @@ fn expand_inner(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream
         unreachable!("parsing returns None only with errors");
     };
     let mut tokens = item;
-    tokens.extend(codegen(&step, &signature));
+    tokens.extend(codegen(&func, &step, &signature));
     Ok(tokens)
 }
 
@@ -99,7 +99,7 @@ fn parse_step_path(args: TokenStream, errors: &mut Errors) -> Option<Path> {
 //             Box::pin(async move { decode args as (Order,), output as Reservation; release_inventory(&arg0, output).await })
 //         }
 //     }
-fn codegen(step: &Path, signature: &Signature) -> TokenStream {
+fn codegen(func: &ItemFn, step: &Path, signature: &Signature) -> TokenStream {
     let (output_param, step_params) = signature
         .params
         .split_last()
@@ -150,7 +150,9 @@ fn codegen(step: &Path, signature: &Signature) -> TokenStream {
     let signature_check = quote_spanned! {signature.params_span=>
         ::sagaflow::__private::compensation_matches::<Self, #args_tuple, #owned_output>();
     };
+    let cfgs = signature::cfg_attributes(func);
     quote_spanned! {step.span()=>
+        #(#cfgs)*
         impl ::sagaflow::__private::Compensate for #step {
             const COMPENSATION: ::sagaflow::__private::Option<&'static str> =
                 ::sagaflow::__private::Some(#compensation_name);

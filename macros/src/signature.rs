@@ -309,6 +309,15 @@ pub fn normalized_tokens(tokens: TokenStream) -> String {
     out.join(" ")
 }
 
+/// The function's `#[cfg(..)]` attributes, repeated on every generated item
+/// so they exist exactly when the function does.
+pub fn cfg_attributes(func: &ItemFn) -> Vec<&syn::Attribute> {
+    func.attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("cfg"))
+        .collect()
+}
+
 /// Errors collected while reading an attribute and its function, so the user
 /// sees all of them at once (serde_derive's `Ctxt`).
 #[derive(Default)]

@@ -532,11 +532,14 @@ fn codegen(func: &ItemFn, attr: &StepAttr, signature: &Signature) -> TokenStream
         kind.as_str()
     );
 
+    let cfgs = signature::cfg_attributes(func);
     let mut tokens = quote_spanned! {ident.span()=>
+        #(#cfgs)*
         #[doc = #doc]
         #[allow(non_camel_case_types, dead_code)]
         #vis struct #ident {}
 
+        #(#cfgs)*
         impl ::sagaflow::__private::Step for #ident {
             const NAME: &'static str = #name;
             const KIND: ::sagaflow::__private::StepKind = ::sagaflow::__private::StepKind::#kind_variant;
@@ -552,6 +555,7 @@ fn codegen(func: &ItemFn, attr: &StepAttr, signature: &Signature) -> TokenStream
             type Output = #output;
         }
 
+        #(#cfgs)*
         impl ::sagaflow::__private::StepSignature<#args, #output> for #ident {}
     };
 
@@ -561,6 +565,7 @@ fn codegen(func: &ItemFn, attr: &StepAttr, signature: &Signature) -> TokenStream
             kind.as_str()
         );
         tokens.extend(quote_spanned! {ident.span()=>
+            #(#cfgs)*
             impl ::sagaflow::__private::Compensate for #ident {
                 const COMPENSATION: ::sagaflow::__private::Option<&'static str> = ::sagaflow::__private::None;
 
@@ -909,6 +914,24 @@ mod tests {
         assert!(text.contains("struct ship"), "{text}");
         assert!(text.contains("StepKind :: Pivot"), "{text}");
         assert!(text.contains("compile_error"), "{text}");
+    }
+
+    #[test]
+    fn cfg_attributes_follow_the_function() {
+        let text = expand_str(
+            quote!(pivot),
+            quote!(
+                #[cfg(feature = "shipping")]
+                async fn ship() -> Result<(), StepError> {
+                    Ok(())
+                }
+            ),
+        );
+        assert_eq!(
+            text.matches("#[cfg(feature = \"shipping\")]").count(),
+            5,
+            "{text}"
+        );
     }
 
     #[test]
