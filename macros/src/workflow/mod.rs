@@ -1,7 +1,66 @@
-//! Placeholder: replaced by the real expansion.
+//! `#[workflow]`: compiles an `async fn` calling steps into a persisted state
+//! machine.
+//!
+//! Stages, each in its own file: [`parse`] (syn → model), [`check`] (every
+//! diagnostic, collected), [`lower`] (model → IR: suspension points, states,
+//! stored variables by liveness, edges), [`codegen`] (IR → tokens).
+
+mod check;
+mod codegen;
+mod lower;
+mod parse;
+
 use proc_macro2::TokenStream;
 
-/// Expands the attribute; errors become `compile_error!` beside the item.
-pub fn expand(_args: TokenStream, item: TokenStream) -> TokenStream {
-    item
+/// Errors collected across stages, combined so the user sees all of them.
+#[derive(Default)]
+pub(crate) struct Errors(Option<syn::Error>);
+
+impl Errors {
+    /// Adds one error.
+    pub(crate) fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    /// Adds an error on `span`.
+    pub(crate) fn at(&mut self, span: proc_macro2::Span, message: impl std::fmt::Display) {
+        self.push(syn::Error::new(span, message));
+    }
+
+    /// The collected errors.
+    pub(crate) fn take(&mut self) -> Option<syn::Error> {
+        self.0.take()
+    }
+}
+
+/// Expands `#[workflow]`. On mistakes, emits every error beside a unit
+/// struct and a stub `Workflow` impl, so code naming the workflow does not
+/// cascade into unrelated errors.
+pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let func = match parse::parse(args, item.clone(), &mut errors) {
+        Some(func) => func,
+        None => {
+            let mut tokens = item;
+            if let Some(error) = errors.take() {
+                tokens.extend(error.into_compile_error());
+            }
+            return tokens;
+        }
+    };
+    let sites = check::check(&func, &mut errors);
+    let machine = lower::lower(&func, &mut errors);
+    match (errors.take(), machine) {
+        (None, Some(machine)) => codegen::generate(&func, &machine),
+        (error, _) => {
+            let mut tokens = codegen::fallback(&func, &sites);
+            if let Some(error) = error {
+                tokens.extend(error.into_compile_error());
+            }
+            tokens
+        }
+    }
 }

@@ -1,0 +1,266 @@
+//! Stage 2: the diagnostics that need no lowering: what is awaited, where
+//! steps are called, and calls that are not deterministic. Every mistake is
+//! collected; none stops the others.
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::ToTokens;
+use syn::spanned::Spanned;
+use syn::visit::{self, Visit};
+use syn::{Expr, Path};
+
+use super::Errors;
+use super::lower::type_string;
+use super::parse::WorkflowFn;
+
+/// A step call found in the body: its path and the span of its name.
+pub struct CallSite {
+    /// The step, as written.
+    pub step: Path,
+    /// The step's name at the call.
+    pub span: Span,
+}
+
+// Input:  the parsed function
+// Output: the step calls it makes (for the fallback's compensation checks);
+//         every mistake pushed to `errors`
+/// Checks the body; returns every step call outside closures.
+pub fn check(func: &WorkflowFn, errors: &mut Errors) -> Vec<CallSite> {
+    let mut checker = Checker {
+        errors,
+        sites: Vec::new(),
+        closure: 0,
+        loops: Vec::new(),
+    };
+    checker.visit_block(&func.body);
+    checker.sites
+}
+
+struct Checker<'a> {
+    errors: &'a mut Errors,
+    sites: Vec<CallSite>,
+    /// Depth of closures, async blocks and nested fns around the visitor.
+    closure: usize,
+    /// The loops around the visitor: keyword span, and whether reported.
+    loops: Vec<(Span, bool)>,
+}
+
+/// Durable features that come in a later version.
+const LATER: [&str; 4] = ["sleep", "signal", "now", "child"];
+
+impl Checker<'_> {
+    fn awaited(&mut self, expr_await: &syn::ExprAwait) {
+        let call = match &*expr_await.base {
+            Expr::Call(call) => match &*call.func {
+                Expr::Path(path) if path.qself.is_none() => Some((call, &path.path)),
+                _ => None,
+            },
+            _ => None,
+        };
+        let Some((_, path)) = call else {
+            self.errors.at(
+                expr_await.base.span(),
+                "only steps can be awaited in a workflow; other futures would run outside the saga: not retried, not compensated and lost on a crash; move this code into a `#[step]` and await the step: `step_name(args).await?`",
+            );
+            return;
+        };
+        let name = type_string(path);
+        let last = path
+            .segments
+            .last()
+            .map(|s| s.ident.to_string())
+            .unwrap_or_default();
+        if path.segments.first().is_some_and(|s| s.ident == "sagaflow")
+            && LATER.contains(&last.as_str())
+        {
+            self.errors.at(
+                path.span(),
+                format!(
+                    "`{name}` is not supported yet; durable timers, signals and clocks come in a later version; for now, do the waiting inside a step"
+                ),
+            );
+            return;
+        }
+        let span = path
+            .segments
+            .last()
+            .map_or_else(|| path.span(), |s| s.ident.span());
+        if self.closure > 0 {
+            self.errors.at(
+                span,
+                format!(
+                    "step `{name}` is called inside a closure, async block or nested fn; the workflow can only stop and resume at steps in its own body; call the step in the workflow body and pass its output in"
+                ),
+            );
+            return;
+        }
+        if let Some(loop_) = self.loops.last_mut() {
+            if !loop_.1 {
+                loop_.1 = true;
+                let loop_span = loop_.0;
+                self.errors.at(
+                    loop_span,
+                    format!(
+                        "loops with steps inside are not supported yet; this loop calls step `{name}`, and the state machine cannot store a loop's position yet; call the steps one after another, or move the loop into a single step"
+                    ),
+                );
+            }
+        }
+        self.sites.push(CallSite {
+            step: path.clone(),
+            span,
+        });
+    }
+
+    fn nondeterministic(&mut self, segments: &[String], span: Span) {
+        let joined = segments.join("::");
+        let last = segments.last().map(String::as_str).unwrap_or_default();
+        let ends = |suffix: &[&str]| {
+            segments.len() >= suffix.len()
+                && segments[segments.len() - suffix.len()..]
+                    .iter()
+                    .zip(suffix)
+                    .all(|(a, b)| a == b)
+        };
+        let first = segments.first().map(String::as_str).unwrap_or_default();
+        let message = if ends(&["SystemTime", "now"])
+            || ends(&["Instant", "now"])
+            || ends(&["Utc", "now"])
+            || ends(&["Local", "now"])
+        {
+            format!(
+                "`{joined}` reads the clock, which is not deterministic: the code between steps runs again after a crash and would see another time; read the clock in a step and use its output (a durable `sagaflow::now()` comes in a later version)"
+            )
+        } else if first == "rand" || last == "thread_rng" || ends(&["rand", "random"]) {
+            format!(
+                "`{joined}` draws random numbers, which is not deterministic: the code between steps runs again after a crash and would draw others; draw them in a step and use its output"
+            )
+        } else if ends(&["Uuid", "new_v4"])
+            || ends(&["Uuid", "now_v7"])
+            || ends(&["Uuid", "new_v7"])
+        {
+            format!(
+                "`{joined}` makes a new id on every call, which is not deterministic: the code between steps runs again after a crash and would make another; make the id in a step and use its output"
+            )
+        } else if ends(&["tokio", "spawn"])
+            || ends(&["thread", "spawn"])
+            || ends(&["task", "spawn"])
+        {
+            format!(
+                "`{joined}` starts work the saga does not track: it is lost on a crash and started again when the code runs again; make that work a step"
+            )
+        } else if ends(&["thread", "sleep"]) || ends(&["time", "sleep"]) {
+            format!(
+                "`{joined}` waits outside the saga: the wait is lost on a crash and blocks the worker; durable timers (`sagaflow::sleep(..)`) come in a later version: for now, wait inside a step"
+            )
+        } else if segments.iter().any(|s| s == "fs") && matches!(first, "std" | "tokio" | "fs") {
+            format!(
+                "`{joined}` touches the file system, a side effect the saga cannot undo or repeat safely: the code between steps runs again after a crash; do it in a step"
+            )
+        } else {
+            return;
+        };
+        self.errors.at(span, message);
+    }
+
+    fn scan_macro_tokens(&mut self, tokens: TokenStream) {
+        let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+        let mut i = 0;
+        while i < tokens.len() {
+            match &tokens[i] {
+                TokenTree::Group(group) => self.scan_macro_tokens(group.stream()),
+                TokenTree::Ident(first) => {
+                    let prev_is_colon = i > 0
+                        && matches!(&tokens[i - 1], TokenTree::Punct(p) if p.as_char() == ':');
+                    if !prev_is_colon {
+                        let mut segments = vec![first.to_string()];
+                        let mut j = i + 1;
+                        while j + 2 < tokens.len() + 1 {
+                            let is_sep = matches!((tokens.get(j), tokens.get(j + 1)), (Some(TokenTree::Punct(a)), Some(TokenTree::Punct(b))) if a.as_char() == ':' && b.as_char() == ':');
+                            match (is_sep, tokens.get(j + 2)) {
+                                (true, Some(TokenTree::Ident(next))) => {
+                                    segments.push(next.to_string());
+                                    j += 3;
+                                }
+                                _ => break,
+                            }
+                        }
+                        if segments.len() > 1 || segments[0] == "thread_rng" {
+                            self.nondeterministic(&segments, first.span());
+                        }
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+    }
+}
+
+impl<'ast> Visit<'ast> for Checker<'_> {
+    fn visit_expr(&mut self, expr: &'ast Expr) {
+        match expr {
+            Expr::Await(expr_await) => {
+                self.awaited(expr_await);
+                visit::visit_expr(self, expr);
+            }
+            Expr::Closure(_) | Expr::Async(_) => {
+                self.closure += 1;
+                visit::visit_expr(self, expr);
+                self.closure -= 1;
+            }
+            Expr::Loop(expr_loop) => self.in_loop(expr_loop.loop_token.span, |this| {
+                visit::visit_expr(this, expr)
+            }),
+            Expr::While(expr_while) => self.in_loop(expr_while.while_token.span, |this| {
+                visit::visit_expr(this, expr)
+            }),
+            Expr::ForLoop(expr_for) => self.in_loop(expr_for.for_token.span, |this| {
+                visit::visit_expr(this, expr)
+            }),
+            _ => visit::visit_expr(self, expr),
+        }
+    }
+
+    fn visit_item(&mut self, item: &'ast syn::Item) {
+        self.closure += 1;
+        visit::visit_item(self, item);
+        self.closure -= 1;
+    }
+
+    fn visit_path(&mut self, path: &'ast Path) {
+        let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+        if segments.len() > 1 || segments[0] == "thread_rng" {
+            self.nondeterministic(&segments, path.span());
+        }
+        visit::visit_path(self, path);
+    }
+
+    fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+        let name = mac
+            .path
+            .segments
+            .last()
+            .map(|s| s.ident.to_string())
+            .unwrap_or_default();
+        if matches!(name.as_str(), "join" | "try_join" | "select") {
+            self.errors.at(
+                mac.path.span(),
+                format!(
+                    "`{}!` is not supported yet; running steps concurrently needs a state per branch, which comes in a later version; call the steps one after another",
+                    mac.path.to_token_stream()
+                ),
+            );
+        }
+        self.scan_macro_tokens(mac.tokens.clone());
+        visit::visit_macro(self, mac);
+    }
+}
+
+impl Checker<'_> {
+    fn in_loop(&mut self, span: Span, visit: impl FnOnce(&mut Self)) {
+        // A closure inside the loop is its own world: its awaits are reported as such.
+        self.loops.push((span, false));
+        visit(self);
+        self.loops.pop();
+    }
+}

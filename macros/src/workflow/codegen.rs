@@ -1,0 +1,568 @@
+//! Stage 4: the lowered machine as Rust: the unit struct, the state enum, the
+//! `Workflow` impl with its resume segments, the static `StateMachine`, and
+//! the compile-time saga checks.
+
+use std::hash::Hasher;
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::visit_mut::{self, VisitMut};
+use syn::{Expr, Ident, Stmt, Type};
+
+use super::check::CallSite;
+use super::lower::{Block, Item, LabelIr, Machine, TargetIr, VarType, camel_case, type_string};
+use super::parse::WorkflowFn;
+
+struct Names {
+    state: Ident,
+    ok: Type,
+    err: Type,
+}
+
+// Input:  `async fn place_order(order: Order) -> Result<Receipt, WorkflowError> { .. }`, lowered
+// Output: `struct place_order;`, `enum PlaceOrderState { Start { order }, ReserveInventory1 { .. }, .. }`,
+//         `impl Workflow for place_order { .. }` and the `const _` saga checks
+/// Generates the workflow.
+pub fn generate(func: &WorkflowFn, machine: &Machine) -> TokenStream {
+    let names = Names {
+        state: format_ident!(
+            "{}State",
+            camel_case(&func.name.to_string()),
+            span = func.name.span()
+        ),
+        ok: func.ok_type.clone().expect("checked by parse"),
+        err: func.err_type.clone().expect("checked by parse"),
+    };
+    let workflow = &func.name;
+    let Names { state, ok, .. } = &names;
+    let vis = &func.vis;
+    let attrs = &func.attrs;
+    let name = workflow.to_string();
+
+    let variants = (0..machine.stored.len()).map(|index| {
+        let variant = format_ident!("{}", machine.state_name(index));
+        let fields = machine.stored[index].iter().map(|&id| {
+            let binding = &machine.bindings[id];
+            let ident = &binding.ident;
+            let ty = type_tokens(&binding.ty);
+            quote!(#ident: #ty)
+        });
+        quote!(#variant { #(#fields),* })
+    });
+    let state_names = (0..machine.stored.len()).map(|index| {
+        let text = machine.state_name(index);
+        let variant = format_ident!("{}", text);
+        quote!(#state::#variant { .. } => #text)
+    });
+
+    let input = input_type(func);
+    let begin = begin_fn(func, state);
+    let resume_arms: Vec<TokenStream> = (0..machine.stored.len())
+        .map(|index| resume_arm(machine, &names, index))
+        .collect();
+    let static_machine = state_machine(machine, &name);
+    let compensate = compensate_fn(machine);
+    let checks = checks(machine);
+    let doc = format!(
+        " The states of workflow `{name}`: `Start`, then one per step call, each holding the variables live there."
+    );
+
+    quote! {
+        #(#attrs)*
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy, Debug, Default)]
+        #vis struct #workflow;
+
+        #[doc = #doc]
+        #[doc(hidden)]
+        #[derive(::sagaflow::__private::serde::Serialize, ::sagaflow::__private::serde::Deserialize)]
+        #[serde(crate = "::sagaflow::__private::serde")]
+        #[allow(clippy::large_enum_variant)]
+        #vis enum #state {
+            #(#variants),*
+        }
+
+        #[allow(
+            unreachable_code, unused_variables, unused_mut, unused_parens, unused_braces,
+            unused_must_use, redundant_semicolons, clippy::all, clippy::pedantic, clippy::nursery
+        )]
+        impl ::sagaflow::__private::Workflow for #workflow {
+            const NAME: &'static str = #name;
+            type Input = #input;
+            type Output = #ok;
+            type State = #state;
+
+            fn state_machine(&self) -> &'static ::sagaflow::__private::StateMachine {
+                #static_machine
+                &MACHINE
+            }
+
+            #begin
+
+            fn state_name(state: &#state) -> &'static str {
+                match state { #(#state_names,)* }
+            }
+
+            fn resume(
+                state: #state,
+                __driver: &mut ::sagaflow::__private::Driver,
+            ) -> impl ::std::future::Future<Output = ::sagaflow::__private::Transition<#state, #ok>> + Send + '_ {
+                async move {
+                    match state {
+                        #(#resume_arms)*
+                    }
+                }
+            }
+
+            #compensate
+        }
+
+        #checks
+    }
+}
+
+/// The field type of a stored variable.
+fn type_tokens(ty: &VarType) -> TokenStream {
+    match ty {
+        VarType::Written(ty) => quote!(#ty),
+        VarType::StepOutput(step) => quote!(<#step as ::sagaflow::__private::Step>::Output),
+        VarType::StepResult(step) => quote!(
+            ::sagaflow::__private::Result<<#step as ::sagaflow::__private::Step>::Output, ::sagaflow::__private::StepError>
+        ),
+        VarType::StepError => quote!(::sagaflow::__private::StepError),
+        VarType::Unknown => quote!(_),
+    }
+}
+
+/// One parameter: its type; several: a tuple; none: `()`.
+fn input_type(func: &WorkflowFn) -> TokenStream {
+    match func.params.as_slice() {
+        [param] => {
+            let ty = &param.ty;
+            quote!(#ty)
+        }
+        params => {
+            let types = params.iter().map(|param| &param.ty);
+            quote!((#(#types,)*))
+        }
+    }
+}
+
+fn begin_fn(func: &WorkflowFn, state: &Ident) -> TokenStream {
+    let input = input_type(func);
+    let names: Vec<&Ident> = func.params.iter().map(|param| &param.name).collect();
+    match names.as_slice() {
+        [name] => quote! {
+            fn begin(input: #input) -> #state { #state::Start { #name: input } }
+        },
+        names => quote! {
+            fn begin(input: #input) -> #state {
+                let (#(#names,)*) = input;
+                #state::Start { #(#names),* }
+            }
+        },
+    }
+}
+
+// Input:  state `ChargePayment2` storing `order`, `reservation`
+// Output: `PlaceOrderState::ChargePayment2 { mut order, mut reservation } => { <args>; <attempt>; segment(<continuation>) }`
+fn resume_arm(machine: &Machine, names: &Names, index: usize) -> TokenStream {
+    let Names { state, ok, err } = names;
+    let variant = format_ident!("{}", machine.state_name(index));
+    let fields = machine.stored[index]
+        .iter()
+        .map(|&id| &machine.bindings[id].ident);
+    let items = &machine.items;
+    let declared = machine.assigned[index].iter().map(|&id| {
+        let binding = &machine.bindings[id];
+        let ident = &binding.ident;
+        match &binding.ty {
+            VarType::Unknown => quote!(let mut #ident;),
+            ty => {
+                let ty = type_tokens(ty);
+                quote!(let mut #ident: #ty;)
+            }
+        }
+    });
+    let continuation = continuation(machine, state, index);
+    let segment = quote! {
+        ::sagaflow::__private::segment((move || -> ::sagaflow::__private::Result<::sagaflow::__private::Transition<#state, #ok>, #err> {
+            #(#items)*
+            #(#declared)*
+            #continuation
+        })())
+    };
+    if index == 0 {
+        return quote!(#state::#variant { #(mut #fields),* } => #segment,);
+    }
+    let site = &machine.sites[index - 1];
+    let step = &site.step;
+    let arg_names: Vec<Ident> = (0..site.args.len())
+        .map(|i| format_ident!("__arg{}", i))
+        .collect();
+    let args = &site.args;
+    quote! {
+        #state::#variant { #(mut #fields),* } => {
+            #(let #arg_names = #args;)*
+            let __args = __driver.args::<#step, _>(&(#(&#arg_names,)*));
+            let __result = match __driver.attempt::<#step, _>(__args, #step(#(#arg_names),*)).await {
+                ::sagaflow::__private::Attempt::Done(result) => result,
+                ::sagaflow::__private::Attempt::Suspend => return ::sagaflow::__private::Transition::Suspend,
+            };
+            #segment
+        }
+    }
+}
+
+// Input:  the site's location `[(2, 1), (0, 0)]` (item 2, branch 1, then item 0)
+// Output: `{ { <stmt with __result>; <rest of the branch> }; <rest of the body> }`
+/// The pure code a state runs after its step: the rest of the innermost
+/// block, then of each enclosing block, nested so scopes stay right.
+fn continuation(machine: &Machine, state: &Ident, index: usize) -> TokenStream {
+    if index == 0 {
+        return emit_items(machine, state, &machine.body, 0);
+    }
+    let site = &machine.sites[index - 1];
+    let mut levels: Vec<(&Block, usize)> = Vec::new();
+    let mut block = &machine.body;
+    for (depth, &(item, branch)) in site.location.iter().enumerate() {
+        levels.push((block, item));
+        if depth + 1 < site.location.len() {
+            block = child(&block.items[item], branch);
+        }
+    }
+    let (inner, item) = levels.pop().expect("a site is in a block");
+    let stmt = &site.stmt;
+    let rest = emit_items(machine, state, inner, item + 1);
+    let mut code = quote!(#stmt #rest);
+    while let Some((block, item)) = levels.pop() {
+        let rest = emit_items(machine, state, block, item + 1);
+        code = quote!({ #code }; #rest);
+    }
+    code
+}
+
+fn child(item: &Item, branch: usize) -> &Block {
+    match item {
+        Item::If(item_if) => item_if
+            .blocks
+            .get(branch)
+            .or(item_if.else_block.as_ref())
+            .expect("a branch"),
+        Item::Match(item_match) => &item_match.arms[branch].3,
+        _ => unreachable!("sites are nested only in `if` and `match`"),
+    }
+}
+
+/// The items of `block` from `from` on, as a segment runs them: pure code as
+/// written, a step as the transition to its state.
+fn emit_items(machine: &Machine, state: &Ident, block: &Block, from: usize) -> TokenStream {
+    let mut out = TokenStream::new();
+    for item in &block.items[from.min(block.items.len())..] {
+        match item {
+            Item::Pure { stmt, tail } => {
+                let mut stmt = stmt.clone();
+                ReturnRewriter.visit_stmt_mut(&mut stmt);
+                match (&stmt, tail) {
+                    (Stmt::Expr(expr, None), true) if block.ret => {
+                        out.extend(quote!(return ::sagaflow::__private::complete(#expr);));
+                    }
+                    (Stmt::Expr(expr, None), true) => out.extend(quote!(#expr;)),
+                    _ => out.extend(quote!(#stmt)),
+                }
+            }
+            Item::Step { site } => {
+                let variant = &machine.sites[*site].variant;
+                let fields = machine.stored[site + 1]
+                    .iter()
+                    .map(|&id| &machine.bindings[id].ident);
+                out.extend(quote! {
+                    return ::sagaflow::__private::Ok(::sagaflow::__private::Transition::Next(#state::#variant { #(#fields),* }));
+                });
+                break;
+            }
+            Item::If(item_if) => {
+                let mut branches = TokenStream::new();
+                for (i, (cond, branch)) in item_if.conds.iter().zip(&item_if.blocks).enumerate() {
+                    let mut cond = cond.clone();
+                    ReturnRewriter.visit_expr_mut(&mut cond);
+                    let body = emit_items(machine, state, branch, 0);
+                    if i > 0 {
+                        branches.extend(quote!(else));
+                    }
+                    branches.extend(quote!(if #cond { #body }));
+                }
+                if let Some(else_block) = &item_if.else_block {
+                    let body = emit_items(machine, state, else_block, 0);
+                    branches.extend(quote!(else { #body }));
+                }
+                out.extend(quote!(#branches;));
+            }
+            Item::Match(item_match) => {
+                let mut scrutinee = item_match.expr.clone();
+                ReturnRewriter.visit_expr_mut(&mut scrutinee);
+                let arms = item_match.arms.iter().map(|(attrs, pat, guard, body)| {
+                    let body = emit_items(machine, state, body, 0);
+                    let guard = guard.as_ref().map(|guard| {
+                        let mut guard = guard.clone();
+                        ReturnRewriter.visit_expr_mut(&mut guard);
+                        quote!(if #guard)
+                    });
+                    quote!(#(#attrs)* #pat #guard => { #body })
+                });
+                out.extend(quote!(match #scrutinee { #(#arms)* };));
+            }
+        }
+    }
+    out
+}
+
+// Input:  `return Err(e)` in the body (not in closures, async blocks or items)
+// Output: `return ::sagaflow::__private::complete(Err(e))`
+struct ReturnRewriter;
+
+impl VisitMut for ReturnRewriter {
+    fn visit_expr_mut(&mut self, expr: &mut Expr) {
+        match expr {
+            Expr::Closure(_) | Expr::Async(_) => {}
+            Expr::Return(ret) => {
+                if let Some(value) = &mut ret.expr {
+                    self.visit_expr_mut(value);
+                    let inner = value.clone();
+                    **value = syn::parse_quote!(::sagaflow::__private::complete(#inner));
+                }
+            }
+            _ => visit_mut::visit_expr_mut(self, expr),
+        }
+    }
+
+    fn visit_item_mut(&mut self, _: &mut syn::Item) {}
+}
+
+/// FNV-1a 64 over the workflow's name, states, stored variables with their
+/// types as written, and edges.
+pub fn structural_fingerprint(machine: &Machine, name: &str) -> u64 {
+    let mut text = format!("workflow {name}\n");
+    for (index, vars) in machine.stored.iter().enumerate() {
+        text.push_str(&format!("state {}\n", machine.state_name(index)));
+        if index > 0 {
+            text.push_str(&format!(
+                "step {}\n",
+                type_string(&machine.sites[index - 1].step)
+            ));
+        }
+        for &id in vars {
+            let binding = &machine.bindings[id];
+            text.push_str(&format!(
+                "var {}: {}\n",
+                binding.ident,
+                binding.ty.display()
+            ));
+        }
+    }
+    for edge in &machine.edges {
+        text.push_str(&format!(
+            "edge {} {:?} {:?}\n",
+            edge.from, edge.to, edge.label
+        ));
+    }
+    let mut hasher = fnv::FnvHasher::default();
+    hasher.write(text.as_bytes());
+    hasher.finish()
+}
+
+fn state_machine(machine: &Machine, name: &str) -> TokenStream {
+    let states = (0..machine.stored.len()).map(|index| {
+        let state_name = machine.state_name(index);
+        let variables = machine.stored[index].iter().map(|&id| {
+            let binding = &machine.bindings[id];
+            let var = binding.ident.to_string();
+            let ty = binding.ty.display();
+            quote!(::sagaflow::__private::Variable { name: #var, ty: #ty })
+        });
+        let step = if index == 0 {
+            quote!(::sagaflow::__private::None)
+        } else {
+            let site = &machine.sites[index - 1];
+            let step = &site.step;
+            let compensation = quote_spanned!(site.span=> <#step as ::sagaflow::__private::Compensate>::COMPENSATION);
+            quote!(::sagaflow::__private::Some(::sagaflow::__private::StepInfo {
+                name: <#step as ::sagaflow::__private::Step>::NAME,
+                kind: <#step as ::sagaflow::__private::Step>::KIND,
+                compensation: #compensation,
+            }))
+        };
+        quote!(::sagaflow::__private::StateInfo { name: #state_name, step: #step, variables: &[#(#variables),*] })
+    });
+    let edges = machine.edges.iter().map(|edge| {
+        let from = edge.from;
+        let to = match edge.to {
+            TargetIr::State(index) => quote!(::sagaflow::__private::Target::State(#index)),
+            TargetIr::Complete => quote!(::sagaflow::__private::Target::Complete),
+            TargetIr::Error => quote!(::sagaflow::__private::Target::Error),
+        };
+        let label = match edge.label {
+            LabelIr::Ok => quote!(Ok),
+            LabelIr::Err => quote!(Err),
+            LabelIr::Branch => quote!(Branch),
+        };
+        quote!(::sagaflow::__private::Edge { from: #from, to: #to, label: ::sagaflow::__private::EdgeLabel::#label })
+    });
+    let base = syn::LitInt::new(
+        &format!("0x{:016x}", structural_fingerprint(machine, name)),
+        Span::call_site(),
+    );
+    let folds = machine.sites.iter().map(|site| {
+        let step = &site.step;
+        quote!(let fingerprint = ::sagaflow::__private::fingerprint_combine(fingerprint, <#step as ::sagaflow::__private::Step>::FINGERPRINT);)
+    });
+    quote! {
+        static MACHINE: ::sagaflow::__private::StateMachine = ::sagaflow::__private::StateMachine {
+            workflow: #name,
+            states: &[#(#states),*],
+            edges: &[#(#edges),*],
+            fingerprint: {
+                let fingerprint: u64 = #base;
+                #(#folds)*
+                fingerprint
+            },
+        };
+    }
+}
+
+/// One dispatch arm per distinct step, spanned on its first call site.
+fn compensate_fn(machine: &Machine) -> TokenStream {
+    let mut seen = Vec::new();
+    let mut arms = TokenStream::new();
+    for site in &machine.sites {
+        let key = type_string(&site.step);
+        if seen.contains(&key) {
+            continue;
+        }
+        seen.push(key);
+        let step = &site.step;
+        let compensate =
+            quote_spanned!(site.span=> <#step as ::sagaflow::__private::Compensate>::compensate);
+        arms.extend(quote! {
+            if step == <#step as ::sagaflow::__private::Step>::NAME {
+                return ::sagaflow::__private::Some(#compensate(args, output));
+            }
+        });
+    }
+    quote! {
+        fn compensate(
+            step: &str,
+            args: ::sagaflow::__private::serde_json::Value,
+            output: ::sagaflow::__private::serde_json::Value,
+        ) -> ::sagaflow::__private::Option<::sagaflow::__private::CompensationFuture> {
+            #arms
+            ::sagaflow::__private::None
+        }
+    }
+}
+
+fn require_compensation(step: &syn::Path, span: Span) -> TokenStream {
+    quote_spanned! {span=>
+        const _: () = ::sagaflow::__private::require_compensation::<#step>();
+    }
+}
+
+/// The compensation checks (one per call site) and the saga-structure checks
+/// (one per ordered pair of steps that may run one after the other).
+fn checks(machine: &Machine) -> TokenStream {
+    let mut out = TokenStream::new();
+    for site in &machine.sites {
+        out.extend(require_compensation(&site.step, site.span));
+    }
+    let mut seen = Vec::new();
+    for &(a, b) in &machine.precedes {
+        let (first, second) = (&machine.sites[a], &machine.sites[b]);
+        let key = (type_string(&first.step), type_string(&second.step));
+        if seen.contains(&key) {
+            continue;
+        }
+        let (a_name, b_name) = key.clone();
+        seen.push(key);
+        let (a_path, b_path) = (&first.step, &second.step);
+        let second_pivot = format!(
+            "saga structure: `{b_name}` is a second pivot after the pivot `{a_name}`; a saga has one point of no return: make `{b_name}` `#[step(retriable)]` or move it before `{a_name}`"
+        );
+        let after_pivot = format!(
+            "saga structure: compensable step `{b_name}` runs after the pivot `{a_name}`; nothing after the point of no return can be undone: move `{b_name}` before `{a_name}`, or declare it `#[step(retriable)]` or `#[step(readonly)]`"
+        );
+        out.extend(quote_spanned! {second.span=>
+            const _: () = if <#a_path as ::sagaflow::__private::Step>::KIND.is_pivot()
+                && <#b_path as ::sagaflow::__private::Step>::KIND.is_pivot()
+            {
+                ::std::panic!(#second_pivot)
+            };
+            const _: () = if <#a_path as ::sagaflow::__private::Step>::KIND.is_pivot()
+                && !<#b_path as ::sagaflow::__private::Step>::KIND.allowed_after_pivot()
+                && !<#b_path as ::sagaflow::__private::Step>::KIND.is_pivot()
+            {
+                ::std::panic!(#after_pivot)
+            };
+        });
+    }
+    out
+}
+
+// Input:  a workflow with mistakes
+// Output: the unit struct, a stub `Workflow` impl when the signature allows,
+//         and the compensation checks of every step call found
+/// What is emitted beside the errors, so user code naming the workflow does
+/// not cascade and missing compensations are still reported.
+pub fn fallback(func: &WorkflowFn, sites: &[CallSite]) -> TokenStream {
+    let workflow = &func.name;
+    let vis = &func.vis;
+    let attrs = &func.attrs;
+    let name = workflow.to_string();
+    let mut out = quote! {
+        #(#attrs)*
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy, Debug, Default)]
+        #vis struct #workflow;
+    };
+    let owned_params = func
+        .params
+        .iter()
+        .all(|param| !matches!(param.ty, Type::Reference(_)));
+    if let Some(ok) = &func.ok_type
+        && owned_params
+    {
+        let input = input_type(func);
+        out.extend(quote! {
+            #[allow(unused_variables, clippy::all)]
+            impl ::sagaflow::__private::Workflow for #workflow {
+                const NAME: &'static str = #name;
+                type Input = #input;
+                type Output = #ok;
+                type State = ();
+                fn state_machine(&self) -> &'static ::sagaflow::__private::StateMachine {
+                    ::std::unimplemented!()
+                }
+                fn begin(input: #input) {}
+                fn state_name(state: &()) -> &'static str {
+                    "Start"
+                }
+                fn resume(
+                    state: (),
+                    driver: &mut ::sagaflow::__private::Driver,
+                ) -> impl ::std::future::Future<Output = ::sagaflow::__private::Transition<(), #ok>> + Send + '_ {
+                    ::std::future::pending()
+                }
+                fn compensate(
+                    step: &str,
+                    args: ::sagaflow::__private::serde_json::Value,
+                    output: ::sagaflow::__private::serde_json::Value,
+                ) -> ::sagaflow::__private::Option<::sagaflow::__private::CompensationFuture> {
+                    ::sagaflow::__private::None
+                }
+            }
+        });
+    }
+    for site in sites {
+        out.extend(require_compensation(&site.step, site.span));
+    }
+    out
+}

@@ -1,0 +1,1451 @@
+//! Stage 3: the body as a state machine. Builds, in one pass, a tree of the
+//! statements that contain suspension points (for codegen, which keeps the
+//! user's block structure) and a control-flow graph over them (for liveness
+//! and edges). Loops with steps will add back edges to the same graph.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::ToTokens;
+use syn::visit::{self, Visit};
+use syn::{Attribute, Expr, ExprCall, Ident, Pat, Path, PathArguments, Stmt, Type};
+
+use super::Errors;
+use super::parse::WorkflowFn;
+
+/// A variable of the body, identified by its declaration (not its name).
+pub type BindingId = usize;
+/// A node of the control-flow graph.
+pub type NodeId = usize;
+
+/// What the macro knows of a variable's type.
+#[derive(Clone, Debug)]
+#[cfg_attr(test, derive(PartialEq))]
+pub enum VarType {
+    /// Written by the user (a parameter, an annotation, or part of one).
+    Written(Type),
+    /// `let x = step(..).await?`: the step's output.
+    StepOutput(Path),
+    /// `let r = step(..).await`: the step's result, kept.
+    StepResult(Path),
+    /// The `Err` of a kept step result.
+    StepError,
+    /// Not nameable: an error if held across a step.
+    Unknown,
+}
+
+impl VarType {
+    /// The type of `v` in a pattern `Ok(v)`, `Err(v)` or `Some(v)` matched on this type.
+    fn payload(&self, variant: &str) -> VarType {
+        match (self, variant) {
+            (VarType::StepResult(step), "Ok") => VarType::StepOutput(step.clone()),
+            (VarType::StepResult(_), "Err") => VarType::StepError,
+            (VarType::Written(ty), _) => {
+                let mut ty = ty;
+                while let Type::Paren(inner) = ty {
+                    ty = &inner.elem;
+                }
+                let Type::Path(path) = ty else {
+                    return VarType::Unknown;
+                };
+                let Some(last) = path.path.segments.last() else {
+                    return VarType::Unknown;
+                };
+                let PathArguments::AngleBracketed(args) = &last.arguments else {
+                    return VarType::Unknown;
+                };
+                let types: Vec<&Type> = args
+                    .args
+                    .iter()
+                    .filter_map(|arg| match arg {
+                        syn::GenericArgument::Type(ty) => Some(ty),
+                        _ => None,
+                    })
+                    .collect();
+                let index = match (last.ident.to_string().as_str(), variant, types.len()) {
+                    ("Result", "Ok", 2) | ("Option", "Some", 1) => 0,
+                    ("Result", "Err", 2) => 1,
+                    _ => return VarType::Unknown,
+                };
+                VarType::Written(types[index].clone())
+            }
+            _ => VarType::Unknown,
+        }
+    }
+
+    /// The type as shown in the state machine and hashed into the fingerprint.
+    pub fn display(&self) -> String {
+        match self {
+            VarType::Written(ty) => type_string(ty),
+            VarType::StepOutput(step) => format!("<{} as Step>::Output", type_string(step)),
+            VarType::StepResult(step) => {
+                format!("Result<<{} as Step>::Output, StepError>", type_string(step))
+            }
+            VarType::StepError => "StepError".to_owned(),
+            VarType::Unknown => "_".to_owned(),
+        }
+    }
+}
+
+/// `Vec<u8>` rather than `Vec < u8 >`: tokens joined as people write them.
+pub fn type_string(tokens: &impl ToTokens) -> String {
+    let mut out = String::new();
+    let tokens: Vec<TokenTree> = tokens.to_token_stream().into_iter().collect();
+    write_tokens(&tokens, &mut out);
+    out
+}
+
+fn write_tokens(tokens: &[TokenTree], out: &mut String) {
+    let mut previous: Option<&TokenTree> = None;
+    for token in tokens {
+        let space = match (previous, token) {
+            (None, _) => false,
+            (Some(TokenTree::Punct(p)), _) if matches!(p.as_char(), '<' | '&' | ':' | '\'') => {
+                // `as ::x`: keep the space before a leading `::`, not inside it
+                false
+            }
+            (Some(_), TokenTree::Punct(p)) if matches!(p.as_char(), '<' | '>' | ',' | ';') => false,
+            (Some(TokenTree::Ident(_)), TokenTree::Punct(p)) if p.as_char() == ':' => false,
+            (Some(TokenTree::Punct(p)), TokenTree::Punct(q))
+                if p.as_char() == '>' && q.as_char() == ':' =>
+            {
+                false
+            }
+            (Some(TokenTree::Ident(_) | TokenTree::Punct(_)), TokenTree::Group(g))
+                if g.delimiter() != proc_macro2::Delimiter::Brace
+                    && !matches!(previous, Some(TokenTree::Punct(p)) if matches!(p.as_char(), ',' | '=')) =>
+            {
+                matches!(previous, Some(TokenTree::Ident(i)) if i == "dyn" || i == "impl" || i == "as" || i == "mut")
+            }
+            _ => true,
+        };
+        if space {
+            out.push(' ');
+        }
+        match token {
+            TokenTree::Group(group) => {
+                let (open, close) = match group.delimiter() {
+                    proc_macro2::Delimiter::Parenthesis => ("(", ")"),
+                    proc_macro2::Delimiter::Bracket => ("[", "]"),
+                    proc_macro2::Delimiter::Brace => ("{ ", " }"),
+                    proc_macro2::Delimiter::None => ("", ""),
+                };
+                out.push_str(open);
+                let inner: Vec<TokenTree> = group.stream().into_iter().collect();
+                write_tokens(&inner, out);
+                out.push_str(close);
+            }
+            other => out.push_str(&other.to_string()),
+        }
+        previous = Some(token);
+    }
+}
+
+/// A variable declared in the body (or a parameter).
+#[derive(Clone, Debug)]
+pub struct Binding {
+    /// Its name as written.
+    pub ident: Ident,
+    /// Its type, if the macro can name it.
+    pub ty: VarType,
+    /// Whether it holds a reference.
+    pub is_ref: bool,
+    /// The node that declares it; `None` for parameters.
+    pub declared_at: Option<NodeId>,
+}
+
+/// A suspension point: a step call `path(args).await`.
+#[derive(Clone, Debug)]
+pub struct Site {
+    /// The step, as written (also its type).
+    pub step: Path,
+    /// Where the call is written: every generated check points here.
+    pub span: Span,
+    /// The state's variant name, e.g. `ReserveInventory1`.
+    pub variant: Ident,
+    /// The argument expressions, as written.
+    pub args: Vec<Expr>,
+    /// The statement with the call replaced by `__result`.
+    pub stmt: Stmt,
+    /// Its CFG node.
+    pub node: NodeId,
+    /// Item and branch indexes from the body down to the call's statement.
+    pub location: Vec<(usize, usize)>,
+}
+
+/// A statement of a lowered block.
+#[derive(Clone, Debug)]
+pub enum Item {
+    /// Pure code, kept as written; `tail` when it is the block's value.
+    Pure { stmt: Stmt, tail: bool },
+    /// A suspension point.
+    Step { site: usize },
+    /// `if .. else if .. else ..` with steps in some branch.
+    If(IfItem),
+    /// `match` with steps in some arm.
+    Match(MatchItem),
+}
+
+/// A lowered `if` chain: `conds[i]` guards `blocks[i]`.
+#[derive(Clone, Debug)]
+pub struct IfItem {
+    /// The conditions (`let` conditions included).
+    pub conds: Vec<Expr>,
+    /// The branches.
+    pub blocks: Vec<Block>,
+    /// The final `else`.
+    pub else_block: Option<Block>,
+}
+
+/// A lowered `match`.
+#[derive(Clone, Debug)]
+pub struct MatchItem {
+    /// The scrutinee.
+    pub expr: Expr,
+    /// The arms: attributes, pattern, guard, body.
+    pub arms: Vec<(Vec<Attribute>, Pat, Option<Expr>, Block)>,
+}
+
+/// A lowered block.
+#[derive(Clone, Debug)]
+pub struct Block {
+    /// Its statements.
+    pub items: Vec<Item>,
+    /// Whether its value is the workflow's return value.
+    pub ret: bool,
+}
+
+/// How an edge of the CFG is taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EdgeKind {
+    /// Straight on.
+    Normal,
+    /// `?` on the step's own result.
+    StepErr,
+    /// A choice: `if`, `match`, pure `?`, `return` inside pure code.
+    Branch,
+}
+
+/// What a node of the CFG is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeKind {
+    /// The `Start` state's entry.
+    Start,
+    /// A statement (or a condition, or an arm's pattern) of pure code.
+    Pure,
+    /// The step call at site `n` (0-based).
+    Step(usize),
+    /// The workflow returns `Ok`.
+    ExitOk,
+    /// The workflow returns `Err`.
+    ExitErr,
+    /// The workflow returns a value that is not syntactically `Ok`/`Err`.
+    ExitAny,
+}
+
+const EXIT_OK: NodeId = 0;
+const EXIT_ERR: NodeId = 1;
+const EXIT_ANY: NodeId = 2;
+const START: NodeId = 3;
+
+/// A node of the CFG with its liveness facts.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// What it is.
+    pub kind: NodeKind,
+    /// Variables it reads.
+    pub uses: BTreeSet<BindingId>,
+    /// Variables it declares or assigns.
+    pub defs: BTreeSet<BindingId>,
+    /// Variables it assigns (`x = ..`), declared elsewhere.
+    pub assigns: BTreeSet<BindingId>,
+    /// Successors.
+    pub succ: Vec<(NodeId, EdgeKind)>,
+}
+
+/// The end of a lowered edge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TargetIr {
+    /// A state, by index (0 is `Start`).
+    State(usize),
+    /// `Ok` returned.
+    Complete,
+    /// `Err` returned.
+    Error,
+}
+
+/// The label of a lowered edge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LabelIr {
+    /// Straight on after the step succeeded.
+    Ok,
+    /// `?` on the state's own step.
+    Err,
+    /// Through a choice.
+    Branch,
+}
+
+/// An edge of the state machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EdgeIr {
+    /// Source state index.
+    pub from: usize,
+    /// Target.
+    pub to: TargetIr,
+    /// Label.
+    pub label: LabelIr,
+}
+
+/// The lowered workflow: everything codegen needs.
+#[derive(Debug)]
+pub struct Machine {
+    /// Every variable, parameters first.
+    pub bindings: Vec<Binding>,
+    /// Every suspension point, in source order.
+    pub sites: Vec<Site>,
+    /// The body.
+    pub body: Block,
+    /// Items declared at the body's top level, repeated in every segment.
+    pub items: Vec<Stmt>,
+    /// Per state (0 = `Start`): the stored variables, in declaration order.
+    pub stored: Vec<Vec<BindingId>>,
+    /// Per state: variables the segment assigns but neither stores nor declares.
+    pub assigned: Vec<Vec<BindingId>>,
+    /// The machine's edges, sorted and deduped.
+    pub edges: Vec<EdgeIr>,
+    /// Site pairs `(a, b)` (0-based) where `a` may run before `b`.
+    pub precedes: Vec<(usize, usize)>,
+}
+
+impl Machine {
+    /// The state's variant name (`Start` for 0).
+    pub fn state_name(&self, state: usize) -> String {
+        match state {
+            0 => "Start".to_owned(),
+            n => self.sites[n - 1].variant.to_string(),
+        }
+    }
+}
+
+// Input:  the parsed function (`let reservation = reserve_inventory(&order).await?; ..`)
+// Output: `Machine { sites: [ReserveInventory1, ..], stored: [[order], [order], ..], edges, .. }`
+/// Lowers the body. Pushes every unsupported construct and every variable the
+/// state cannot hold to `errors`; returns `None` if there were any.
+pub fn lower(func: &WorkflowFn, errors: &mut Errors) -> Option<Machine> {
+    let mut lowerer = Lowerer {
+        errors,
+        failed: false,
+        bindings: Vec::new(),
+        scopes: vec![Vec::new()],
+        nodes: Vec::new(),
+        sites: Vec::new(),
+        location: Vec::new(),
+        items: Vec::new(),
+    };
+    for kind in [
+        NodeKind::ExitOk,
+        NodeKind::ExitErr,
+        NodeKind::ExitAny,
+        NodeKind::Start,
+    ] {
+        lowerer.node(kind);
+    }
+    for param in &func.params {
+        let id = lowerer.bindings.len();
+        lowerer.bindings.push(Binding {
+            ident: param.name.clone(),
+            ty: VarType::Written(param.ty.clone()),
+            is_ref: false,
+            declared_at: None,
+        });
+        lowerer.scopes[0].push(id);
+    }
+    let (body, _) = lowerer.block(
+        &func.body.stmts,
+        true,
+        vec![(START, EdgeKind::Normal)],
+        true,
+    );
+    let params: Vec<BindingId> = (0..func.params.len()).collect();
+    lowerer.finish(body, params)
+}
+
+type Preds = Vec<(NodeId, EdgeKind)>;
+
+struct Lowerer<'a> {
+    errors: &'a mut Errors,
+    failed: bool,
+    bindings: Vec<Binding>,
+    scopes: Vec<Vec<BindingId>>,
+    nodes: Vec<Node>,
+    sites: Vec<Site>,
+    location: Vec<(usize, usize)>,
+    items: Vec<Stmt>,
+}
+
+impl Lowerer<'_> {
+    fn error(&mut self, span: Span, message: impl std::fmt::Display) {
+        self.failed = true;
+        self.errors.at(span, message);
+    }
+
+    fn node(&mut self, kind: NodeKind) -> NodeId {
+        self.nodes.push(Node {
+            kind,
+            uses: BTreeSet::new(),
+            defs: BTreeSet::new(),
+            assigns: BTreeSet::new(),
+            succ: Vec::new(),
+        });
+        self.nodes.len() - 1
+    }
+
+    fn connect(&mut self, preds: Preds, to: NodeId) {
+        for (from, kind) in preds {
+            self.nodes[from].succ.push((to, kind));
+        }
+    }
+
+    fn visible(&self) -> BTreeMap<String, BindingId> {
+        let mut visible = BTreeMap::new();
+        for scope in &self.scopes {
+            for &id in scope {
+                visible.insert(self.bindings[id].ident.to_string(), id);
+            }
+        }
+        visible
+    }
+
+    fn uses_of(&self, visit_with: impl FnOnce(&mut Uses)) -> BTreeSet<BindingId> {
+        let visible = self.visible();
+        let mut uses = Uses {
+            visible: &visible,
+            shadowed: vec![HashSet::new()],
+            found: BTreeSet::new(),
+        };
+        visit_with(&mut uses);
+        uses.found
+    }
+
+    fn resolve(&self, name: &str) -> Option<BindingId> {
+        self.visible().get(name).copied()
+    }
+
+    /// Lowers the statements of a block in a new scope.
+    fn block(&mut self, stmts: &[Stmt], ret: bool, mut preds: Preds, top: bool) -> (Block, Preds) {
+        self.scopes.push(Vec::new());
+        let mut items = Vec::new();
+        for (i, stmt) in stmts.iter().enumerate() {
+            let tail = i + 1 == stmts.len() && matches!(stmt, Stmt::Expr(_, None));
+            if top && matches!(stmt, Stmt::Item(_)) {
+                self.items.push(stmt.clone());
+                continue;
+            }
+            self.location.push((items.len(), 0));
+            preds = self.stmt(stmt, tail, ret, preds, &mut items);
+            self.location.pop();
+        }
+        self.scopes.pop();
+        (Block { items, ret }, preds)
+    }
+
+    fn stmt(
+        &mut self,
+        stmt: &Stmt,
+        tail: bool,
+        ret: bool,
+        preds: Preds,
+        items: &mut Vec<Item>,
+    ) -> Preds {
+        match stmt {
+            Stmt::Local(local) => {
+                if let Some(init) = &local.init
+                    && init.diverge.is_none()
+                    && let Some((call, path, has_try)) = step_call(&init.expr)
+                {
+                    let ty = if has_try {
+                        VarType::StepOutput(path.clone())
+                    } else {
+                        VarType::StepResult(path.clone())
+                    };
+                    let mut replaced = stmt.clone();
+                    if let Stmt::Local(local) = &mut replaced {
+                        let init = local.init.as_mut().expect("checked above");
+                        replace_call(&mut init.expr);
+                    }
+                    return self.site(call, path, has_try, replaced, preds, items, |this, node| {
+                        this.bind(&local.pat, ty, node);
+                    });
+                }
+            }
+            Stmt::Expr(expr, semi) => {
+                if let Some((call, path, has_try)) = step_call(expr) {
+                    if tail {
+                        self.error(
+                            call.func.span_of(),
+                            "a step's result cannot be the workflow's value directly; the workflow returns `Result<T, E>` built from its steps' outputs; write `let output = step(..).await?; Ok(output)`",
+                        );
+                    }
+                    let replaced: Stmt = if has_try {
+                        syn::parse_quote!(__result?;)
+                    } else {
+                        syn::parse_quote!(let _ = __result;)
+                    };
+                    return self.site(call, path, has_try, replaced, preds, items, |_, _| {});
+                }
+                if let Expr::Assign(assign) = expr
+                    && let Some(name) = single_ident(&assign.left)
+                    && let Some((call, path, has_try)) = step_call(&assign.right)
+                {
+                    let mut replaced = stmt.clone();
+                    if let Stmt::Expr(Expr::Assign(assign), _) = &mut replaced {
+                        replace_call(&mut assign.right);
+                    }
+                    let target = self.resolve(&name.to_string());
+                    return self.site(call, path, has_try, replaced, preds, items, |this, node| {
+                        if let Some(id) = target {
+                            this.nodes[node].defs.insert(id);
+                            this.nodes[node].assigns.insert(id);
+                        }
+                    });
+                }
+                if contains_step(expr) {
+                    match expr {
+                        Expr::If(expr_if) => {
+                            let _ = semi;
+                            let (item, dangling) = self.lower_if(expr_if, tail && ret, preds);
+                            items.push(Item::If(item));
+                            return dangling;
+                        }
+                        Expr::Match(expr_match) => {
+                            let (item, dangling) = self.lower_match(expr_match, tail && ret, preds);
+                            items.push(Item::Match(item));
+                            return dangling;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        if contains_step(stmt) {
+            self.error(
+                first_step_span(stmt),
+                "this step call must be a statement of its own; the workflow stops at each step and resumes right after it, which the macro supports for `let x = step(..).await?;`, `x = step(..).await?;`, `step(..).await?;` and steps inside `if`/`match` blocks; bind the step's output first: `let output = step(..).await?;`",
+            );
+        }
+        self.pure(stmt, tail, ret, preds, items)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn site(
+        &mut self,
+        call: &ExprCall,
+        path: &Path,
+        has_try: bool,
+        stmt: Stmt,
+        preds: Preds,
+        items: &mut Vec<Item>,
+        bind: impl FnOnce(&mut Self, NodeId),
+    ) -> Preds {
+        let index = self.sites.len();
+        let node = self.node(NodeKind::Step(index));
+        self.connect(preds, node);
+        let uses = self.uses_of(|uses| {
+            for arg in &call.args {
+                uses.visit_expr(arg);
+            }
+        });
+        self.nodes[node].uses = uses;
+        bind(self, node);
+        if has_try {
+            self.nodes[node].succ.push((EXIT_ERR, EdgeKind::StepErr));
+        }
+        let last = path.segments.last().expect("a path has a segment");
+        let variant = Ident::new(
+            &format!("{}{}", camel_case(&last.ident.to_string()), index + 1),
+            last.ident.span(),
+        );
+        let mut location = self.location.clone();
+        location.last_mut().expect("inside a block").1 = 0;
+        self.sites.push(Site {
+            step: path.clone(),
+            span: last.ident.span(),
+            variant,
+            args: call.args.iter().cloned().collect(),
+            stmt,
+            node,
+            location,
+        });
+        items.push(Item::Step { site: index });
+        vec![(node, EdgeKind::Normal)]
+    }
+
+    fn pure(
+        &mut self,
+        stmt: &Stmt,
+        tail: bool,
+        ret: bool,
+        preds: Preds,
+        items: &mut Vec<Item>,
+    ) -> Preds {
+        let node = self.node(NodeKind::Pure);
+        self.connect(preds, node);
+        let mut exits = Exits::default();
+        let mut direct_exit = None;
+        match stmt {
+            Stmt::Local(local) => {
+                let uses = self.uses_of(|uses| {
+                    if let Some(init) = &local.init {
+                        uses.visit_expr(&init.expr);
+                        if let Some((_, diverge)) = &init.diverge {
+                            uses.visit_expr(diverge);
+                        }
+                    }
+                });
+                if let Some(init) = &local.init {
+                    exits.visit_expr(&init.expr);
+                    if let Some((_, diverge)) = &init.diverge {
+                        exits.visit_expr(diverge);
+                    }
+                }
+                self.nodes[node].uses = uses;
+                let is_ref = local
+                    .init
+                    .as_ref()
+                    .is_some_and(|init| matches!(&*init.expr, Expr::Reference(_)));
+                let ids = self.bind(&local.pat, VarType::Unknown, node);
+                if is_ref && let Pat::Ident(_) = &local.pat {
+                    for id in ids {
+                        self.bindings[id].is_ref = true;
+                    }
+                }
+            }
+            Stmt::Expr(Expr::Assign(assign), _) if single_ident(&assign.left).is_some() => {
+                let name = single_ident(&assign.left).expect("checked").to_string();
+                let uses = self.uses_of(|uses| uses.visit_expr(&assign.right));
+                exits.visit_expr(&assign.right);
+                self.nodes[node].uses = uses;
+                if let Some(id) = self.resolve(&name) {
+                    self.nodes[node].defs.insert(id);
+                    self.nodes[node].assigns.insert(id);
+                }
+            }
+            Stmt::Expr(Expr::Return(ret_expr), _) => {
+                let uses = self.uses_of(|uses| uses.visit_stmt(stmt));
+                self.nodes[node].uses = uses;
+                if let Some(value) = &ret_expr.expr {
+                    exits.visit_expr(value);
+                }
+                direct_exit = Some(exit_of(ret_expr.expr.as_deref()));
+            }
+            Stmt::Expr(expr, None) if tail && ret => {
+                let uses = self.uses_of(|uses| uses.visit_expr(expr));
+                self.nodes[node].uses = uses;
+                exits.visit_expr(expr);
+                direct_exit = Some(exit_of(Some(expr)));
+            }
+            Stmt::Item(_) => {}
+            _ => {
+                let uses = self.uses_of(|uses| uses.visit_stmt(stmt));
+                self.nodes[node].uses = uses;
+                exits.visit_stmt(stmt);
+            }
+        }
+        for exit in &exits.returns {
+            self.nodes[node].succ.push((*exit, EdgeKind::Branch));
+        }
+        if exits.has_try {
+            self.nodes[node].succ.push((EXIT_ERR, EdgeKind::Branch));
+        }
+        items.push(Item::Pure {
+            stmt: stmt.clone(),
+            tail,
+        });
+        match direct_exit {
+            Some(exit) => {
+                self.nodes[node].succ.push((exit, EdgeKind::Normal));
+                Vec::new()
+            }
+            None if exits.returns.is_empty() && !exits.has_try => vec![(node, EdgeKind::Normal)],
+            None => vec![(node, EdgeKind::Branch)],
+        }
+    }
+
+    fn lower_if(&mut self, expr_if: &syn::ExprIf, ret: bool, preds: Preds) -> (IfItem, Preds) {
+        let mut item = IfItem {
+            conds: Vec::new(),
+            blocks: Vec::new(),
+            else_block: None,
+        };
+        let mut dangling = Vec::new();
+        let mut preds = preds;
+        let mut current = expr_if;
+        loop {
+            if contains_step(&*current.cond) {
+                self.error(
+                    first_step_span(&*current.cond),
+                    "a step cannot be called in an `if` condition; the workflow must stop at the step before it chooses a branch; bind the step's output first: `let output = step(..).await?; if .. {}`",
+                );
+            }
+            let cond = self.node(NodeKind::Pure);
+            self.connect(preds, cond);
+            self.nodes[cond].uses = self.uses_of(|uses| uses.visit_expr(&current.cond));
+            let mut exits = Exits::default();
+            exits.visit_expr(&current.cond);
+            for exit in &exits.returns {
+                self.nodes[cond].succ.push((*exit, EdgeKind::Branch));
+            }
+            if exits.has_try {
+                self.nodes[cond].succ.push((EXIT_ERR, EdgeKind::Branch));
+            }
+            self.scopes.push(Vec::new());
+            if let Expr::Let(expr_let) = &*current.cond {
+                let ty = self.type_of(&expr_let.expr);
+                self.bind(&expr_let.pat, ty, cond);
+            }
+            self.location.last_mut().expect("inside a block").1 = item.blocks.len();
+            let (block, out) = self.block(
+                &current.then_branch.stmts,
+                ret,
+                vec![(cond, EdgeKind::Branch)],
+                false,
+            );
+            self.scopes.pop();
+            item.conds.push((*current.cond).clone());
+            item.blocks.push(block);
+            dangling.extend(out);
+            match &current.else_branch {
+                Some((_, else_expr)) => match &**else_expr {
+                    Expr::If(next) => {
+                        preds = vec![(cond, EdgeKind::Branch)];
+                        current = next;
+                    }
+                    Expr::Block(block) => {
+                        self.location.last_mut().expect("inside a block").1 = item.blocks.len();
+                        let (block, out) = self.block(
+                            &block.block.stmts,
+                            ret,
+                            vec![(cond, EdgeKind::Branch)],
+                            false,
+                        );
+                        item.else_block = Some(block);
+                        dangling.extend(out);
+                        break;
+                    }
+                    other => {
+                        let stmts = vec![Stmt::Expr(other.clone(), None)];
+                        let (block, out) =
+                            self.block(&stmts, ret, vec![(cond, EdgeKind::Branch)], false);
+                        item.else_block = Some(block);
+                        dangling.extend(out);
+                        break;
+                    }
+                },
+                None => {
+                    dangling.push((cond, EdgeKind::Branch));
+                    break;
+                }
+            }
+        }
+        (item, dangling)
+    }
+
+    fn lower_match(
+        &mut self,
+        expr_match: &syn::ExprMatch,
+        ret: bool,
+        preds: Preds,
+    ) -> (MatchItem, Preds) {
+        if contains_step(&*expr_match.expr) {
+            self.error(
+                first_step_span(&*expr_match.expr),
+                "a step cannot be called in a `match` scrutinee; the workflow must stop at the step before it chooses an arm; bind the step's result first: `let result = step(..).await; match result { .. }`",
+            );
+        }
+        let scrutinee = self.node(NodeKind::Pure);
+        self.connect(preds, scrutinee);
+        self.nodes[scrutinee].uses = self.uses_of(|uses| uses.visit_expr(&expr_match.expr));
+        let ty = self.type_of(&expr_match.expr);
+        let mut item = MatchItem {
+            expr: (*expr_match.expr).clone(),
+            arms: Vec::new(),
+        };
+        let mut dangling = Vec::new();
+        for (index, arm) in expr_match.arms.iter().enumerate() {
+            let arm_node = self.node(NodeKind::Pure);
+            self.nodes[scrutinee]
+                .succ
+                .push((arm_node, EdgeKind::Branch));
+            self.scopes.push(Vec::new());
+            self.bind(&arm.pat, ty.clone(), arm_node);
+            if let Some((_, guard)) = &arm.guard {
+                self.nodes[arm_node].uses = self.uses_of(|uses| uses.visit_expr(guard));
+            }
+            self.location.last_mut().expect("inside a block").1 = index;
+            let preds = vec![(arm_node, EdgeKind::Normal)];
+            let (block, out) = match &*arm.body {
+                Expr::Block(block) if block.label.is_none() => {
+                    self.block(&block.block.stmts, ret, preds, false)
+                }
+                other => {
+                    let stmts = if ret {
+                        vec![Stmt::Expr(other.clone(), None)]
+                    } else {
+                        vec![Stmt::Expr(other.clone(), Some(Default::default()))]
+                    };
+                    self.block(&stmts, ret, preds, false)
+                }
+            };
+            self.scopes.pop();
+            dangling.extend(out);
+            item.arms.push((
+                arm.attrs.clone(),
+                arm.pat.clone(),
+                arm.guard.as_ref().map(|(_, g)| (**g).clone()),
+                block,
+            ));
+        }
+        (item, dangling)
+    }
+
+    /// The type of a scrutinee that is a plain variable.
+    fn type_of(&self, expr: &Expr) -> VarType {
+        match single_ident(expr).and_then(|name| self.resolve(&name.to_string())) {
+            Some(id) => self.bindings[id].ty.clone(),
+            None => VarType::Unknown,
+        }
+    }
+
+    /// Declares the bindings of `pat` (matched against a value of type `ty`)
+    /// in the current scope, defined by `node`.
+    fn bind(&mut self, pat: &Pat, ty: VarType, node: NodeId) -> Vec<BindingId> {
+        let mut ids = Vec::new();
+        self.bind_into(pat, ty, node, &mut ids);
+        ids
+    }
+
+    fn bind_into(&mut self, pat: &Pat, ty: VarType, node: NodeId, ids: &mut Vec<BindingId>) {
+        match pat {
+            Pat::Ident(pat_ident) => {
+                if let Some((_, sub)) = &pat_ident.subpat {
+                    self.bind_into(sub, ty.clone(), node, ids);
+                }
+                if !is_binding_name(&pat_ident.ident) {
+                    return;
+                }
+                let is_ref = pat_ident.by_ref.is_some()
+                    || matches!(&ty, VarType::Written(Type::Reference(_)));
+                let id = self.bindings.len();
+                self.bindings.push(Binding {
+                    ident: pat_ident.ident.clone(),
+                    ty,
+                    is_ref,
+                    declared_at: Some(node),
+                });
+                self.scopes.last_mut().expect("a scope").push(id);
+                self.nodes[node].defs.insert(id);
+                ids.push(id);
+            }
+            Pat::Type(pat_type) => self.bind_into(
+                &pat_type.pat,
+                VarType::Written((*pat_type.ty).clone()),
+                node,
+                ids,
+            ),
+            Pat::Paren(paren) => self.bind_into(&paren.pat, ty, node, ids),
+            Pat::Tuple(tuple) => {
+                let elems = match &ty {
+                    VarType::Written(Type::Tuple(types))
+                        if types.elems.len() == tuple.elems.len() =>
+                    {
+                        types
+                            .elems
+                            .iter()
+                            .map(|ty| VarType::Written(ty.clone()))
+                            .collect()
+                    }
+                    _ => vec![VarType::Unknown; tuple.elems.len()],
+                };
+                for (pat, ty) in tuple.elems.iter().zip(elems) {
+                    self.bind_into(pat, ty, node, ids);
+                }
+            }
+            Pat::TupleStruct(tuple) => {
+                let variant = tuple
+                    .path
+                    .segments
+                    .last()
+                    .map(|s| s.ident.to_string())
+                    .unwrap_or_default();
+                let payload = if tuple.elems.len() == 1 {
+                    ty.payload(&variant)
+                } else {
+                    VarType::Unknown
+                };
+                for pat in &tuple.elems {
+                    self.bind_into(pat, payload.clone(), node, ids);
+                }
+            }
+            Pat::Struct(pat_struct) => {
+                for field in &pat_struct.fields {
+                    self.bind_into(&field.pat, VarType::Unknown, node, ids);
+                }
+            }
+            Pat::Slice(slice) => {
+                for pat in &slice.elems {
+                    self.bind_into(pat, VarType::Unknown, node, ids);
+                }
+            }
+            Pat::Reference(reference) => {
+                self.bind_into(&reference.pat, VarType::Unknown, node, ids)
+            }
+            Pat::Or(or) => {
+                if let Some(first) = or.cases.first() {
+                    self.bind_into(first, ty, node, ids);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // Input:  the CFG and the tree
+    // Output: per state the stored variables (liveness), the edges, the site order pairs
+    fn finish(mut self, body: Block, params: Vec<BindingId>) -> Option<Machine> {
+        let live_in = self.liveness();
+        let mut stored = vec![params];
+        for site in &self.sites {
+            stored.push(live_in[site.node].iter().copied().collect());
+        }
+        // Errors on what the states cannot hold, each binding once.
+        let mut reported = HashSet::new();
+        for (state, vars) in stored.iter().enumerate().skip(1) {
+            let step = type_string(&self.sites[state - 1].step);
+            let mut by_name: BTreeMap<String, Vec<BindingId>> = BTreeMap::new();
+            for &id in vars {
+                by_name
+                    .entry(self.bindings[id].ident.to_string())
+                    .or_default()
+                    .push(id);
+            }
+            for (name, ids) in by_name {
+                if ids.len() > 1 && reported.insert(("shadow", ids[ids.len() - 1])) {
+                    let later = &self.bindings[ids[ids.len() - 1]].ident;
+                    self.errors.at(
+                        later.span(),
+                        format!(
+                            "two different variables named `{name}` are both needed after step `{step}`; the state stored at that step has one field per name; rename one of them"
+                        ),
+                    );
+                    self.failed = true;
+                }
+            }
+            for &id in vars {
+                let binding = &self.bindings[id];
+                let name = binding.ident.to_string();
+                if binding.is_ref {
+                    if reported.insert(("ref", id)) {
+                        self.errors.at(
+                            binding.ident.span(),
+                            format!(
+                                "`{name}` is a reference held across step `{step}`; a workflow's state is stored between steps, so it keeps owned values; write `let {name} = value.clone();` or borrow again after the step"
+                            ),
+                        );
+                        self.failed = true;
+                    }
+                } else if matches!(binding.ty, VarType::Unknown) && reported.insert(("type", id)) {
+                    self.errors.at(
+                        binding.ident.span(),
+                        format!(
+                            "cannot name the type of `{name}`, held across step `{step}`; the state stored at that step declares a field for it; annotate it: `let {name}: Type = ...;`"
+                        ),
+                    );
+                    self.failed = true;
+                }
+            }
+        }
+        if self.failed {
+            return None;
+        }
+        let entries: Vec<NodeId> = std::iter::once(START)
+            .chain(self.sites.iter().map(|site| site.node))
+            .collect();
+        let mut edges = Vec::new();
+        let mut assigned = Vec::new();
+        for (state, &entry) in entries.iter().enumerate() {
+            let (state_edges, segment) = self.segment(state, entry);
+            edges.extend(state_edges);
+            let declared: BTreeSet<BindingId> = (0..self.bindings.len())
+                .filter(|&id| {
+                    self.bindings[id]
+                        .declared_at
+                        .is_some_and(|node| segment.contains(&node))
+                })
+                .collect();
+            let mut to_declare = BTreeSet::new();
+            for &node in &segment {
+                for &id in &self.nodes[node].assigns {
+                    if !stored[state].contains(&id) && !declared.contains(&id) {
+                        to_declare.insert(id);
+                    }
+                }
+            }
+            assigned.push(to_declare.into_iter().collect());
+        }
+        edges.sort();
+        edges.dedup();
+        let mut precedes = Vec::new();
+        for (a, site) in self.sites.iter().enumerate() {
+            let mut seen = HashSet::new();
+            let mut stack: Vec<NodeId> = self.nodes[site.node]
+                .succ
+                .iter()
+                .filter(|(_, kind)| *kind != EdgeKind::StepErr)
+                .map(|(to, _)| *to)
+                .collect();
+            while let Some(node) = stack.pop() {
+                if !seen.insert(node) {
+                    continue;
+                }
+                if let NodeKind::Step(b) = self.nodes[node].kind {
+                    precedes.push((a, b));
+                }
+                stack.extend(self.nodes[node].succ.iter().map(|(to, _)| *to));
+            }
+        }
+        precedes.sort();
+        precedes.dedup();
+        Some(Machine {
+            bindings: self.bindings,
+            sites: self.sites,
+            body,
+            items: self.items,
+            stored,
+            assigned,
+            edges,
+            precedes,
+        })
+    }
+
+    /// Live-in sets of every node: backward dataflow to a fixpoint.
+    fn liveness(&self) -> Vec<BTreeSet<BindingId>> {
+        let mut live_in = vec![BTreeSet::new(); self.nodes.len()];
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for id in (0..self.nodes.len()).rev() {
+                let node = &self.nodes[id];
+                let mut live: BTreeSet<BindingId> = BTreeSet::new();
+                for (succ, _) in &node.succ {
+                    live.extend(live_in[*succ].iter().copied());
+                }
+                for def in &node.defs {
+                    live.remove(def);
+                }
+                live.extend(node.uses.iter().copied());
+                if live != live_in[id] {
+                    live_in[id] = live;
+                    changed = true;
+                }
+            }
+        }
+        live_in
+    }
+
+    /// The edges leaving `state` and the nodes its segment runs (up to the
+    /// next steps).
+    fn segment(&self, state: usize, entry: NodeId) -> (Vec<EdgeIr>, BTreeSet<NodeId>) {
+        let mut edges = Vec::new();
+        let mut nodes = BTreeSet::from([entry]);
+        let mut seen = HashSet::new();
+        let mut stack: Vec<(NodeId, LabelIr)> = self.nodes[entry]
+            .succ
+            .iter()
+            .map(|&(to, kind)| {
+                let label = match kind {
+                    EdgeKind::StepErr => LabelIr::Err,
+                    EdgeKind::Branch => LabelIr::Branch,
+                    EdgeKind::Normal => LabelIr::Ok,
+                };
+                (to, label)
+            })
+            .collect();
+        while let Some((node, label)) = stack.pop() {
+            if !seen.insert((node, label)) {
+                continue;
+            }
+            match self.nodes[node].kind {
+                NodeKind::Step(site) => edges.push(EdgeIr {
+                    from: state,
+                    to: TargetIr::State(site + 1),
+                    label,
+                }),
+                NodeKind::ExitOk => edges.push(EdgeIr {
+                    from: state,
+                    to: TargetIr::Complete,
+                    label,
+                }),
+                NodeKind::ExitErr => edges.push(EdgeIr {
+                    from: state,
+                    to: TargetIr::Error,
+                    label,
+                }),
+                NodeKind::ExitAny => {
+                    edges.push(EdgeIr {
+                        from: state,
+                        to: TargetIr::Complete,
+                        label: LabelIr::Branch,
+                    });
+                    edges.push(EdgeIr {
+                        from: state,
+                        to: TargetIr::Error,
+                        label: LabelIr::Branch,
+                    });
+                }
+                NodeKind::Start | NodeKind::Pure => {
+                    nodes.insert(node);
+                    for &(to, kind) in &self.nodes[node].succ {
+                        let label = if kind == EdgeKind::Branch && label == LabelIr::Ok {
+                            LabelIr::Branch
+                        } else {
+                            label
+                        };
+                        stack.push((to, label));
+                    }
+                }
+            }
+        }
+        (edges, nodes)
+    }
+}
+
+/// `step(args).await?` or `step(args).await`: the call, the path, whether `?` follows.
+pub fn step_call(expr: &Expr) -> Option<(&ExprCall, &Path, bool)> {
+    let (inner, has_try) = match expr {
+        Expr::Try(expr_try) => (&*expr_try.expr, true),
+        other => (other, false),
+    };
+    let Expr::Await(expr_await) = inner else {
+        return None;
+    };
+    let Expr::Call(call) = &*expr_await.base else {
+        return None;
+    };
+    let Expr::Path(path) = &*call.func else {
+        return None;
+    };
+    if path.qself.is_some() {
+        return None;
+    }
+    Some((call, &path.path, has_try))
+}
+
+fn replace_call(expr: &mut Expr) {
+    match expr {
+        Expr::Try(expr_try) => replace_call(&mut expr_try.expr),
+        other => *other = syn::parse_quote!(__result),
+    }
+}
+
+fn single_ident(expr: &Expr) -> Option<&Ident> {
+    match expr {
+        Expr::Path(path) if path.qself.is_none() => path.path.get_ident(),
+        _ => None,
+    }
+}
+
+fn is_binding_name(ident: &Ident) -> bool {
+    let name = ident.to_string();
+    let name = name.trim_start_matches("r#");
+    name.starts_with(|c: char| c.is_lowercase() || c == '_') && name != "_"
+}
+
+/// `reserve_inventory` → `ReserveInventory`.
+pub fn camel_case(name: &str) -> String {
+    name.trim_start_matches("r#")
+        .split('_')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => first.to_uppercase().chain(chars).collect::<String>(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}
+
+fn exit_of(value: Option<&Expr>) -> NodeId {
+    if let Some(Expr::Call(call)) = value
+        && let Expr::Path(path) = &*call.func
+        && let Some(last) = path.path.segments.last()
+    {
+        if last.ident == "Ok" {
+            return EXIT_OK;
+        }
+        if last.ident == "Err" {
+            return EXIT_ERR;
+        }
+    }
+    EXIT_ANY
+}
+
+trait SpanOf {
+    fn span_of(&self) -> Span;
+}
+
+impl<T: ToTokens> SpanOf for T {
+    fn span_of(&self) -> Span {
+        syn::spanned::Spanned::span(self)
+    }
+}
+
+/// Finds step calls (`path(args).await`) outside closures, async blocks,
+/// nested items and loops (those are reported by `check`).
+#[derive(Default)]
+pub struct StepFinder {
+    /// Span of the first step call found.
+    pub found: Option<Span>,
+}
+
+impl<'ast> Visit<'ast> for StepFinder {
+    fn visit_expr(&mut self, expr: &'ast Expr) {
+        if self.found.is_some() {
+            return;
+        }
+        match expr {
+            Expr::Await(expr_await) => {
+                if let Expr::Call(call) = &*expr_await.base
+                    && let Expr::Path(_) = &*call.func
+                {
+                    self.found = Some(call.func.span_of());
+                    return;
+                }
+                visit::visit_expr(self, expr);
+            }
+            Expr::Closure(_)
+            | Expr::Async(_)
+            | Expr::Loop(_)
+            | Expr::While(_)
+            | Expr::ForLoop(_) => {}
+            _ => visit::visit_expr(self, expr),
+        }
+    }
+
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
+}
+
+fn contains_step<T: StepSearch + ?Sized>(node: &T) -> bool {
+    node.first_step().is_some()
+}
+
+fn first_step_span<T: StepSearch + ?Sized>(node: &T) -> Span {
+    node.first_step().unwrap_or_else(Span::call_site)
+}
+
+trait StepSearch {
+    fn first_step(&self) -> Option<Span>;
+}
+
+impl StepSearch for Expr {
+    fn first_step(&self) -> Option<Span> {
+        let mut finder = StepFinder::default();
+        finder.visit_expr(self);
+        finder.found
+    }
+}
+
+impl StepSearch for Stmt {
+    fn first_step(&self) -> Option<Span> {
+        let mut finder = StepFinder::default();
+        finder.visit_stmt(self);
+        finder.found
+    }
+}
+
+/// `return`s and `?`s in pure code (not inside closures, async blocks or items).
+#[derive(Default)]
+struct Exits {
+    returns: Vec<NodeId>,
+    has_try: bool,
+}
+
+impl<'ast> Visit<'ast> for Exits {
+    fn visit_expr(&mut self, expr: &'ast Expr) {
+        match expr {
+            Expr::Closure(_) | Expr::Async(_) => {}
+            Expr::Return(ret) => {
+                self.returns.push(exit_of(ret.expr.as_deref()));
+                visit::visit_expr(self, expr);
+            }
+            Expr::Try(_) => {
+                self.has_try = true;
+                visit::visit_expr(self, expr);
+            }
+            _ => visit::visit_expr(self, expr),
+        }
+    }
+
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
+}
+
+/// The variables of the enclosing scopes an expression uses, resolved
+/// lexically; closures' captures and format-string captures count.
+struct Uses<'a> {
+    visible: &'a BTreeMap<String, BindingId>,
+    shadowed: Vec<HashSet<String>>,
+    found: BTreeSet<BindingId>,
+}
+
+impl Uses<'_> {
+    fn resolve(&mut self, name: &str) {
+        if self.shadowed.iter().any(|scope| scope.contains(name)) {
+            return;
+        }
+        if let Some(&id) = self.visible.get(name) {
+            self.found.insert(id);
+        }
+    }
+
+    fn shadow(&mut self, pat: &Pat) {
+        let mut names = PatNames::default();
+        names.visit_pat(pat);
+        self.shadowed.last_mut().expect("a scope").extend(names.0);
+    }
+
+    fn scan_tokens(&mut self, tokens: TokenStream) {
+        let mut after_dot = false;
+        for token in tokens {
+            match token {
+                TokenTree::Ident(ident) => {
+                    if !after_dot {
+                        self.resolve(&ident.to_string());
+                    }
+                    after_dot = false;
+                }
+                TokenTree::Punct(punct) => after_dot = punct.as_char() == '.',
+                TokenTree::Group(group) => {
+                    self.scan_tokens(group.stream());
+                    after_dot = false;
+                }
+                TokenTree::Literal(literal) => {
+                    for name in format_captures(&literal.to_string()) {
+                        self.resolve(&name);
+                    }
+                    after_dot = false;
+                }
+            }
+        }
+    }
+}
+
+/// The names a format string captures: `"{label} {x:?}"` → `label`, `x`.
+pub fn format_captures(literal: &str) -> Vec<String> {
+    if !(literal.starts_with('"') || literal.starts_with("r\"") || literal.starts_with("r#")) {
+        return Vec::new();
+    }
+    let mut names = Vec::new();
+    let chars: Vec<char> = literal.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '{' {
+            if chars.get(i + 1) == Some(&'{') {
+                i += 2;
+                continue;
+            }
+            let start = i + 1;
+            let mut end = start;
+            while end < chars.len() && (chars[end].is_alphanumeric() || chars[end] == '_') {
+                end += 1;
+            }
+            let name: String = chars[start..end].iter().collect();
+            if end < chars.len()
+                && matches!(chars[end], '}' | ':')
+                && name.starts_with(|c: char| c.is_alphabetic() || c == '_')
+            {
+                names.push(name);
+            }
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    names
+}
+
+#[derive(Default)]
+struct PatNames(Vec<String>);
+
+impl<'ast> Visit<'ast> for PatNames {
+    fn visit_pat_ident(&mut self, pat: &'ast syn::PatIdent) {
+        if is_binding_name(&pat.ident) {
+            self.0.push(pat.ident.to_string());
+        }
+        visit::visit_pat_ident(self, pat);
+    }
+}
+
+impl<'ast> Visit<'ast> for Uses<'_> {
+    fn visit_expr_path(&mut self, path: &'ast syn::ExprPath) {
+        if path.qself.is_none()
+            && let Some(ident) = path.path.get_ident()
+        {
+            self.resolve(&ident.to_string());
+        }
+        visit::visit_expr_path(self, path);
+    }
+
+    fn visit_block(&mut self, block: &'ast syn::Block) {
+        self.shadowed.push(HashSet::new());
+        visit::visit_block(self, block);
+        self.shadowed.pop();
+    }
+
+    fn visit_local(&mut self, local: &'ast syn::Local) {
+        if let Some(init) = &local.init {
+            self.visit_expr(&init.expr);
+            if let Some((_, diverge)) = &init.diverge {
+                self.visit_expr(diverge);
+            }
+        }
+        self.shadow(&local.pat);
+    }
+
+    fn visit_expr_closure(&mut self, closure: &'ast syn::ExprClosure) {
+        self.shadowed.push(HashSet::new());
+        for input in &closure.inputs {
+            self.shadow(input);
+        }
+        self.visit_expr(&closure.body);
+        self.shadowed.pop();
+    }
+
+    fn visit_arm(&mut self, arm: &'ast syn::Arm) {
+        self.shadowed.push(HashSet::new());
+        self.shadow(&arm.pat);
+        if let Some((_, guard)) = &arm.guard {
+            self.visit_expr(guard);
+        }
+        self.visit_expr(&arm.body);
+        self.shadowed.pop();
+    }
+
+    fn visit_expr_for_loop(&mut self, for_loop: &'ast syn::ExprForLoop) {
+        self.visit_expr(&for_loop.expr);
+        self.shadowed.push(HashSet::new());
+        self.shadow(&for_loop.pat);
+        self.visit_block(&for_loop.body);
+        self.shadowed.pop();
+    }
+
+    fn visit_expr_let(&mut self, expr_let: &'ast syn::ExprLet) {
+        self.visit_expr(&expr_let.expr);
+        self.shadow(&expr_let.pat);
+    }
+
+    fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+        self.scan_tokens(mac.tokens.clone());
+    }
+
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
+}

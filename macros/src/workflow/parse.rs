@@ -1,0 +1,155 @@
+//! Stage 1: the attributed `async fn` as a model the later stages read.
+
+use proc_macro2::TokenStream;
+use quote::ToTokens;
+use syn::spanned::Spanned;
+use syn::{
+    Attribute, Block, FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Type,
+    Visibility,
+};
+
+use super::Errors;
+
+/// The workflow function, as the later stages need it.
+pub struct WorkflowFn {
+    /// Attributes and docs, kept on the generated unit struct.
+    pub attrs: Vec<Attribute>,
+    /// The function's visibility, given to the struct and the state enum.
+    pub vis: Visibility,
+    /// The function's name: the workflow's name and the unit struct's.
+    pub name: Ident,
+    /// The parameters: the workflow's input.
+    pub params: Vec<Param>,
+    /// `T` of `Result<T, E>`, `None` when the return type is not a `Result`.
+    pub ok_type: Option<Type>,
+    /// `E` of `Result<T, E>`.
+    pub err_type: Option<Type>,
+    /// The body, lowered into states.
+    pub body: Block,
+}
+
+/// One parameter `name: Type`.
+pub struct Param {
+    /// Its name.
+    pub name: Ident,
+    /// Its type as written.
+    pub ty: Type,
+}
+
+// Input:  `#[workflow] async fn place_order(order: Order) -> Result<Receipt, WorkflowError> { .. }`
+// Output: `WorkflowFn { name: place_order, params: [order: Order], ok_type: Receipt, err_type: WorkflowError, .. }`
+/// Reads the function. Returns `None` only when the item is not a function at
+/// all; every other mistake is pushed to `errors` and parsing goes on.
+pub fn parse(args: TokenStream, item: TokenStream, errors: &mut Errors) -> Option<WorkflowFn> {
+    if !args.is_empty() {
+        errors.at(
+            args.span(),
+            "`#[workflow]` takes no arguments; the workflow's name is the function's name; write `#[workflow]`",
+        );
+    }
+    let func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(_) => {
+            let span = item
+                .into_iter()
+                .next()
+                .map_or_else(proc_macro2::Span::call_site, |t| t.span());
+            errors.at(
+                span,
+                "`#[workflow]` goes on an `async fn`; the function becomes a durable state machine; write `#[workflow] async fn name(input: Input) -> Result<Output, WorkflowError> { .. }`",
+            );
+            return None;
+        }
+    };
+    let sig = &func.sig;
+    if sig.asyncness.is_none() {
+        errors.at(
+            sig.fn_token.span,
+            format!(
+                "a workflow must be an `async fn`; its steps are awaited, and it is resumed step by step; write `async fn {}(..)`",
+                sig.ident
+            ),
+        );
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        errors.at(
+            sig.generics.span(),
+            "generic workflows are not supported; the state machine is stored and resumed by name, so its types must be concrete; write the concrete types",
+        );
+    }
+    let mut params = Vec::new();
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(receiver) => errors.at(
+                receiver.span(),
+                "a workflow cannot take `self`; it is a free function the runtime starts by name; pass the data as a parameter",
+            ),
+            FnArg::Typed(typed) => {
+                let Pat::Ident(pat) = &*typed.pat else {
+                    errors.at(
+                        typed.pat.span(),
+                        "a workflow's parameters must be plain names; they become fields of the stored state; write `name: Type` and destructure in the body",
+                    );
+                    continue;
+                };
+                if let Type::Reference(reference) = &*typed.ty {
+                    errors.at(
+                        typed.ty.span(),
+                        format!(
+                            "workflow parameter `{}` is a reference; the input is stored with the instance, so it must be owned; write `{}: {}`",
+                            pat.ident,
+                            pat.ident,
+                            reference.elem.to_token_stream()
+                        ),
+                    );
+                }
+                params.push(Param { name: pat.ident.clone(), ty: (*typed.ty).clone() });
+            }
+        }
+    }
+    let (ok_type, err_type) = match result_types(&sig.output) {
+        Some((ok, err)) => (Some(ok), Some(err)),
+        None => {
+            let span = match &sig.output {
+                ReturnType::Default => sig.paren_token.span.join(),
+                ReturnType::Type(_, ty) => ty.span(),
+            };
+            errors.at(
+                span,
+                "a workflow must return `Result<T, E>`; an `Err` is what makes the saga compensate its steps; write `-> Result<Output, WorkflowError>`",
+            );
+            (None, None)
+        }
+    };
+    Some(WorkflowFn {
+        attrs: func.attrs.clone(),
+        vis: func.vis.clone(),
+        name: sig.ident.clone(),
+        params,
+        ok_type,
+        err_type,
+        body: (*func.block).clone(),
+    })
+}
+
+/// `T` and `E` of a return type written `Result<T, E>` (any path ending in `Result`).
+fn result_types(output: &ReturnType) -> Option<(Type, Type)> {
+    let ReturnType::Type(_, ty) = output else {
+        return None;
+    };
+    let Type::Path(path) = &**ty else { return None };
+    let last = path.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let mut types = args.args.iter().filter_map(|arg| match arg {
+        GenericArgument::Type(ty) => Some(ty.clone()),
+        _ => None,
+    });
+    let ok = types.next()?;
+    let err = types.next()?;
+    Some((ok, err))
+}
