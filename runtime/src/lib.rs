@@ -10,6 +10,7 @@
 pub mod context;
 pub mod error;
 pub mod machine;
+pub mod record;
 pub mod runtime;
 pub mod step;
 pub mod store;

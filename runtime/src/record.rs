@@ -1,0 +1,479 @@
+//! The instance record: what the runtime keeps in the store for one workflow
+//! instance, and its on-disk envelope.
+//!
+//! One key per instance, `instances/{id}`, holding JSON an operator can read
+//! with the backend's own tools:
+//!
+//! ```text
+//! {"format":1,"checksum":"fnv1a64:9c1e…","record":{"workflow":"place_order","id":"order-42",…}}
+//! ```
+//!
+//! The checksum covers the exact bytes of `record`, so a torn or hand-edited
+//! record is detected instead of being resumed with wrong data.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::workflow::CompensationEntry;
+
+/// The envelope's format version; a record with another one is not decoded.
+pub const FORMAT: u32 = 1;
+
+/// Events kept in a record's history; older ones are dropped first.
+pub const HISTORY_LIMIT: usize = 64;
+
+/// The store key prefix of instance records.
+pub const KEY_PREFIX: &str = "instances/";
+
+/// The store key of instance `id`.
+pub fn key(id: &str) -> String {
+    format!("{KEY_PREFIX}{id}")
+}
+
+/// Where an instance is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Phase {
+    /// Moving forward: the next step is due.
+    Running,
+    /// Waiting for a retry after a failed step attempt (see `next_run_at`).
+    Waiting,
+    /// Rolling back: running the compensation stack, last entry first.
+    Compensating,
+    /// Terminal: the workflow returned `Ok`.
+    Completed,
+    /// Terminal: the workflow failed (or was cancelled) and every completed
+    /// compensable step was undone.
+    Compensated,
+    /// Terminal: an operator must look (a failure after the pivot, or a
+    /// compensation that could not finish).
+    Failed,
+}
+
+impl Phase {
+    /// Whether the instance has ended and will never change again.
+    pub const fn is_terminal(self) -> bool {
+        matches!(self, Phase::Completed | Phase::Compensated | Phase::Failed)
+    }
+
+    /// The name as stored.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Phase::Running => "Running",
+            Phase::Waiting => "Waiting",
+            Phase::Compensating => "Compensating",
+            Phase::Completed => "Completed",
+            Phase::Compensated => "Compensated",
+            Phase::Failed => "Failed",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an instance did not complete: what [`Outcome::Compensated`] and
+/// [`Outcome::Failed`] carry.
+///
+/// [`Outcome::Compensated`]: crate::runtime::Outcome::Compensated
+/// [`Outcome::Failed`]: crate::runtime::Outcome::Failed
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// What went wrong.
+    pub message: String,
+    /// The step whose failure it is, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+}
+
+impl Failure {
+    /// A failure with a message and no step.
+    pub fn new(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            step: None,
+        }
+    }
+
+    /// The failure of a cancelled instance.
+    pub fn cancelled() -> Failure {
+        Failure::new(CANCELLED)
+    }
+
+    /// Whether the instance failed because it was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.step.is_none() && self.message == CANCELLED
+    }
+}
+
+const CANCELLED: &str = "cancelled";
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.step {
+            Some(step) => write!(f, "step `{step}` failed: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Who is running an instance. Written by the in-process claim today; the
+/// fields are there so leases between processes need no format change.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The runtime that last advanced the instance.
+    pub owner: Option<String>,
+    /// Until when (ms since the Unix epoch) the owner holds it.
+    pub expires_at: Option<u64>,
+    /// Increases whenever the owner changes; fences stale writers.
+    pub epoch: u64,
+}
+
+/// What happened to an instance, as kept in its bounded history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The instance was created by `start`.
+    Created,
+    /// A step attempt began (`at` is when it began).
+    StepStarted,
+    /// A step attempt succeeded.
+    StepSucceeded,
+    /// A step attempt failed and another is scheduled.
+    StepRetried,
+    /// A step failed for good.
+    StepFailed,
+    /// `cancel` was called.
+    CancelRequested,
+    /// The saga began rolling back (the error says why).
+    Compensating,
+    /// One compensation finished.
+    Compensated,
+    /// A compensation attempt failed and another is scheduled.
+    CompensationRetried,
+    /// A compensation failed for good.
+    CompensationFailed,
+    /// The workflow returned `Ok`.
+    Completed,
+    /// Every compensation finished: the instance is `Compensated`.
+    RolledBack,
+    /// The instance ended `Failed`.
+    Failed,
+}
+
+/// One entry of an instance's history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEvent {
+    /// When (ms since the Unix epoch).
+    pub at: u64,
+    /// What happened.
+    pub kind: EventKind,
+    /// The state the instance was in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// The step (or, for compensation events, the step being undone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// The attempt number, for step and compensation attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// The error, for failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl HistoryEvent {
+    /// An event with no state, step, attempt or error.
+    pub fn new(at: u64, kind: EventKind) -> HistoryEvent {
+        HistoryEvent {
+            at,
+            kind,
+            state: None,
+            step: None,
+            attempt: None,
+            error: None,
+        }
+    }
+}
+
+/// The record of one workflow instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    /// The workflow's name (`Workflow::NAME`).
+    pub workflow: String,
+    /// The instance id given to `start`.
+    pub id: String,
+    /// The state machine's fingerprint, 16 hex digits.
+    pub fingerprint: String,
+    /// Where the instance is in its life.
+    pub phase: Phase,
+    /// The name of the state variant (the resume point).
+    pub state_name: String,
+    /// The serialized state variant: the variables live at the resume point.
+    pub state: serde_json::Value,
+    /// Completed compensable steps, oldest first; popped from the end.
+    pub compensation_stack: Vec<CompensationEntry>,
+    /// Whether the saga's pivot step has succeeded (no way back after it).
+    pub pivot_passed: bool,
+    /// The attempt number of the next step or compensation attempt (1-based).
+    pub attempt: u32,
+    /// When the next attempt is due (ms since the Unix epoch); `None`: now.
+    #[serde(default)]
+    pub next_run_at: Option<u64>,
+    /// Whether `cancel` was called; the instance compensates at its next step.
+    #[serde(default)]
+    pub cancel_requested: bool,
+    /// Who runs the instance.
+    #[serde(default)]
+    pub lease: Lease,
+    /// The workflow's output, when `Completed`.
+    #[serde(default)]
+    pub output: Option<serde_json::Value>,
+    /// Why it did not complete, when compensating, `Compensated` or `Failed`.
+    #[serde(default)]
+    pub failure: Option<Failure>,
+    /// The error of the last failed attempt, if any.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// The last [`HISTORY_LIMIT`] events, oldest first.
+    #[serde(default)]
+    pub history: VecDeque<HistoryEvent>,
+    /// When the instance was created (ms since the Unix epoch).
+    pub created_at: u64,
+    /// When the record was last written (ms since the Unix epoch).
+    pub updated_at: u64,
+}
+
+impl InstanceRecord {
+    /// Appends an event, dropping the oldest beyond [`HISTORY_LIMIT`].
+    pub fn push_event(&mut self, event: HistoryEvent) {
+        self.history.push_back(event);
+        while self.history.len() > HISTORY_LIMIT {
+            self.history.pop_front();
+        }
+    }
+
+    /// The fingerprint as a number, `None` if it is not 16 hex digits.
+    pub fn fingerprint_value(&self) -> Option<u64> {
+        parse_fingerprint(&self.fingerprint)
+    }
+}
+
+/// `0123456789abcdef`: how fingerprints are written in records.
+pub fn format_fingerprint(fingerprint: u64) -> String {
+    format!("{fingerprint:016x}")
+}
+
+fn parse_fingerprint(text: &str) -> Option<u64> {
+    if text.len() != 16 {
+        return None;
+    }
+    u64::from_str_radix(text, 16).ok()
+}
+
+/// Why stored bytes are not a valid record.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Not a JSON envelope.
+    #[error("not a record envelope: {0}")]
+    Envelope(String),
+    /// An envelope of a format this version does not read.
+    #[error("record format {0} is not supported (this version reads format {FORMAT})")]
+    Format(u32),
+    /// The checksum does not match the record's bytes.
+    #[error("checksum mismatch: stored {stored}, computed {computed}")]
+    Checksum {
+        /// The checksum in the envelope.
+        stored: String,
+        /// The checksum of the bytes found.
+        computed: String,
+    },
+    /// The checksum matches but the record's fields do not.
+    #[error("invalid record: {0}")]
+    Record(String),
+}
+
+#[derive(Serialize)]
+struct EnvelopeOut<'a> {
+    format: u32,
+    checksum: String,
+    record: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeIn<'a> {
+    format: u32,
+    checksum: String,
+    #[serde(borrow)]
+    record: &'a RawValue,
+}
+
+/// FNV-1a, 64 bits: enough to catch torn writes and stray edits (it is not
+/// meant to resist tampering), and needs no dependency.
+fn checksum(bytes: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("fnv1a64:{hash:016x}")
+}
+
+/// Serializes a record into its envelope.
+pub fn encode(record: &InstanceRecord) -> Result<Vec<u8>, serde_json::Error> {
+    let body = serde_json::to_string(record)?;
+    let raw = RawValue::from_string(body)?;
+    let envelope = EnvelopeOut {
+        format: FORMAT,
+        checksum: checksum(raw.get().as_bytes()),
+        record: &raw,
+    };
+    serde_json::to_vec(&envelope)
+}
+
+/// Reads a record from its envelope, checking format and checksum.
+pub fn decode(bytes: &[u8]) -> Result<InstanceRecord, DecodeError> {
+    let envelope: EnvelopeIn<'_> =
+        serde_json::from_slice(bytes).map_err(|error| DecodeError::Envelope(error.to_string()))?;
+    if envelope.format != FORMAT {
+        return Err(DecodeError::Format(envelope.format));
+    }
+    let computed = checksum(envelope.record.get().as_bytes());
+    if computed != envelope.checksum {
+        return Err(DecodeError::Checksum {
+            stored: envelope.checksum,
+            computed,
+        });
+    }
+    serde_json::from_str(envelope.record.get())
+        .map_err(|error| DecodeError::Record(error.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> InstanceRecord {
+        let mut record = InstanceRecord {
+            workflow: "place_order".into(),
+            id: "order-42".into(),
+            fingerprint: format_fingerprint(0x0123_4567_89ab_cdef),
+            phase: Phase::Running,
+            state_name: "ChargePayment1".into(),
+            state: serde_json::json!({"ChargePayment1": {"order": {"id": 42}, "reservation": "R-1"}}),
+            compensation_stack: vec![CompensationEntry {
+                step: "reserve_inventory".into(),
+                args: serde_json::json!([{"id": 42}]),
+                output: serde_json::json!("R-1"),
+            }],
+            pivot_passed: false,
+            attempt: 1,
+            next_run_at: None,
+            cancel_requested: false,
+            lease: Lease {
+                owner: Some("worker-1".into()),
+                expires_at: Some(1_700_000_030_000),
+                epoch: 1,
+            },
+            output: None,
+            failure: None,
+            last_error: None,
+            history: VecDeque::new(),
+            created_at: 1_700_000_000_000,
+            updated_at: 1_700_000_000_500,
+        };
+        record.push_event(HistoryEvent::new(1_700_000_000_000, EventKind::Created));
+        record.push_event(HistoryEvent {
+            state: Some("ReserveInventory0".into()),
+            step: Some("reserve_inventory".into()),
+            attempt: Some(1),
+            ..HistoryEvent::new(1_700_000_000_100, EventKind::StepStarted)
+        });
+        record.push_event(HistoryEvent {
+            state: Some("ReserveInventory0".into()),
+            step: Some("reserve_inventory".into()),
+            attempt: Some(1),
+            ..HistoryEvent::new(1_700_000_000_500, EventKind::StepSucceeded)
+        });
+        record
+    }
+
+    #[test]
+    fn round_trips() {
+        let record = sample();
+        let bytes = encode(&record).expect("encodes");
+        assert_eq!(decode(&bytes), Ok(record));
+    }
+
+    #[test]
+    fn record_json_is_stable() {
+        let bytes = encode(&sample()).expect("encodes");
+        let text = String::from_utf8(bytes).expect("utf-8");
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn detects_a_changed_byte() {
+        let bytes = encode(&sample()).expect("encodes");
+        let text = String::from_utf8(bytes)
+            .expect("utf-8")
+            .replace("\"attempt\":1,", "\"attempt\":2,");
+        assert!(matches!(
+            decode(text.as_bytes()),
+            Err(DecodeError::Checksum { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_garbage_and_other_formats() {
+        assert!(matches!(
+            decode(b"\x00\xffnot json"),
+            Err(DecodeError::Envelope(_))
+        ));
+        assert!(matches!(
+            decode(b"{\"format\":1}"),
+            Err(DecodeError::Envelope(_))
+        ));
+        let other = br#"{"format":2,"checksum":"x","record":{}}"#;
+        assert_eq!(decode(other), Err(DecodeError::Format(2)));
+    }
+
+    #[test]
+    fn rejects_a_valid_checksum_over_wrong_fields() {
+        let body = r#"{"workflow":"w"}"#;
+        let envelope = format!(
+            r#"{{"format":1,"checksum":"{}","record":{body}}}"#,
+            checksum(body.as_bytes())
+        );
+        assert!(matches!(
+            decode(envelope.as_bytes()),
+            Err(DecodeError::Record(_))
+        ));
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let mut record = sample();
+        for at in 0..(HISTORY_LIMIT as u64 * 2) {
+            record.push_event(HistoryEvent::new(at, EventKind::StepRetried));
+        }
+        assert_eq!(record.history.len(), HISTORY_LIMIT);
+        assert_eq!(
+            record.history.back().map(|event| event.at),
+            Some(HISTORY_LIMIT as u64 * 2 - 1)
+        );
+    }
+
+    #[test]
+    fn fingerprints_are_sixteen_hex_digits() {
+        assert_eq!(format_fingerprint(0xab), "00000000000000ab");
+        assert_eq!(parse_fingerprint("00000000000000ab"), Some(0xab));
+        assert_eq!(parse_fingerprint("ab"), None);
+        assert_eq!(parse_fingerprint("zz000000000000ab"), None);
+    }
+}

@@ -1,0 +1,133 @@
+//! Registered workflows with their types erased, so one runtime (not generic
+//! over anything) can hold many and work on their records as JSON.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::Deserialize as _;
+use serde_json::Value;
+
+use crate::error::WorkflowError;
+use crate::machine::StateMachine;
+use crate::step::CompensationFuture;
+use crate::workflow::{Driver, StepOutcome, Transition, Workflow};
+
+/// A boxed, `Send`, `'static` future.
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// Where one resume left the instance, with state and output as JSON.
+#[derive(Debug)]
+pub(crate) enum Moved {
+    Next {
+        state: Value,
+        state_name: &'static str,
+    },
+    Complete(Value),
+    Fail(WorkflowError),
+    Suspend,
+}
+
+/// Why a resume produced no usable transition.
+#[derive(Debug)]
+pub(crate) enum ResumeError {
+    /// The stored state does not decode into the workflow's state type: the
+    /// record is left as it is.
+    Corrupt(String),
+    /// The new state or the output could not be serialized.
+    Encode(String),
+}
+
+/// What one resume (one step attempt plus the pure code after it) did.
+#[derive(Debug)]
+pub(crate) struct ResumeReport {
+    pub moved: Result<Moved, ResumeError>,
+    pub outcome: Option<StepOutcome>,
+    pub encode_error: Option<String>,
+}
+
+/// A registered workflow, seen through JSON.
+pub(crate) trait ErasedWorkflow: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    fn machine(&self) -> &'static StateMachine;
+    /// Whether `state` decodes into the workflow's state type.
+    fn check_state(&self, state: &Value) -> Result<(), String>;
+    /// Runs one resume of `state`, attempt `attempt` of its step.
+    fn resume(
+        &self,
+        id: String,
+        state: Value,
+        state_name: String,
+        attempt: u32,
+    ) -> BoxFuture<ResumeReport>;
+    /// Starts the compensation of `step`, if the workflow knows that step.
+    fn compensate(&self, step: &str, args: Value, output: Value) -> Option<CompensationFuture>;
+}
+
+/// The erased form of workflow `W`.
+pub(crate) struct Erased<W>(pub W);
+
+impl<W: Workflow> ErasedWorkflow for Erased<W> {
+    fn name(&self) -> &'static str {
+        W::NAME
+    }
+
+    fn machine(&self) -> &'static StateMachine {
+        self.0.state_machine()
+    }
+
+    fn check_state(&self, state: &Value) -> Result<(), String> {
+        W::State::deserialize(state)
+            .map(drop)
+            .map_err(|error| format!("the stored state does not decode: {error}"))
+    }
+
+    fn resume(
+        &self,
+        id: String,
+        state: Value,
+        state_name: String,
+        attempt: u32,
+    ) -> BoxFuture<ResumeReport> {
+        Box::pin(async move {
+            let state: W::State = match serde_json::from_value(state) {
+                Ok(state) => state,
+                Err(error) => {
+                    return ResumeReport {
+                        moved: Err(ResumeError::Corrupt(format!(
+                            "the stored state `{state_name}` does not decode: {error}"
+                        ))),
+                        outcome: None,
+                        encode_error: None,
+                    };
+                }
+            };
+            let mut driver = Driver::new(id, state_name, attempt);
+            let moved = match W::resume(state, &mut driver).await {
+                Transition::Next(state) => {
+                    let state_name = W::state_name(&state);
+                    serde_json::to_value(&state)
+                        .map(|state| Moved::Next { state, state_name })
+                        .map_err(|error| {
+                            ResumeError::Encode(format!("state `{state_name}`: {error}"))
+                        })
+                }
+                Transition::Complete(output) => serde_json::to_value(&output)
+                    .map(Moved::Complete)
+                    .map_err(|error| {
+                        ResumeError::Encode(format!("the workflow's output: {error}"))
+                    }),
+                Transition::Fail(error) => Ok(Moved::Fail(error)),
+                Transition::Suspend => Ok(Moved::Suspend),
+            };
+            ResumeReport {
+                moved,
+                encode_error: driver.encode_error().map(str::to_owned),
+                outcome: driver.take_outcome(),
+            }
+        })
+    }
+
+    fn compensate(&self, step: &str, args: Value, output: Value) -> Option<CompensationFuture> {
+        W::compensate(step, args, output)
+    }
+}

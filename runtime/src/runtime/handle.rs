@@ -1,0 +1,136 @@
+//! `Handle` and `Outcome`: waiting for an instance to end.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+
+use super::{Runtime, Status};
+use crate::error::Error;
+use crate::record::{Failure, InstanceRecord, Phase};
+
+/// How an instance ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome<T> {
+    /// The workflow returned `Ok` with this output.
+    Completed(T),
+    /// The workflow failed (or was cancelled) before its pivot, and every
+    /// completed step was compensated.
+    Compensated(Failure),
+    /// The instance needs an operator: it failed after its pivot, or a
+    /// compensation could not finish.
+    Failed(Failure),
+}
+
+/// A handle on one workflow instance, returned by [`Runtime::start`].
+/// Cheap to clone; any number of handles may wait on the same instance.
+pub struct Handle<T> {
+    runtime: Runtime,
+    id: String,
+    // `fn() -> T`: the handle holds no `T`, so it is `Send + Sync` for any `T`.
+    output: PhantomData<fn() -> T>,
+}
+
+impl<T> Handle<T> {
+    pub(super) fn new(runtime: Runtime, id: String) -> Handle<T> {
+        Handle {
+            runtime,
+            id,
+            output: PhantomData,
+        }
+    }
+
+    /// The instance id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// What the runtime knows about the instance now.
+    pub async fn status(&self) -> Result<Option<Status>, Error> {
+        self.runtime.status(&self.id).await
+    }
+}
+
+impl<T: DeserializeOwned> Handle<T> {
+    /// Waits until the instance ends, and returns how.
+    ///
+    /// Wakes as soon as a worker of this process writes the instance, and
+    /// re-reads the store every poll interval for instances run by other
+    /// processes. An instance this runtime cannot advance (an unregistered
+    /// workflow, another fingerprint, a corrupt record) is an error rather
+    /// than an endless wait.
+    pub async fn outcome(&self) -> Result<Outcome<T>, Error> {
+        let local = self.runtime.local(&self.id);
+        let result = self.wait(&local).await;
+        self.runtime.release_local(&self.id, local);
+        result
+    }
+
+    async fn wait(&self, local: &super::Local) -> Result<Outcome<T>, Error> {
+        let inner = &self.runtime.inner;
+        let mut changed = local.changed.subscribe();
+        let mut shutdown = inner.shutdown.subscribe();
+        loop {
+            // Mark the current generation seen before reading, so a write
+            // landing after the read still wakes us.
+            changed.borrow_and_update();
+            let Some((instance, _)) = self.runtime.load(&self.id).await? else {
+                return Err(Error::NotFound(self.id.clone()));
+            };
+            if instance.phase.is_terminal() {
+                return outcome_of(instance);
+            }
+            // An instance no runtime here can advance would be an endless wait.
+            self.runtime.runnable(&instance)?;
+            if *shutdown.borrow_and_update() {
+                return Err(Error::Shutdown);
+            }
+            tokio::select! {
+                _ = changed.changed() => {}
+                _ = shutdown.changed() => {}
+                () = tokio::time::sleep(inner.poll_interval) => {}
+            }
+        }
+    }
+}
+
+impl<T> Clone for Handle<T> {
+    fn clone(&self) -> Handle<T> {
+        Handle::new(self.runtime.clone(), self.id.clone())
+    }
+}
+
+impl<T> fmt::Debug for Handle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of an ended instance.
+fn outcome_of<T: DeserializeOwned>(instance: InstanceRecord) -> Result<Outcome<T>, Error> {
+    let failure = |instance: InstanceRecord| {
+        instance
+            .failure
+            .unwrap_or_else(|| Failure::new("no failure recorded"))
+    };
+    Ok(match instance.phase {
+        Phase::Completed => {
+            let output = instance.output.unwrap_or(serde_json::Value::Null);
+            let output = serde_json::from_value(output).map_err(|error| Error::Codec {
+                what: format!("the output of instance `{}`", instance.id),
+                reason: error.to_string(),
+            })?;
+            Outcome::Completed(output)
+        }
+        Phase::Compensated => Outcome::Compensated(failure(instance)),
+        Phase::Failed => Outcome::Failed(failure(instance)),
+        Phase::Running | Phase::Waiting | Phase::Compensating => {
+            return Err(Error::Corrupt {
+                id: instance.id,
+                reason: "the instance has not ended".to_owned(),
+            });
+        }
+    })
+}
