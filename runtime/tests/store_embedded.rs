@@ -1,0 +1,224 @@
+//! `EmbeddedStore`: the conformance suite, reopening, limits.
+#![cfg(feature = "embedded")]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sagaflow::store::embedded::{MAX_KEY_SIZE, MAX_VALUE_SIZE};
+use sagaflow::store::{Expect, Store, conformance};
+use sagaflow::{EmbeddedStore, StoreError};
+
+/// A fresh directory under the system's temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "sagaflow-test-{name}-{}-{nanos}",
+            std::process::id()
+        ));
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn embedded_store_conforms() {
+    let dir = TempDir::new("conform");
+    conformance::run(Arc::new(EmbeddedStore::open(&dir.0).unwrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_store_conforms_on_many_threads() {
+    let dir = TempDir::new("conform-mt");
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.0).unwrap());
+    // Twice on one store: the second run meets the first one's leftovers.
+    conformance::run(store.clone()).await;
+    conformance::run(store).await;
+}
+
+#[tokio::test]
+async fn reopen_sees_every_acknowledged_write() {
+    let dir = TempDir::new("reopen");
+    let mut versions = Vec::new();
+    {
+        let store = EmbeddedStore::open(&dir.0).unwrap();
+        for i in 0..100 {
+            let v = store
+                .put(
+                    &format!("k/{i:03}"),
+                    format!("value {i}").into_bytes(),
+                    Expect::Absent,
+                )
+                .await
+                .unwrap();
+            versions.push(v);
+        }
+        let v = store
+            .put("k/000", b"changed".to_vec(), Expect::Version(versions[0]))
+            .await
+            .unwrap();
+        versions[0] = v;
+        store
+            .delete("k/099", Expect::Version(versions[99]))
+            .await
+            .unwrap();
+        // A clone keeps the store open after the original is dropped.
+        let clone = store.clone();
+        drop(store);
+        clone
+            .put("k/100", b"from the clone".to_vec(), Expect::Absent)
+            .await
+            .unwrap();
+    }
+    let store = EmbeddedStore::open(&dir.0).unwrap();
+    let page = store.scan("k/", None, 1000).await.unwrap();
+    assert_eq!(page.entries.len(), 100);
+    assert_eq!(store.get("k/000").await.unwrap().unwrap().value, b"changed");
+    assert_eq!(
+        store.get("k/000").await.unwrap().unwrap().version,
+        versions[0]
+    );
+    for (i, &version) in versions.iter().enumerate().take(99).skip(1) {
+        let got = store.get(&format!("k/{i:03}")).await.unwrap().unwrap();
+        assert_eq!(
+            (got.value, got.version),
+            (format!("value {i}").into_bytes(), version)
+        );
+    }
+    assert_eq!(store.get("k/099").await.unwrap(), None);
+    assert_eq!(
+        store.get("k/100").await.unwrap().unwrap().value,
+        b"from the clone"
+    );
+    // The version counter survived: a re-created key gets a greater version
+    // than any handed out before the restart.
+    let max = store.get("k/100").await.unwrap().unwrap().version;
+    let v = store
+        .put("k/099", b"again".to_vec(), Expect::Absent)
+        .await
+        .unwrap();
+    assert!(
+        v > max && versions.iter().all(|old| v > *old),
+        "{v} after {max}"
+    );
+}
+
+#[tokio::test]
+async fn a_directory_opens_once() {
+    let dir = TempDir::new("locked");
+    let store = EmbeddedStore::open(&dir.0).unwrap();
+    let err = EmbeddedStore::open(&dir.0).unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    drop(store);
+    EmbeddedStore::open(&dir.0).expect("reopens once closed");
+}
+
+#[tokio::test]
+async fn limits() {
+    let dir = TempDir::new("limits");
+    let store = EmbeddedStore::open(&dir.0).unwrap();
+    let err = store
+        .put("big", vec![0; MAX_VALUE_SIZE + 1], Expect::Any)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::TooLarge { size, limit } if size == MAX_VALUE_SIZE + 1 && limit == MAX_VALUE_SIZE),
+        "{err:?}"
+    );
+    assert_eq!(store.get("big").await.unwrap(), None);
+    store
+        .put("big", vec![7; MAX_VALUE_SIZE], Expect::Absent)
+        .await
+        .expect("the limit itself fits");
+    assert_eq!(
+        store.get("big").await.unwrap().unwrap().value.len(),
+        MAX_VALUE_SIZE
+    );
+
+    let long = "k".repeat(MAX_KEY_SIZE + 1);
+    let err = store
+        .put(&long, b"x".to_vec(), Expect::Any)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Backend(_)) && err.to_string().contains("key limit"),
+        "{err}"
+    );
+    assert_eq!(store.get(&long).await.unwrap(), None);
+    store.delete(&long, Expect::Any).await.unwrap();
+    assert!(matches!(
+        store.delete(&long, Expect::Version(1)).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(
+        store
+            .scan(&long, None, 10)
+            .await
+            .unwrap()
+            .entries
+            .is_empty()
+    );
+    // An `after` longer than any key still means "strictly after it".
+    let page = store
+        .scan("", Some(&"a".repeat(MAX_KEY_SIZE + 1)), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.entries
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>(),
+        ["big"]
+    );
+
+    let longest = "k".repeat(MAX_KEY_SIZE);
+    let v = store
+        .put(&longest, b"x".to_vec(), Expect::Absent)
+        .await
+        .unwrap();
+    assert_eq!(store.get(&longest).await.unwrap().unwrap().version, v);
+}
+
+/// Many writers at once: every write lands, each with its own version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_share_commits() {
+    let dir = TempDir::new("group");
+    let store = EmbeddedStore::open(&dir.0).unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..200 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let key = format!("w/{t:03}");
+            let mut v = store.put(&key, vec![0; 300], Expect::Absent).await.unwrap();
+            for i in 1..20u8 {
+                v = store
+                    .put(&key, vec![i; 300], Expect::Version(v))
+                    .await
+                    .unwrap();
+            }
+            v
+        }));
+    }
+    let mut versions = Vec::new();
+    for task in tasks {
+        versions.push(task.await.unwrap());
+    }
+    versions.sort();
+    versions.dedup();
+    assert_eq!(versions.len(), 200);
+    drop(store);
+    let store = EmbeddedStore::open(&dir.0).unwrap();
+    let page = store.scan("w/", None, 1000).await.unwrap();
+    assert_eq!(page.entries.len(), 200);
+    assert!(page.entries.iter().all(|(_, v)| v.value == vec![19; 300]));
+}
