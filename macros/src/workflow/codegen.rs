@@ -235,8 +235,16 @@ fn continuation(machine: &Machine, state: &Ident, index: usize) -> TokenStream {
     let stmt = &site.stmt;
     let rest = emit_items(machine, state, inner, item + 1);
     let mut code = quote!(#stmt #rest);
+    let mut falls_through = inner.falls_through(item + 1);
     while let Some((block, item)) = levels.pop() {
-        let rest = emit_items(machine, state, block, item + 1);
+        // Code after a diverging block is unreachable and may name variables
+        // this segment never declares: leave it out.
+        let rest = if falls_through {
+            emit_items(machine, state, block, item + 1)
+        } else {
+            TokenStream::new()
+        };
+        falls_through = falls_through && block.falls_through(item + 1);
         code = quote!({ #code }; #rest);
     }
     code
@@ -297,6 +305,9 @@ fn emit_items(machine: &Machine, state: &Ident, block: &Block, from: usize) -> T
                     branches.extend(quote!(else { #body }));
                 }
                 out.extend(quote!(#branches;));
+                if !block.falls_through_item(item) {
+                    break;
+                }
             }
             Item::Match(item_match) => {
                 let mut scrutinee = item_match.expr.clone();
@@ -311,6 +322,9 @@ fn emit_items(machine: &Machine, state: &Ident, block: &Block, from: usize) -> T
                     quote!(#(#attrs)* #pat #guard => { #body })
                 });
                 out.extend(quote!(match #scrutinee { #(#arms)* };));
+                if !block.falls_through_item(item) {
+                    break;
+                }
             }
         }
     }

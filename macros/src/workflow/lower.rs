@@ -317,6 +317,44 @@ pub struct Machine {
     pub precedes: Vec<(usize, usize)>,
 }
 
+impl Block {
+    /// Whether running the items from `from` on can reach the block's end
+    /// (no `return`, step or all-diverging `if`/`match` stops it).
+    pub fn falls_through(&self, from: usize) -> bool {
+        self.items[from.min(self.items.len())..]
+            .iter()
+            .all(|item| match item {
+                Item::Step { .. } => false,
+                Item::Pure {
+                    stmt: Stmt::Expr(Expr::Return(_), _),
+                    ..
+                } => false,
+                Item::Pure { tail: true, .. } => !self.ret,
+                Item::Pure { .. } => true,
+                Item::If(item_if) => {
+                    item_if.else_block.is_none()
+                        || item_if
+                            .blocks
+                            .iter()
+                            .chain(&item_if.else_block)
+                            .any(|block| block.falls_through(0))
+                }
+                Item::Match(item_match) => item_match.arms.iter().any(|arm| arm.3.falls_through(0)),
+            })
+    }
+}
+
+impl Block {
+    /// Whether control can go on after `item` (one of this block's items).
+    pub fn falls_through_item(&self, item: &Item) -> bool {
+        let single = Block {
+            items: vec![item.clone()],
+            ret: self.ret,
+        };
+        single.falls_through(0)
+    }
+}
+
 impl Machine {
     /// The state's variant name (`Start` for 0).
     pub fn state_name(&self, state: usize) -> String {
@@ -528,7 +566,16 @@ impl Lowerer<'_> {
             }
             _ => {}
         }
-        if contains_step(stmt) {
+        if let Stmt::Local(local) = stmt
+            && let Some(init) = &local.init
+            && matches!(&*init.expr, Expr::If(_) | Expr::Match(_))
+            && contains_step(&*init.expr)
+        {
+            self.error(
+                first_step_span(stmt),
+                "a step inside an `if` or `match` whose value is bound with `let` is not supported yet; the branches' values cannot be carried across the step; declare the variable first and assign it in each branch: `let x: Type; match .. { .. => { ..; x = value; } }`",
+            );
+        } else if contains_step(stmt) {
             self.error(
                 first_step_span(stmt),
                 "this step call must be a statement of its own; the workflow stops at each step and resumes right after it, which the macro supports for `let x = step(..).await?;`, `x = step(..).await?;`, `step(..).await?;` and steps inside `if`/`match` blocks; bind the step's output first: `let output = step(..).await?;`",
@@ -780,7 +827,10 @@ impl Lowerer<'_> {
             self.scopes.push(Vec::new());
             self.bind(&arm.pat, ty.clone(), arm_node);
             if let Some((_, guard)) = &arm.guard {
-                self.nodes[arm_node].uses = self.uses_of(|uses| uses.visit_expr(guard));
+                // The guard reads the arm's own bindings after they are bound.
+                let uses = self.uses_of(|uses| uses.visit_expr(guard));
+                let defs = &self.nodes[arm_node].defs;
+                self.nodes[arm_node].uses = uses.difference(defs).copied().collect();
             }
             self.location.last_mut().expect("inside a block").1 = index;
             let preds = vec![(arm_node, EdgeKind::Normal)];
