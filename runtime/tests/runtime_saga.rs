@@ -257,7 +257,14 @@ async fn a_failure_after_the_pivot_fails_without_compensating() {
 
 #[tokio::test(start_paused = true)]
 async fn a_compensation_that_keeps_failing_ends_failed_with_the_reason() {
-    let rt = runtime(MemoryStore::new()).await;
+    // No store polling: the handle must be woken by the worker's writes.
+    let rt = sagaflow::Runtime::builder()
+        .register(place_order)
+        .poll_interval(Duration::from_secs(24 * 3600))
+        .store(MemoryStore::new())
+        .build()
+        .await
+        .expect("builds");
     let order = Order::new("stuck")
         .failing_permanently("create_shipment")
         .failing("refund_payment(42)", u32::MAX);
