@@ -483,3 +483,38 @@ async fn list_pages_through_instances_in_id_order() {
     assert_eq!(ids, ["list-c"]);
     assert_eq!(second.next, None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_step_fails_the_instance_not_the_runtime() {
+    let rt = runtime(MemoryStore::new()).await;
+    let order = Order::new("panics").panicking("charge_payment");
+    let handle = rt
+        .start(place_order, "panics", order)
+        .await
+        .expect("starts");
+    let outcome = handle.outcome().await.expect("ends");
+    let Outcome::Compensated(failure) = outcome else {
+        panic!("expected Compensated, got {outcome:?}")
+    };
+    assert_eq!(
+        failure.to_string(),
+        "step `charge_payment` failed: the step panicked: charge_payment panicked"
+    );
+    assert_eq!(
+        log_of("panics"),
+        [
+            "reserve_inventory#1",
+            "charge_payment#1",
+            "release_inventory(R-panics)#1"
+        ]
+    );
+    // The runtime still runs other instances.
+    let next = rt
+        .start(place_order, "after-panic", Order::new("after-panic"))
+        .await
+        .expect("starts");
+    assert_eq!(
+        next.outcome().await.expect("ends"),
+        Outcome::Completed(receipt("after-panic"))
+    );
+}

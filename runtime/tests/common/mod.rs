@@ -75,6 +75,8 @@ pub struct Order {
     /// Names that wait for [`release`] before returning, to hold an
     /// instance in a step.
     pub gated: Vec<String>,
+    /// Names that panic instead of returning.
+    pub panicking: Vec<String>,
 }
 
 impl Order {
@@ -96,6 +98,12 @@ impl Order {
     pub fn failing_permanently(mut self, name: &str) -> Order {
         self.failures.insert(name.to_owned(), u32::MAX);
         self.permanent.push(name.to_owned());
+        self
+    }
+
+    /// `name` panics on every attempt.
+    pub fn panicking(mut self, name: &str) -> Order {
+        self.panicking.push(name.to_owned());
         self
     }
 
@@ -136,6 +144,9 @@ async fn behave(order: &Order, name: &str) -> Result<(), StepError> {
             .await
             .map_err(|error| StepError::permanent(error.to_string()))?;
         permit.forget();
+    }
+    if order.panicking.iter().any(|panicking| panicking == name) {
+        panic!("{name} panicked");
     }
     let failing = order.failures.get(name).copied().unwrap_or(0);
     if attempt <= failing {
