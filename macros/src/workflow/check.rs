@@ -57,10 +57,10 @@ impl Checker<'_> {
             _ => None,
         };
         let Some((_, path)) = call else {
-            self.errors.at(
-                expr_await.base.span(),
+            self.errors.push(syn::Error::new_spanned(
+                expr_await,
                 "only steps can be awaited in a workflow; other futures would run outside the saga: not retried, not compensated and lost on a crash; move this code into a `#[step]` and await the step: `step_name(args).await?`",
-            );
+            ));
             return;
         };
         let name = type_string(path);
@@ -111,7 +111,7 @@ impl Checker<'_> {
         });
     }
 
-    fn nondeterministic(&mut self, segments: &[String], span: Span) {
+    fn nondeterministic(&mut self, segments: &[String], tokens: TokenStream) {
         let joined = segments.join("::");
         let last = segments.last().map(String::as_str).unwrap_or_default();
         let ends = |suffix: &[&str]| {
@@ -159,7 +159,7 @@ impl Checker<'_> {
         } else {
             return;
         };
-        self.errors.at(span, message);
+        self.errors.push(syn::Error::new_spanned(tokens, message));
     }
 
     fn scan_macro_tokens(&mut self, tokens: TokenStream) {
@@ -185,7 +185,9 @@ impl Checker<'_> {
                             }
                         }
                         if segments.len() > 1 || segments[0] == "thread_rng" {
-                            self.nondeterministic(&segments, first.span());
+                            let path: TokenStream =
+                                tokens[i..(j.min(tokens.len()))].iter().cloned().collect();
+                            self.nondeterministic(&segments, path);
                         }
                     }
                 }
@@ -230,7 +232,7 @@ impl<'ast> Visit<'ast> for Checker<'_> {
     fn visit_path(&mut self, path: &'ast Path) {
         let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
         if segments.len() > 1 || segments[0] == "thread_rng" {
-            self.nondeterministic(&segments, path.span());
+            self.nondeterministic(&segments, path.to_token_stream());
         }
         visit::visit_path(self, path);
     }

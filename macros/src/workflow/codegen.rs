@@ -481,13 +481,13 @@ fn require_compensation(step: &syn::Path, span: Span) -> TokenStream {
     }
 }
 
-/// The compensation checks (one per call site) and the saga-structure checks
-/// (one per ordered pair of steps that may run one after the other).
+/// The saga-structure checks: one per ordered pair of steps that may run one
+/// after the other.
 fn checks(machine: &Machine) -> TokenStream {
+    // No `require_compensation` here: the static's `COMPENSATION` and the
+    // compensate dispatch already name `Compensate` on each call site, and one
+    // more use with another note would repeat the error.
     let mut out = TokenStream::new();
-    for site in &machine.sites {
-        out.extend(require_compensation(&site.step, site.span));
-    }
     let mut seen = Vec::new();
     for &(a, b) in &machine.precedes {
         let (first, second) = (&machine.sites[a], &machine.sites[b]);

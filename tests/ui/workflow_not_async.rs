@@ -1,0 +1,26 @@
+use sagaflow::prelude::*;
+
+#[step]
+async fn reserve(id: &u32) -> Result<u32, StepError> {
+    Ok(*id)
+}
+
+#[compensate(reserve)]
+async fn release(id: &u32, reservation: u32) -> Result<(), StepError> {
+    let _ = (id, reservation);
+    Ok(())
+}
+
+#[step(pivot)]
+async fn ship(id: u32) -> Result<(), StepError> {
+    let _ = id;
+    Ok(())
+}
+
+#[workflow]
+fn order(id: u32) -> Result<(), WorkflowError> {
+    let _ = id;
+    Ok(())
+}
+
+fn main() {}

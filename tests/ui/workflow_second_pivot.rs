@@ -1,0 +1,36 @@
+use sagaflow::prelude::*;
+
+#[step]
+async fn reserve(id: &u32) -> Result<u32, StepError> {
+    Ok(*id)
+}
+
+#[compensate(reserve)]
+async fn release(id: &u32, reservation: u32) -> Result<(), StepError> {
+    let _ = (id, reservation);
+    Ok(())
+}
+
+#[step(pivot)]
+async fn ship(id: u32) -> Result<(), StepError> {
+    let _ = id;
+    Ok(())
+}
+
+#[step(pivot)]
+async fn bill(id: u32) -> Result<(), StepError> {
+    let _ = id;
+    Ok(())
+}
+
+#[workflow]
+async fn order(id: u32, express: bool) -> Result<(), WorkflowError> {
+    reserve(&id).await?;
+    if express {
+        ship(id).await?;
+    }
+    bill(id).await?;
+    Ok(())
+}
+
+fn main() {}

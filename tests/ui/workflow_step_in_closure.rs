@@ -1,0 +1,30 @@
+use sagaflow::prelude::*;
+
+#[step]
+async fn reserve(id: &u32) -> Result<u32, StepError> {
+    Ok(*id)
+}
+
+#[compensate(reserve)]
+async fn release(id: &u32, reservation: u32) -> Result<(), StepError> {
+    let _ = (id, reservation);
+    Ok(())
+}
+
+#[step(pivot)]
+async fn ship(id: u32) -> Result<(), StepError> {
+    let _ = id;
+    Ok(())
+}
+
+#[workflow]
+async fn order(ids: Vec<u32>) -> Result<(), WorkflowError> {
+    let run = async { reserve(&ids[0]).await };
+    let f = |id: u32| async move { reserve(&id).await };
+    fn nested() {
+        let _ = async { reserve(&1).await };
+    }
+    Ok(())
+}
+
+fn main() {}
