@@ -93,17 +93,17 @@ impl Checker<'_> {
             );
             return;
         }
-        if let Some(loop_) = self.loops.last_mut() {
-            if !loop_.1 {
-                loop_.1 = true;
-                let loop_span = loop_.0;
-                self.errors.at(
-                    loop_span,
-                    format!(
-                        "loops with steps inside are not supported yet; this loop calls step `{name}`, and the state machine cannot store a loop's position yet; call the steps one after another, or move the loop into a single step"
-                    ),
-                );
-            }
+        if let Some(loop_) = self.loops.last_mut()
+            && !loop_.1
+        {
+            loop_.1 = true;
+            let loop_span = loop_.0;
+            self.errors.at(
+                loop_span,
+                format!(
+                    "loops with steps inside are not supported yet; this loop calls step `{name}`, and the state machine cannot store a loop's position yet; call the steps one after another, or move the loop into a single step"
+                ),
+            );
         }
         self.sites.push(CallSite {
             step: path.clone(),
