@@ -1,0 +1,132 @@
+//! The examples' sagas, run as a user would: outcomes and the exact order of
+//! their side effects.
+
+use sagaflow::prelude::*;
+use sagaflow_examples::coffee::{CoffeeOrder, coffee_order};
+use sagaflow_examples::order::{Order, place_order};
+use sagaflow_examples::timeline::events_for;
+
+fn order(id: &str, fail_shipment: bool) -> Order {
+    Order { id: id.into(), sku: "grinder".into(), quantity: 2, amount_cents: 120_00, fail_shipment }
+}
+
+fn coffee(id: &str) -> CoffeeOrder {
+    CoffeeOrder {
+        id: id.into(),
+        customer: "Dee".into(),
+        beverage: "latte".into(),
+        price_cents: 400,
+        card_declined: false,
+        phone_off: false,
+        beans_oversold: false,
+    }
+}
+
+async fn runtime() -> Runtime {
+    let built = Runtime::builder()
+        .register(place_order)
+        .store(MemoryStore::new())
+        .register(coffee_order)
+        .build()
+        .await;
+    built.expect("the runtime builds")
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_order_completes_with_every_step_once_in_order() {
+    let rt = runtime().await;
+    let handle = rt.start(place_order, "t-order-ok", order("t-order-ok", false)).await.expect("start");
+    let Outcome::Completed(receipt) = handle.outcome().await.expect("outcome") else {
+        panic!("the order should complete")
+    };
+    assert_eq!(receipt.order_id, "t-order-ok");
+    assert_eq!(receipt.payment.amount_cents, 120_00);
+    assert_eq!(receipt.shipment.tracking, "trk-t-order-ok");
+    assert_eq!(
+        events_for("t-order-ok:"),
+        [
+            "t-order-ok: reserve 2 x grinder",
+            "t-order-ok: charge 12000 cents",
+            "t-order-ok: ship res-t-order-ok",
+            "t-order-ok: confirm, tracking trk-t-order-ok",
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_shipment_refunds_then_releases() {
+    let rt = runtime().await;
+    let handle = rt.start(place_order, "t-order-fail", order("t-order-fail", true)).await.expect("start");
+    let Outcome::Compensated(failure) = handle.outcome().await.expect("outcome") else {
+        panic!("the order should be rolled back")
+    };
+    assert!(failure.to_string().contains("the carrier rejected the parcel"), "{failure}");
+    assert_eq!(
+        events_for("t-order-fail:"),
+        [
+            "t-order-fail: reserve 2 x grinder",
+            "t-order-fail: charge 12000 cents",
+            // the pivot's policy allows two attempts
+            "t-order-fail: shipment rejected by the carrier",
+            "t-order-fail: shipment rejected by the carrier",
+            "t-order-fail: refund 12000 cents (txn-t-order-fail)",
+            "t-order-fail: release inventory res-t-order-fail",
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn starting_an_order_twice_runs_it_once() {
+    let rt = runtime().await;
+    let first = rt.start(place_order, "t-order-twice", order("t-order-twice", false)).await.expect("start");
+    let second = rt.start(place_order, "t-order-twice", order("t-order-twice", false)).await.expect("attach");
+    let (first, second) = (first.outcome().await.expect("first"), second.outcome().await.expect("second"));
+    assert!(matches!((&first, &second), (Outcome::Completed(a), Outcome::Completed(b)) if a == b));
+    assert_eq!(events_for("t-order-twice: reserve").len(), 1);
+    assert_eq!(events_for("t-order-twice: charge").len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_customer_who_cannot_be_notified_still_gets_the_drink() {
+    let rt = runtime().await;
+    let handle = rt.start(coffee_order, "t-cup-phone", CoffeeOrder { phone_off: true, ..coffee("t-cup-phone") });
+    let Outcome::Completed(served) = handle.await.expect("start").outcome().await.expect("outcome") else {
+        panic!("the order should complete")
+    };
+    assert!(!served.notified);
+    assert_eq!(served.beverage.label, "latte for Dee");
+    assert_eq!(events_for("t-cup-phone: phone").len(), 2, "notify is retried once, then given up by the workflow");
+    assert!(events_for("t-cup-phone: refund").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_declined_card_has_nothing_to_undo() {
+    let rt = runtime().await;
+    let handle = rt.start(coffee_order, "t-cup-card", CoffeeOrder { card_declined: true, ..coffee("t-cup-card") });
+    let Outcome::Compensated(failure) = handle.await.expect("start").outcome().await.expect("outcome") else {
+        panic!("the order should be rolled back")
+    };
+    assert!(failure.to_string().contains("card declined"), "{failure}");
+    assert_eq!(events_for("t-cup-card:"), ["t-cup-card: card declined"], "a permanent error is not retried");
+}
+
+#[tokio::test(start_paused = true)]
+async fn oversold_beans_undo_stock_drink_and_payment_in_reverse_order() {
+    let rt = runtime().await;
+    let handle = rt.start(coffee_order, "t-cup-beans", CoffeeOrder { beans_oversold: true, ..coffee("t-cup-beans") });
+    let Outcome::Compensated(failure) = handle.await.expect("start").outcome().await.expect("outcome") else {
+        panic!("the order should be rolled back")
+    };
+    assert!(failure.to_string().contains("beans oversold"), "{failure}");
+    assert_eq!(
+        events_for("t-cup-beans:"),
+        [
+            "t-cup-beans: charge 400 cents",
+            "t-cup-beans: prepare latte",
+            "t-cup-beans: take 18 g of beans from stock",
+            "t-cup-beans: put 18 g of beans back",
+            "t-cup-beans: discard latte for Dee",
+            "t-cup-beans: refund 400 (auth-t-cup-beans)",
+        ]
+    );
+}
