@@ -10,15 +10,30 @@
 //! # Durability and group commit
 //!
 //! Every successful [`put`](Store::put) and [`delete`](Store::delete) is in
-//! the journal and fsync'd before it returns. Writers do not commit
-//! themselves: they queue their operation to one commit thread, which takes
-//! everything queued (up to [`MAX_BATCH_OPS`] operations or
-//! [`MAX_BATCH_BYTES`] bytes), checks each expectation in queue order against
-//! the stored state and the batch's own earlier writes, writes the operations
-//! that hold as one atomic batch, fsyncs once, and only then answers every
-//! writer. So concurrent writers share one fsync: 2,000 concurrent instances
-//! cost a handful of fsyncs, not 2,000. A failed expectation fails only its
-//! own operation. A write becomes visible to readers only after its fsync.
+//! the journal and fsync'd before it returns, and becomes visible to readers
+//! only then. Writers do not commit themselves; two threads do it for them:
+//!
+//! - the **sequencer** takes each write as it arrives, checks its
+//!   expectation against the latest version of the key (including writes
+//!   not yet committed: later writes see earlier ones), gives it the next
+//!   version and adds it to the batch being filled;
+//! - the **commit thread** writes a whole batch to the journal atomically,
+//!   fsyncs once, applies it, and hands it back to the sequencer, which
+//!   answers every writer in it.
+//!
+//! The sequencer hands over the filled batch the moment the commit thread
+//! is free, so everything that arrives during one fsync shares the next
+//! one (at most [`MAX_BATCH_OPS`] operations or [`MAX_BATCH_BYTES`] bytes),
+//! and checking, encoding and answering overlap the fsync. 2,000
+//! concurrent instances cost a handful of fsyncs, not 2,000; a lone writer
+//! still gets its own commit at once. A failed expectation fails only its
+//! own operation. If a commit fails, its writers get
+//! [`StoreError::Backend`]; if the store's threads are gone, callers get
+//! [`StoreError::Unavailable`], never a hang.
+//!
+//! Reads ([`get`](Store::get), [`scan`](Store::scan)) go straight to fjall
+//! on the calling thread; they are short (memtable or block cache) and never
+//! wait for a commit.
 //!
 //! # Layout on disk
 //!
@@ -32,7 +47,7 @@
 //! header or a key that is not UTF-8 is reported as [`StoreError::Backend`]
 //! naming the key.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -63,14 +78,17 @@ pub const MAX_BATCH_OPS: usize = 8192;
 /// bytes (32 MiB), so a few large values do not make one huge commit.
 pub const MAX_BATCH_BYTES: usize = 32 << 20;
 
+/// How many committed keys' versions the sequencer caches (about 100 bytes each).
+const VERSION_CACHE_ENTRIES: usize = 1 << 17;
+
 /// Bytes of the version header before each stored value.
 const HEADER: usize = 8;
 /// The key in `meta` holding the highest version handed out.
 const LAST_VERSION: &str = "last_version";
 
 /// The default store: durable, in one directory on local disk, for one
-/// process. Clones share the database and its commit thread; the database
-/// closes when the last clone is dropped.
+/// process. Clones share the database and its threads; the database closes
+/// when the last clone is dropped (which waits for queued writes to finish).
 ///
 /// ```
 /// use sagaflow::EmbeddedStore;
@@ -95,26 +113,25 @@ pub struct EmbeddedStore {
 struct Inner {
     path: PathBuf,
     data: Keyspace,
-    /// `None` once dropping: closing the channel stops the commit thread.
-    queue: Option<mpsc::Sender<Op>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    queue: mpsc::Sender<Msg>,
+    sequencer: Mutex<Option<JoinHandle<()>>>,
     // Declared last so it drops after the keyspace handle.
     _db: Database,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Closing the queue lets the commit thread finish what is queued and
-        // exit; joining it means the database is closed (its directory
+        // The sequencer answers what is queued, stops the commit thread and
+        // exits; joining it means the database is closed (its directory
         // unlocked) when the last clone is gone, so it can be reopened at once.
-        self.queue = None;
-        let thread = self
-            .thread
+        let _ = self.queue.send(Msg::Shutdown);
+        let sequencer = self
+            .sequencer
             .get_mut()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
-        if let Some(thread) = thread {
-            let _ = thread.join();
+        if let Some(sequencer) = sequencer {
+            let _ = sequencer.join();
         }
     }
 }
@@ -152,37 +169,59 @@ impl EmbeddedStore {
         let meta = db
             .keyspace("meta", KeyspaceCreateOptions::default)
             .map_err(|e| engine("cannot open keyspace `meta`", e))?;
-        let last_version = match meta.get(LAST_VERSION).map_err(|e| engine("cannot read the version counter", e))? {
+        let last_version = match meta
+            .get(LAST_VERSION)
+            .map_err(|e| engine("cannot read the version counter", e))?
+        {
             None => 0,
-            Some(bytes) => <[u8; 8]>::try_from(&*bytes).map(u64::from_be_bytes).map_err(|_| {
-                backend(format!(
-                    "the embedded store at {} is corrupt: its version counter is {} bytes, not 8",
-                    path.display(),
-                    bytes.len()
-                ))
-            })?,
+            Some(bytes) => <[u8; 8]>::try_from(&*bytes)
+                .map(u64::from_be_bytes)
+                .map_err(|_| {
+                    backend(format!(
+                        "the embedded store at {} is corrupt: its version counter is {} bytes, not 8",
+                        path.display(),
+                        bytes.len()
+                    ))
+                })?,
         };
-        let (queue, receiver) = mpsc::channel();
-        let committer = Committer {
+        let (queue, messages) = mpsc::channel();
+        let (jobs, job_queue) = mpsc::channel();
+        let done = queue.clone();
+        let committer = std::thread::Builder::new()
+            .name("sagaflow-embedded-commit".into())
+            .spawn(move || commit_loop(job_queue, done))
+            .map_err(|e| {
+                backend(format!(
+                    "cannot start the embedded store's commit thread: {e}"
+                ))
+            })?;
+        let sequencer = Sequencer {
             db: db.clone(),
             data: data.clone(),
             meta,
             last_version,
+            cached: HashMap::new(),
+            in_flight: HashMap::new(),
+            building: Building::default(),
+            waiting: VecDeque::new(),
+            busy: false,
+            jobs,
+            committer,
         };
-        let thread = std::thread::Builder::new()
-            .name("sagaflow-embedded-commit".into())
-            .spawn(move || committer.run(receiver))
+        let sequencer = std::thread::Builder::new()
+            .name("sagaflow-embedded-sequencer".into())
+            .spawn(move || sequencer.run(messages))
             .map_err(|e| {
                 backend(format!(
-                    "cannot start the embedded store's commit thread: {e}"
+                    "cannot start the embedded store's sequencer thread: {e}"
                 ))
             })?;
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 path,
                 data,
-                queue: Some(queue),
-                thread: Mutex::new(Some(thread)),
+                queue,
+                sequencer: Mutex::new(Some(sequencer)),
                 _db: db,
             }),
         })
@@ -193,22 +232,29 @@ impl EmbeddedStore {
         &self.inner.path
     }
 
-    /// Queues a write for the commit thread and waits for its durable answer.
-    async fn submit<T>(
+    /// Queues a write for the sequencer and waits for its durable answer.
+    async fn submit(
         &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Op,
-    ) -> Result<T, StoreError> {
+        key: &str,
+        value: Option<Vec<u8>>,
+        expect: Expect,
+    ) -> Result<Option<u64>, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let queue = self.inner.queue.as_ref().ok_or_else(stopped)?;
-        queue.send(make(reply)).map_err(|_| stopped())?;
-        // A dropped reply means the commit thread died with the operation
+        let op = Op {
+            key: key.to_owned(),
+            value,
+            expect,
+            reply,
+        };
+        self.inner.queue.send(Msg::Op(op)).map_err(|_| stopped())?;
+        // A dropped reply means a store thread died with the operation
         // queued: whether it was written is unknown, so say unavailable.
         answer.await.map_err(|_| stopped())?
     }
 }
 
 fn stopped() -> StoreError {
-    StoreError::Unavailable("the embedded store's commit thread has stopped".into())
+    StoreError::Unavailable("the embedded store's commit threads have stopped".into())
 }
 
 fn backend(message: String) -> StoreError {
@@ -261,83 +307,166 @@ fn holds(expect: Expect, current: Option<u64>) -> bool {
     }
 }
 
-/// A write waiting for the commit thread.
-enum Op {
-    Put {
-        key: String,
-        value: Vec<u8>,
-        expect: Expect,
-        reply: oneshot::Sender<Result<u64, StoreError>>,
-    },
-    Delete {
-        key: String,
-        expect: Expect,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
+/// The answer to a write: its new version (`None` for a delete).
+type Reply = oneshot::Sender<Result<Option<u64>, StoreError>>;
+
+/// A write from a caller: a put, or a delete when `value` is `None`.
+struct Op {
+    key: String,
+    value: Option<Vec<u8>>,
+    expect: Expect,
+    reply: Reply,
 }
 
-impl Op {
-    fn key(&self) -> &str {
-        match self {
-            Op::Put { key, .. } | Op::Delete { key, .. } => key,
-        }
-    }
-
-    fn size(&self) -> usize {
-        match self {
-            Op::Put { key, value, .. } => key.len() + value.len(),
-            Op::Delete { key, .. } => key.len(),
-        }
-    }
+/// What the sequencer receives.
+enum Msg {
+    /// A caller's write.
+    Op(Op),
+    /// The commit thread finished a batch: answer its writers.
+    Committed(Result<(), String>, Vec<Answer>),
+    /// The last store handle is gone.
+    Shutdown,
 }
 
-/// What the commit thread decided for one operation before the commit.
+/// A writer waiting for its batch's commit, and the outcome it will get.
+struct Answer {
+    reply: Reply,
+    decision: Decision,
+}
+
+/// What the sequencer decided for one operation.
 enum Decision {
     /// Written in this batch with this version (`None`: a delete).
     Write(Option<u64>),
     /// Nothing to write: a delete of an absent key.
     Nothing,
-    /// Answered without writing.
+    /// Fails without writing.
     Fail(StoreError),
 }
 
-/// The commit thread's state: the only writer of the database.
-struct Committer {
+/// The batch the sequencer is filling while the commit thread is busy.
+#[derive(Default)]
+struct Building {
+    batch: Option<fjall::OwnedWriteBatch>,
+    answers: Vec<Answer>,
+    /// The versions this batch writes.
+    versions: HashMap<String, Option<u64>>,
+    bytes: usize,
+}
+
+impl Building {
+    fn is_full(&self) -> bool {
+        self.answers.len() >= MAX_BATCH_OPS || self.bytes >= MAX_BATCH_BYTES
+    }
+}
+
+/// One batch for the commit thread.
+struct Job {
+    /// `None` when the batch writes nothing (only conflicts).
+    batch: Option<fjall::OwnedWriteBatch>,
+    answers: Vec<Answer>,
+}
+
+/// The sequencer thread: the only one that decides writes. It checks each
+/// write's expectation as it arrives, against the versions of the batch
+/// being filled and of the batch being committed, and hands the filled batch
+/// to the commit thread the moment that one is free. So checking, encoding
+/// and answering overlap the commit's fsync, and everything that arrives
+/// during an fsync shares the next one.
+struct Sequencer {
     db: Database,
     data: Keyspace,
     meta: Keyspace,
     last_version: u64,
+    /// The versions of recently committed keys (`None`: deleted). Exact,
+    /// because this thread is the only writer; it spares the check a
+    /// database read for every hot key.
+    cached: HashMap<String, Option<u64>>,
+    /// The versions the batch being committed writes.
+    in_flight: HashMap<String, Option<u64>>,
+    building: Building,
+    /// Writes that arrived while `building` was full, in order.
+    waiting: VecDeque<Op>,
+    /// Whether the commit thread holds a batch.
+    busy: bool,
+    jobs: mpsc::Sender<Job>,
+    committer: JoinHandle<()>,
 }
 
-impl Committer {
-    fn run(mut self, queue: mpsc::Receiver<Op>) {
-        let mut ops = Vec::new();
-        // Blocks for the first operation, then takes whatever else queued up
-        // meanwhile (typically during the previous fsync): that is the group.
-        while let Ok(first) = queue.recv() {
-            let mut bytes = first.size();
-            ops.push(first);
-            while ops.len() < MAX_BATCH_OPS && bytes < MAX_BATCH_BYTES {
-                match queue.try_recv() {
-                    Ok(op) => {
-                        bytes += op.size();
-                        ops.push(op);
-                    }
-                    Err(_) => break,
-                }
+impl Sequencer {
+    fn run(mut self, messages: mpsc::Receiver<Msg>) {
+        let mut closing = false;
+        loop {
+            if !self.busy && !self.building.answers.is_empty() {
+                self.hand_off();
             }
-            self.commit(&mut ops);
+            if closing && !self.busy && self.building.answers.is_empty() && self.waiting.is_empty()
+            {
+                break;
+            }
+            match messages.recv() {
+                Ok(Msg::Op(op)) => {
+                    if self.building.is_full() || !self.waiting.is_empty() {
+                        self.waiting.push_back(op);
+                    } else {
+                        self.add(op);
+                    }
+                }
+                Ok(Msg::Committed(result, answers)) => {
+                    self.busy = false;
+                    self.committed(result.is_ok());
+                    answer(answers, &result);
+                    while !self.building.is_full() {
+                        match self.waiting.pop_front() {
+                            Some(op) => self.add(op),
+                            None => break,
+                        }
+                    }
+                }
+                Ok(Msg::Shutdown) => closing = true,
+                // Every sender is gone: nobody is left to answer.
+                Err(_) => break,
+            }
+        }
+        // Closing the job queue stops the commit thread.
+        drop(self.jobs);
+        let _ = self.committer.join();
+    }
+
+    fn hand_off(&mut self) {
+        let building = std::mem::take(&mut self.building);
+        self.in_flight = building.versions;
+        let batch = building.batch.map(|mut batch| {
+            // The counter goes in the same atomic batch as the versions it
+            // handed out. On failure it is not rolled back: part of the
+            // batch may be on disk, and a gap in versions is harmless.
+            batch.insert(
+                &self.meta,
+                LAST_VERSION,
+                self.last_version.to_be_bytes().to_vec(),
+            );
+            batch
+        });
+        let job = Job {
+            batch,
+            answers: building.answers,
+        };
+        match self.jobs.send(job) {
+            Ok(()) => self.busy = true,
+            // The commit thread is gone; the job comes back undone.
+            Err(mpsc::SendError(job)) => {
+                answer(job.answers, &Err("the commit thread has stopped".into()));
+            }
         }
     }
 
-    /// The current version of `key`: the batch's own earlier writes first,
-    /// then the database.
-    fn current(
-        &self,
-        key: &str,
-        pending: &HashMap<String, Option<u64>>,
-    ) -> Result<Option<u64>, StoreError> {
-        if let Some(version) = pending.get(key) {
+    /// The current version of `key`: the batch being filled, the batch
+    /// being committed, the cache, else the database.
+    fn current(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let known = (self.building.versions.get(key))
+            .or_else(|| self.in_flight.get(key))
+            .or_else(|| self.cached.get(key));
+        if let Some(version) = known {
             return Ok(*version);
         }
         match self
@@ -350,77 +479,96 @@ impl Committer {
         }
     }
 
-    fn commit(&mut self, ops: &mut Vec<Op>) {
-        let mut batch = self.db.batch().durability(Some(PersistMode::SyncAll));
-        let mut pending: HashMap<String, Option<u64>> = HashMap::new();
-        let mut decisions = Vec::with_capacity(ops.len());
-        let mut writes = 0;
-        for op in ops.iter_mut() {
-            let current = match self.current(op.key(), &pending) {
-                Ok(current) => current,
-                Err(e) => {
-                    decisions.push(Decision::Fail(e));
-                    continue;
-                }
-            };
-            let expect = match op {
-                Op::Put { expect, .. } | Op::Delete { expect, .. } => *expect,
-            };
-            if !holds(expect, current) {
-                decisions.push(Decision::Fail(StoreError::Conflict));
-                continue;
-            }
-            match op {
-                Op::Put { key, value, .. } => {
-                    self.last_version += 1;
-                    let version = self.last_version;
-                    batch.insert(&self.data, key.as_str(), encode(version, value));
-                    // The value now lives in the batch; free it early.
-                    *value = Vec::new();
-                    pending.insert(key.clone(), Some(version));
-                    decisions.push(Decision::Write(Some(version)));
-                    writes += 1;
-                }
-                Op::Delete { key, .. } if current.is_some() => {
-                    batch.remove(&self.data, key.as_str());
-                    pending.insert(key.clone(), None);
-                    decisions.push(Decision::Write(None));
-                    writes += 1;
-                }
-                Op::Delete { .. } => decisions.push(Decision::Nothing),
-            }
+    /// Moves the versions of a committed batch into the cache.
+    fn committed(&mut self, ok: bool) {
+        if !ok {
+            // Neither cache nor in-flight versions can be trusted now.
+            self.cached.clear();
+            self.in_flight.clear();
+            return;
         }
-        let committed = if writes == 0 {
-            Ok(())
-        } else {
-            // The counter goes in the same atomic batch as the versions it
-            // handed out. On failure it is not rolled back: part of the batch
-            // may be on disk, and a gap in versions is harmless.
-            batch.insert(
-                &self.meta,
-                LAST_VERSION,
-                self.last_version.to_be_bytes().to_vec(),
-            );
-            batch.commit().map_err(|e| e.to_string())
-        };
-        for (op, decision) in ops.drain(..).zip(decisions) {
-            let outcome = match (decision, &committed) {
-                (Decision::Fail(e), _) => Err(e),
-                (Decision::Nothing, _) => Ok(None),
-                (Decision::Write(version), Ok(())) => Ok(version),
-                (Decision::Write(_), Err(e)) => Err(backend(format!(
-                    "the embedded store could not commit (the write may or may not be on disk): {e}"
-                ))),
-            };
-            // A writer that gave up waiting dropped its receiver; nothing to do.
-            match op {
-                Op::Put { reply, .. } => {
-                    let _ = reply.send(outcome.map(|version| version.unwrap_or_default()));
-                }
-                Op::Delete { reply, .. } => {
-                    let _ = reply.send(outcome.map(|_| ()));
+        for (key, version) in self.in_flight.drain() {
+            // Dropping the whole cache now and then is simpler than an LRU
+            // and costs one database read per key afterwards.
+            if self.cached.len() >= VERSION_CACHE_ENTRIES {
+                self.cached.clear();
+            }
+            self.cached.insert(key, version);
+        }
+    }
+
+    /// Decides one write and adds it to the batch being filled.
+    fn add(&mut self, op: Op) {
+        let Op {
+            key,
+            value,
+            expect,
+            reply,
+        } = op;
+        let decision = match self.current(&key) {
+            Err(e) => Decision::Fail(e),
+            Ok(current) if !holds(expect, current) => Decision::Fail(StoreError::Conflict),
+            Ok(current) => {
+                let batch = self
+                    .building
+                    .batch
+                    .get_or_insert_with(|| self.db.batch().durability(Some(PersistMode::SyncAll)));
+                match value {
+                    Some(value) => {
+                        self.last_version += 1;
+                        let version = self.last_version;
+                        self.building.bytes += key.len() + value.len();
+                        batch.insert(&self.data, key.as_str(), encode(version, &value));
+                        self.building.versions.insert(key, Some(version));
+                        Decision::Write(Some(version))
+                    }
+                    None if current.is_some() => {
+                        self.building.bytes += key.len();
+                        batch.remove(&self.data, key.as_str());
+                        self.building.versions.insert(key, None);
+                        Decision::Write(None)
+                    }
+                    None => Decision::Nothing,
                 }
             }
+        };
+        self.building.answers.push(Answer { reply, decision });
+    }
+}
+
+/// Sends each writer its outcome once its batch's commit is over.
+fn answer(answers: Vec<Answer>, committed: &Result<(), String>) {
+    for Answer { reply, decision } in answers {
+        let outcome = match (decision, committed) {
+            (Decision::Fail(e), _) => Err(e),
+            (Decision::Nothing, _) => Ok(None),
+            (Decision::Write(version), Ok(())) => Ok(version),
+            (Decision::Write(_), Err(e)) => Err(backend(format!(
+                "the embedded store could not commit (the write may or may not be on disk): {e}"
+            ))),
+        };
+        // A writer that gave up waiting dropped its receiver; nothing to do.
+        let _ = reply.send(outcome);
+    }
+}
+
+/// The commit thread: writes each batch to the journal, fsyncs it, applies
+/// it, and reports back to the sequencer, which answers the writers.
+fn commit_loop(jobs: mpsc::Receiver<Job>, done: mpsc::Sender<Msg>) {
+    while let Ok(Job { batch, answers }) = jobs.recv() {
+        let result = match batch {
+            None => Ok(()),
+            // fjall's own invariants may panic; the writers must still get an
+            // answer rather than wait forever.
+            Some(batch) => {
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| batch.commit())) {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(_) => Err("the commit panicked".to_owned()),
+                }
+            }
+        };
+        if done.send(Msg::Committed(result, answers)).is_err() {
+            break;
         }
     }
 }
@@ -455,14 +603,8 @@ impl Store for EmbeddedStore {
                 key.len()
             )));
         }
-        let key = key.to_owned();
-        self.submit(|reply| Op::Put {
-            key,
-            value,
-            expect,
-            reply,
-        })
-        .await
+        let version = self.submit(key, Some(value), expect).await?;
+        version.ok_or_else(|| backend("the embedded store wrote a put without a version".into()))
     }
 
     async fn delete(&self, key: &str, expect: Expect) -> Result<(), StoreError> {
@@ -474,8 +616,7 @@ impl Store for EmbeddedStore {
                 Err(StoreError::Conflict)
             };
         }
-        let key = key.to_owned();
-        self.submit(|reply| Op::Delete { key, expect, reply }).await
+        self.submit(key, None, expect).await.map(|_| ())
     }
 
     async fn scan(
