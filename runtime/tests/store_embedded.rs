@@ -222,3 +222,101 @@ async fn concurrent_writers_share_commits() {
     assert_eq!(page.entries.len(), 200);
     assert!(page.entries.iter().all(|(_, v)| v.value == vec![19; 300]));
 }
+
+/// Increments racing on a few counters while other keys are created,
+/// updated and deleted over and over: with writes decided against batches
+/// still being committed, no update is lost and no version goes backwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_writes_under_load_stay_consistent() {
+    const COUNTERS: usize = 4;
+    const INCREMENTERS: usize = 48;
+    const EACH: u64 = 25;
+    let dir = TempDir::new("mixed");
+    let store = EmbeddedStore::open(&dir.0).unwrap();
+    for c in 0..COUNTERS {
+        store
+            .put(
+                &format!("counter/{c}"),
+                0u64.to_be_bytes().to_vec(),
+                Expect::Absent,
+            )
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for t in 0..INCREMENTERS {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let key = format!("counter/{}", t % COUNTERS);
+            let mut done = 0;
+            while done < EACH {
+                let current = store.get(&key).await.unwrap().unwrap();
+                let n = u64::from_be_bytes(current.value.as_slice().try_into().unwrap());
+                match store
+                    .put(
+                        &key,
+                        (n + 1).to_be_bytes().to_vec(),
+                        Expect::Version(current.version),
+                    )
+                    .await
+                {
+                    Ok(v) => {
+                        assert!(v > current.version);
+                        done += 1;
+                    }
+                    Err(StoreError::Conflict) => tokio::task::yield_now().await,
+                    Err(e) => panic!("{e:?}"),
+                }
+            }
+        }));
+    }
+    for t in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let key = format!("cycle/{t}");
+            let mut last = 0;
+            for round in 0..20u8 {
+                let v1 = store.put(&key, vec![round], Expect::Absent).await.unwrap();
+                let v2 = store
+                    .put(&key, vec![round, 1], Expect::Version(v1))
+                    .await
+                    .unwrap();
+                assert!(last < v1 && v1 < v2, "{last} {v1} {v2}");
+                // Conflicts decided against the write just made.
+                assert!(matches!(
+                    store.put(&key, vec![], Expect::Version(v1)).await,
+                    Err(StoreError::Conflict)
+                ));
+                assert!(matches!(
+                    store.delete(&key, Expect::Absent).await,
+                    Err(StoreError::Conflict)
+                ));
+                store.delete(&key, Expect::Version(v2)).await.unwrap();
+                assert_eq!(store.get(&key).await.unwrap(), None);
+                last = v2;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut total = 0;
+    for c in 0..COUNTERS {
+        let value = store
+            .get(&format!("counter/{c}"))
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
+        total += u64::from_be_bytes(value.as_slice().try_into().unwrap());
+    }
+    assert_eq!(total, INCREMENTERS as u64 * EACH);
+    assert!(
+        store
+            .scan("cycle/", None, 100)
+            .await
+            .unwrap()
+            .entries
+            .is_empty()
+    );
+}
