@@ -414,7 +414,12 @@ impl Sequencer {
                 }
                 Ok(Msg::Committed(result, answers)) => {
                     self.busy = false;
-                    self.committed(result.is_ok());
+                    self.committed(&result);
+                    // Keep the commit thread busy first: answering a large
+                    // batch takes a while, and the next one is ready.
+                    if !self.building.answers.is_empty() {
+                        self.hand_off();
+                    }
                     answer(answers, &result);
                     while !self.building.is_full() {
                         match self.waiting.pop_front() {
@@ -480,11 +485,20 @@ impl Sequencer {
     }
 
     /// Moves the versions of a committed batch into the cache.
-    fn committed(&mut self, ok: bool) {
-        if !ok {
-            // Neither cache nor in-flight versions can be trusted now.
+    fn committed(&mut self, result: &Result<(), String>) {
+        if let Err(e) = result {
+            // Neither the cache nor the in-flight versions can be trusted
+            // now, nor the batch being filled, whose writes were decided
+            // against them: fail it whole. Writes still waiting are decided
+            // afresh against the database.
             self.cached.clear();
             self.in_flight.clear();
+            let building = std::mem::take(&mut self.building);
+            for Answer { reply, .. } in building.answers {
+                let _ = reply.send(Err(backend(format!(
+                    "the embedded store could not commit an earlier batch, nothing was written: {e}"
+                ))));
+            }
             return;
         }
         for (key, version) in self.in_flight.drain() {
