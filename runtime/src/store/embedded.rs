@@ -31,6 +31,9 @@
 //! [`StoreError::Backend`]; if the store's threads are gone, callers get
 //! [`StoreError::Unavailable`], never a hang.
 //!
+//! A write whose caller stops waiting (a dropped future, a timeout) is
+//! still decided and, if its expectation holds, committed.
+//!
 //! Reads ([`get`](Store::get), [`scan`](Store::scan)) go straight to fjall
 //! on the calling thread; they are short (memtable or block cache) and never
 //! wait for a commit.
@@ -460,6 +463,7 @@ impl Sequencer {
             Ok(()) => self.busy = true,
             // The commit thread is gone; the job comes back undone.
             Err(mpsc::SendError(job)) => {
+                self.committed(&Err("the commit thread has stopped".into()));
                 answer(job.answers, &Err("the commit thread has stopped".into()));
             }
         }
@@ -739,6 +743,34 @@ mod tests {
                 .ok()
                 .map(|v| v > 1),
             Some(true)
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// With the store's threads gone, writes fail at once, never hang;
+    /// reads still work.
+    #[tokio::test]
+    async fn stopped_threads_make_writes_unavailable() {
+        let dir = temp_dir("stopped");
+        let store = EmbeddedStore::open(&dir).expect("open");
+        store
+            .put("k", b"v".to_vec(), Expect::Absent)
+            .await
+            .expect("put");
+        store.inner.queue.send(Msg::Shutdown).expect("send");
+        let sequencer = store.inner.sequencer.lock().expect("lock").take();
+        sequencer.expect("running").join().expect("clean exit");
+        let err = store
+            .put("k", b"w".to_vec(), Expect::Any)
+            .await
+            .expect_err("stopped");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        let err = store.delete("k", Expect::Any).await.expect_err("stopped");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert_eq!(
+            store.get("k").await.expect("get").map(|v| v.value),
+            Some(b"v".to_vec())
         );
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
