@@ -3,7 +3,7 @@
 //! `EmbeddedStore` (every embedded write durable: fsync'd before it returns).
 //!
 //! ```text
-//! cargo run --release -p sagaflow --example store_bench [-- --secs 5 --writers 2000 --dir /path]
+//! cargo run --release -p sagaflow --example store_bench [-- --secs 5 --writers 2000 --dir /path --stores memory,embedded]
 //! ```
 
 use std::sync::Arc;
@@ -18,6 +18,7 @@ struct Args {
     secs: f64,
     writers: usize,
     dir: std::path::PathBuf,
+    stores: String,
 }
 
 fn args() -> Args {
@@ -25,6 +26,7 @@ fn args() -> Args {
         secs: 5.0,
         writers: 2000,
         dir: std::env::temp_dir(),
+        stores: "memory,embedded".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -33,7 +35,8 @@ fn args() -> Args {
             "--secs" => args.secs = value.parse().expect("--secs: a number"),
             "--writers" => args.writers = value.parse().expect("--writers: a number"),
             "--dir" => args.dir = value.into(),
-            _ => panic!("unknown flag {flag}; use --secs, --writers, --dir"),
+            "--stores" => args.stores = value,
+            _ => panic!("unknown flag {flag}; use --secs, --writers, --dir, --stores"),
         }
     }
     args
@@ -117,12 +120,16 @@ async fn main() {
         "CAS updates of distinct keys, {VALUE_SIZE}-byte values, {} s per run",
         args.secs
     );
-    for writers in [1, args.writers] {
+    let memory = args.stores.contains("memory");
+    for writers in [1, args.writers].into_iter().filter(|_| memory) {
         let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
         report("memory", writers, run(memory, writers, args.secs).await);
     }
     #[cfg(feature = "embedded")]
-    for writers in [1, args.writers] {
+    for writers in [1, args.writers]
+        .into_iter()
+        .filter(|_| args.stores.contains("embedded"))
+    {
         let dir = args.dir.join(format!(
             "sagaflow-store-bench-{}-{writers}",
             std::process::id()
