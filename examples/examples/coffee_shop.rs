@@ -24,24 +24,43 @@ fn order(id: &str, customer: &str, beverage: &str) -> CoffeeOrder {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let rt = Runtime::builder().store(MemoryStore::new()).register(coffee_order).build().await?;
+    let rt = Runtime::builder()
+        .store(MemoryStore::new())
+        .register(coffee_order)
+        .build()
+        .await?;
     let orders = [
-        CoffeeOrder { phone_off: true, ..order("cup-1", "Ana", "flat white") },
-        CoffeeOrder { card_declined: true, ..order("cup-2", "Ben", "espresso") },
-        CoffeeOrder { beans_oversold: true, ..order("cup-3", "Cleo", "cortado") },
+        CoffeeOrder {
+            phone_off: true,
+            ..order("cup-1", "Ana", "flat white")
+        },
+        CoffeeOrder {
+            card_declined: true,
+            ..order("cup-2", "Ben", "espresso")
+        },
+        CoffeeOrder {
+            beans_oversold: true,
+            ..order("cup-3", "Cleo", "cortado")
+        },
     ];
     for order in orders {
         println!("{} orders a {}:", order.customer, order.beverage);
         let handle = rt.start(coffee_order, &order.id.clone(), order).await?;
         match handle.outcome().await? {
             Outcome::Completed(served) => {
-                println!("  => served {} (customer notified: {})", served.beverage.label, served.notified)
+                println!(
+                    "  => served {} (customer notified: {})",
+                    served.beverage.label, served.notified
+                )
             }
             Outcome::Compensated(failure) => println!("  => rolled back: {failure}"),
             Outcome::Failed(failure) => println!("  => needs an operator: {failure}"),
         }
     }
-    println!("\nthe state machine:\n{}", coffee_order.state_machine().to_mermaid());
+    println!(
+        "\nthe state machine:\n{}",
+        coffee_order.state_machine().to_mermaid()
+    );
     rt.shutdown().await;
     Ok(())
 }

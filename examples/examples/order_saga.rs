@@ -14,14 +14,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let fail_shipment = args.iter().any(|arg| arg == "--fail-shipment");
     let (path, temporary) = match args.iter().position(|arg| arg == "--store") {
-        Some(index) => (args.get(index + 1).ok_or("--store needs a path")?.into(), false),
-        None => (std::env::temp_dir().join(format!("sagaflow-order-saga-{}", std::process::id())), true),
+        Some(index) => (
+            args.get(index + 1).ok_or("--store needs a path")?.into(),
+            false,
+        ),
+        None => (
+            std::env::temp_dir().join(format!("sagaflow-order-saga-{}", std::process::id())),
+            true,
+        ),
     };
 
-    let rt = Runtime::builder().store(EmbeddedStore::open(&path)?).register(place_order).build().await?;
+    let rt = Runtime::builder()
+        .store(EmbeddedStore::open(&path)?)
+        .register(place_order)
+        .build()
+        .await?;
 
     let order = Order {
-        id: if fail_shipment { "order-43".into() } else { "order-42".into() },
+        id: if fail_shipment {
+            "order-43".into()
+        } else {
+            "order-42".into()
+        },
         sku: "espresso-machine".into(),
         quantity: 1,
         amount_cents: 349_00,
@@ -35,7 +49,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Outcome::Failed(failure) => println!("needs an operator: {failure}"),
     }
 
-    println!("\nthe state machine:\n{}", place_order.state_machine().to_mermaid());
+    println!(
+        "\nthe state machine:\n{}",
+        place_order.state_machine().to_mermaid()
+    );
     rt.shutdown().await;
     if temporary {
         std::fs::remove_dir_all(&path)?;

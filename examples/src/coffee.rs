@@ -66,13 +66,18 @@ pub async fn process_payment(order: &CoffeeOrder) -> Result<CardPayment, StepErr
         return Err(StepError::permanent("card declined"));
     }
     record(format!("{}: charge {} cents", order.id, order.price_cents));
-    Ok(CardPayment { authorisation: format!("auth-{}", order.id) })
+    Ok(CardPayment {
+        authorisation: format!("auth-{}", order.id),
+    })
 }
 
 /// Refunds the card.
 #[compensate(process_payment)]
 pub async fn refund_payment(order: &CoffeeOrder, payment: CardPayment) -> Result<(), StepError> {
-    record(format!("{}: refund {} ({})", order.id, order.price_cents, payment.authorisation));
+    record(format!(
+        "{}: refund {} ({})",
+        order.id, order.price_cents, payment.authorisation
+    ));
     Ok(())
 }
 
@@ -80,7 +85,9 @@ pub async fn refund_payment(order: &CoffeeOrder, payment: CardPayment) -> Result
 #[step]
 pub async fn prepare_beverage(order: &CoffeeOrder) -> Result<Beverage, StepError> {
     record(format!("{}: prepare {}", order.id, order.beverage));
-    Ok(Beverage { label: format!("{} for {}", order.beverage, order.customer) })
+    Ok(Beverage {
+        label: format!("{} for {}", order.beverage, order.customer),
+    })
 }
 
 /// A drink that is not handed out is poured away.
@@ -94,13 +101,19 @@ pub async fn discard_beverage(order: &CoffeeOrder, beverage: Beverage) -> Result
 #[step]
 pub async fn update_inventory(order: &CoffeeOrder) -> Result<StockUpdate, StepError> {
     record(format!("{}: take 18 g of beans from stock", order.id));
-    Ok(StockUpdate { beans_grams: 18, oversold: order.beans_oversold })
+    Ok(StockUpdate {
+        beans_grams: 18,
+        oversold: order.beans_oversold,
+    })
 }
 
 /// Puts the beans back in stock.
 #[compensate(update_inventory)]
 pub async fn restore_inventory(order: &CoffeeOrder, update: StockUpdate) -> Result<(), StepError> {
-    record(format!("{}: put {} g of beans back", order.id, update.beans_grams));
+    record(format!(
+        "{}: put {} g of beans back",
+        order.id, update.beans_grams
+    ));
     Ok(())
 }
 
@@ -122,8 +135,13 @@ pub async fn coffee_order(order: CoffeeOrder) -> Result<Served, WorkflowError> {
     let beverage = prepare_beverage(&order).await?;
     let stock = update_inventory(&order).await?;
     if stock.oversold {
-        return Err(WorkflowError::new("beans oversold: the drink cannot be sold"));
+        return Err(WorkflowError::new(
+            "beans oversold: the drink cannot be sold",
+        ));
     }
     let notified = notify_customer(&order, &beverage).await;
-    Ok(Served { beverage, notified: notified.is_ok() })
+    Ok(Served {
+        beverage,
+        notified: notified.is_ok(),
+    })
 }

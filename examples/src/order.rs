@@ -59,46 +59,76 @@ pub struct Receipt {
 /// Holds stock for the order.
 #[step]
 pub async fn reserve_inventory(order: &Order) -> Result<Reservation, StepError> {
-    record(format!("{}: reserve {} x {}", order.id, order.quantity, order.sku));
-    Ok(Reservation { id: format!("res-{}", order.id) })
+    record(format!(
+        "{}: reserve {} x {}",
+        order.id, order.quantity, order.sku
+    ));
+    Ok(Reservation {
+        id: format!("res-{}", order.id),
+    })
 }
 
 /// Gives the held stock back.
 #[compensate(reserve_inventory)]
 pub async fn release_inventory(order: &Order, reservation: Reservation) -> Result<(), StepError> {
-    record(format!("{}: release inventory {}", order.id, reservation.id));
+    record(format!(
+        "{}: release inventory {}",
+        order.id, reservation.id
+    ));
     Ok(())
 }
 
 /// Captures the payment.
-#[step(retry(max_attempts = 5, initial = "100ms", backoff = 2.0, max_interval = "2s"), timeout = "30s")]
+#[step(
+    retry(
+        max_attempts = 5,
+        initial = "100ms",
+        backoff = 2.0,
+        max_interval = "2s"
+    ),
+    timeout = "30s"
+)]
 pub async fn charge_payment(order: &Order) -> Result<Payment, StepError> {
     record(format!("{}: charge {} cents", order.id, order.amount_cents));
-    Ok(Payment { transaction: format!("txn-{}", order.id), amount_cents: order.amount_cents })
+    Ok(Payment {
+        transaction: format!("txn-{}", order.id),
+        amount_cents: order.amount_cents,
+    })
 }
 
 /// Refunds the captured payment.
 #[compensate(charge_payment)]
 pub async fn refund_payment(order: &Order, payment: Payment) -> Result<(), StepError> {
-    record(format!("{}: refund {} cents ({})", order.id, payment.amount_cents, payment.transaction));
+    record(format!(
+        "{}: refund {} cents ({})",
+        order.id, payment.amount_cents, payment.transaction
+    ));
     Ok(())
 }
 
 /// Hands the parcel to the carrier: the point of no return.
 #[step(pivot, retry(max_attempts = 2, initial = "50ms"))]
-pub async fn create_shipment(order: &Order, reservation: &Reservation) -> Result<Shipment, StepError> {
+pub async fn create_shipment(
+    order: &Order,
+    reservation: &Reservation,
+) -> Result<Shipment, StepError> {
     if order.fail_shipment {
         record(format!("{}: shipment rejected by the carrier", order.id));
         return Err(StepError::retryable("the carrier rejected the parcel"));
     }
     record(format!("{}: ship {}", order.id, reservation.id));
-    Ok(Shipment { tracking: format!("trk-{}", order.id) })
+    Ok(Shipment {
+        tracking: format!("trk-{}", order.id),
+    })
 }
 
 /// Tells the customer; after the pivot, so it is retried until it succeeds.
 #[step(retriable, retry(initial = "50ms", max_interval = "1s"))]
 pub async fn send_confirmation(order: &Order, shipment: &Shipment) -> Result<(), StepError> {
-    record(format!("{}: confirm, tracking {}", order.id, shipment.tracking));
+    record(format!(
+        "{}: confirm, tracking {}",
+        order.id, shipment.tracking
+    ));
     Ok(())
 }
 
@@ -109,5 +139,9 @@ pub async fn place_order(order: Order) -> Result<Receipt, WorkflowError> {
     let payment = charge_payment(&order).await?;
     let shipment = create_shipment(&order, &reservation).await?;
     send_confirmation(&order, &shipment).await?;
-    Ok(Receipt { order_id: order.id, payment, shipment })
+    Ok(Receipt {
+        order_id: order.id,
+        payment,
+        shipment,
+    })
 }

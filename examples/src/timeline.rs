@@ -12,7 +12,10 @@ pub fn record(event: impl Into<String>) {
         .map(|ctx| format!(" (attempt {}, key {})", ctx.attempt, ctx.idempotency_key()))
         .unwrap_or_default();
     println!("  - {event}{attempt}");
-    EVENTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(event);
+    EVENTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(event);
 }
 
 /// Every event recorded so far, in order, whose text contains `needle`.

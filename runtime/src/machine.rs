@@ -171,7 +171,11 @@ impl StateMachine {
                             || self.states[edge.from].step.as_ref().is_some_and(|step| {
                                 step.kind.is_pivot() && edge.label != EdgeLabel::Err
                             });
-                        Node::Terminal(if pivot_done { Terminal::Failed } else { Terminal::Compensated })
+                        Node::Terminal(if pivot_done {
+                            Terminal::Failed
+                        } else {
+                            Terminal::Compensated
+                        })
                     }
                 };
                 (edge.from, to, edge.label)
@@ -196,7 +200,12 @@ impl StateMachine {
     pub fn to_mermaid(&self) -> String {
         let mut out = String::from("stateDiagram-v2\n");
         for state in self.states.iter().skip(1) {
-            let _ = writeln!(out, "    state \"{}\" as {}", describe(state, " / "), state.name);
+            let _ = writeln!(
+                out,
+                "    state \"{}\" as {}",
+                describe(state, " / "),
+                state.name
+            );
         }
         let edges = self.resolved_edges();
         let start = self.states.first().map(|state| state.name);
@@ -225,7 +234,12 @@ impl StateMachine {
                 let _ = writeln!(out, "    {} [shape=point, label=\"\"];", state.name);
             } else {
                 let label = format!("{}\\n{}", state.name, describe(state, "\\n"));
-                let _ = writeln!(out, "    {} [label=\"{}\"];", state.name, label.replace('"', "\\\""));
+                let _ = writeln!(
+                    out,
+                    "    {} [label=\"{}\"];",
+                    state.name,
+                    label.replace('"', "\\\"")
+                );
             }
         }
         let edges = self.resolved_edges();
@@ -237,7 +251,13 @@ impl StateMachine {
                 Node::State(state) => state.name,
                 Node::Terminal(terminal) => terminal.name(),
             };
-            let _ = writeln!(out, "    {} -> {} [label=\"{}\"];", self.states[*from].name, to, label.as_str());
+            let _ = writeln!(
+                out,
+                "    {} -> {} [label=\"{}\"];",
+                self.states[*from].name,
+                to,
+                label.as_str()
+            );
         }
         out.push_str("}\n");
         out
@@ -270,31 +290,85 @@ pub(crate) fn format_duration(duration: Duration) -> String {
 mod tests {
     use super::*;
 
-    const fn step(name: &'static str, kind: StepKind, compensation: Option<&'static str>) -> Option<StepInfo> {
-        Some(StepInfo { name, kind, compensation })
+    const fn step(
+        name: &'static str,
+        kind: StepKind,
+        compensation: Option<&'static str>,
+    ) -> Option<StepInfo> {
+        Some(StepInfo {
+            name,
+            kind,
+            compensation,
+        })
     }
 
     /// Start → reserve (compensable) → ship (pivot) → confirm (retriable).
     static MACHINE: StateMachine = StateMachine {
         workflow: "order",
         states: &[
-            StateInfo { name: "Start", step: None, variables: &[Variable { name: "order", ty: "Order" }] },
+            StateInfo {
+                name: "Start",
+                step: None,
+                variables: &[Variable {
+                    name: "order",
+                    ty: "Order",
+                }],
+            },
             StateInfo {
                 name: "Reserve1",
                 step: step("reserve", StepKind::Compensable, Some("release")),
-                variables: &[Variable { name: "order", ty: "Order" }],
+                variables: &[Variable {
+                    name: "order",
+                    ty: "Order",
+                }],
             },
-            StateInfo { name: "Ship2", step: step("ship", StepKind::Pivot, None), variables: &[] },
-            StateInfo { name: "Confirm3", step: step("confirm", StepKind::Retriable, None), variables: &[] },
+            StateInfo {
+                name: "Ship2",
+                step: step("ship", StepKind::Pivot, None),
+                variables: &[],
+            },
+            StateInfo {
+                name: "Confirm3",
+                step: step("confirm", StepKind::Retriable, None),
+                variables: &[],
+            },
         ],
         edges: &[
-            Edge { from: 0, to: Target::State(1), label: EdgeLabel::Ok },
-            Edge { from: 1, to: Target::State(2), label: EdgeLabel::Ok },
-            Edge { from: 1, to: Target::Error, label: EdgeLabel::Err },
-            Edge { from: 2, to: Target::State(3), label: EdgeLabel::Ok },
-            Edge { from: 2, to: Target::Error, label: EdgeLabel::Err },
-            Edge { from: 3, to: Target::Complete, label: EdgeLabel::Ok },
-            Edge { from: 3, to: Target::Error, label: EdgeLabel::Err },
+            Edge {
+                from: 0,
+                to: Target::State(1),
+                label: EdgeLabel::Ok,
+            },
+            Edge {
+                from: 1,
+                to: Target::State(2),
+                label: EdgeLabel::Ok,
+            },
+            Edge {
+                from: 1,
+                to: Target::Error,
+                label: EdgeLabel::Err,
+            },
+            Edge {
+                from: 2,
+                to: Target::State(3),
+                label: EdgeLabel::Ok,
+            },
+            Edge {
+                from: 2,
+                to: Target::Error,
+                label: EdgeLabel::Err,
+            },
+            Edge {
+                from: 3,
+                to: Target::Complete,
+                label: EdgeLabel::Ok,
+            },
+            Edge {
+                from: 3,
+                to: Target::Error,
+                label: EdgeLabel::Err,
+            },
         ],
         fingerprint: 0x1234,
     };
@@ -325,9 +399,20 @@ mod tests {
     fn dot_is_a_digraph_with_every_state_and_terminal() {
         let dot = MACHINE.to_dot();
         assert!(dot.starts_with("digraph order {\n"), "{dot}");
-        assert!(dot.contains("    Start [shape=point, label=\"\"];\n"), "{dot}");
-        assert!(dot.contains("    Reserve1 [label=\"Reserve1\\nreserve\\ncompensable, undo: release\"];\n"), "{dot}");
-        assert!(dot.contains("    Confirm3 -> Failed [label=\"err\"];\n"), "{dot}");
+        assert!(
+            dot.contains("    Start [shape=point, label=\"\"];\n"),
+            "{dot}"
+        );
+        assert!(
+            dot.contains(
+                "    Reserve1 [label=\"Reserve1\\nreserve\\ncompensable, undo: release\"];\n"
+            ),
+            "{dot}"
+        );
+        assert!(
+            dot.contains("    Confirm3 -> Failed [label=\"err\"];\n"),
+            "{dot}"
+        );
         assert!(dot.contains("    Failed [shape=doublecircle];\n"), "{dot}");
         assert!(dot.ends_with("}\n"));
         assert_eq!(dot, MACHINE.to_dot(), "rendering is deterministic");
@@ -335,7 +420,13 @@ mod tests {
 
     #[test]
     fn state_lookup_and_fingerprint() {
-        assert_eq!(MACHINE.state("Ship2").and_then(|state| state.step.as_ref()).map(|s| s.kind), Some(StepKind::Pivot));
+        assert_eq!(
+            MACHINE
+                .state("Ship2")
+                .and_then(|state| state.step.as_ref())
+                .map(|s| s.kind),
+            Some(StepKind::Pivot)
+        );
         assert!(MACHINE.state("Nope").is_none());
         assert_eq!(MACHINE.fingerprint(), 0x1234);
     }

@@ -7,9 +7,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::error::StepError;
 
 /// A future returned by a compensation: `Send`, owning everything it needs.
-pub type CompensationFuture = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<(), StepError>> + Send + 'static>,
->;
+pub type CompensationFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StepError>> + Send + 'static>>;
 
 /// The role a step plays in a saga, chosen with `#[step]`, `#[step(pivot)]`,
 /// `#[step(retriable)]` or `#[step(readonly)]`.

@@ -186,7 +186,11 @@ impl Driver {
 
     /// Runs one attempt of step `S` (with its timeout and step context) and
     /// decides, from the step's retry policy, whether a failure is final.
-    pub async fn attempt<S, F>(&mut self, args: Option<serde_json::Value>, step: F) -> Attempt<S::Output>
+    pub async fn attempt<S, F>(
+        &mut self,
+        args: Option<serde_json::Value>,
+        step: F,
+    ) -> Attempt<S::Output>
     where
         S: Step,
         F: Future<Output = Result<S::Output, StepError>> + Send,
@@ -211,25 +215,41 @@ impl Driver {
             Ok(output) => {
                 let compensation = match args {
                     Some(args) => match serde_json::to_value(&output) {
-                        Ok(output) => Some(CompensationEntry { step: S::NAME.to_owned(), args, output }),
+                        Ok(output) => Some(CompensationEntry {
+                            step: S::NAME.to_owned(),
+                            args,
+                            output,
+                        }),
                         Err(error) => {
-                            self.encode_error = Some(format!("output of step `{}`: {error}", S::NAME));
+                            self.encode_error =
+                                Some(format!("output of step `{}`: {error}", S::NAME));
                             None
                         }
                     },
                     None => None,
                 };
-                self.outcome = Some(StepOutcome::Succeeded { step: S::NAME, kind: S::KIND, compensation });
+                self.outcome = Some(StepOutcome::Succeeded {
+                    step: S::NAME,
+                    kind: S::KIND,
+                    compensation,
+                });
                 Attempt::Done(Ok(output))
             }
             Err(error) => {
                 let policy = S::OPTIONS.retry_policy(S::KIND);
                 if error.is_retryable() && policy.allows_another(self.attempt) {
                     let delay = policy.delay_after(self.attempt);
-                    self.outcome = Some(StepOutcome::Retry { step: S::NAME, error, delay });
+                    self.outcome = Some(StepOutcome::Retry {
+                        step: S::NAME,
+                        error,
+                        delay,
+                    });
                     Attempt::Suspend
                 } else {
-                    self.outcome = Some(StepOutcome::Failed { step: S::NAME, error: error.clone() });
+                    self.outcome = Some(StepOutcome::Failed {
+                        step: S::NAME,
+                        error: error.clone(),
+                    });
                     Attempt::Done(Err(error))
                 }
             }
@@ -247,7 +267,9 @@ pub fn complete<S, T, E>(result: Result<T, E>) -> Result<Transition<S, T>, E> {
 /// Turns the result of a continuation segment into a transition: an `Err`
 /// the body returned (through `?` or `return Err(..)`) becomes `Fail`.
 #[doc(hidden)]
-pub fn segment<S, T, E: Into<WorkflowError>>(result: Result<Transition<S, T>, E>) -> Transition<S, T> {
+pub fn segment<S, T, E: Into<WorkflowError>>(
+    result: Result<Transition<S, T>, E>,
+) -> Transition<S, T> {
     match result {
         Ok(transition) => transition,
         Err(error) => Transition::Fail(error.into()),

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sagaflow::store::{Expect, ScanPage, Store, Versioned};
 use sagaflow::StoreError;
+use sagaflow::store::{Expect, ScanPage, Store, Versioned};
 
 /// How often each fault happens, as probabilities per operation.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -53,17 +53,27 @@ pub struct FaultyStore<S> {
 impl<S: Store> FaultyStore<S> {
     /// Wraps `inner`, drawing faults from a generator seeded with `seed`.
     pub fn new(inner: S, faults: Faults, seed: u64) -> FaultyStore<S> {
-        FaultyStore { inner, faults, state: Mutex::new((fastrand::Rng::with_seed(seed), Injected::default())) }
+        FaultyStore {
+            inner,
+            faults,
+            state: Mutex::new((fastrand::Rng::with_seed(seed), Injected::default())),
+        }
     }
 
     /// The faults injected so far.
     pub fn injected(&self) -> Injected {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).1
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .1
     }
 
     /// Draws the fault and the latency of one operation.
     fn draw(&self, write: bool) -> (Fault, Duration) {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let (rng, injected) = &mut *state;
         let latency = self.faults.max_latency.mul_f64(rng.f64());
         let roll = rng.f64();
@@ -89,7 +99,9 @@ impl<S: Store> FaultyStore<S> {
             tokio::time::sleep(latency).await;
         }
         match fault {
-            Fault::ErrorBefore => Err(StoreError::Unavailable("injected: error before apply".into())),
+            Fault::ErrorBefore => Err(StoreError::Unavailable(
+                "injected: error before apply".into(),
+            )),
             Fault::Conflict => Err(StoreError::Conflict),
             Fault::None | Fault::TimeoutAfter => Ok(fault),
         }
@@ -98,7 +110,9 @@ impl<S: Store> FaultyStore<S> {
 
 fn after<T>(fault: Fault, result: Result<T, StoreError>) -> Result<T, StoreError> {
     match (fault, result) {
-        (Fault::TimeoutAfter, Ok(_)) => Err(StoreError::Timeout("injected: answer lost after apply".into())),
+        (Fault::TimeoutAfter, Ok(_)) => Err(StoreError::Timeout(
+            "injected: answer lost after apply".into(),
+        )),
         (_, result) => result,
     }
 }
@@ -120,7 +134,12 @@ impl<S: Store> Store for FaultyStore<S> {
         after(fault, self.inner.delete(key, expect).await)
     }
 
-    async fn scan(&self, prefix: &str, after_key: Option<&str>, limit: usize) -> Result<ScanPage, StoreError> {
+    async fn scan(
+        &self,
+        prefix: &str,
+        after_key: Option<&str>,
+        limit: usize,
+    ) -> Result<ScanPage, StoreError> {
         self.before(false).await?;
         self.inner.scan(prefix, after_key, limit).await
     }
@@ -137,32 +156,60 @@ mod tests {
 
     #[tokio::test]
     async fn a_timeout_after_apply_still_applies_and_an_error_before_does_not() {
-        let always_timeout = Faults { timeout_after_apply: 1.0, ..Faults::default() };
+        let always_timeout = Faults {
+            timeout_after_apply: 1.0,
+            ..Faults::default()
+        };
         let store = FaultyStore::new(MemoryStore::new(), always_timeout, 1);
         let lost = store.put("k", b"v".to_vec(), Expect::Absent).await;
         assert!(matches!(lost, Err(StoreError::Timeout(_))), "{lost:?}");
-        assert_eq!(store.get("k").await.expect("reads pass").map(|v| v.value), Some(b"v".to_vec()));
+        assert_eq!(
+            store.get("k").await.expect("reads pass").map(|v| v.value),
+            Some(b"v".to_vec())
+        );
 
-        let always_error = Faults { error_before_apply: 1.0, ..Faults::default() };
+        let always_error = Faults {
+            error_before_apply: 1.0,
+            ..Faults::default()
+        };
         let inner = MemoryStore::new();
         let store = FaultyStore::new(inner.clone(), always_error, 1);
-        assert!(matches!(store.put("k", b"v".to_vec(), Expect::Any).await, Err(StoreError::Unavailable(_))));
+        assert!(matches!(
+            store.put("k", b"v".to_vec(), Expect::Any).await,
+            Err(StoreError::Unavailable(_))
+        ));
         assert_eq!(inner.get("k").await.expect("memory store"), None);
         assert_eq!(store.injected().errors_before, 1);
     }
 
     #[tokio::test]
     async fn a_spurious_conflict_applies_nothing() {
-        let store = FaultyStore::new(MemoryStore::new(), Faults { conflict: 1.0, ..Faults::default() }, 7);
-        assert!(matches!(store.put("k", b"v".to_vec(), Expect::Any).await, Err(StoreError::Conflict)));
+        let store = FaultyStore::new(
+            MemoryStore::new(),
+            Faults {
+                conflict: 1.0,
+                ..Faults::default()
+            },
+            7,
+        );
+        assert!(matches!(
+            store.put("k", b"v".to_vec(), Expect::Any).await,
+            Err(StoreError::Conflict)
+        ));
         assert_eq!(store.injected().conflicts, 1);
     }
 
     #[tokio::test]
     async fn no_faults_means_a_transparent_store() {
         let store = FaultyStore::new(MemoryStore::new(), Faults::default(), 3);
-        let version = store.put("k", b"v".to_vec(), Expect::Absent).await.expect("put");
-        store.put("k", b"w".to_vec(), Expect::Version(version)).await.expect("cas");
+        let version = store
+            .put("k", b"v".to_vec(), Expect::Absent)
+            .await
+            .expect("put");
+        store
+            .put("k", b"w".to_vec(), Expect::Version(version))
+            .await
+            .expect("cas");
         assert_eq!(store.injected(), Injected::default());
     }
 }

@@ -7,7 +7,13 @@ use sagaflow_examples::order::{Order, place_order};
 use sagaflow_examples::timeline::events_for;
 
 fn order(id: &str, fail_shipment: bool) -> Order {
-    Order { id: id.into(), sku: "grinder".into(), quantity: 2, amount_cents: 120_00, fail_shipment }
+    Order {
+        id: id.into(),
+        sku: "grinder".into(),
+        quantity: 2,
+        amount_cents: 120_00,
+        fail_shipment,
+    }
 }
 
 fn coffee(id: &str) -> CoffeeOrder {
@@ -35,7 +41,10 @@ async fn runtime() -> Runtime {
 #[tokio::test(start_paused = true)]
 async fn an_order_completes_with_every_step_once_in_order() {
     let rt = runtime().await;
-    let handle = rt.start(place_order, "t-order-ok", order("t-order-ok", false)).await.expect("start");
+    let handle = rt
+        .start(place_order, "t-order-ok", order("t-order-ok", false))
+        .await
+        .expect("start");
     let Outcome::Completed(receipt) = handle.outcome().await.expect("outcome") else {
         panic!("the order should complete")
     };
@@ -56,11 +65,19 @@ async fn an_order_completes_with_every_step_once_in_order() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_shipment_refunds_then_releases() {
     let rt = runtime().await;
-    let handle = rt.start(place_order, "t-order-fail", order("t-order-fail", true)).await.expect("start");
+    let handle = rt
+        .start(place_order, "t-order-fail", order("t-order-fail", true))
+        .await
+        .expect("start");
     let Outcome::Compensated(failure) = handle.outcome().await.expect("outcome") else {
         panic!("the order should be rolled back")
     };
-    assert!(failure.to_string().contains("the carrier rejected the parcel"), "{failure}");
+    assert!(
+        failure
+            .to_string()
+            .contains("the carrier rejected the parcel"),
+        "{failure}"
+    );
     assert_eq!(
         events_for("t-order-fail:"),
         [
@@ -78,9 +95,18 @@ async fn a_failed_shipment_refunds_then_releases() {
 #[tokio::test(start_paused = true)]
 async fn starting_an_order_twice_runs_it_once() {
     let rt = runtime().await;
-    let first = rt.start(place_order, "t-order-twice", order("t-order-twice", false)).await.expect("start");
-    let second = rt.start(place_order, "t-order-twice", order("t-order-twice", false)).await.expect("attach");
-    let (first, second) = (first.outcome().await.expect("first"), second.outcome().await.expect("second"));
+    let first = rt
+        .start(place_order, "t-order-twice", order("t-order-twice", false))
+        .await
+        .expect("start");
+    let second = rt
+        .start(place_order, "t-order-twice", order("t-order-twice", false))
+        .await
+        .expect("attach");
+    let (first, second) = (
+        first.outcome().await.expect("first"),
+        second.outcome().await.expect("second"),
+    );
     assert!(matches!((&first, &second), (Outcome::Completed(a), Outcome::Completed(b)) if a == b));
     assert_eq!(events_for("t-order-twice: reserve").len(), 1);
     assert_eq!(events_for("t-order-twice: charge").len(), 1);
@@ -89,32 +115,79 @@ async fn starting_an_order_twice_runs_it_once() {
 #[tokio::test(start_paused = true)]
 async fn a_customer_who_cannot_be_notified_still_gets_the_drink() {
     let rt = runtime().await;
-    let handle = rt.start(coffee_order, "t-cup-phone", CoffeeOrder { phone_off: true, ..coffee("t-cup-phone") });
-    let Outcome::Completed(served) = handle.await.expect("start").outcome().await.expect("outcome") else {
+    let handle = rt.start(
+        coffee_order,
+        "t-cup-phone",
+        CoffeeOrder {
+            phone_off: true,
+            ..coffee("t-cup-phone")
+        },
+    );
+    let Outcome::Completed(served) = handle
+        .await
+        .expect("start")
+        .outcome()
+        .await
+        .expect("outcome")
+    else {
         panic!("the order should complete")
     };
     assert!(!served.notified);
     assert_eq!(served.beverage.label, "latte for Dee");
-    assert_eq!(events_for("t-cup-phone: phone").len(), 2, "notify is retried once, then given up by the workflow");
+    assert_eq!(
+        events_for("t-cup-phone: phone").len(),
+        2,
+        "notify is retried once, then given up by the workflow"
+    );
     assert!(events_for("t-cup-phone: refund").is_empty());
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_declined_card_has_nothing_to_undo() {
     let rt = runtime().await;
-    let handle = rt.start(coffee_order, "t-cup-card", CoffeeOrder { card_declined: true, ..coffee("t-cup-card") });
-    let Outcome::Compensated(failure) = handle.await.expect("start").outcome().await.expect("outcome") else {
+    let handle = rt.start(
+        coffee_order,
+        "t-cup-card",
+        CoffeeOrder {
+            card_declined: true,
+            ..coffee("t-cup-card")
+        },
+    );
+    let Outcome::Compensated(failure) = handle
+        .await
+        .expect("start")
+        .outcome()
+        .await
+        .expect("outcome")
+    else {
         panic!("the order should be rolled back")
     };
     assert!(failure.to_string().contains("card declined"), "{failure}");
-    assert_eq!(events_for("t-cup-card:"), ["t-cup-card: card declined"], "a permanent error is not retried");
+    assert_eq!(
+        events_for("t-cup-card:"),
+        ["t-cup-card: card declined"],
+        "a permanent error is not retried"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn oversold_beans_undo_stock_drink_and_payment_in_reverse_order() {
     let rt = runtime().await;
-    let handle = rt.start(coffee_order, "t-cup-beans", CoffeeOrder { beans_oversold: true, ..coffee("t-cup-beans") });
-    let Outcome::Compensated(failure) = handle.await.expect("start").outcome().await.expect("outcome") else {
+    let handle = rt.start(
+        coffee_order,
+        "t-cup-beans",
+        CoffeeOrder {
+            beans_oversold: true,
+            ..coffee("t-cup-beans")
+        },
+    );
+    let Outcome::Compensated(failure) = handle
+        .await
+        .expect("start")
+        .outcome()
+        .await
+        .expect("outcome")
+    else {
         panic!("the order should be rolled back")
     };
     assert!(failure.to_string().contains("beans oversold"), "{failure}");

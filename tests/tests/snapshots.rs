@@ -26,22 +26,34 @@ fn fingerprints_are_stable_and_distinct() {
     let order = place_order.state_machine().fingerprint();
     let coffee = coffee_order.state_machine().fingerprint();
     assert_ne!(order, coffee);
-    insta::assert_snapshot!(format!("place_order {order:016x}\ncoffee_order {coffee:016x}"));
+    insta::assert_snapshot!(format!(
+        "place_order {order:016x}\ncoffee_order {coffee:016x}"
+    ));
 }
 
 /// The state persisted after the first two steps: it holds exactly the
 /// variables the rest of the saga uses.
 #[tokio::test]
 async fn persisted_state_after_two_steps() {
-    let order = Order { id: "o-1".into(), sku: "kettle".into(), quantity: 1, amount_cents: 2_500, fail_shipment: false };
+    let order = Order {
+        id: "o-1".into(),
+        sku: "kettle".into(),
+        quantity: 1,
+        amount_cents: 2_500,
+        fail_shipment: false,
+    };
     let mut state = <place_order as Workflow>::begin(order);
     for _ in 0..3 {
         let mut driver = Driver::new("o-1", <place_order as Workflow>::state_name(&state), 1);
-        let Transition::Next(next) = <place_order as Workflow>::resume(state, &mut driver).await else {
+        let Transition::Next(next) = <place_order as Workflow>::resume(state, &mut driver).await
+        else {
             panic!("each of the first three transitions leads to a next state")
         };
         state = next;
     }
-    assert_eq!(<place_order as Workflow>::state_name(&state), "CreateShipment3");
+    assert_eq!(
+        <place_order as Workflow>::state_name(&state),
+        "CreateShipment3"
+    );
     insta::assert_snapshot!(serde_json::to_string_pretty(&state).expect("the state serializes"));
 }

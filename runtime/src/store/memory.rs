@@ -38,7 +38,9 @@ impl MemoryStore {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a half-applied write:
         // every operation mutates with a single insert or remove.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -48,7 +50,11 @@ fn check(expect: Expect, current: Option<&Versioned>) -> Result<(), StoreError> 
         Expect::Absent => current.is_none(),
         Expect::Version(version) => current.is_some_and(|entry| entry.version == version),
     };
-    if holds { Ok(()) } else { Err(StoreError::Conflict) }
+    if holds {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict)
+    }
 }
 
 #[async_trait]
@@ -62,7 +68,9 @@ impl Store for MemoryStore {
         check(expect, inner.entries.get(key))?;
         inner.last_version += 1;
         let version = inner.last_version;
-        inner.entries.insert(key.to_owned(), Versioned { value, version });
+        inner
+            .entries
+            .insert(key.to_owned(), Versioned { value, version });
         Ok(version)
     }
 
@@ -73,7 +81,12 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<ScanPage, StoreError> {
+    async fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ScanPage, StoreError> {
         let inner = self.lock();
         let start = match after {
             Some(after) if after >= prefix => Bound::Excluded(after.to_owned()),
