@@ -38,7 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         sku: "espresso-machine".into(),
         quantity: 1,
-        amount_cents: 349_00,
+        amount_cents: 34_900,
         fail_shipment,
     };
     println!("placing {} (store: {})", order.id, path.display());

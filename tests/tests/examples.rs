@@ -11,7 +11,7 @@ fn order(id: &str, fail_shipment: bool) -> Order {
         id: id.into(),
         sku: "grinder".into(),
         quantity: 2,
-        amount_cents: 120_00,
+        amount_cents: 12_000,
         fail_shipment,
     }
 }
@@ -49,7 +49,7 @@ async fn an_order_completes_with_every_step_once_in_order() {
         panic!("the order should complete")
     };
     assert_eq!(receipt.order_id, "t-order-ok");
-    assert_eq!(receipt.payment.amount_cents, 120_00);
+    assert_eq!(receipt.payment.amount_cents, 12_000);
     assert_eq!(receipt.shipment.tracking, "trk-t-order-ok");
     assert_eq!(
         events_for("t-order-ok:"),
