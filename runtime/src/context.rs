@@ -1,9 +1,18 @@
-//! What a step can learn about the attempt it runs in.
+//! What a step can learn about the attempt it runs in, and how it reports
+//! progress ([`heartbeat`]).
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::Error;
 
 tokio::task_local! {
     static CONTEXT: StepContext;
+    static ATTEMPT: Arc<AttemptLink>;
 }
 
 /// The context of one step attempt, readable inside a step with
@@ -27,6 +36,32 @@ impl StepContext {
     pub fn idempotency_key(&self) -> String {
         format!("{}/{}", self.workflow_id, self.state)
     }
+
+    /// The details of the last [`heartbeat`] an earlier attempt of this step
+    /// recorded in the instance's record, decoded as `T`; `None` on a first
+    /// attempt, when no earlier attempt heartbeated, or when the details do
+    /// not decode as `T`.
+    ///
+    /// Read it on the step's own task (where `context()` was called): it
+    /// lets a retried step resume from its last reported progress.
+    ///
+    /// ```ignore
+    /// #[step(retry(max_attempts = 10))]
+    /// async fn import_rows(file: &File) -> Result<u64, StepError> {
+    ///     let done: u64 = sagaflow::context()
+    ///         .and_then(|ctx| ctx.heartbeat_details())
+    ///         .unwrap_or(0);
+    ///     for row in done..file.rows {
+    ///         import(file, row).await?;
+    ///         sagaflow::heartbeat(row + 1).await.ok();
+    ///     }
+    ///     Ok(file.rows)
+    /// }
+    /// ```
+    pub fn heartbeat_details<T: DeserializeOwned>(&self) -> Option<T> {
+        let previous = ATTEMPT.try_with(|link| link.previous.clone()).ok()??;
+        serde_json::from_value(previous).ok()
+    }
 }
 
 impl fmt::Display for StepContext {
@@ -41,7 +76,92 @@ pub fn context() -> Option<StepContext> {
     CONTEXT.try_with(Clone::clone).ok()
 }
 
+/// Records progress of the running step attempt, and tells the runtime the
+/// attempt is alive.
+///
+/// `details` (any `Serialize` value, stored as JSON) is kept in memory and
+/// written to the instance's record with the next lease renewal: the worker
+/// renews its lease every third of the lease TTL while a step runs (10 s by
+/// default), and each renewal is one compare-and-swap carrying the latest
+/// details, however often the step heartbeats in between. The details are
+/// also written with the attempt's result. A later attempt of the same step
+/// reads them with [`StepContext::heartbeat_details`]; they are cleared once
+/// the instance moves to its next state.
+///
+/// Errors: [`Error::NotInStep`] outside a step attempt run by the runtime
+/// (nothing is recorded: calling a step function directly stays harmless);
+/// [`Error::LeaseLost`] when another worker has taken the instance over, so
+/// this attempt's result will be discarded and the step may stop early;
+/// [`Error::Codec`] when `details` does not serialize.
+///
+/// ```ignore
+/// sagaflow::heartbeat(json!({ "copied": bytes })).await?;
+/// ```
+pub async fn heartbeat(details: impl Serialize) -> Result<(), Error> {
+    let Ok(link) = ATTEMPT.try_with(Arc::clone) else {
+        return Err(Error::NotInStep);
+    };
+    if link.lost.load(Ordering::SeqCst) {
+        return Err(Error::LeaseLost {
+            id: link.workflow_id.clone(),
+        });
+    }
+    let details = serde_json::to_value(details).map_err(|error| Error::Codec {
+        what: "the heartbeat details".to_owned(),
+        reason: error.to_string(),
+    })?;
+    *link.lock_latest() = Some(details);
+    Ok(())
+}
+
+/// What connects a running attempt to the worker holding the instance's
+/// lease: the details an earlier attempt left, the latest heartbeat, and
+/// whether the lease was lost.
+#[derive(Debug)]
+pub(crate) struct AttemptLink {
+    workflow_id: String,
+    previous: Option<serde_json::Value>,
+    latest: Mutex<Option<serde_json::Value>>,
+    lost: AtomicBool,
+}
+
+impl AttemptLink {
+    pub(crate) fn new(workflow_id: String, previous: Option<serde_json::Value>) -> AttemptLink {
+        AttemptLink {
+            workflow_id,
+            previous,
+            latest: Mutex::new(None),
+            lost: AtomicBool::new(false),
+        }
+    }
+
+    fn lock_latest(&self) -> std::sync::MutexGuard<'_, Option<serde_json::Value>> {
+        // Only ever replaced whole, so a panic cannot leave it half-written.
+        self.latest
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The details last heartbeated by this attempt, if any.
+    pub(crate) fn latest(&self) -> Option<serde_json::Value> {
+        self.lock_latest().clone()
+    }
+
+    /// Makes further heartbeats of this attempt fail with `LeaseLost`.
+    pub(crate) fn mark_lost(&self) {
+        self.lost.store(true, Ordering::SeqCst);
+    }
+}
+
 /// Runs `fut` with `ctx` as its step context.
 pub(crate) async fn scope<F: std::future::Future>(ctx: StepContext, fut: F) -> F::Output {
     CONTEXT.scope(ctx, fut).await
+}
+
+/// Runs `fut` (a step attempt, with the code around it) linked to its worker.
+pub(crate) async fn attempt_scope<F: std::future::Future>(
+    link: Arc<AttemptLink>,
+    fut: F,
+) -> F::Output {
+    ATTEMPT.scope(link, fut).await
 }

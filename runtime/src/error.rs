@@ -19,12 +19,18 @@ pub struct StepError {
 impl StepError {
     /// A failure worth retrying (a timeout, a connection reset).
     pub fn retryable(message: impl Into<String>) -> StepError {
-        StepError { message: message.into(), retryable: true }
+        StepError {
+            message: message.into(),
+            retryable: true,
+        }
     }
 
     /// A failure no retry will fix: the step fails for good at once.
     pub fn permanent(message: impl Into<String>) -> StepError {
-        StepError { message: message.into(), retryable: false }
+        StepError {
+            message: message.into(),
+            retryable: false,
+        }
     }
 
     /// Whether the runtime may try the step again.
@@ -46,7 +52,11 @@ impl fmt::Display for StepError {
 
 impl fmt::Debug for StepError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = if self.retryable { "retryable" } else { "permanent" };
+        let kind = if self.retryable {
+            "retryable"
+        } else {
+            "permanent"
+        };
         write!(f, "StepError({kind}: {:?})", self.message)
     }
 }
@@ -68,7 +78,10 @@ pub struct WorkflowError {
 impl WorkflowError {
     /// A workflow-level failure with a message.
     pub fn new(message: impl Into<String>) -> WorkflowError {
-        WorkflowError { message: message.into(), step: None }
+        WorkflowError {
+            message: message.into(),
+            step: None,
+        }
     }
 
     /// The message, as given.
@@ -149,7 +162,9 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// `build()` was called without `.store(..)`.
-    #[error("no store configured: call `.store(MemoryStore::new())` or another store on the builder")]
+    #[error(
+        "no store configured: call `.store(MemoryStore::new())` or another store on the builder"
+    )]
     NoStore,
     /// A workflow was used with a runtime it was not registered with.
     #[error("workflow `{0}` is not registered: call `.register({0})` on the runtime builder")]
@@ -213,4 +228,25 @@ pub enum Error {
     /// The runtime was shut down while waiting.
     #[error("the runtime has shut down")]
     Shutdown,
+    /// `cancel` of an instance whose pivot step has succeeded: the saga is
+    /// past its point of no return and cannot be undone, so it continues
+    /// forward to its end.
+    #[error("instance `{id}` has passed its pivot and cannot be cancelled; it continues forward")]
+    PastPivot {
+        /// The instance id.
+        id: String,
+    },
+    /// [`heartbeat`](crate::heartbeat) was called outside a step attempt run
+    /// by the runtime (for example when a step function is called directly
+    /// in a unit test). Nothing was recorded.
+    #[error("heartbeat outside a step: nothing to record")]
+    NotInStep,
+    /// The worker running this step attempt lost its lease on the instance:
+    /// another runtime took it over, and this attempt's result will be
+    /// discarded. A step that sees this may stop early.
+    #[error("the lease on instance `{id}` was lost to another worker")]
+    LeaseLost {
+        /// The instance id.
+        id: String,
+    },
 }

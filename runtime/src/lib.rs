@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod clock;
 pub mod context;
 pub mod error;
 pub mod machine;
@@ -16,7 +17,8 @@ pub mod step;
 pub mod store;
 pub mod workflow;
 
-pub use context::{StepContext, context};
+pub use clock::{Clock, SystemClock};
+pub use context::{StepContext, context, heartbeat};
 pub use error::{Error, StepError, StoreError, WorkflowError};
 pub use machine::StateMachine;
 pub use runtime::*;

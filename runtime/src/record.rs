@@ -122,16 +122,75 @@ impl fmt::Display for Failure {
     }
 }
 
-/// Who is running an instance. Written by the in-process claim today; the
-/// fields are there so leases between processes need no format change.
+/// Who may advance an instance: a time-bounded claim that fences stale
+/// writers.
+///
+/// A worker runtime claims an instance with one compare-and-swap of its
+/// record that sets `owner` to the runtime's id, `expires_at` to now plus
+/// the lease TTL, and increments `epoch`. It then writes every transition as
+/// a compare-and-swap on the version it read, and renews the lease while a
+/// step runs; a holder whose lease lapsed and was claimed by another (a
+/// higher epoch) finds its write rejected and stops. A lease is released
+/// (`expires_at` set to the time of release, owner and epoch kept) when the
+/// instance waits for a retry, ends, or its runtime shuts down.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
-    /// The runtime that last advanced the instance.
+    /// The runtime that holds (or last held) the lease.
     pub owner: Option<String>,
-    /// Until when (ms since the Unix epoch) the owner holds it.
+    /// Until when (ms since the Unix epoch) the owner holds it; `None` or a
+    /// past time: anyone may claim it.
     pub expires_at: Option<u64>,
-    /// Increases whenever the owner changes; fences stale writers.
+    /// Incremented on every claim; fences stale writers.
     pub epoch: u64,
+}
+
+impl Lease {
+    /// Whether someone holds the lease at wall time `now` (ms).
+    pub fn is_live(&self, now: u64) -> bool {
+        self.owner.is_some() && self.expires_at.is_some_and(|expires_at| expires_at > now)
+    }
+
+    /// Whether this lease is the one `owner` claimed with `epoch`.
+    pub fn is_held_by(&self, owner: &str, epoch: u64) -> bool {
+        self.owner.as_deref() == Some(owner) && self.epoch == epoch
+    }
+}
+
+/// The last progress a step attempt reported with
+/// [`heartbeat`](crate::heartbeat()).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The state (or `compensate/{index}/{step}`) whose attempt reported it.
+    pub state: String,
+    /// That attempt's number.
+    pub attempt: u32,
+    /// When it was written (ms since the Unix epoch).
+    pub at: u64,
+    /// The details, as the step gave them.
+    pub details: serde_json::Value,
+}
+
+/// The store key prefix of the due index.
+pub const DUE_PREFIX: &str = "due/";
+
+/// The due-index key saying instance `id` is due at `at_ms`:
+/// `due/{20-digit zero-padded ms}/{id}`, so keys sort by time.
+///
+/// Due keys are hints, never truth: a worker that finds one re-reads the
+/// instance's record and skips it unless the record says it is due and
+/// claimable; stale hints are deleted.
+pub fn due_key(at_ms: u64, id: &str) -> String {
+    format!("{DUE_PREFIX}{at_ms:020}/{id}")
+}
+
+/// The time and instance id of a due-index key, `None` if it is not one.
+pub fn parse_due_key(key: &str) -> Option<(u64, &str)> {
+    let rest = key.strip_prefix(DUE_PREFIX)?;
+    let (at, id) = rest.split_once('/')?;
+    if at.len() != 20 || id.is_empty() {
+        return None;
+    }
+    Some((at.parse().ok()?, id))
 }
 
 /// What happened to an instance, as kept in its bounded history.
@@ -231,6 +290,10 @@ pub struct InstanceRecord {
     /// Who runs the instance.
     #[serde(default)]
     pub lease: Lease,
+    /// The last progress reported by an attempt of the current step (or
+    /// compensation); cleared when the instance moves on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<Heartbeat>,
     /// The workflow's output, when `Completed`.
     #[serde(default)]
     pub output: Option<serde_json::Value>,
@@ -256,6 +319,20 @@ impl InstanceRecord {
         while self.history.len() > HISTORY_LIMIT {
             self.history.pop_front();
         }
+    }
+
+    /// Whether the instance's next step (or compensation) is due at wall
+    /// time `now`: it has not ended, and it waits for no retry (or it is
+    /// cancelled, which cuts a retry delay short).
+    pub fn is_due(&self, now: u64) -> bool {
+        !self.phase.is_terminal()
+            && (self.next_run_at.is_none_or(|due| due <= now) || self.cancel_cuts_wait())
+    }
+
+    /// Whether a `cancel` makes the instance roll back now, before any
+    /// retry delay.
+    pub fn cancel_cuts_wait(&self) -> bool {
+        self.cancel_requested && !self.pivot_passed && self.phase != Phase::Compensating
     }
 
     /// The fingerprint as a number, `None` if it is not 16 hex digits.
@@ -380,6 +457,7 @@ mod tests {
                 expires_at: Some(1_700_000_030_000),
                 epoch: 1,
             },
+            heartbeat: None,
             output: None,
             failure: None,
             last_error: None,
@@ -467,6 +545,31 @@ mod tests {
             record.history.back().map(|event| event.at),
             Some(HISTORY_LIMIT as u64 * 2 - 1)
         );
+    }
+
+    #[test]
+    fn due_keys_sort_by_time_and_parse_back() {
+        let early = due_key(999, "a/b");
+        let late = due_key(1_000, "a");
+        assert!(early < late);
+        assert_eq!(early, "due/00000000000000000999/a/b");
+        assert_eq!(parse_due_key(&early), Some((999, "a/b")));
+        assert_eq!(parse_due_key("due/12/x"), None);
+        assert_eq!(parse_due_key("instances/x"), None);
+    }
+
+    #[test]
+    fn leases_are_live_until_they_expire() {
+        let lease = Lease {
+            owner: Some("w".into()),
+            expires_at: Some(100),
+            epoch: 3,
+        };
+        assert!(lease.is_live(99));
+        assert!(!lease.is_live(100));
+        assert!(lease.is_held_by("w", 3));
+        assert!(!lease.is_held_by("w", 2));
+        assert!(!Lease::default().is_live(0));
     }
 
     #[test]

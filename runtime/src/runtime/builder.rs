@@ -7,13 +7,20 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
 
+use tokio::sync::Notify;
+
 use super::erased::{Erased, ErasedWorkflow};
-use super::{Clock, Inner, Runtime};
+use super::{Inner, Runtime};
+use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::store::Store;
 use crate::workflow::Workflow;
 
 /// Configures a [`Runtime`]; calls may come in any order.
+///
+/// Defaults: 64 workers, a 30 s lease TTL (renewed every 10 s while a step
+/// runs), a 1 s poll interval, a recovery scan every lease TTL, a 1 MiB
+/// input limit, and the [`SystemClock`].
 ///
 /// ```ignore
 /// let rt = Runtime::builder()
@@ -29,14 +36,20 @@ pub struct RuntimeBuilder {
     workers: usize,
     max_input_bytes: usize,
     poll_interval: Duration,
+    lease_ttl: Duration,
+    recovery_interval: Option<Duration>,
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl RuntimeBuilder {
-    /// Step attempts run at once by default.
+    /// Instances driven at once by default.
     pub const DEFAULT_WORKERS: usize = 64;
+    /// How long a claim on an instance lasts without renewal, by default.
+    pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
     /// The default limit of a workflow input's JSON: 1 MiB.
     pub const DEFAULT_MAX_INPUT_BYTES: usize = 1 << 20;
-    /// How often a waiting handle re-reads the store by default.
+    /// How often the due index is scanned and a waiting handle re-reads the
+    /// store, by default.
     pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
     pub(super) fn new() -> RuntimeBuilder {
@@ -46,6 +59,9 @@ impl RuntimeBuilder {
             workers: Self::DEFAULT_WORKERS,
             max_input_bytes: Self::DEFAULT_MAX_INPUT_BYTES,
             poll_interval: Self::DEFAULT_POLL_INTERVAL,
+            lease_ttl: Self::DEFAULT_LEASE_TTL,
+            recovery_interval: None,
+            clock: None,
         }
     }
 
@@ -62,9 +78,11 @@ impl RuntimeBuilder {
         self
     }
 
-    /// How many step (or compensation) attempts run at once. 0 makes a
-    /// client-only runtime: it starts instances and reads them, another
-    /// process runs them.
+    /// How many instances this runtime drives at once: each holds a worker
+    /// from its claim until its lease is released (it ends, waits for a
+    /// retry, or the runtime shuts down). 0 makes a client-only runtime: it
+    /// starts, reads and cancels instances and runs none; worker runtimes
+    /// (in this process or others) find them through the due index.
     pub fn workers(mut self, workers: usize) -> RuntimeBuilder {
         self.workers = workers;
         self
@@ -76,16 +94,47 @@ impl RuntimeBuilder {
         self
     }
 
-    /// How often a waiting [`Handle`](super::Handle) re-reads the store, to
-    /// see instances another process advances (this process's own writes
-    /// wake it at once).
+    /// How often a worker runtime scans the due index for work written by
+    /// other processes (hints this process writes wake it at once), and how
+    /// often a waiting [`Handle`](super::Handle) re-reads the store to see
+    /// instances another process advances (this process's own writes wake it
+    /// at once). Default 1 s.
     pub fn poll_interval(mut self, interval: Duration) -> RuntimeBuilder {
         self.poll_interval = interval.max(Duration::from_millis(1));
         self
     }
 
-    /// Builds the runtime and, if it has workers, resumes every unfinished
-    /// instance found in the store.
+    /// How long a claim on an instance lasts without renewal (default 30 s).
+    /// A worker renews it every third of this while a step runs, so this is
+    /// how long a crashed or partitioned process keeps its instances before
+    /// another runtime may take them over (and re-run the step in flight).
+    /// At least 3 ms.
+    pub fn lease_ttl(mut self, ttl: Duration) -> RuntimeBuilder {
+        self.lease_ttl = ttl.max(Duration::from_millis(3));
+        self
+    }
+
+    /// How often a worker runtime scans every instance for due ones whose
+    /// lease expired (a crashed owner's), besides once when it is built.
+    /// Defaults to the lease TTL. Each scan reads every record, so on a large
+    /// store prefer a longer interval.
+    pub fn recovery_interval(mut self, interval: Duration) -> RuntimeBuilder {
+        self.recovery_interval = Some(interval.max(Duration::from_millis(1)));
+        self
+    }
+
+    /// The clock for record times, leases, due times, backoff and polling
+    /// (default [`SystemClock::new()`], which follows tokio's paused time in
+    /// tests). See [`crate::clock`].
+    pub fn clock(mut self, clock: impl Clock) -> RuntimeBuilder {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Builds the runtime. A runtime with workers starts its poller, which
+    /// first claims every unfinished instance in the store that is due and
+    /// whose lease is free or expired (instances leased by a live runtime
+    /// are left to it), then follows the due index.
     pub async fn build(self) -> Result<Runtime, Error> {
         let store = self.store.ok_or(Error::NoStore)?;
         let mut workflows: HashMap<&'static str, Arc<dyn ErasedWorkflow>> = HashMap::new();
@@ -95,7 +144,7 @@ impl RuntimeBuilder {
                 return Err(Error::DuplicateWorkflow(name.to_owned()));
             }
         }
-        let clock = Clock::new();
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock::new()));
         let runtime = Runtime {
             inner: Arc::new(Inner {
                 store,
@@ -106,15 +155,19 @@ impl RuntimeBuilder {
                 )),
                 max_input_bytes: self.max_input_bytes,
                 poll_interval: self.poll_interval,
+                lease_ttl: self.lease_ttl,
+                recovery_interval: self.recovery_interval.unwrap_or(self.lease_ttl),
                 clock,
-                owner: format!("{}-{:x}", std::process::id(), clock.base_ms),
+                owner: super::unique_owner(),
                 local: Mutex::new(HashMap::new()),
+                poke: Notify::new(),
                 shutdown: watch::Sender::new(false),
                 drivers: watch::Sender::new(0),
             }),
         };
         if runtime.inner.workers > 0 {
-            runtime.resume_unfinished().await?;
+            runtime.inner.drivers.send_modify(|running| *running += 1);
+            tokio::spawn(super::poller::run(runtime.clone()));
         }
         Ok(runtime)
     }
@@ -135,6 +188,9 @@ impl fmt::Debug for RuntimeBuilder {
             .field("workers", &self.workers)
             .field("max_input_bytes", &self.max_input_bytes)
             .field("poll_interval", &self.poll_interval)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("recovery_interval", &self.recovery_interval)
+            .field("clock", &self.clock)
             .finish()
     }
 }

@@ -56,7 +56,8 @@ impl<T: DeserializeOwned> Handle<T> {
     ///
     /// Wakes as soon as a worker of this process writes the instance, and
     /// re-reads the store every poll interval for instances run by other
-    /// processes. An instance this runtime cannot advance (an unregistered
+    /// processes. Waiting runs nothing: the instance is run by whichever
+    /// worker runtime holds its lease. An instance this runtime cannot advance (an unregistered
     /// workflow, another fingerprint, a corrupt record) is an error rather
     /// than an endless wait.
     pub async fn outcome(&self) -> Result<Outcome<T>, Error> {
@@ -88,7 +89,9 @@ impl<T: DeserializeOwned> Handle<T> {
             tokio::select! {
                 _ = changed.changed() => {}
                 _ = shutdown.changed() => {}
-                () = tokio::time::sleep(inner.poll_interval) => {}
+                () = inner.clock.sleep_until(
+                    inner.clock.now_ms().saturating_add(crate::clock::duration_ms(inner.poll_interval)),
+                ) => {}
             }
         }
     }

@@ -16,26 +16,60 @@
 //!
 //! Every instance is one record in the store (see [`crate::record`]); every
 //! step transition is one compare-and-swap of that record.
+//!
+//! # Durable execution across processes
+//!
+//! Any number of runtimes (in one process or many, on one machine or many)
+//! may share a store. A runtime with workers runs an instance only while it
+//! holds the instance's **lease** ([`Lease`]): it claims the lease with one
+//! compare-and-swap of the record (its id as owner, an expiry one lease TTL
+//! ahead, the epoch incremented), renews it every third of the TTL while a
+//! step runs, and writes each transition as a compare-and-swap on the
+//! version it read. A holder that stalled past its lease while another
+//! runtime claimed the instance finds its next write rejected, discards the
+//! step's result and stops: it never overwrites the new holder. Steps are
+//! therefore at-least-once (a takeover re-runs the step in flight) and
+//! transitions exactly-once.
+//!
+//! Work is found three ways:
+//! - `start` on a runtime with a free worker claims the new instance in the
+//!   very write that creates it, and runs it at once;
+//! - an instance that is due later (a retry's backoff), started by a
+//!   client-only runtime, started while every worker is busy, or cancelled
+//!   while waiting gets a **due hint**, a key `due/{ms}/{id}` in the store.
+//!   Every worker runtime scans the hints up to now every
+//!   [`poll_interval`](RuntimeBuilder::poll_interval) (and at once for its
+//!   own hints), re-reads the record and claims it if it is due and its
+//!   lease is free. Hints are never truth: stale ones are deleted;
+//! - every [`recovery_interval`](RuntimeBuilder::recovery_interval) (and
+//!   when it is built) a worker runtime scans all instances for due ones
+//!   whose lease expired, so the work of a crashed process is taken over one
+//!   lease TTL after its last renewal.
+//!
+//! A step's transition stays one write: hints are written only for delayed
+//! or handed-over work, never per step.
 
 mod builder;
 mod erased;
 mod handle;
+mod poller;
 mod worker;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 pub use builder::RuntimeBuilder;
 pub use handle::{Handle, Outcome};
 
+use crate::clock::{Clock, duration_ms};
 use crate::error::{Error, StoreError};
 use crate::record::{self, InstanceRecord};
-pub use crate::record::{EventKind, Failure, HistoryEvent, Phase};
+pub use crate::record::{EventKind, Failure, Heartbeat, HistoryEvent, Lease, Phase};
 use crate::store::{Expect, Store};
 use crate::workflow::{CompensationEntry, Workflow};
 use erased::ErasedWorkflow;
@@ -51,18 +85,23 @@ pub struct Runtime {
 struct Inner {
     store: Arc<dyn Store>,
     workflows: HashMap<&'static str, Arc<dyn ErasedWorkflow>>,
-    /// How many step or compensation attempts run at once; 0: client only.
+    /// How many instances this runtime drives at once; 0: client only.
     workers: usize,
+    /// One per instance driven; held from its claim to its lease's release.
     permits: Arc<Semaphore>,
     max_input_bytes: usize,
     poll_interval: Duration,
-    clock: Clock,
-    /// This runtime's name in leases.
+    lease_ttl: Duration,
+    recovery_interval: Duration,
+    clock: Arc<dyn Clock>,
+    /// This runtime's name in leases, unique among all runtimes.
     owner: String,
     /// Per-instance wake-ups between the worker and handles of this process.
     local: Mutex<HashMap<String, Arc<Local>>>,
+    /// Wakes the poller: a hint was written here, or capacity freed.
+    poke: Notify,
     shutdown: watch::Sender<bool>,
-    /// Number of running instance drivers, so `shutdown` can wait for them.
+    /// Number of running drivers and pollers, so `shutdown` can wait for them.
     drivers: watch::Sender<usize>,
 }
 
@@ -70,49 +109,31 @@ struct Inner {
 struct Local {
     /// Bumped after every write of the record by this process.
     changed: watch::Sender<u64>,
-    /// Wakes the instance's worker from a backoff sleep (on `cancel`).
-    wake: Notify,
-    /// Whether a worker of this process drives the instance (the in-process claim).
+    /// Whether a worker of this process drives the instance.
     driving: AtomicBool,
 }
 
-/// Wall-clock milliseconds that advance with tokio's clock, so tests on
-/// paused time (`#[tokio::test(start_paused = true)]`) see backoff pass at once.
-#[derive(Clone, Copy, Debug)]
-struct Clock {
-    base_ms: u64,
-    base: tokio::time::Instant,
+/// Why a claim did not run an instance, or that it did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Claim {
+    /// Claimed; a driver runs it.
+    Claimed,
+    /// Gone, ended, not due, or leased by a live holder: nothing to do here.
+    NotReady,
+    /// This runtime cannot run it (unregistered, another fingerprint,
+    /// undecodable); another runtime might.
+    Blocked,
 }
 
-impl Clock {
-    fn new() -> Clock {
-        let base_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| {
-                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-            });
-        Clock {
-            base_ms,
-            base: tokio::time::Instant::now(),
-        }
-    }
-
-    /// Milliseconds since the Unix epoch.
-    fn now_ms(&self) -> u64 {
-        let elapsed = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.base_ms.saturating_add(elapsed)
-    }
-
-    /// The tokio instant of wall time `ms`.
-    fn instant_at(&self, ms: u64) -> tokio::time::Instant {
-        self.base + Duration::from_millis(ms.saturating_sub(self.base_ms))
-    }
-}
-
-/// Milliseconds in a duration, saturating, rounded up so a wait is never short.
-fn duration_ms(duration: Duration) -> u64 {
-    let ms = duration.as_millis() + u128::from(!duration.subsec_nanos().is_multiple_of(1_000_000));
-    u64::try_from(ms).unwrap_or(u64::MAX)
+/// A name for this runtime in leases: the process id, the time and a
+/// counter, so two runtimes never share one.
+fn unique_owner() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{nanos:x}-{n}", std::process::id())
 }
 
 /// What [`Runtime::status`] reports about an instance.
@@ -145,6 +166,11 @@ pub struct Status {
     pub history: Vec<HistoryEvent>,
     /// The fingerprint of the state machine the instance was started on.
     pub fingerprint: u64,
+    /// Who runs (or last ran) the instance, until when, and the claim's epoch.
+    pub lease: Lease,
+    /// The last progress the current step's attempts reported with
+    /// [`heartbeat`](crate::heartbeat()).
+    pub heartbeat: Option<Heartbeat>,
     /// Why this runtime will not advance the instance (an unregistered
     /// workflow, another fingerprint, an undecodable state), if it will not.
     pub blocked: Option<String>,
@@ -174,11 +200,18 @@ impl Runtime {
     /// Starts instance `id` of `workflow` with `input`, and returns a handle
     /// to wait for its outcome.
     ///
+    /// On a runtime with a free worker, the record is created already
+    /// claimed by this runtime (one write) and the instance runs at once.
+    /// On a client-only runtime (`workers(0)`), or when every worker is
+    /// busy, the record is created unclaimed with a due hint, and the first
+    /// worker runtime with capacity (this one or another process's) claims it.
+    ///
     /// Idempotent per id: if instance `id` exists, this attaches to it and
-    /// runs nothing again (`input` is ignored). If it exists and runs another
-    /// workflow, [`Error::IdInUse`]. An input whose JSON exceeds the
-    /// builder's `max_input_bytes` is [`Error::InputTooLarge`], and nothing
-    /// is written.
+    /// runs nothing again (`input` is ignored); this runtime runs it only if
+    /// it has a free worker and wins the claim on an instance whose lease is
+    /// free. If it exists and runs another workflow, [`Error::IdInUse`]. An
+    /// input whose JSON exceeds the builder's `max_input_bytes` is
+    /// [`Error::InputTooLarge`], and nothing is written.
     pub async fn start<W: Workflow>(
         &self,
         workflow: W,
@@ -213,7 +246,8 @@ impl Runtime {
             attempt: 1,
             next_run_at: None,
             cancel_requested: false,
-            lease: record::Lease::default(),
+            lease: Lease::default(),
+            heartbeat: None,
             output: None,
             failure: None,
             last_error: None,
@@ -225,6 +259,11 @@ impl Runtime {
             state: Some(state_name.to_owned()),
             ..HistoryEvent::new(now, EventKind::Created)
         });
+        // Claimed in the creating write when a worker is free: no extra write.
+        let permit = self.free_permit();
+        if permit.is_some() {
+            self.claim_lease(&mut instance, now);
+        }
         let bytes =
             record::encode(&instance).map_err(|error| codec("the instance record", &error))?;
         match self
@@ -235,10 +274,28 @@ impl Runtime {
         {
             Ok(version) => {
                 tracing::debug!(workflow = W::NAME, id = %id, "instance started");
-                self.spawn_worker(&id, Some(worker::Current::new(instance, version)));
+                match permit {
+                    Some(permit) => {
+                        let local = self.local(&id);
+                        if local.driving.swap(true, Ordering::SeqCst) {
+                            // Cannot happen for a record just created; leave
+                            // it to its lease's expiry rather than run it twice.
+                            self.release_local(&id, local);
+                        } else {
+                            self.spawn_driver(
+                                id.clone(),
+                                local,
+                                worker::Current::new(instance, version),
+                                permit,
+                            );
+                        }
+                    }
+                    None => self.hint(now, &id).await,
+                }
             }
             Err(StoreError::Conflict) => {
-                let Some((existing, _)) = self.load(&id).await? else {
+                drop(permit);
+                let Some((existing, version)) = self.load(&id).await? else {
                     // Deleted between our write and our read: nothing to attach to.
                     return Err(Error::NotFound(id));
                 };
@@ -249,13 +306,27 @@ impl Runtime {
                         requested: W::NAME.to_owned(),
                     });
                 }
-                if !existing.phase.is_terminal() {
-                    self.spawn_worker(&id, None);
-                }
+                self.attach(&id, existing, version).await?;
             }
             Err(error) => return Err(error.into()),
         }
         Ok(Handle::new(self.clone(), id))
+    }
+
+    /// On `start` of an existing instance: runs it here only if a worker is
+    /// free and the instance is due and unclaimed.
+    async fn attach(&self, id: &str, existing: InstanceRecord, version: u64) -> Result<(), Error> {
+        if self.is_driving(id) || !self.ready(&existing, self.inner.clock.now_ms()) {
+            return Ok(());
+        }
+        match self.free_permit() {
+            Some(permit) => {
+                self.try_claim(id, existing, version, permit).await?;
+            }
+            // Every worker is busy: the due index or the recovery scan finds it.
+            None => self.inner.poke.notify_one(),
+        }
+        Ok(())
     }
 
     /// A handle on existing instance `id` of `workflow`, without starting
@@ -312,9 +383,15 @@ impl Runtime {
     /// runs the compensations of the steps it completed, and ends
     /// [`Outcome::Compensated`] with a "cancelled" [`Failure`].
     ///
-    /// Returns once the request is recorded. An instance that has ended, is
-    /// already compensating, or has passed its pivot (there is no way back)
-    /// is left as it is.
+    /// Returns once the request is recorded; the step in flight, if any,
+    /// finishes first. An instance waiting for a retry is woken (through a
+    /// due hint, so whichever worker runtime claims it rolls it back).
+    ///
+    /// An instance whose pivot has succeeded cannot be undone: that is
+    /// [`Error::PastPivot`], nothing is recorded, and the instance continues
+    /// forward to its end. A cancel recorded while the pivot step runs is
+    /// overtaken by the pivot's success in the same way. An instance that
+    /// has ended or is already rolling back is left as it is (`Ok`).
     pub async fn cancel(&self, id: &str) -> Result<(), Error> {
         loop {
             let Some((mut instance, version)) = self.load(id).await? else {
@@ -327,11 +404,7 @@ impl Runtime {
                 break;
             }
             if instance.pivot_passed {
-                tracing::warn!(
-                    id,
-                    "cancel ignored: the instance has passed its pivot and can only go forward"
-                );
-                break;
+                return Err(Error::PastPivot { id: id.to_owned() });
             }
             let now = self.inner.clock.now_ms();
             instance.cancel_requested = true;
@@ -345,25 +418,40 @@ impl Runtime {
                 .put(&record::key(id), bytes, Expect::Version(version))
                 .await
             {
-                Ok(_) => break,
+                Ok(_) => {
+                    // A live holder sees the request at its next write; an
+                    // unclaimed instance needs a worker to come for it now.
+                    if !instance.lease.is_live(now) {
+                        self.hint(now, id).await;
+                    }
+                    break;
+                }
                 Err(StoreError::Conflict) => continue,
                 Err(error) => return Err(error.into()),
             }
         }
         let local = self.local(id);
-        local.wake.notify_one();
         local.changed.send_modify(|generation| *generation += 1);
+        self.release_local(id, local);
         Ok(())
     }
 
-    /// Stops the workers: each finishes the attempt it runs, writes it, and
-    /// stops; waiting handles return [`Error::Shutdown`]. Instances stay in
-    /// the store, and the next runtime built on it resumes them.
+    /// Stops the workers: each finishes the attempt it runs, writes it,
+    /// releases its lease (with a due hint, so another runtime can take the
+    /// instance over at once) and stops; waiting handles return
+    /// [`Error::Shutdown`]. Instances stay in the store, and any worker
+    /// runtime on it resumes them.
     pub async fn shutdown(&self) {
         self.inner.shutdown.send_replace(true);
         let mut drivers = self.inner.drivers.subscribe();
         // The sender lives in `inner`, which `self` keeps alive.
         let _ = drivers.wait_for(|running| *running == 0).await;
+    }
+
+    /// This runtime's id: the owner written in the leases it holds. Unique
+    /// among all runtimes, so an operator can tell which process runs what.
+    pub fn runtime_id(&self) -> &str {
+        &self.inner.owner
     }
 
     /// The workflow registered as `workflow`'s name, with its fingerprint.
@@ -436,6 +524,8 @@ impl Runtime {
             pivot_passed: instance.pivot_passed,
             cancel_requested: instance.cancel_requested,
             history: instance.history.into(),
+            lease: instance.lease,
+            heartbeat: instance.heartbeat,
             blocked,
             created_at: instance.created_at,
             updated_at: instance.updated_at,
@@ -457,7 +547,6 @@ impl Runtime {
         Arc::clone(locals.entry(id.to_owned()).or_insert_with(|| {
             Arc::new(Local {
                 changed: watch::Sender::new(0),
-                wake: Notify::new(),
                 driving: AtomicBool::new(false),
             })
         }))
@@ -476,46 +565,163 @@ impl Runtime {
         }
     }
 
-    /// Drives instance `id` on a worker task, unless this process already does
-    /// or runs no workers.
-    fn spawn_worker(&self, id: &str, loaded: Option<worker::Current>) {
+    /// Whether a worker of this process drives instance `id`.
+    fn is_driving(&self, id: &str) -> bool {
+        self.locals()
+            .get(id)
+            .is_some_and(|local| local.driving.load(Ordering::SeqCst))
+    }
+
+    /// A worker slot, if one is free and the runtime runs.
+    fn free_permit(&self) -> Option<OwnedSemaphorePermit> {
         if self.inner.workers == 0 || *self.inner.shutdown.borrow() {
-            return;
+            return None;
+        }
+        Arc::clone(&self.inner.permits).try_acquire_owned().ok()
+    }
+
+    /// Waits for a worker slot; `None` on shutdown.
+    async fn permit(&self, shutdown: &mut watch::Receiver<bool>) -> Option<OwnedSemaphorePermit> {
+        if *shutdown.borrow_and_update() {
+            return None;
+        }
+        tokio::select! {
+            permit = Arc::clone(&self.inner.permits).acquire_owned() => permit.ok(),
+            _ = shutdown.changed() => None,
+        }
+    }
+
+    fn lease_ttl_ms(&self) -> u64 {
+        duration_ms(self.inner.lease_ttl)
+    }
+
+    /// Makes `instance`'s lease this runtime's, with a new epoch.
+    fn claim_lease(&self, instance: &mut InstanceRecord, now: u64) {
+        instance.lease = Lease {
+            owner: Some(self.inner.owner.clone()),
+            expires_at: Some(now.saturating_add(self.lease_ttl_ms())),
+            epoch: instance.lease.epoch.saturating_add(1),
+        };
+    }
+
+    /// Whether a worker may claim `instance` now: due, unleased, runnable here.
+    fn ready(&self, instance: &InstanceRecord, now: u64) -> bool {
+        instance.is_due(now) && !instance.lease.is_live(now) && self.runnable(instance).is_ok()
+    }
+
+    /// Claims instance `id` (read at `version`) with one compare-and-swap and
+    /// runs it on a driver holding `permit`. `false` if this process already
+    /// drives it or another writer got there first.
+    async fn try_claim(
+        &self,
+        id: &str,
+        mut instance: InstanceRecord,
+        version: u64,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<bool, Error> {
+        if *self.inner.shutdown.borrow() {
+            return Ok(false);
         }
         let local = self.local(id);
         if local.driving.swap(true, Ordering::SeqCst) {
-            return;
+            self.release_local(id, local);
+            return Ok(false);
         }
-        self.inner.drivers.send_modify(|running| *running += 1);
-        tokio::spawn(worker::drive(self.clone(), id.to_owned(), local, loaded));
-    }
-
-    /// Resumes every unfinished instance in the store (on `build`).
-    async fn resume_unfinished(&self) -> Result<(), Error> {
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .inner
-                .store
-                .scan(record::KEY_PREFIX, after.as_deref(), 256)
-                .await?;
-            for (key, stored) in page.entries {
-                let id = key.strip_prefix(record::KEY_PREFIX).unwrap_or(&key);
-                match decode_record(id, &stored.value) {
-                    Ok(instance) if instance.phase.is_terminal() => {}
-                    Ok(instance) => match self.runnable(&instance) {
-                        Ok(_) => self
-                            .spawn_worker(id, Some(worker::Current::new(instance, stored.version))),
-                        Err(error) => tracing::warn!(id, %error, "instance left untouched"),
-                    },
-                    Err(error) => tracing::error!(id, %error, "instance left untouched"),
+        let now = self.inner.clock.now_ms();
+        let previous = instance.lease.owner.clone();
+        self.claim_lease(&mut instance, now);
+        instance.updated_at = now;
+        let written = match record::encode(&instance) {
+            Ok(bytes) => {
+                self.inner
+                    .store
+                    .put(&record::key(id), bytes, Expect::Version(version))
+                    .await
+            }
+            Err(error) => {
+                local.driving.store(false, Ordering::SeqCst);
+                self.release_local(id, local);
+                return Err(codec("the instance record", &error));
+            }
+        };
+        match written {
+            Ok(version) => {
+                tracing::debug!(
+                    id,
+                    epoch = instance.lease.epoch,
+                    previous = previous.as_deref().unwrap_or("none"),
+                    "instance claimed"
+                );
+                self.spawn_driver(
+                    id.to_owned(),
+                    local,
+                    worker::Current::new(instance, version),
+                    permit,
+                );
+                Ok(true)
+            }
+            Err(error) => {
+                local.driving.store(false, Ordering::SeqCst);
+                self.release_local(id, local);
+                match error {
+                    StoreError::Conflict => Ok(false),
+                    error => Err(error.into()),
                 }
             }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return Ok(()),
-            }
         }
+    }
+
+    /// Reads instance `id` and claims it if it is ready, holding `permit`.
+    async fn claim_if_ready(&self, id: &str, permit: OwnedSemaphorePermit) -> Result<Claim, Error> {
+        if self.is_driving(id) {
+            return Ok(Claim::NotReady);
+        }
+        let (instance, version) = match self.load(id).await {
+            Ok(Some(loaded)) => loaded,
+            Ok(None) => return Ok(Claim::NotReady),
+            Err(Error::Corrupt { .. }) => return Ok(Claim::Blocked),
+            Err(error) => return Err(error),
+        };
+        let now = self.inner.clock.now_ms();
+        if !instance.is_due(now) || instance.lease.is_live(now) {
+            return Ok(Claim::NotReady);
+        }
+        if self.runnable(&instance).is_err() {
+            return Ok(Claim::Blocked);
+        }
+        Ok(if self.try_claim(id, instance, version, permit).await? {
+            Claim::Claimed
+        } else {
+            Claim::NotReady
+        })
+    }
+
+    /// Runs instance `id`, claimed by this runtime, on a worker task.
+    fn spawn_driver(
+        &self,
+        id: String,
+        local: Arc<Local>,
+        current: worker::Current,
+        permit: OwnedSemaphorePermit,
+    ) {
+        self.inner.drivers.send_modify(|running| *running += 1);
+        tokio::spawn(worker::drive(self.clone(), id, local, current, permit));
+    }
+
+    /// Writes a due hint for instance `id` at `at_ms` and wakes this
+    /// process's poller. A failed hint is only logged: the recovery scan
+    /// finds the instance anyway, later.
+    async fn hint(&self, at_ms: u64, id: &str) {
+        let key = record::due_key(at_ms, id);
+        if let Err(error) = self
+            .inner
+            .store
+            .put(&key, id.as_bytes().to_vec(), Expect::Any)
+            .await
+        {
+            tracing::warn!(id, %error, "cannot write a due hint; the recovery scan will find the instance");
+        }
+        self.inner.poke.notify_one();
     }
 }
 

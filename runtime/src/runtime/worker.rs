@@ -1,24 +1,25 @@
-//! The worker that drives one instance: runs its step attempts and
-//! compensations, one compare-and-swap of its record per transition.
+//! The worker that drives one claimed instance: runs its step attempts and
+//! compensations while holding the instance's lease, renews the lease while
+//! a step runs, and writes each transition with one compare-and-swap.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::task::{JoinError, JoinHandle};
 use tracing::Instrument as _;
 
 use super::erased::{ErasedWorkflow, Moved, ResumeError, ResumeReport};
-use super::{Local, Runtime, duration_ms};
-use crate::context::{self, StepContext};
+use super::{Local, Runtime};
+use crate::clock::duration_ms;
+use crate::context::{self, AttemptLink, StepContext};
 use crate::error::{Error, StepError, StoreError};
-use crate::record::{self, EventKind, Failure, HistoryEvent, InstanceRecord, Phase};
+use crate::record::{self, EventKind, Failure, Heartbeat, HistoryEvent, InstanceRecord, Phase};
 use crate::step::{RetryPolicy, StepKind};
-use crate::store::Expect;
+use crate::store::{Expect, Versioned};
 use crate::workflow::StepOutcome;
 
-/// How long a worker's claim on an instance is advertised for.
-const LEASE_TTL: Duration = Duration::from_secs(30);
 /// Backoff bounds when the store fails under a worker.
 const STORE_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const STORE_BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -69,13 +70,15 @@ enum Flow {
     Stop,
 }
 
-/// Drives instance `id` until it ends, the runtime shuts down, or it turns
-/// out this runtime cannot run it.
+/// Drives instance `id`, whose lease this runtime has just claimed (the
+/// claim is in `current`), until it ends, waits for a retry, loses its
+/// lease, or the runtime shuts down. `permit` is the worker slot it holds.
 pub(super) async fn drive(
     runtime: Runtime,
     id: String,
     local: Arc<Local>,
-    loaded: Option<Current>,
+    current: Current,
+    permit: OwnedSemaphorePermit,
 ) {
     // Releases the in-process claim however the worker ends, even by a panic.
     struct Claim {
@@ -100,26 +103,26 @@ pub(super) async fn drive(
         id: id.clone(),
         local: Some(Arc::clone(&local)),
     };
-
-    let current = match loaded {
-        Some(current) => current,
-        None => match runtime.load(&id).await {
-            Ok(Some((instance, version))) => Current::new(instance, version),
-            Ok(None) => return,
-            Err(error) => {
-                tracing::error!(id, %error, "instance left untouched");
-                return;
-            }
-        },
-    };
-    let span = tracing::info_span!("workflow", workflow = %current.record.workflow, id = %id);
+    let span = tracing::info_span!(
+        "workflow",
+        workflow = %current.record.workflow,
+        id = %id,
+        epoch = current.record.lease.epoch
+    );
+    let now = runtime.inner.clock.now_ms();
     let mut worker = Worker {
+        epoch: current.record.lease.epoch,
+        renew_at: now.saturating_add(runtime.lease_ttl_ms() / 3),
         runtime,
         id,
         local,
         current,
+        permit: Some(permit),
     };
     worker.run().instrument(span).await;
+    // The slot is free again: let the poller claim more work.
+    drop(worker.permit.take());
+    worker.runtime.inner.poke.notify_one();
 }
 
 struct Worker {
@@ -127,6 +130,11 @@ struct Worker {
     id: String,
     local: Arc<Local>,
     current: Current,
+    /// The epoch of this worker's claim; a record with another is not ours.
+    epoch: u64,
+    /// When (wall ms) to renew the lease if a step is still running.
+    renew_at: u64,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Worker {
@@ -134,31 +142,35 @@ impl Worker {
         let mut shutdown = self.runtime.inner.shutdown.subscribe();
         let mut store_backoff = STORE_BACKOFF_MIN;
         loop {
-            if *shutdown.borrow_and_update() || self.current.record.phase.is_terminal() {
+            if self.current.record.phase.is_terminal() {
+                return;
+            }
+            if *shutdown.borrow_and_update() {
+                self.release().await;
                 return;
             }
             let workflow = match self.runtime.runnable(&self.current.record) {
                 Ok(workflow) => workflow,
                 Err(error) => {
                     tracing::error!(%error, "instance left untouched");
+                    self.release().await;
                     return;
                 }
             };
-            let now = self.runtime.inner.clock.now_ms();
-            let instance = &self.current.record;
-            // A cancelled instance rolls back now, not after its retry delay.
-            let cancelling = instance.cancel_requested
-                && !instance.pivot_passed
-                && instance.phase != Phase::Compensating;
-            if let Some(due) = instance.next_run_at.filter(|due| *due > now && !cancelling) {
-                if !self.sleep_until(due, &mut shutdown).await {
-                    return;
-                }
-                match self.reload().await {
+            let now = self.now();
+            // Waiting for a retry: the write that scheduled it released the
+            // lease and left a due hint; whoever claims it then runs it.
+            if !self.current.record.is_due(now) {
+                return;
+            }
+            // The lease lapsed (a store outage, a stall): renew the claim
+            // before running anything, so no one else may be running it too.
+            if !self.current.record.lease.is_live(now) {
+                match self.reclaim().await {
                     Ok(Flow::Continue) => continue,
                     Ok(Flow::Stop) => return,
                     Err(error) => {
-                        tracing::warn!(%error, "cannot read the instance; retrying");
+                        tracing::warn!(%error, "cannot renew the lease; retrying");
                         if !self.back_off(&mut store_backoff, &mut shutdown).await {
                             return;
                         }
@@ -166,12 +178,6 @@ impl Worker {
                     }
                 }
             }
-            let permits = Arc::clone(&self.runtime.inner.permits);
-            let permit = tokio::select! {
-                permit = permits.acquire_owned() => permit,
-                _ = shutdown.changed() => return,
-            };
-            let Ok(_permit) = permit else { return };
             let step = match self.current.record.phase {
                 Phase::Running | Phase::Waiting => self.advance(&*workflow).await,
                 Phase::Compensating => self.compensate_next(&*workflow).await,
@@ -187,21 +193,15 @@ impl Worker {
                     if !self.back_off(&mut store_backoff, &mut shutdown).await {
                         return;
                     }
-                    if let Err(error) = self.reload().await {
-                        tracing::warn!(%error, "cannot read the instance; retrying");
+                    match self.reload().await {
+                        Ok(Flow::Continue) => {}
+                        Ok(Flow::Stop) => return,
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot read the instance; retrying");
+                        }
                     }
                 }
             }
-        }
-    }
-
-    /// Sleeps until wall time `due`, `cancel` or shutdown; false on shutdown.
-    async fn sleep_until(&self, due: u64, shutdown: &mut watch::Receiver<bool>) -> bool {
-        let deadline = self.runtime.inner.clock.instant_at(due);
-        tokio::select! {
-            () = tokio::time::sleep_until(deadline) => true,
-            () = self.local.wake.notified() => true,
-            _ = shutdown.changed() => false,
         }
     }
 
@@ -209,34 +209,212 @@ impl Worker {
     async fn back_off(&self, backoff: &mut Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
         let wait = *backoff;
         *backoff = (*backoff * 2).min(STORE_BACKOFF_MAX);
+        let clock = &self.runtime.inner.clock;
         tokio::select! {
-            () = tokio::time::sleep(wait) => true,
+            () = clock.sleep_until(clock.now_ms().saturating_add(duration_ms(wait))) => true,
             _ = shutdown.changed() => false,
         }
     }
 
-    /// Replaces the working record with the stored one.
-    async fn reload(&mut self) -> Result<Flow, Error> {
-        match self.runtime.inner.store.get(&record::key(&self.id)).await? {
-            None => {
-                tracing::warn!("the instance's record was deleted");
-                Ok(Flow::Stop)
+    /// Reads the stored record of the instance.
+    async fn read(&self) -> Result<Option<(InstanceRecord, u64)>, Error> {
+        let stored: Option<Versioned> =
+            self.runtime.inner.store.get(&record::key(&self.id)).await?;
+        let Some(stored) = stored else {
+            tracing::warn!("the instance's record was deleted");
+            return Ok(None);
+        };
+        match super::decode_record(&self.id, &stored.value) {
+            Ok(instance) => Ok(Some((instance, stored.version))),
+            Err(error) => {
+                tracing::error!(%error, "instance left untouched");
+                Ok(None)
             }
-            Some(stored) => match super::decode_record(&self.id, &stored.value) {
-                Ok(instance) => {
-                    self.current = Current::new(instance, stored.version);
-                    Ok(Flow::Continue)
-                }
-                Err(error) => {
-                    tracing::error!(%error, "instance left untouched");
-                    Ok(Flow::Stop)
-                }
-            },
+        }
+    }
+
+    /// Replaces the working record with the stored one, if this worker
+    /// still holds its lease.
+    async fn reload(&mut self) -> Result<Flow, Error> {
+        let Some((instance, version)) = self.read().await? else {
+            return Ok(Flow::Stop);
+        };
+        if !self.holds(&instance) {
+            self.fenced(&instance);
+            return Ok(Flow::Stop);
+        }
+        self.current = Current::new(instance, version);
+        Ok(Flow::Continue)
+    }
+
+    /// Whether `stored`'s lease is this worker's claim.
+    fn holds(&self, stored: &InstanceRecord) -> bool {
+        stored
+            .lease
+            .is_held_by(&self.runtime.inner.owner, self.epoch)
+    }
+
+    fn fenced(&self, stored: &InstanceRecord) {
+        tracing::warn!(
+            owner = stored.lease.owner.as_deref().unwrap_or(""),
+            epoch = stored.lease.epoch,
+            "lease lost to another worker; this worker's result is discarded and it stops"
+        );
+    }
+
+    /// Claims the instance again after this worker's lease lapsed unclaimed.
+    async fn reclaim(&mut self) -> Result<Flow, Error> {
+        let now = self.now();
+        let mut next = self.current.record.clone();
+        self.runtime.claim_lease(&mut next, now);
+        next.updated_at = now;
+        let Ok(bytes) = record::encode(&next) else {
+            return Ok(Flow::Stop);
+        };
+        match self
+            .runtime
+            .inner
+            .store
+            .put(
+                &record::key(&self.id),
+                bytes,
+                Expect::Version(self.current.version),
+            )
+            .await
+        {
+            Ok(version) => {
+                self.epoch = next.lease.epoch;
+                self.renew_at = now.saturating_add(self.runtime.lease_ttl_ms() / 3);
+                let persisted = self.current.persisted.clone();
+                self.current = Current {
+                    record: next,
+                    version,
+                    persisted,
+                };
+                Ok(Flow::Continue)
+            }
+            // Someone wrote: a claim by another runtime, or a cancel.
+            Err(StoreError::Conflict) => self.reload().await,
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Releases the lease (on shutdown, or for an instance this runtime
+    /// cannot run), with a due hint so another runtime takes over at once.
+    /// Best effort: an unreleased lease simply expires.
+    async fn release(&mut self) {
+        let now = self.now();
+        let instance = &self.current.record;
+        if instance.phase.is_terminal() || !instance.lease.is_live(now) {
+            return;
+        }
+        let mut next = instance.clone();
+        next.lease.expires_at = Some(now);
+        next.updated_at = now;
+        let Ok(bytes) = record::encode(&next) else {
+            return;
+        };
+        let released = self
+            .runtime
+            .inner
+            .store
+            .put(
+                &record::key(&self.id),
+                bytes,
+                Expect::Version(self.current.version),
+            )
+            .await;
+        match released {
+            Ok(version) => {
+                self.current = Current::new(next, version);
+                self.runtime.hint(now, &self.id).await;
+            }
+            Err(error) => tracing::debug!(%error, "lease not released; it will expire"),
         }
     }
 
     fn now(&self) -> u64 {
         self.runtime.inner.clock.now_ms()
+    }
+
+    /// Waits for `task` (a step or compensation attempt) while renewing the
+    /// lease every third of its TTL, with the attempt's latest heartbeat.
+    /// `None` when the lease turned out to be lost: the attempt is aborted
+    /// and its result would have been discarded anyway.
+    async fn while_leased<T>(
+        &mut self,
+        mut task: JoinHandle<T>,
+        link: &AttemptLink,
+        state: &str,
+        attempt: u32,
+    ) -> Option<Result<T, JoinError>> {
+        loop {
+            let renew = self.runtime.inner.clock.sleep_until(self.renew_at);
+            tokio::select! {
+                joined = &mut task => return Some(joined),
+                () = renew => match self.renew(link, state, attempt).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        link.mark_lost();
+                        task.abort();
+                        return None;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot renew the lease; retrying");
+                        let retry = (self.runtime.lease_ttl_ms() / 10).max(1);
+                        self.renew_at = self.now().saturating_add(retry);
+                    }
+                },
+            }
+        }
+    }
+
+    /// Extends the lease (and records the latest heartbeat) with one
+    /// compare-and-swap. `false` if the lease is no longer this worker's.
+    async fn renew(
+        &mut self,
+        link: &AttemptLink,
+        state: &str,
+        attempt: u32,
+    ) -> Result<bool, Error> {
+        let key = record::key(&self.id);
+        loop {
+            let now = self.now();
+            let mut next = self.current.record.clone();
+            next.lease.expires_at = Some(now.saturating_add(self.runtime.lease_ttl_ms()));
+            next.updated_at = now;
+            if let Some(heartbeat) = heartbeat_of(link, state, attempt, now) {
+                next.heartbeat = Some(heartbeat);
+            }
+            let Ok(bytes) = record::encode(&next) else {
+                return Ok(true);
+            };
+            match self
+                .runtime
+                .inner
+                .store
+                .put(&key, bytes, Expect::Version(self.current.version))
+                .await
+            {
+                Ok(version) => {
+                    self.current = Current::new(next, version);
+                    self.renew_at = now.saturating_add(self.runtime.lease_ttl_ms() / 3);
+                    return Ok(true);
+                }
+                Err(StoreError::Conflict) => {
+                    let Some((fresh, version)) = self.read().await? else {
+                        return Ok(false);
+                    };
+                    if !self.holds(&fresh) || Position::of(&fresh) != self.current.persisted {
+                        self.fenced(&fresh);
+                        return Ok(false);
+                    }
+                    merge_cancel(&mut self.current.record, &fresh);
+                    self.current.version = version;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     /// Runs one step attempt (and the pure code after it) and writes where
@@ -254,29 +432,40 @@ impl Worker {
             .state(&state_name)
             .and_then(|state| state.step.as_ref())
             .map(|step| step.name);
+        let previous = previous_details(instance, &state_name);
+        let link = Arc::new(AttemptLink::new(self.id.clone(), previous));
         let started = self.now();
         let span = tracing::info_span!("step", step = step_name.unwrap_or(""), attempt);
-        let resume = workflow
-            .resume(
-                self.id.clone(),
-                instance.state.clone(),
-                state_name.clone(),
-                attempt,
-            )
-            .instrument(span);
-        // On its own task, so a panicking step fails the instance instead of the worker.
-        let report = tokio::spawn(resume)
-            .await
-            .unwrap_or_else(|error| ResumeReport {
-                moved: Err(ResumeError::Encode(format!(
-                    "the step panicked: {}",
-                    panic_message(error)
-                ))),
-                outcome: None,
-                encode_error: None,
-            });
+        let resume = workflow.resume(
+            self.id.clone(),
+            instance.state.clone(),
+            state_name.clone(),
+            attempt,
+        );
+        let resume = context::attempt_scope(Arc::clone(&link), resume).instrument(span);
+        // On its own task, so a panicking step fails the instance instead of
+        // the worker, and the lease is renewed while it runs.
+        let task = tokio::spawn(resume);
+        let Some(joined) = self.while_leased(task, &link, &state_name, attempt).await else {
+            return Ok(Flow::Stop);
+        };
+        let report = joined.unwrap_or_else(|error| ResumeReport {
+            moved: Err(ResumeError::Encode(format!(
+                "the step panicked: {}",
+                panic_message(error)
+            ))),
+            outcome: None,
+            encode_error: None,
+        });
         let now = self.now();
         let mut next = self.current.record.clone();
+        // Progress is kept for the next attempt of this step only.
+        next.heartbeat = match (&report.moved, &report.outcome) {
+            (Ok(Moved::Suspend), Some(StepOutcome::Retry { .. })) => {
+                heartbeat_of(&link, &state_name, attempt, now).or(next.heartbeat)
+            }
+            _ => None,
+        };
 
         let mut failed_step = None;
         if let Some(outcome) = &report.outcome {
@@ -435,14 +624,20 @@ impl Worker {
     /// Runs the compensation on top of the stack (one attempt) and writes
     /// the result.
     async fn compensate_next(&mut self, workflow: &dyn ErasedWorkflow) -> Result<Flow, Error> {
-        let mut next = self.current.record.clone();
-        let Some(entry) = next.compensation_stack.last().cloned() else {
+        let Some(entry) = self.current.record.compensation_stack.last().cloned() else {
+            let mut next = self.current.record.clone();
             next.phase = Phase::Compensated;
+            next.heartbeat = None;
             next.push_event(HistoryEvent::new(self.now(), EventKind::RolledBack));
             return self.commit(next).await;
         };
-        let attempt = next.attempt.max(1);
-        let index = next.compensation_stack.len() - 1;
+        let attempt = self.current.record.attempt.max(1);
+        let index = self.current.record.compensation_stack.len() - 1;
+        let state_name = format!("compensate/{index}/{}", entry.step);
+        let link = Arc::new(AttemptLink::new(
+            self.id.clone(),
+            previous_details(&self.current.record, &state_name),
+        ));
         let result =
             match workflow.compensate(&entry.step, entry.args.clone(), entry.output.clone()) {
                 None => Err(StepError::permanent(format!(
@@ -462,7 +657,7 @@ impl Worker {
                         .map(|step| step.name);
                     let ctx = step.map(|step| StepContext {
                         workflow_id: self.id.clone(),
-                        state: format!("compensate/{index}/{step}"),
+                        state: state_name.clone(),
                         step,
                         attempt,
                     });
@@ -473,17 +668,24 @@ impl Worker {
                         }
                     };
                     let span = tracing::info_span!("compensate", step = %entry.step, attempt);
-                    tokio::spawn(run.instrument(span))
-                        .await
-                        .unwrap_or_else(|error| {
-                            Err(StepError::permanent(format!(
-                                "the compensation panicked: {}",
-                                panic_message(error)
-                            )))
-                        })
+                    let task = tokio::spawn(
+                        context::attempt_scope(Arc::clone(&link), run).instrument(span),
+                    );
+                    let Some(joined) = self.while_leased(task, &link, &state_name, attempt).await
+                    else {
+                        return Ok(Flow::Stop);
+                    };
+                    joined.unwrap_or_else(|error| {
+                        Err(StepError::permanent(format!(
+                            "the compensation panicked: {}",
+                            panic_message(error)
+                        )))
+                    })
                 }
             };
         let now = self.now();
+        let mut next = self.current.record.clone();
+        next.heartbeat = None;
         let event = |kind| HistoryEvent {
             step: Some(entry.step.clone()),
             attempt: Some(attempt),
@@ -511,6 +713,8 @@ impl Worker {
                     next.attempt = attempt.saturating_add(1);
                     next.next_run_at =
                         Some(now.saturating_add(duration_ms(policy.delay_after(attempt))));
+                    next.heartbeat = heartbeat_of(&link, &state_name, attempt, now)
+                        .or_else(|| self.current.record.heartbeat.clone());
                 } else {
                     next.push_event(HistoryEvent {
                         error: Some(error.to_string()),
@@ -540,19 +744,41 @@ impl Worker {
     }
 
     /// Writes `next` with one compare-and-swap on the version this worker
-    /// read. On a conflict with a write that left the instance where it was
-    /// (a `cancel`), merges it and tries again; otherwise someone else moved
-    /// the instance on, and the worker continues from their record.
+    /// read, extending the lease, or releasing it when the instance ends or
+    /// waits for a retry (whose due hint is written first, so a crash in
+    /// between loses nothing). On a conflict with a write that left the
+    /// instance where it was and the lease ours (a `cancel`), merges it and
+    /// tries again; on any other conflict the lease was lost: the result is
+    /// discarded and the worker stops.
     async fn commit(&mut self, mut next: InstanceRecord) -> Result<Flow, Error> {
         let key = record::key(&self.id);
+        let mut hinted = None;
         loop {
             let now = self.now();
-            next.updated_at = now;
-            if next.lease.owner.as_deref() != Some(self.runtime.inner.owner.as_str()) {
-                next.lease.owner = Some(self.runtime.inner.owner.clone());
-                next.lease.epoch = next.lease.epoch.saturating_add(1);
+            let waits_until = next
+                .next_run_at
+                .filter(|due| *due > now && !next.phase.is_terminal() && !next.cancel_cuts_wait());
+            if let Some(due) = waits_until
+                && hinted != Some(due)
+            {
+                self.runtime
+                    .inner
+                    .store
+                    .put(
+                        &record::due_key(due, &self.id),
+                        self.id.as_bytes().to_vec(),
+                        Expect::Any,
+                    )
+                    .await?;
+                hinted = Some(due);
             }
-            next.lease.expires_at = Some(now.saturating_add(duration_ms(LEASE_TTL)));
+            next.updated_at = now;
+            let release = next.phase.is_terminal() || waits_until.is_some();
+            next.lease.expires_at = Some(if release {
+                now
+            } else {
+                now.saturating_add(self.runtime.lease_ttl_ms())
+            });
             let bytes = match record::encode(&next) {
                 Ok(bytes) => bytes,
                 Err(error) => {
@@ -569,47 +795,65 @@ impl Worker {
             {
                 Ok(version) => {
                     self.current = Current::new(next, version);
+                    self.renew_at = now.saturating_add(self.runtime.lease_ttl_ms() / 3);
                     self.local
                         .changed
                         .send_modify(|generation| *generation += 1);
+                    if hinted.is_some() {
+                        // The poller sleeps until the earliest hint it knows.
+                        self.runtime.inner.poke.notify_one();
+                    }
                     return Ok(Flow::Continue);
                 }
                 Err(StoreError::Conflict) => {
-                    let Some(stored) = self.runtime.inner.store.get(&key).await? else {
-                        tracing::warn!("the instance's record was deleted");
+                    let Some((fresh, version)) = self.read().await? else {
                         return Ok(Flow::Stop);
                     };
-                    let fresh = match super::decode_record(&self.id, &stored.value) {
-                        Ok(fresh) => fresh,
-                        Err(error) => {
-                            tracing::error!(%error, "instance left untouched");
-                            return Ok(Flow::Stop);
-                        }
-                    };
-                    if Position::of(&fresh) != self.current.persisted {
-                        tracing::debug!(
-                            "another writer advanced the instance; continuing from its record"
-                        );
-                        self.current = Current::new(fresh, stored.version);
-                        return Ok(Flow::Continue);
+                    if !self.holds(&fresh) || Position::of(&fresh) != self.current.persisted {
+                        self.fenced(&fresh);
+                        return Ok(Flow::Stop);
                     }
-                    if fresh.cancel_requested && !next.cancel_requested {
-                        next.cancel_requested = true;
-                        if let Some(event) = fresh
-                            .history
-                            .iter()
-                            .rev()
-                            .find(|event| event.kind == EventKind::CancelRequested)
-                        {
-                            next.push_event(event.clone());
-                        }
-                    }
-                    self.current.version = stored.version;
+                    merge_cancel(&mut next, &fresh);
+                    self.current.version = version;
                 }
                 Err(error) => return Err(error.into()),
             }
         }
     }
+}
+
+/// Takes a `cancel` another writer recorded into `next`.
+fn merge_cancel(next: &mut InstanceRecord, fresh: &InstanceRecord) {
+    if fresh.cancel_requested && !next.cancel_requested {
+        next.cancel_requested = true;
+        if let Some(event) = fresh
+            .history
+            .iter()
+            .rev()
+            .find(|event| event.kind == EventKind::CancelRequested)
+        {
+            next.push_event(event.clone());
+        }
+    }
+}
+
+/// The details an earlier attempt of `state` heartbeated, if any.
+fn previous_details(instance: &InstanceRecord, state: &str) -> Option<serde_json::Value> {
+    instance
+        .heartbeat
+        .as_ref()
+        .filter(|heartbeat| heartbeat.state == state)
+        .map(|heartbeat| heartbeat.details.clone())
+}
+
+/// The attempt's latest heartbeat, as recorded.
+fn heartbeat_of(link: &AttemptLink, state: &str, attempt: u32, now: u64) -> Option<Heartbeat> {
+    link.latest().map(|details| Heartbeat {
+        state: state.to_owned(),
+        attempt,
+        at: now,
+        details,
+    })
 }
 
 fn panic_message(error: tokio::task::JoinError) -> String {

@@ -1,0 +1,161 @@
+//! The poller of a worker runtime: finds work through the due index and,
+//! on a slower cadence, instances whose owner's lease expired.
+
+use tokio::sync::watch;
+
+use super::{Claim, Runtime};
+use crate::error::Error;
+use crate::record;
+use crate::store::Expect;
+
+/// Keys read per page of a scan.
+const PAGE: usize = 256;
+
+/// Polls until the runtime shuts down. The first round scans every
+/// instance (what `build` resumes); later rounds scan the due index every
+/// poll interval, at the earliest hint, or when this process writes a hint,
+/// and every instance every recovery interval.
+pub(super) async fn run(runtime: Runtime) {
+    // Counted like a driver, so `shutdown` waits for a claim in progress.
+    struct Running(Runtime);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            self.0
+                .inner
+                .drivers
+                .send_modify(|running| *running = running.saturating_sub(1));
+        }
+    }
+    let _running = Running(runtime.clone());
+    let inner = &runtime.inner;
+    let poll_ms = crate::clock::duration_ms(inner.poll_interval);
+    let recovery_ms = crate::clock::duration_ms(inner.recovery_interval);
+    let mut shutdown = inner.shutdown.subscribe();
+    let mut recover_at = 0;
+    let mut first = true;
+    loop {
+        if *shutdown.borrow_and_update() {
+            return;
+        }
+        if inner.clock.now_ms() >= recover_at {
+            if let Err(error) = runtime.recover(first, &mut shutdown).await {
+                tracing::warn!(%error, "cannot scan the instances for expired leases");
+            }
+            first = false;
+            recover_at = inner.clock.now_ms().saturating_add(recovery_ms);
+        }
+        let next_hint = match runtime.scan_due(&mut shutdown).await {
+            Ok(next_hint) => next_hint,
+            Err(error) => {
+                tracing::warn!(%error, "cannot scan the due index");
+                None
+            }
+        };
+        let now = inner.clock.now_ms();
+        let wake = next_hint
+            .unwrap_or(u64::MAX)
+            .min(now.saturating_add(poll_ms))
+            .min(recover_at);
+        tokio::select! {
+            () = inner.clock.sleep_until(wake) => {}
+            () = inner.poke.notified() => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+impl Runtime {
+    /// Claims what the due index says is due now, oldest first, waiting for
+    /// a free worker before each claim. Returns the time of the earliest
+    /// hint still in the future.
+    async fn scan_due(&self, shutdown: &mut watch::Receiver<bool>) -> Result<Option<u64>, Error> {
+        let store = &self.inner.store;
+        let mut after: Option<String> = None;
+        loop {
+            let page = store
+                .scan(record::DUE_PREFIX, after.as_deref(), PAGE)
+                .await?;
+            for (key, _) in page.entries {
+                let Some((at, id)) = record::parse_due_key(&key) else {
+                    tracing::warn!(key, "not a due-index key; deleted");
+                    store.delete(&key, Expect::Any).await?;
+                    continue;
+                };
+                if at > self.inner.clock.now_ms() {
+                    return Ok(Some(at));
+                }
+                // Its driver deletes nothing; the hint goes once the driver is done.
+                if self.is_driving(id) {
+                    continue;
+                }
+                let Some(permit) = self.permit(shutdown).await else {
+                    return Ok(None);
+                };
+                match self.claim_if_ready(id, permit).await? {
+                    // Another runtime may be able to run it: leave the hint.
+                    Claim::Blocked => {
+                        tracing::debug!(id, "due instance left to a runtime that can run it");
+                    }
+                    Claim::Claimed | Claim::NotReady => store.delete(&key, Expect::Any).await?,
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Claims every due instance whose lease is free or expired: those of a
+    /// crashed owner, those whose hint was lost, and (on `build`) those left
+    /// by a runtime that stopped. `loud` logs the instances this runtime
+    /// cannot run, once per build rather than every round.
+    async fn recover(&self, loud: bool, shutdown: &mut watch::Receiver<bool>) -> Result<(), Error> {
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .inner
+                .store
+                .scan(record::KEY_PREFIX, after.as_deref(), PAGE)
+                .await?;
+            for (key, stored) in page.entries {
+                let id = key.strip_prefix(record::KEY_PREFIX).unwrap_or(&key);
+                let instance = match super::decode_record(id, &stored.value) {
+                    Ok(instance) => instance,
+                    Err(error) => {
+                        if loud {
+                            tracing::error!(id, %error, "instance left untouched");
+                        }
+                        continue;
+                    }
+                };
+                let now = self.inner.clock.now_ms();
+                if !instance.is_due(now) || instance.lease.is_live(now) || self.is_driving(id) {
+                    continue;
+                }
+                if let Err(error) = self.runnable(&instance) {
+                    if loud {
+                        tracing::warn!(id, %error, "instance left untouched");
+                    }
+                    continue;
+                }
+                let Some(permit) = self.permit(shutdown).await else {
+                    return Ok(());
+                };
+                if self.claim_if_ready(id, permit).await? == Claim::Claimed
+                    && instance.lease.owner.is_some()
+                {
+                    tracing::info!(
+                        id,
+                        previous = instance.lease.owner.as_deref().unwrap_or(""),
+                        "took over an instance whose lease expired"
+                    );
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+}
