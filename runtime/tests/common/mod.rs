@@ -77,6 +77,14 @@ pub struct Order {
     pub gated: Vec<String>,
     /// Names that panic instead of returning.
     pub panicking: Vec<String>,
+    /// Names whose first run (by any runtime) waits for [`release`]; later
+    /// runs, by a worker that took the instance over, do not.
+    #[serde(default)]
+    pub held_once: Vec<String>,
+    /// Names that log the heartbeat details an earlier attempt left
+    /// (`{name} saw {details:?}`), then heartbeat `{name} progress at attempt {n}`.
+    #[serde(default)]
+    pub heartbeating: Vec<String>,
 }
 
 impl Order {
@@ -104,6 +112,19 @@ impl Order {
     /// `name` panics on every attempt.
     pub fn panicking(mut self, name: &str) -> Order {
         self.panicking.push(name.to_owned());
+        self
+    }
+
+    /// The first run of `name` waits for `release(key, name)`; later runs
+    /// (after a takeover) do not.
+    pub fn held_once(mut self, name: &str) -> Order {
+        self.held_once.push(name.to_owned());
+        self
+    }
+
+    /// `name` reads and reports heartbeat details (see [`Order::heartbeating`]).
+    pub fn heartbeating(mut self, name: &str) -> Order {
+        self.heartbeating.push(name.to_owned());
         self
     }
 
@@ -137,7 +158,20 @@ pub fn release(key: &str, name: &str) {
 async fn behave(order: &Order, name: &str) -> Result<(), StepError> {
     let attempt = sagaflow::context().map_or(0, |context| context.attempt);
     log(&order.key, format!("{name}#{attempt}"));
-    if order.gated.iter().any(|gated| gated == name) {
+    if order.heartbeating.iter().any(|beating| beating == name) {
+        let seen: Option<String> = sagaflow::context().and_then(|ctx| ctx.heartbeat_details());
+        log(&order.key, format!("{name} saw {seen:?}"));
+        sagaflow::heartbeat(format!("{name} progress at attempt {attempt}"))
+            .await
+            .map_err(|error| StepError::permanent(error.to_string()))?;
+    }
+    let first_run = log_of(&order.key)
+        .iter()
+        .filter(|entry| entry.starts_with(&format!("{name}#")))
+        .count()
+        == 1;
+    let held = order.held_once.iter().any(|held| held == name) && first_run;
+    if held || order.gated.iter().any(|gated| gated == name) {
         let gate = gate(&order.key, name);
         let permit = gate
             .acquire()
@@ -705,4 +739,124 @@ pub async fn runtime(store: sagaflow::MemoryStore) -> sagaflow::Runtime {
         .build()
         .await
         .expect("the runtime builds")
+}
+
+// ---------------------------------------------------------------- a tapped store
+
+/// A store in front of another that counts writes by key prefix and can be
+/// cut off, as a network partition cuts a process off its store.
+#[derive(Clone, Default)]
+pub struct Tap {
+    inner: sagaflow::MemoryStore,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    counts: std::sync::Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+impl Tap {
+    /// A tap on `inner`.
+    pub fn new(inner: sagaflow::MemoryStore) -> Tap {
+        Tap {
+            inner,
+            ..Tap::default()
+        }
+    }
+
+    /// Makes every operation fail with `Unavailable` (`true`) or work again.
+    pub fn cut(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many times `what` happened: `put instances/`, `put due/`,
+    /// `delete due/`, `conflict instances/`, ...
+    pub fn count(&self, what: &str) -> u64 {
+        self.counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(what)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn check(&self) -> Result<(), sagaflow::StoreError> {
+        if self.cut.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(sagaflow::StoreError::Unavailable("partitioned".to_owned()))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn bump(&self, operation: &str, key: &str) {
+        let prefix = key.split_inclusive('/').next().unwrap_or(key);
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(format!("{operation} {prefix}"))
+            .or_default() += 1;
+    }
+}
+
+#[async_trait::async_trait]
+impl sagaflow::Store for Tap {
+    async fn get(
+        &self,
+        key: &str,
+    ) -> Result<Option<sagaflow::store::Versioned>, sagaflow::StoreError> {
+        self.check()?;
+        self.inner.get(key).await
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expect: sagaflow::store::Expect,
+    ) -> Result<u64, sagaflow::StoreError> {
+        self.check()?;
+        let written = self.inner.put(key, value, expect).await;
+        match &written {
+            Ok(_) => self.bump("put", key),
+            Err(sagaflow::StoreError::Conflict) => self.bump("conflict", key),
+            Err(_) => {}
+        }
+        written
+    }
+
+    async fn delete(
+        &self,
+        key: &str,
+        expect: sagaflow::store::Expect,
+    ) -> Result<(), sagaflow::StoreError> {
+        self.check()?;
+        let deleted = self.inner.delete(key, expect).await;
+        if deleted.is_ok() {
+            self.bump("delete", key);
+        }
+        deleted
+    }
+
+    async fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<sagaflow::store::ScanPage, sagaflow::StoreError> {
+        self.check()?;
+        self.inner.scan(prefix, after, limit).await
+    }
+
+    fn name(&self) -> &'static str {
+        "tap"
+    }
+}
+
+/// Waits (on paused time, so instantly) until `condition` holds.
+pub async fn until(mut condition: impl AsyncFnMut() -> bool) {
+    for _ in 0..100_000 {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the condition never held");
 }
