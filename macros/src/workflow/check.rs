@@ -29,7 +29,6 @@ pub fn check(func: &WorkflowFn, errors: &mut Errors) -> Vec<CallSite> {
         errors,
         sites: Vec::new(),
         closure: 0,
-        loops: Vec::new(),
     };
     checker.visit_block(&func.body);
     checker.sites
@@ -40,8 +39,6 @@ struct Checker<'a> {
     sites: Vec<CallSite>,
     /// Depth of closures, async blocks and nested fns around the visitor.
     closure: usize,
-    /// The loops around the visitor: keyword span, and whether reported.
-    loops: Vec<(Span, bool)>,
 }
 
 /// Durable features that come in a later version.
@@ -92,18 +89,6 @@ impl Checker<'_> {
                 ),
             );
             return;
-        }
-        if let Some(loop_) = self.loops.last_mut()
-            && !loop_.1
-        {
-            loop_.1 = true;
-            let loop_span = loop_.0;
-            self.errors.at(
-                loop_span,
-                format!(
-                    "loops with steps inside are not supported yet; this loop calls step `{name}`, and the state machine cannot store a loop's position yet; call the steps one after another, or move the loop into a single step"
-                ),
-            );
         }
         self.sites.push(CallSite {
             step: path.clone(),
@@ -210,15 +195,6 @@ impl<'ast> Visit<'ast> for Checker<'_> {
                 visit::visit_expr(self, expr);
                 self.closure -= 1;
             }
-            Expr::Loop(expr_loop) => self.in_loop(expr_loop.loop_token.span, |this| {
-                visit::visit_expr(this, expr)
-            }),
-            Expr::While(expr_while) => self.in_loop(expr_while.while_token.span, |this| {
-                visit::visit_expr(this, expr)
-            }),
-            Expr::ForLoop(expr_for) => self.in_loop(expr_for.for_token.span, |this| {
-                visit::visit_expr(this, expr)
-            }),
             _ => visit::visit_expr(self, expr),
         }
     }
@@ -255,14 +231,5 @@ impl<'ast> Visit<'ast> for Checker<'_> {
         }
         self.scan_macro_tokens(mac.tokens.clone());
         visit::visit_macro(self, mac);
-    }
-}
-
-impl Checker<'_> {
-    fn in_loop(&mut self, span: Span, visit: impl FnOnce(&mut Self)) {
-        // A closure inside the loop is its own world: its awaits are reported as such.
-        self.loops.push((span, false));
-        visit(self);
-        self.loops.pop();
     }
 }

@@ -10,7 +10,12 @@ use syn::visit_mut::{self, VisitMut};
 use syn::{Expr, Ident, Stmt, Type};
 
 use super::check::CallSite;
-use super::lower::{Block, Item, LabelIr, Machine, TargetIr, VarType, camel_case, type_string};
+use std::collections::BTreeSet;
+
+use super::lower::{
+    Block, Item, LabelIr, LoopHead, LoopItem, Machine, NodeId, TargetIr, VarType, camel_case,
+    type_string,
+};
 use super::parse::WorkflowFn;
 
 struct Names {
@@ -84,7 +89,8 @@ pub fn generate(func: &WorkflowFn, machine: &Machine) -> TokenStream {
 
         #[allow(
             unreachable_code, unused_variables, unused_mut, unused_parens, unused_braces,
-            unused_must_use, redundant_semicolons, clippy::all, clippy::pedantic, clippy::nursery
+            unused_must_use, unused_assignments, unused_labels, irrefutable_let_patterns,
+            redundant_semicolons, clippy::all, clippy::pedantic, clippy::nursery
         )]
         impl ::sagaflow::__private::Workflow for #workflow {
             const NAME: &'static str = #name;
@@ -130,6 +136,18 @@ fn type_tokens(ty: &VarType) -> TokenStream {
             ::sagaflow::__private::Result<<#step as ::sagaflow::__private::Step>::Output, ::sagaflow::__private::StepError>
         ),
         VarType::StepError => quote!(::sagaflow::__private::StepError),
+        VarType::Element(collection) => {
+            let collection = type_tokens(collection);
+            quote!(<#collection as ::std::iter::IntoIterator>::Item)
+        }
+        VarType::VecOf(element) => {
+            let element = type_tokens(element);
+            quote!(::std::vec::Vec<#element>)
+        }
+        VarType::RangeOf(element) => {
+            let element = type_tokens(element);
+            quote!(::std::ops::Range<#element>)
+        }
         VarType::Unknown => quote!(_),
     }
 }
@@ -217,10 +235,16 @@ fn resume_arm(machine: &Machine, names: &Names, index: usize) -> TokenStream {
 // Input:  the site's location `[(2, 1), (0, 0)]` (item 2, branch 1, then item 0)
 // Output: `{ { <stmt with __result>; <rest of the branch> }; <rest of the body> }`
 /// The pure code a state runs after its step: the rest of the innermost
-/// block, then of each enclosing block, nested so scopes stay right.
+/// block, then of each enclosing block, nested so scopes stay right. A loop
+/// around the step finishes the current iteration first, then goes round.
 fn continuation(machine: &Machine, state: &Ident, index: usize) -> TokenStream {
+    let emit = Emit {
+        machine,
+        state,
+        segment: &machine.segments[index],
+    };
     if index == 0 {
-        return emit_items(machine, state, &machine.body, 0);
+        return emit.items(&machine.body, 0);
     }
     let site = &machine.sites[index - 1];
     let mut levels: Vec<(&Block, usize)> = Vec::new();
@@ -233,14 +257,50 @@ fn continuation(machine: &Machine, state: &Ident, index: usize) -> TokenStream {
     }
     let (inner, item) = levels.pop().expect("a site is in a block");
     let stmt = &site.stmt;
-    let rest = emit_items(machine, state, inner, item + 1);
+    let rest = emit.items(inner, item + 1);
     let mut code = quote!(#stmt #rest);
     let mut falls_through = inner.falls_through(item + 1);
     while let Some((block, item)) = levels.pop() {
+        if let Item::Loop(item_loop) = &block.items[item] {
+            // The rest of the iteration, then the loop from its head; what
+            // follows the loop only if this segment can leave it.
+            // Each part only if the segment reaches it: unreachable code may
+            // name variables this segment never declares.
+            let label = &item_loop.label;
+            let leaves = emit.segment.contains(&item_loop.exit);
+            let rest = if leaves {
+                emit.items(block, item + 1)
+            } else {
+                TokenStream::new()
+            };
+            let looped = if emit.segment.contains(&item_loop.entry) {
+                let iteration = emit.iteration(item_loop);
+                quote! {
+                    let mut __resuming = ::sagaflow::__private::Some(__result);
+                    #label loop {
+                        if let ::sagaflow::__private::Some(__result) = __resuming.take() {
+                            #code
+                        } else {
+                            #iteration
+                        }
+                    }
+                }
+            } else {
+                // The rest of this iteration never goes round: the loop is
+                // only the target of its `break`s.
+                quote!(#label loop { #code })
+            };
+            code = quote! {
+                { #looped };
+                #rest
+            };
+            falls_through = leaves && block.falls_through(item + 1);
+            continue;
+        }
         // Code after a diverging block is unreachable and may name variables
         // this segment never declares: leave it out.
         let rest = if falls_through {
-            emit_items(machine, state, block, item + 1)
+            emit.items(block, item + 1)
         } else {
             TokenStream::new()
         };
@@ -258,77 +318,178 @@ fn child(item: &Item, branch: usize) -> &Block {
             .or(item_if.else_block.as_ref())
             .expect("a branch"),
         Item::Match(item_match) => &item_match.arms[branch].3,
-        _ => unreachable!("sites are nested only in `if` and `match`"),
+        Item::Loop(item_loop) => &item_loop.body,
+        _ => unreachable!("sites are nested only in `if`, `match` and loops"),
     }
 }
 
-/// The items of `block` from `from` on, as a segment runs them: pure code as
-/// written, a step as the transition to its state.
-fn emit_items(machine: &Machine, state: &Ident, block: &Block, from: usize) -> TokenStream {
-    let mut out = TokenStream::new();
-    for item in &block.items[from.min(block.items.len())..] {
-        match item {
-            Item::Pure { stmt, tail } => {
-                let mut stmt = stmt.clone();
-                ReturnRewriter.visit_stmt_mut(&mut stmt);
-                match (&stmt, tail) {
-                    (Stmt::Expr(expr, None), true) if block.ret => {
-                        out.extend(quote!(return ::sagaflow::__private::complete(#expr);));
+/// What emitting the code of one state's segment needs.
+struct Emit<'a> {
+    machine: &'a Machine,
+    state: &'a Ident,
+    /// The CFG nodes the segment runs: code after a loop is emitted only if
+    /// the segment can leave the loop (else it may name undeclared variables).
+    segment: &'a BTreeSet<NodeId>,
+}
+
+impl Emit<'_> {
+    /// The items of `block` from `from` on, as a segment runs them: pure code as
+    /// written, a step as the transition to its state.
+    fn items(&self, block: &Block, from: usize) -> TokenStream {
+        let (machine, state) = (self.machine, self.state);
+        let mut out = TokenStream::new();
+        for item in &block.items[from.min(block.items.len())..] {
+            match item {
+                Item::Pure { stmt, tail } => {
+                    let mut stmt = stmt.clone();
+                    ReturnRewriter.visit_stmt_mut(&mut stmt);
+                    match (&stmt, tail) {
+                        (Stmt::Expr(expr, None), true) if block.ret => {
+                            out.extend(quote!(return ::sagaflow::__private::complete(#expr);));
+                        }
+                        (Stmt::Expr(expr, None), true) => out.extend(quote!(#expr;)),
+                        _ => out.extend(quote!(#stmt)),
                     }
-                    (Stmt::Expr(expr, None), true) => out.extend(quote!(#expr;)),
-                    _ => out.extend(quote!(#stmt)),
                 }
-            }
-            Item::Step { site } => {
-                let variant = &machine.sites[*site].variant;
-                let fields = machine.stored[site + 1]
-                    .iter()
-                    .map(|&id| &machine.bindings[id].ident);
-                out.extend(quote! {
-                    return ::sagaflow::__private::Ok(::sagaflow::__private::Transition::Next(#state::#variant { #(#fields),* }));
-                });
-                break;
-            }
-            Item::If(item_if) => {
-                let mut branches = TokenStream::new();
-                for (i, (cond, branch)) in item_if.conds.iter().zip(&item_if.blocks).enumerate() {
-                    let mut cond = cond.clone();
-                    ReturnRewriter.visit_expr_mut(&mut cond);
-                    let body = emit_items(machine, state, branch, 0);
-                    if i > 0 {
-                        branches.extend(quote!(else));
-                    }
-                    branches.extend(quote!(if #cond { #body }));
-                }
-                if let Some(else_block) = &item_if.else_block {
-                    let body = emit_items(machine, state, else_block, 0);
-                    branches.extend(quote!(else { #body }));
-                }
-                out.extend(quote!(#branches;));
-                if !block.falls_through_item(item) {
-                    break;
-                }
-            }
-            Item::Match(item_match) => {
-                let mut scrutinee = item_match.expr.clone();
-                ReturnRewriter.visit_expr_mut(&mut scrutinee);
-                let arms = item_match.arms.iter().map(|(attrs, pat, guard, body)| {
-                    let body = emit_items(machine, state, body, 0);
-                    let guard = guard.as_ref().map(|guard| {
-                        let mut guard = guard.clone();
-                        ReturnRewriter.visit_expr_mut(&mut guard);
-                        quote!(if #guard)
+                Item::Step { site } => {
+                    let variant = &machine.sites[*site].variant;
+                    let fields = machine.stored[site + 1]
+                        .iter()
+                        .map(|&id| &machine.bindings[id].ident);
+                    out.extend(quote! {
+                        return ::sagaflow::__private::Ok(::sagaflow::__private::Transition::Next(#state::#variant { #(#fields),* }));
                     });
-                    quote!(#(#attrs)* #pat #guard => { #body })
-                });
-                out.extend(quote!(match #scrutinee { #(#arms)* };));
-                if !block.falls_through_item(item) {
                     break;
+                }
+                Item::If(item_if) => {
+                    let mut branches = TokenStream::new();
+                    for (i, (cond, branch)) in item_if.conds.iter().zip(&item_if.blocks).enumerate()
+                    {
+                        let mut cond = cond.clone();
+                        ReturnRewriter.visit_expr_mut(&mut cond);
+                        let body = self.items(branch, 0);
+                        if i > 0 {
+                            branches.extend(quote!(else));
+                        }
+                        branches.extend(quote!(if #cond { #body }));
+                    }
+                    if let Some(else_block) = &item_if.else_block {
+                        let body = self.items(else_block, 0);
+                        branches.extend(quote!(else { #body }));
+                    }
+                    out.extend(quote!(#branches;));
+                    if !block.falls_through_item(item) {
+                        break;
+                    }
+                }
+                Item::Match(item_match) => {
+                    let mut scrutinee = item_match.expr.clone();
+                    ReturnRewriter.visit_expr_mut(&mut scrutinee);
+                    let arms = item_match.arms.iter().map(|(attrs, pat, guard, body)| {
+                        let body = self.items(body, 0);
+                        let guard = guard.as_ref().map(|guard| {
+                            let mut guard = guard.clone();
+                            ReturnRewriter.visit_expr_mut(&mut guard);
+                            quote!(if #guard)
+                        });
+                        quote!(#(#attrs)* #pat #guard => { #body })
+                    });
+                    out.extend(quote!(match #scrutinee { #(#arms)* };));
+                    if !block.falls_through_item(item) {
+                        break;
+                    }
+                }
+                Item::Loop(item_loop) => {
+                    out.extend(self.loop_init(item_loop));
+                    let label = &item_loop.label;
+                    let iteration = self.iteration(item_loop);
+                    out.extend(quote!(#label loop { #iteration };));
+                    if !self.segment.contains(&item_loop.exit) {
+                        break;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    // Input:  `for item in items { .. }` with steps
+    // Output: `let mut __for1_items: Vec<Item> = items.into_iter().collect(); let mut __for1_next: usize = 0;`
+    /// What runs once, when control enters the loop from above.
+    fn loop_init(&self, item_loop: &LoopItem) -> TokenStream {
+        let bindings = &self.machine.bindings;
+        match &item_loop.head {
+            LoopHead::Loop | LoopHead::While(_) => TokenStream::new(),
+            LoopHead::ForEach {
+                collection,
+                items,
+                next,
+                ..
+            } => {
+                let mut collection = collection.clone();
+                ReturnRewriter.visit_expr_mut(&mut collection);
+                let items_ty = type_tokens(&bindings[*items].ty);
+                let (items, next) = (&bindings[*items].ident, &bindings[*next].ident);
+                quote! {
+                    let mut #items: #items_ty = ::std::iter::Iterator::collect(
+                        ::std::iter::IntoIterator::into_iter(#collection),
+                    );
+                    let mut #next: usize = 0;
+                }
+            }
+            LoopHead::ForRange { range, rest, .. } => {
+                let mut range = range.clone();
+                ReturnRewriter.visit_expr_mut(&mut range);
+                let ty = type_tokens(&bindings[*rest].ty);
+                let rest = &bindings[*rest].ident;
+                quote!(let mut #rest: #ty = #range;)
+            }
+        }
+    }
+
+    // Input:  `for item in items { <body> }` with steps
+    // Output: `if __for1_next >= __for1_items.len() { break; }
+    //          let item = Clone::clone(&__for1_items[__for1_next]); __for1_next += 1; <body>`
+    /// One iteration from the head: the condition or the next element, then
+    /// the body. The `break` here is directly inside the generated `loop`.
+    fn iteration(&self, item_loop: &LoopItem) -> TokenStream {
+        let bindings = &self.machine.bindings;
+        let body = self.items(&item_loop.body, 0);
+        match &item_loop.head {
+            LoopHead::Loop => body,
+            LoopHead::While(cond) => {
+                let mut cond = cond.clone();
+                ReturnRewriter.visit_expr_mut(&mut cond);
+                quote!(if #cond { #body } else { break; })
+            }
+            LoopHead::ForEach {
+                pat, items, next, ..
+            } => {
+                let (items, next) = (&bindings[*items].ident, &bindings[*next].ident);
+                let element = quote_spanned!(syn::spanned::Spanned::span(pat)=>
+                    ::std::clone::Clone::clone(&#items[#next])
+                );
+                quote! {
+                    if #next >= #items.len() {
+                        break;
+                    }
+                    let #pat = #element;
+                    #next += 1;
+                    #body
+                }
+            }
+            LoopHead::ForRange { pat, rest, .. } => {
+                let rest = &bindings[*rest].ident;
+                quote! {
+                    let #pat = match ::std::iter::Iterator::next(&mut #rest) {
+                        ::sagaflow::__private::Some(element) => element,
+                        ::sagaflow::__private::None => break,
+                    };
+                    #body
                 }
             }
         }
     }
-    out
 }
 
 // Input:  `return Err(e)` in the body (not in closures, async blocks or items)
@@ -498,9 +659,16 @@ fn checks(machine: &Machine) -> TokenStream {
         let (a_name, b_name) = key.clone();
         seen.push(key);
         let (a_path, b_path) = (&first.step, &second.step);
-        let second_pivot = format!(
-            "saga structure: `{b_name}` is a second pivot after the pivot `{a_name}`; a saga has one point of no return: make `{b_name}` `#[step(retriable)]` or move it before `{a_name}`"
-        );
+        let second_pivot = if a == b {
+            // A site that may run after itself is in a loop.
+            format!(
+                "saga structure: the pivot `{a_name}` is called in a loop, so it may run more than once; a saga has one point of no return: make `{a_name}` `#[step(retriable)]`, or call it once, after the loop"
+            )
+        } else {
+            format!(
+                "saga structure: `{b_name}` is a second pivot after the pivot `{a_name}`; a saga has one point of no return: make `{b_name}` `#[step(retriable)]` or move it before `{a_name}`"
+            )
+        };
         let after_pivot = format!(
             "saga structure: compensable step `{b_name}` runs after the pivot `{a_name}`; nothing after the point of no return can be undone: move `{b_name}` before `{a_name}`, or declare it `#[step(retriable)]` or `#[step(readonly)]`"
         );

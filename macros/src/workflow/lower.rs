@@ -1,7 +1,8 @@
 //! Stage 3: the body as a state machine. Builds, in one pass, a tree of the
 //! statements that contain suspension points (for codegen, which keeps the
 //! user's block structure) and a control-flow graph over them (for liveness
-//! and edges). Loops with steps will add back edges to the same graph.
+//! and edges). A loop with steps is a cycle in the same graph: its back
+//! edges (`continue`, the end of the body) lead to its head.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -30,6 +31,12 @@ pub enum VarType {
     StepResult(Path),
     /// The `Err` of a kept step result.
     StepError,
+    /// `<C as IntoIterator>::Item`: an element of a collection `for` iterates.
+    Element(Box<VarType>),
+    /// `Vec<T>`: the collection a `for` loop with steps stores.
+    VecOf(Box<VarType>),
+    /// `Range<T>`: the rest of a range a `for` loop with steps stores.
+    RangeOf(Box<VarType>),
     /// Not nameable: an error if held across a step.
     Unknown,
 }
@@ -82,8 +89,53 @@ impl VarType {
                 format!("Result<<{} as Step>::Output, StepError>", type_string(step))
             }
             VarType::StepError => "StepError".to_owned(),
+            VarType::Element(collection) => {
+                format!("<{} as IntoIterator>::Item", collection.display())
+            }
+            VarType::VecOf(element) => format!("Vec<{}>", element.display()),
+            VarType::RangeOf(element) => format!("Range<{}>", element.display()),
             VarType::Unknown => "_".to_owned(),
         }
+    }
+
+    /// The type of the elements `for` yields from a collection of this type:
+    /// `T` for the standard collections written out, else the projection.
+    fn element(&self) -> VarType {
+        if let VarType::Written(ty) = self {
+            match ty {
+                Type::Array(array) => return VarType::Written((*array.elem).clone()),
+                Type::Path(path) if path.qself.is_none() => {
+                    if let Some(last) = path.path.segments.last()
+                        && let PathArguments::AngleBracketed(args) = &last.arguments
+                    {
+                        let types: Vec<&Type> = args
+                            .args
+                            .iter()
+                            .filter_map(|arg| match arg {
+                                syn::GenericArgument::Type(ty) => Some(ty),
+                                _ => None,
+                            })
+                            .collect();
+                        match (last.ident.to_string().as_str(), types.as_slice()) {
+                            (
+                                "Vec" | "VecDeque" | "BTreeSet" | "HashSet" | "LinkedList"
+                                | "BinaryHeap" | "Option",
+                                [element, ..],
+                            ) => return VarType::Written((*element).clone()),
+                            ("BTreeMap" | "HashMap", [key, value, ..]) => {
+                                return VarType::Written(syn::parse_quote!((#key, #value)));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let VarType::VecOf(element) = self {
+            return (**element).clone();
+        }
+        VarType::Element(Box::new(self.clone()))
     }
 }
 
@@ -184,6 +236,55 @@ pub enum Item {
     If(IfItem),
     /// `match` with steps in some arm.
     Match(MatchItem),
+    /// `loop`, `while` or `for` with steps in its body.
+    Loop(LoopItem),
+}
+
+/// A lowered loop whose body calls steps.
+#[derive(Clone, Debug)]
+pub struct LoopItem {
+    /// The user's label, kept on the generated `loop`.
+    pub label: Option<syn::Label>,
+    /// How an iteration starts.
+    pub head: LoopHead,
+    /// The body.
+    pub body: Block,
+    /// The CFG node of the loop's head, where back edges lead.
+    pub entry: NodeId,
+    /// The CFG node control reaches when the loop ends.
+    pub exit: NodeId,
+    /// Whether the loop can end at all (a condition, an iterator or a `break`).
+    pub exits: bool,
+}
+
+/// How an iteration of a lowered loop starts.
+#[derive(Clone, Debug)]
+pub enum LoopHead {
+    /// `loop`: unconditionally.
+    Loop,
+    /// `while cond` or `while let pat = expr`: if the condition holds.
+    While(Expr),
+    /// `for pat in collection`: the collection is collected into a stored
+    /// `Vec` once; each iteration clones the element at the stored position.
+    ForEach {
+        /// The loop's pattern.
+        pat: Pat,
+        /// The collection expression, evaluated once.
+        collection: Expr,
+        /// The stored `Vec` of elements.
+        items: BindingId,
+        /// The stored index of the next element.
+        next: BindingId,
+    },
+    /// `for pat in a..b`: the rest of the range is stored.
+    ForRange {
+        /// The loop's pattern.
+        pat: Pat,
+        /// The range expression, evaluated once.
+        range: Expr,
+        /// The stored `Range`.
+        rest: BindingId,
+    },
 }
 
 /// A lowered `if` chain: `conds[i]` guards `blocks[i]`.
@@ -311,6 +412,8 @@ pub struct Machine {
     pub stored: Vec<Vec<BindingId>>,
     /// Per state: variables the segment assigns but neither stores nor declares.
     pub assigned: Vec<Vec<BindingId>>,
+    /// Per state: the CFG nodes its segment runs (up to the next steps).
+    pub segments: Vec<BTreeSet<NodeId>>,
     /// The machine's edges, sorted and deduped.
     pub edges: Vec<EdgeIr>,
     /// Site pairs `(a, b)` (0-based) where `a` may run before `b`.
@@ -326,7 +429,7 @@ impl Block {
             .all(|item| match item {
                 Item::Step { .. } => false,
                 Item::Pure {
-                    stmt: Stmt::Expr(Expr::Return(_), _),
+                    stmt: Stmt::Expr(Expr::Return(_) | Expr::Break(_) | Expr::Continue(_), _),
                     ..
                 } => false,
                 Item::Pure { tail: true, .. } => !self.ret,
@@ -340,6 +443,7 @@ impl Block {
                             .any(|block| block.falls_through(0))
                 }
                 Item::Match(item_match) => item_match.arms.iter().any(|arm| arm.3.falls_through(0)),
+                Item::Loop(item_loop) => item_loop.exits,
             })
     }
 }
@@ -379,6 +483,8 @@ pub fn lower(func: &WorkflowFn, errors: &mut Errors) -> Option<Machine> {
         sites: Vec::new(),
         location: Vec::new(),
         items: Vec::new(),
+        loops: Vec::new(),
+        for_loops: 0,
     };
     for kind in [
         NodeKind::ExitOk,
@@ -410,6 +516,32 @@ pub fn lower(func: &WorkflowFn, errors: &mut Errors) -> Option<Machine> {
 
 type Preds = Vec<(NodeId, EdgeKind)>;
 
+/// What a `for` loop with steps iterates.
+enum ForSource {
+    /// An owned collection, collected into a stored `Vec` of this element type.
+    Collection(VarType),
+    /// A range `a..b` of this element type, stored as a `Range`.
+    Range(VarType),
+}
+
+/// Methods whose result borrows the collection they are called on.
+const BORROWING: [&str; 14] = [
+    "iter",
+    "iter_mut",
+    "chars",
+    "char_indices",
+    "bytes",
+    "lines",
+    "keys",
+    "values",
+    "values_mut",
+    "windows",
+    "chunks",
+    "split",
+    "split_whitespace",
+    "drain",
+];
+
 struct Lowerer<'a> {
     errors: &'a mut Errors,
     failed: bool,
@@ -419,12 +551,28 @@ struct Lowerer<'a> {
     sites: Vec<Site>,
     location: Vec<(usize, usize)>,
     items: Vec<Stmt>,
+    /// The loops with steps around the statement being lowered, innermost last.
+    loops: Vec<LoopContext>,
+    /// How many `for` loops with steps were lowered: names their stored variables.
+    for_loops: usize,
+}
+
+/// Where `break` and `continue` lead in a loop with steps.
+struct LoopContext {
+    label: Option<String>,
+    head: NodeId,
+    exit: NodeId,
 }
 
 impl Lowerer<'_> {
     fn error(&mut self, span: Span, message: impl std::fmt::Display) {
         self.failed = true;
         self.errors.at(span, message);
+    }
+
+    fn error_spanned(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
+        self.failed = true;
+        self.errors.push(syn::Error::new_spanned(tokens, message));
     }
 
     fn node(&mut self, kind: NodeKind) -> NodeId {
@@ -560,6 +708,11 @@ impl Lowerer<'_> {
                             items.push(Item::Match(item));
                             return dangling;
                         }
+                        Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_) => {
+                            let (item, dangling) = self.lower_loop(expr, preds);
+                            items.push(Item::Loop(item));
+                            return dangling;
+                        }
                         _ => {}
                     }
                 }
@@ -567,6 +720,24 @@ impl Lowerer<'_> {
             _ => {}
         }
         if let Stmt::Local(local) = stmt
+            && let Some(init) = &local.init
+            && matches!(
+                &*init.expr,
+                Expr::Loop(_) | Expr::While(_) | Expr::ForLoop(_)
+            )
+            && contains_step(&*init.expr)
+        {
+            let keyword = match &*init.expr {
+                Expr::Loop(expr_loop) => expr_loop.loop_token.span,
+                Expr::While(expr_while) => expr_while.while_token.span,
+                Expr::ForLoop(expr_for) => expr_for.for_token.span,
+                _ => unreachable!("matched above"),
+            };
+            self.error(
+                keyword,
+                "a loop with steps whose value is bound with `let` is not supported; the value of `break value` cannot be carried across the loop's steps; declare the variable first and assign it before `break`: `let x: Type; loop { ..; x = value; break; }`",
+            );
+        } else if let Stmt::Local(local) = stmt
             && let Some(init) = &local.init
             && matches!(&*init.expr, Expr::If(_) | Expr::Match(_))
             && contains_step(&*init.expr)
@@ -699,12 +870,8 @@ impl Lowerer<'_> {
                 exits.visit_stmt(stmt);
             }
         }
-        for exit in &exits.returns {
-            self.nodes[node].succ.push((*exit, EdgeKind::Branch));
-        }
-        if exits.has_try {
-            self.nodes[node].succ.push((EXIT_ERR, EdgeKind::Branch));
-        }
+        let direct_jump = matches!(stmt, Stmt::Expr(Expr::Break(_) | Expr::Continue(_), _));
+        let jumps = self.exit_edges(node, &exits, direct_jump);
         items.push(Item::Pure {
             stmt: stmt.clone(),
             tail,
@@ -714,9 +881,53 @@ impl Lowerer<'_> {
                 self.nodes[node].succ.push((exit, EdgeKind::Normal));
                 Vec::new()
             }
-            None if exits.returns.is_empty() && !exits.has_try => vec![(node, EdgeKind::Normal)],
+            None if direct_jump => Vec::new(),
+            None if exits.returns.is_empty() && !exits.has_try && jumps == 0 => {
+                vec![(node, EdgeKind::Normal)]
+            }
             None => vec![(node, EdgeKind::Branch)],
         }
+    }
+
+    /// Adds the edges of the `return`s, `?`s, `break`s and `continue`s found
+    /// in a node's pure code; returns how many jumps lead out of it to a loop
+    /// with steps. `direct`: the statement is itself the `break`/`continue`.
+    fn exit_edges(&mut self, node: NodeId, exits: &Exits, direct: bool) -> usize {
+        for exit in &exits.returns {
+            self.nodes[node].succ.push((*exit, EdgeKind::Branch));
+        }
+        if exits.has_try {
+            self.nodes[node].succ.push((EXIT_ERR, EdgeKind::Branch));
+        }
+        let mut count = 0;
+        for jump in &exits.jumps {
+            let target = match &jump.label {
+                None => self.loops.last(),
+                Some(label) => self
+                    .loops
+                    .iter()
+                    .rev()
+                    .find(|context| context.label.as_deref() == Some(label.as_str())),
+            };
+            // A jump to no loop with steps targets an outer pure block; rustc judges it.
+            let Some(target) = target else { continue };
+            let (to, kind) = if jump.is_continue {
+                (target.head, EdgeKind::Branch)
+            } else if direct {
+                (target.exit, EdgeKind::Normal)
+            } else {
+                (target.exit, EdgeKind::Branch)
+            };
+            if let Some(value) = &jump.value {
+                self.error_spanned(
+                    value,
+                    "`break` with a value out of a loop with steps is not supported; the loop's value cannot be carried across its steps; assign a variable declared before the loop, then `break`: `let x: Type; loop { ..; x = value; break; }`",
+                );
+            }
+            self.nodes[node].succ.push((to, kind));
+            count += 1;
+        }
+        count
     }
 
     fn lower_if(&mut self, expr_if: &syn::ExprIf, ret: bool, preds: Preds) -> (IfItem, Preds) {
@@ -740,12 +951,7 @@ impl Lowerer<'_> {
             self.nodes[cond].uses = self.uses_of(|uses| uses.visit_expr(&current.cond));
             let mut exits = Exits::default();
             exits.visit_expr(&current.cond);
-            for exit in &exits.returns {
-                self.nodes[cond].succ.push((*exit, EdgeKind::Branch));
-            }
-            if exits.has_try {
-                self.nodes[cond].succ.push((EXIT_ERR, EdgeKind::Branch));
-            }
+            self.exit_edges(cond, &exits, false);
             self.scopes.push(Vec::new());
             if let Expr::Let(expr_let) = &*current.cond {
                 let ty = self.type_of(&expr_let.expr);
@@ -859,8 +1065,336 @@ impl Lowerer<'_> {
         (item, dangling)
     }
 
-    /// The type of a scrutinee that is a plain variable.
+    // Input:  `'outer: for item in items { let r = reserve(&item).await?; reserved.push(r); }`
+    // Output: `LoopItem { head: ForEach { items: __for1_items, next: __for1_next, .. }, body, .. }`;
+    //         CFG: preds → init → head ⇄ body (back edges `Branch`), head → exit
+    fn lower_loop(&mut self, expr: &Expr, preds: Preds) -> (LoopItem, Preds) {
+        let (label, body) = match expr {
+            Expr::Loop(expr_loop) => (&expr_loop.label, &expr_loop.body),
+            Expr::While(expr_while) => (&expr_while.label, &expr_while.body),
+            Expr::ForLoop(expr_for) => (&expr_for.label, &expr_for.body),
+            _ => unreachable!("called on loops"),
+        };
+        let head = self.node(NodeKind::Pure);
+        let exit = self.node(NodeKind::Pure);
+        // The loop's own bindings (the pattern of `for` and `while let`).
+        self.scopes.push(Vec::new());
+        let (head_ir, body_preds) = match expr {
+            Expr::Loop(_) => {
+                self.connect(preds, head);
+                (LoopHead::Loop, vec![(head, EdgeKind::Normal)])
+            }
+            Expr::While(expr_while) => {
+                let cond = &*expr_while.cond;
+                if contains_step(cond) {
+                    self.error(
+                        first_step_span(cond),
+                        "a step cannot be called in a `while` condition; the workflow must stop at the step before it tests the condition; call the step in the body: `loop { let go = step(..).await?; if !go { break; } .. }`",
+                    );
+                }
+                self.connect(preds, head);
+                self.nodes[head].uses = self.uses_of(|uses| uses.visit_expr(cond));
+                let mut exits = Exits::default();
+                exits.visit_expr(cond);
+                self.exit_edges(head, &exits, false);
+                self.bind_lets(cond, head);
+                self.nodes[head].succ.push((exit, EdgeKind::Branch));
+                (
+                    LoopHead::While(cond.clone()),
+                    vec![(head, EdgeKind::Branch)],
+                )
+            }
+            Expr::ForLoop(expr_for) => {
+                let collection = &*expr_for.expr;
+                if contains_step(collection) {
+                    self.error(
+                        first_step_span(collection),
+                        "a step cannot be called in a `for` loop's collection; the workflow must stop at the step before the loop starts; bind the step's output first: `let items = step(..).await?; for item in items { .. }`",
+                    );
+                }
+                let init = self.node(NodeKind::Pure);
+                self.connect(preds, init);
+                self.nodes[init].uses = self.uses_of(|uses| uses.visit_expr(collection));
+                let mut exits = Exits::default();
+                exits.visit_expr(collection);
+                self.exit_edges(init, &exits, false);
+                self.connect(vec![(init, EdgeKind::Normal)], head);
+                self.for_loops += 1;
+                let number = self.for_loops;
+                let (head_ir, element) = match self.for_source(&expr_for.pat, collection) {
+                    Some(ForSource::Range(element)) => {
+                        let rest = self.synthetic(
+                            format!("__for{number}_range"),
+                            VarType::RangeOf(Box::new(element.clone())),
+                            init,
+                        );
+                        self.nodes[head].uses.insert(rest);
+                        self.nodes[head].defs.insert(rest);
+                        let head_ir = LoopHead::ForRange {
+                            pat: (*expr_for.pat).clone(),
+                            range: collection.clone(),
+                            rest,
+                        };
+                        (head_ir, element)
+                    }
+                    source => {
+                        // On an error, `_` keeps the pattern's bindings from
+                        // being reported again as unnameable.
+                        let element = match source {
+                            Some(ForSource::Collection(element)) => element,
+                            _ => VarType::Written(syn::parse_quote!(_)),
+                        };
+                        let items = self.synthetic(
+                            format!("__for{number}_items"),
+                            VarType::VecOf(Box::new(element.clone())),
+                            init,
+                        );
+                        let next = self.synthetic(
+                            format!("__for{number}_next"),
+                            VarType::Written(syn::parse_quote!(usize)),
+                            init,
+                        );
+                        self.nodes[head].uses.extend([items, next]);
+                        self.nodes[head].defs.insert(next);
+                        let head_ir = LoopHead::ForEach {
+                            pat: (*expr_for.pat).clone(),
+                            collection: collection.clone(),
+                            items,
+                            next,
+                        };
+                        (head_ir, element)
+                    }
+                };
+                self.bind(&expr_for.pat, element, head);
+                self.nodes[head].succ.push((exit, EdgeKind::Branch));
+                (head_ir, vec![(head, EdgeKind::Branch)])
+            }
+            _ => unreachable!("called on loops"),
+        };
+        self.loops.push(LoopContext {
+            label: label.as_ref().map(|label| label.name.ident.to_string()),
+            head,
+            exit,
+        });
+        self.location.last_mut().expect("inside a block").1 = 0;
+        let (body, dangling) = self.block(&body.stmts, false, body_preds, false);
+        self.loops.pop();
+        self.scopes.pop();
+        // The end of the body goes round again: a back edge.
+        for (from, _) in dangling {
+            self.nodes[from].succ.push((head, EdgeKind::Branch));
+        }
+        let exits = self
+            .nodes
+            .iter()
+            .any(|node| node.succ.iter().any(|(to, _)| *to == exit));
+        let item = LoopItem {
+            label: label.clone(),
+            head: head_ir,
+            body,
+            entry: head,
+            exit,
+            exits,
+        };
+        let dangling = if exits {
+            vec![(exit, EdgeKind::Normal)]
+        } else {
+            Vec::new()
+        };
+        (item, dangling)
+    }
+
+    // Input:  `items`, `items.clone()`, `0..count` (the typed collection of a `for` with steps)
+    // Output: the element type, or an error saying which collection to write
+    /// What a `for` loop with steps iterates: the collection must be owned and
+    /// its type nameable, since the loop stores it between steps.
+    fn for_source(&mut self, pat: &Pat, collection: &Expr) -> Option<ForSource> {
+        let mut expr = collection;
+        while let Expr::Paren(paren) = expr {
+            expr = &paren.expr;
+        }
+        let pat = type_string(pat);
+        let borrowed = |this: &mut Self, written: &str| {
+            let mut root = expr;
+            loop {
+                match root {
+                    Expr::Reference(reference) => root = &reference.expr,
+                    Expr::MethodCall(call) => root = &call.receiver,
+                    Expr::Paren(paren) => root = &paren.expr,
+                    _ => break,
+                }
+            }
+            let items = single_ident(root).map_or_else(|| "items".to_owned(), Ident::to_string);
+            this.error_spanned(
+                collection,
+                format!(
+                    "`for` over `{written}` borrows the collection, but a loop with steps stores the collection and its position in the workflow's state between steps, and a state holds owned values; iterate over an owned collection: `for {pat} in {items}.clone() {{ .. }}`, or over indexes: `for index in 0..{items}.len() {{ .. }}`"
+                ),
+            );
+            None
+        };
+        let unnameable = |this: &mut Self| {
+            this.error_spanned(
+                collection,
+                format!(
+                    "cannot name the type of the collection this `for` loop iterates; a loop with steps stores the collection in the workflow's state between steps, so the state declares a field for it; bind it with its type first: `let items: Vec<Item> = ..; for {pat} in items {{ .. }}`"
+                ),
+            );
+            None
+        };
+        if let Expr::Range(range) = expr {
+            if matches!(range.limits, syn::RangeLimits::Closed(_)) {
+                let bound = |bound: &Option<Box<Expr>>| bound.as_ref().map(type_string);
+                let (start, end) = (bound(&range.start), bound(&range.end));
+                self.error_spanned(
+                    collection,
+                    format!(
+                        "an inclusive range `a..=b` in a `for` loop with steps is not supported; the loop stores the rest of its range between steps as a `Range`; write the exclusive range `{}..{} + 1`",
+                        start.as_deref().unwrap_or("a"),
+                        end.as_deref().unwrap_or("b"),
+                    ),
+                );
+                return None;
+            }
+            let (Some(start), Some(end)) = (&range.start, &range.end) else {
+                self.error_spanned(
+                    collection,
+                    "a `for` loop with steps needs a range with both bounds; the loop stores the rest of its range between steps; write `start..end`",
+                );
+                return None;
+            };
+            let element = self.bound_type(start).or_else(|| self.bound_type(end));
+            return match element {
+                Some(element) => Some(ForSource::Range(element)),
+                None => {
+                    self.error_spanned(
+                        collection,
+                        "cannot name the type of this range's bounds; a loop with steps stores the rest of its range in the workflow's state; give a bound a type: `0u32..count`, or a variable annotated `let count: u32 = ..;`",
+                    );
+                    None
+                }
+            };
+        }
+        let root = match expr {
+            Expr::Reference(_) => return borrowed(self, &expr_text(expr)),
+            Expr::MethodCall(call) => {
+                let mut receiver = &*call.receiver;
+                let mut methods = vec![call.method.to_string()];
+                while let Expr::MethodCall(inner) = receiver {
+                    methods.push(inner.method.to_string());
+                    receiver = &inner.receiver;
+                }
+                if matches!(receiver, Expr::Reference(_))
+                    || methods
+                        .iter()
+                        .any(|method| BORROWING.contains(&method.as_str()))
+                {
+                    return borrowed(self, &expr_text(expr));
+                }
+                if !matches!(
+                    call.method.to_string().as_str(),
+                    "clone" | "into_iter" | "to_owned"
+                ) || !call.args.is_empty()
+                {
+                    return unnameable(self);
+                }
+                &*call.receiver
+            }
+            other => other,
+        };
+        let Some(id) = single_ident(root).and_then(|name| self.resolve(&name.to_string())) else {
+            return unnameable(self);
+        };
+        let binding = &self.bindings[id];
+        if binding.is_ref || matches!(binding.ty, VarType::Written(Type::Reference(_))) {
+            return borrowed(self, &expr_text(expr));
+        }
+        if matches!(binding.ty, VarType::Unknown) {
+            let name = binding.ident.to_string();
+            self.error_spanned(
+                collection,
+                format!(
+                    "cannot name the type of `{name}`, which this `for` loop iterates; a loop with steps stores the collection in the workflow's state between steps, so the state declares a field for it; annotate it: `let {name}: Vec<Item> = ..;`"
+                ),
+            );
+            return None;
+        }
+        Some(ForSource::Collection(binding.ty.element()))
+    }
+
+    /// The type of a range bound: a typed variable, a suffixed literal, a cast, or `.len()`.
+    fn bound_type(&self, bound: &Expr) -> Option<VarType> {
+        match bound {
+            Expr::Paren(paren) => self.bound_type(&paren.expr),
+            Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Int(int),
+                ..
+            }) if !int.suffix().is_empty() => {
+                Some(VarType::Written(syn::parse_str(int.suffix()).ok()?))
+            }
+            Expr::Cast(cast) => Some(VarType::Written((*cast.ty).clone())),
+            Expr::MethodCall(call) if call.method == "len" && call.args.is_empty() => {
+                Some(VarType::Written(syn::parse_quote!(usize)))
+            }
+            Expr::Binary(binary) => self
+                .bound_type(&binary.left)
+                .or_else(|| self.bound_type(&binary.right)),
+            other => match self.type_of(other) {
+                VarType::Unknown => None,
+                ty => Some(ty),
+            },
+        }
+    }
+
+    /// A variable the lowering adds (a `for` loop's collection and position).
+    fn synthetic(&mut self, name: String, ty: VarType, node: NodeId) -> BindingId {
+        let id = self.bindings.len();
+        self.bindings.push(Binding {
+            ident: Ident::new(&name, Span::call_site()),
+            ty,
+            is_ref: false,
+            declared_at: Some(node),
+        });
+        self.nodes[node].defs.insert(id);
+        id
+    }
+
+    /// Binds the patterns of the `let`s of a condition (`while let`, let chains).
+    fn bind_lets(&mut self, cond: &Expr, node: NodeId) {
+        match cond {
+            Expr::Let(expr_let) => {
+                let ty = self.type_of(&expr_let.expr);
+                self.bind(&expr_let.pat, ty, node);
+            }
+            Expr::Binary(binary) if matches!(binary.op, syn::BinOp::And(_)) => {
+                self.bind_lets(&binary.left, node);
+                self.bind_lets(&binary.right, node);
+            }
+            Expr::Paren(paren) => self.bind_lets(&paren.expr, node),
+            _ => {}
+        }
+    }
+
+    /// The type of a scrutinee that is a plain variable, or `v.pop()` on a
+    /// typed `Vec`/`VecDeque` (for `while let Some(x) = queue.pop()`).
     fn type_of(&self, expr: &Expr) -> VarType {
+        if let Expr::MethodCall(call) = expr
+            && call.args.is_empty()
+            && matches!(
+                call.method.to_string().as_str(),
+                "pop" | "pop_front" | "pop_back" | "pop_first" | "pop_last"
+            )
+        {
+            return match self.type_of(&call.receiver) {
+                ty @ VarType::Written(_) => match ty.element() {
+                    VarType::Written(element) => {
+                        VarType::Written(syn::parse_quote!(Option<#element>))
+                    }
+                    _ => VarType::Unknown,
+                },
+                _ => VarType::Unknown,
+            };
+        }
         match single_ident(expr).and_then(|name| self.resolve(&name.to_string())) {
             Some(id) => self.bindings[id].ty.clone(),
             None => VarType::Unknown,
@@ -1022,6 +1556,7 @@ impl Lowerer<'_> {
             .collect();
         let mut edges = Vec::new();
         let mut assigned = Vec::new();
+        let mut segments = Vec::new();
         for (state, &entry) in entries.iter().enumerate() {
             let (state_edges, segment) = self.segment(state, entry);
             edges.extend(state_edges);
@@ -1041,6 +1576,7 @@ impl Lowerer<'_> {
                 }
             }
             assigned.push(to_declare.into_iter().collect());
+            segments.push(segment);
         }
         edges.sort();
         edges.dedup();
@@ -1072,6 +1608,7 @@ impl Lowerer<'_> {
             items: self.items,
             stored,
             assigned,
+            segments,
             edges,
             precedes,
         })
@@ -1197,6 +1734,29 @@ fn replace_call(expr: &mut Expr) {
     }
 }
 
+/// `items.iter()` rather than `items . iter()`: method chains as people write them.
+fn expr_text(expr: &Expr) -> String {
+    match expr {
+        Expr::MethodCall(call) => format!(
+            "{}.{}({})",
+            expr_text(&call.receiver),
+            call.method,
+            type_string(&call.args)
+        ),
+        Expr::Reference(reference) => format!(
+            "&{}{}",
+            if reference.mutability.is_some() {
+                "mut "
+            } else {
+                ""
+            },
+            expr_text(&reference.expr)
+        ),
+        Expr::Field(field) => format!("{}.{}", expr_text(&field.base), type_string(&field.member)),
+        other => type_string(other),
+    }
+}
+
 fn single_ident(expr: &Expr) -> Option<&Ident> {
     match expr {
         Expr::Path(path) if path.qself.is_none() => path.path.get_ident(),
@@ -1250,8 +1810,8 @@ impl<T: ToTokens> SpanOf for T {
     }
 }
 
-/// Finds step calls (`path(args).await`) outside closures, async blocks,
-/// nested items and loops (those are reported by `check`).
+/// Finds step calls (`path(args).await`) outside closures, async blocks and
+/// nested items (those are reported by `check`).
 #[derive(Default)]
 pub struct StepFinder {
     /// Span of the first step call found.
@@ -1273,11 +1833,7 @@ impl<'ast> Visit<'ast> for StepFinder {
                 }
                 visit::visit_expr(self, expr);
             }
-            Expr::Closure(_)
-            | Expr::Async(_)
-            | Expr::Loop(_)
-            | Expr::While(_)
-            | Expr::ForLoop(_) => {}
+            Expr::Closure(_) | Expr::Async(_) => {}
             _ => visit::visit_expr(self, expr),
         }
     }
@@ -1313,17 +1869,75 @@ impl StepSearch for Stmt {
     }
 }
 
-/// `return`s and `?`s in pure code (not inside closures, async blocks or items).
+/// `return`s, `?`s, and `break`s and `continue`s that leave the code, in
+/// pure code (not inside closures, async blocks or items).
 #[derive(Default)]
 struct Exits {
     returns: Vec<NodeId>,
     has_try: bool,
+    jumps: Vec<Jump>,
+    /// Loops and labelled blocks inside the code: their label, whether a loop.
+    inner: Vec<(Option<String>, bool)>,
+}
+
+/// A `break` or `continue` that leaves the code it is found in.
+struct Jump {
+    label: Option<String>,
+    is_continue: bool,
+    /// `break value`, when a value is given.
+    value: Option<syn::ExprBreak>,
+}
+
+impl Exits {
+    fn inside(&mut self, label: Option<&syn::Label>, is_loop: bool, expr: &Expr) {
+        self.inner
+            .push((label.map(|label| label.name.ident.to_string()), is_loop));
+        visit::visit_expr(self, expr);
+        self.inner.pop();
+    }
+
+    fn jump(
+        &mut self,
+        label: Option<&syn::Lifetime>,
+        is_continue: bool,
+        value: Option<syn::ExprBreak>,
+    ) {
+        let label = label.map(|label| label.ident.to_string());
+        let inner = match &label {
+            None => self.inner.iter().any(|(_, is_loop)| *is_loop),
+            Some(label) => self
+                .inner
+                .iter()
+                .any(|(inner, _)| inner.as_deref() == Some(label.as_str())),
+        };
+        if !inner {
+            self.jumps.push(Jump {
+                label,
+                is_continue,
+                value,
+            });
+        }
+    }
 }
 
 impl<'ast> Visit<'ast> for Exits {
     fn visit_expr(&mut self, expr: &'ast Expr) {
         match expr {
             Expr::Closure(_) | Expr::Async(_) => {}
+            Expr::Loop(expr_loop) => self.inside(expr_loop.label.as_ref(), true, expr),
+            Expr::While(expr_while) => self.inside(expr_while.label.as_ref(), true, expr),
+            Expr::ForLoop(expr_for) => self.inside(expr_for.label.as_ref(), true, expr),
+            Expr::Block(block) if block.label.is_some() => {
+                self.inside(block.label.as_ref(), false, expr)
+            }
+            Expr::Break(expr_break) => {
+                let value = expr_break.expr.as_ref().map(|_| expr_break.clone());
+                self.jump(expr_break.label.as_ref(), false, value);
+                visit::visit_expr(self, expr);
+            }
+            Expr::Continue(expr_continue) => {
+                self.jump(expr_continue.label.as_ref(), true, None);
+            }
             Expr::Return(ret) => {
                 self.returns.push(exit_of(ret.expr.as_deref()));
                 visit::visit_expr(self, expr);

@@ -257,3 +257,316 @@ fn snapshot_small_workflow() {
         },
     )));
 }
+
+/// Names of the stored variables of every state, for the loop tests.
+fn stored_names(machine: &Machine, state: usize) -> Vec<String> {
+    machine.stored[state]
+        .iter()
+        .map(|&id| machine.bindings[id].ident.to_string())
+        .collect()
+}
+
+#[test]
+fn loop_with_break_has_a_back_edge_and_an_exit() {
+    let machine = lowered(quote! {
+        async fn poll(job: Job) -> Result<u32, WorkflowError> {
+            let mut tries: u32 = 0;
+            loop {
+                let done = check(&job).await?;
+                tries += 1;
+                if done {
+                    break;
+                }
+                wait(tries).await?;
+            }
+            report(&job, tries).await?;
+            Ok(tries)
+        }
+    });
+    assert_eq!(
+        states(&machine),
+        owned(&[
+            ("Start", &["job"]),
+            ("Check1", &["job", "tries"]),
+            ("Wait2", &["job", "tries"]),
+            ("Report3", &["job", "tries"]),
+        ])
+    );
+    assert_eq!(
+        machine.edges,
+        [
+            edge(0, TargetIr::State(1), LabelIr::Ok),
+            edge(1, TargetIr::State(2), LabelIr::Branch),
+            edge(1, TargetIr::State(3), LabelIr::Branch),
+            edge(1, TargetIr::Error, LabelIr::Err),
+            // the back edge: the end of the body goes round to `check`
+            edge(2, TargetIr::State(1), LabelIr::Branch),
+            edge(2, TargetIr::Error, LabelIr::Err),
+            edge(3, TargetIr::Complete, LabelIr::Ok),
+            edge(3, TargetIr::Error, LabelIr::Err),
+        ]
+    );
+    // Each step may run after itself and after the other: the cycle.
+    assert_eq!(
+        machine.precedes,
+        [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+    );
+}
+
+#[test]
+fn while_loop_stores_what_the_condition_reads() {
+    let machine = lowered(quote! {
+        async fn drain(limit: u32) -> Result<(), WorkflowError> {
+            let mut sent: u32 = 0;
+            while sent < limit {
+                send(sent).await?;
+                sent += 1;
+            }
+            Ok(())
+        }
+    });
+    assert_eq!(
+        states(&machine),
+        owned(&[("Start", &["limit"]), ("Send1", &["limit", "sent"])])
+    );
+    assert_eq!(
+        machine.edges,
+        [
+            edge(0, TargetIr::State(1), LabelIr::Branch),
+            edge(0, TargetIr::Complete, LabelIr::Branch),
+            edge(1, TargetIr::State(1), LabelIr::Branch),
+            edge(1, TargetIr::Complete, LabelIr::Branch),
+            edge(1, TargetIr::Error, LabelIr::Err),
+        ]
+    );
+}
+
+#[test]
+fn while_let_binds_the_popped_element_with_its_type() {
+    let machine = lowered(quote! {
+        async fn work(queue: Vec<Task>) -> Result<(), WorkflowError> {
+            let mut queue: Vec<Task> = queue;
+            while let Some(task) = queue.pop() {
+                run(&task).await?;
+                done(task.id).await?;
+            }
+            Ok(())
+        }
+    });
+    assert_eq!(
+        states(&machine),
+        owned(&[
+            ("Start", &["queue"]),
+            ("Run1", &["queue", "task"]),
+            ("Done2", &["queue", "task"]),
+        ])
+    );
+    let task = &machine.bindings[machine.stored[1][1]];
+    assert_eq!(task.ty.display(), "Task");
+}
+
+#[test]
+fn for_loop_stores_its_collection_and_position() {
+    let machine = lowered(quote! {
+        async fn batch(items: Vec<Item>) -> Result<Vec<Hold>, WorkflowError> {
+            let mut reserved: Vec<Hold> = Vec::new();
+            for item in items {
+                let hold = reserve_item(&item).await?;
+                reserved.push(hold);
+            }
+            confirm(reserved.len()).await?;
+            Ok(reserved)
+        }
+    });
+    assert_eq!(
+        states(&machine),
+        owned(&[
+            ("Start", &["items"]),
+            (
+                "ReserveItem1",
+                &["reserved", "__for1_items", "__for1_next", "item"]
+            ),
+            ("Confirm2", &["reserved"]),
+        ])
+    );
+    let types: Vec<String> = machine.stored[1]
+        .iter()
+        .map(|&id| machine.bindings[id].ty.display())
+        .collect();
+    assert_eq!(types, ["Vec<Hold>", "Vec<Item>", "usize", "Item"]);
+    assert_eq!(
+        machine.edges,
+        [
+            edge(0, TargetIr::State(1), LabelIr::Branch),
+            edge(0, TargetIr::State(2), LabelIr::Branch),
+            edge(1, TargetIr::State(1), LabelIr::Branch),
+            edge(1, TargetIr::State(2), LabelIr::Branch),
+            edge(1, TargetIr::Error, LabelIr::Err),
+            edge(2, TargetIr::Complete, LabelIr::Ok),
+            edge(2, TargetIr::Error, LabelIr::Err),
+        ]
+    );
+}
+
+#[test]
+fn for_loop_over_a_step_output_and_a_range() {
+    let machine = lowered(quote! {
+        async fn sync(count: u32) -> Result<(), WorkflowError> {
+            let pages = list_pages(count).await?;
+            for page in pages {
+                fetch(&page).await?;
+            }
+            for round in 0..count {
+                ping(round).await?;
+            }
+            Ok(())
+        }
+    });
+    assert_eq!(
+        stored_names(&machine, 2),
+        ["count", "__for1_items", "__for1_next", "page"]
+    );
+    assert_eq!(stored_names(&machine, 3), ["__for2_range", "round"]);
+    let types = |state: usize| -> Vec<String> {
+        machine.stored[state]
+            .iter()
+            .map(|&id| machine.bindings[id].ty.display())
+            .collect()
+    };
+    assert_eq!(
+        types(2),
+        [
+            "u32",
+            "Vec<<<list_pages as Step>::Output as IntoIterator>::Item>",
+            "usize",
+            "<<list_pages as Step>::Output as IntoIterator>::Item",
+        ]
+    );
+    assert_eq!(types(3), ["Range<u32>", "u32"]);
+}
+
+#[test]
+fn continue_and_labelled_break_in_nested_loops() {
+    let machine = lowered(quote! {
+        async fn grid(rows: Vec<u32>, skip: u32) -> Result<(), WorkflowError> {
+            'rows: for row in rows {
+                let mut column: u32 = 0;
+                loop {
+                    column += 1;
+                    if column == skip {
+                        continue;
+                    }
+                    if column > row {
+                        continue 'rows;
+                    }
+                    if column > 100 {
+                        break 'rows;
+                    }
+                    cell(row, column).await?;
+                }
+            }
+            done().await?;
+            Ok(())
+        }
+    });
+    assert_eq!(
+        states(&machine),
+        owned(&[
+            ("Start", &["rows", "skip"]),
+            (
+                "Cell1",
+                &["skip", "__for1_items", "__for1_next", "row", "column"]
+            ),
+            ("Done2", &[]),
+        ])
+    );
+    assert_eq!(
+        machine.edges,
+        [
+            edge(0, TargetIr::State(1), LabelIr::Branch),
+            edge(0, TargetIr::State(2), LabelIr::Branch),
+            edge(1, TargetIr::State(1), LabelIr::Branch),
+            edge(1, TargetIr::State(2), LabelIr::Branch),
+            edge(1, TargetIr::Error, LabelIr::Err),
+            edge(2, TargetIr::Complete, LabelIr::Ok),
+            edge(2, TargetIr::Error, LabelIr::Err),
+        ]
+    );
+}
+
+#[test]
+fn loop_misuse_is_reported_with_the_rewrite() {
+    let errors = lowering_errors(quote! {
+        async fn misuse(items: Vec<u32>) -> Result<(), WorkflowError> {
+            for item in &items {
+                send(*item).await?;
+            }
+            for item in items.iter() {
+                send(*item).await?;
+            }
+            let total = loop {
+                let n = count().await?;
+                break n;
+            };
+            for n in 0..=3 {
+                send(n).await?;
+            }
+            while ready().await? {
+                send(1).await?;
+            }
+            Ok(())
+        }
+    });
+    assert_eq!(
+        errors,
+        [
+            "`for` over `&items` borrows the collection, but a loop with steps stores the collection and its position in the workflow's state between steps, and a state holds owned values; iterate over an owned collection: `for item in items.clone() { .. }`, or over indexes: `for index in 0..items.len() { .. }`",
+            "`for` over `items.iter()` borrows the collection, but a loop with steps stores the collection and its position in the workflow's state between steps, and a state holds owned values; iterate over an owned collection: `for item in items.clone() { .. }`, or over indexes: `for index in 0..items.len() { .. }`",
+            "a loop with steps whose value is bound with `let` is not supported; the value of `break value` cannot be carried across the loop's steps; declare the variable first and assign it before `break`: `let x: Type; loop { ..; x = value; break; }`",
+            "an inclusive range `a..=b` in a `for` loop with steps is not supported; the loop stores the rest of its range between steps as a `Range`; write the exclusive range `0..3 + 1`",
+            "a step cannot be called in a `while` condition; the workflow must stop at the step before it tests the condition; call the step in the body: `loop { let go = step(..).await?; if !go { break; } .. }`",
+        ]
+    );
+}
+
+#[test]
+fn valued_break_in_a_loop_with_steps_is_an_error() {
+    let errors = lowering_errors(quote! {
+        async fn first(items: Vec<u32>) -> Result<(), WorkflowError> {
+            loop {
+                let n = count().await?;
+                if n > 3 {
+                    break n;
+                }
+            }
+            Ok(())
+        }
+    });
+    assert_eq!(
+        errors,
+        [
+            "`break` with a value out of a loop with steps is not supported; the loop's value cannot be carried across its steps; assign a variable declared before the loop, then `break`: `let x: Type; loop { ..; x = value; break; }`"
+        ]
+    );
+}
+
+#[test]
+fn snapshot_for_loop_workflow() {
+    insta::assert_snapshot!(pretty(expand(
+        quote!(),
+        quote! {
+            /// Reserves every item of a batch.
+            pub async fn reserve_batch(items: Vec<Item>) -> Result<Vec<Hold>, WorkflowError> {
+                let mut held: Vec<Hold> = Vec::new();
+                for item in items {
+                    if item.quantity == 0 {
+                        continue;
+                    }
+                    let hold = reserve_item(&item).await?;
+                    held.push(hold);
+                }
+                Ok(held)
+            }
+        },
+    )));
+}

@@ -11,20 +11,17 @@ async fn release(id: &u32, reservation: u32) -> Result<(), StepError> {
     Ok(())
 }
 
-#[step(pivot)]
-async fn ship(id: u32) -> Result<(), StepError> {
-    let _ = id;
-    Ok(())
-}
-
 #[workflow]
 async fn order(ids: Vec<u32>) -> Result<(), WorkflowError> {
     let mut total: u32 = 0;
     for id in &ids {
         total += id;
     }
-    for id in ids {
-        reserve(&id).await?;
+    for id in &ids {
+        reserve(id).await?;
+    }
+    for id in ids.iter() {
+        reserve(id).await?;
     }
     Ok(())
 }
