@@ -6,7 +6,8 @@
 //! effects file; the child stops at a precise point (before or after an
 //! effect, in a step or in a compensation), prints a marker, and the parent
 //! SIGKILLs it there. The parent then opens the same store, builds a runtime
-//! with workers, and checks from the effects file and the outcome that the
+//! with workers that takes the instances over once the dead child's leases
+//! expire ([`LEASE_TTL`]), and checks from the effects file and the outcome that the
 //! instance finished as if nothing had happened: every step's effect once per
 //! idempotency key (a step cut short after its effect runs again under the
 //! same key), compensations in reverse order, nothing lost.
@@ -41,6 +42,9 @@ const WAIT_LIMIT: Duration = Duration::from_secs(60);
 const MANY: usize = 20;
 /// Effects the many-instances child writes before it freezes every step.
 const MANY_KILL_AFTER_EFFECTS: usize = 40;
+/// The child's lease on its instances: how long after the kill the
+/// restarted runtime must wait before it may take them over.
+const LEASE_TTL: Duration = Duration::from_secs(1);
 
 // ---------------------------------------------------------------- the saga
 
@@ -243,6 +247,7 @@ fn crash_child() {
             .store(EmbeddedStore::open(&dir).expect("child: open the store"))
             .register(transfer_funds)
             .workers(4)
+            .lease_ttl(LEASE_TTL)
             .build()
             .await
             .expect("child: the runtime builds");
@@ -439,6 +444,10 @@ fn resume_and_finish(scratch: &Scratch, ids: &[String]) -> Outcomes {
             .store(store)
             .register(transfer_funds)
             .workers(4)
+            .lease_ttl(LEASE_TTL)
+            // The dead child's leases expire within LEASE_TTL of the kill;
+            // look for them often, so the takeover follows at once.
+            .recovery_interval(Duration::from_millis(50))
             .build()
             .await
             .expect("the resuming runtime builds");
