@@ -28,6 +28,8 @@ pub use store::Store;
 pub use store::memory::MemoryStore;
 #[cfg(feature = "embedded")]
 pub use store::embedded::EmbeddedStore;
+#[cfg(feature = "postgres")]
+pub use store::postgres::PostgresStore;
 pub use workflow::Workflow;
 
 /// Everything a workflow author needs: `use sagaflow::prelude::*;`.
@@ -38,6 +40,8 @@ pub mod prelude {
     pub use crate::store::memory::MemoryStore;
     #[cfg(feature = "embedded")]
     pub use crate::store::embedded::EmbeddedStore;
+    #[cfg(feature = "postgres")]
+    pub use crate::store::postgres::PostgresStore;
     pub use crate::workflow::Workflow;
     pub use sagaflow_macros::{compensate, step, workflow};
 }

@@ -1,0 +1,177 @@
+//! What the backend tests share: finding the server from the environment,
+//! and a small saga run end to end on a store.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sagaflow::Phase;
+use sagaflow::prelude::*;
+use sagaflow::store::{Expect, Store};
+use serde::{Deserialize, Serialize};
+
+/// The server address in `variable`, or `None` after printing why the
+/// test is skipped. Under `CI=true` an unset variable fails the test: CI
+/// must run the backend tests for real.
+pub fn server_from_env(variable: &str, how_to_run: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(value) if !value.trim().is_empty() => Some(value),
+        _ => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!(
+                    "{variable} is not set, but CI=true: CI must run the backend tests \
+                     against a real server ({how_to_run})"
+                );
+            }
+            println!("skipped: {variable} is not set ({how_to_run})");
+            None
+        }
+    }
+}
+
+/// A name no other test run uses: process id, time and a counter, made of
+/// identifier characters only.
+pub fn unique_name(base: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{base}_{}_{}_{n}",
+        std::process::id(),
+        nanos % 1_000_000_000_000
+    )
+}
+
+/// An order for the test saga.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    /// The order's id.
+    pub id: String,
+    /// Whether shipping fails for good, so the saga compensates.
+    pub undeliverable: bool,
+}
+
+/// Holds stock.
+#[step]
+async fn reserve_stock(order: &Order) -> Result<String, StepError> {
+    Ok(format!("reservation-{}", order.id))
+}
+
+/// Gives the stock back.
+#[compensate(reserve_stock)]
+async fn release_stock(order: &Order, reservation: String) -> Result<(), StepError> {
+    let _ = (order, reservation);
+    Ok(())
+}
+
+/// Ships: the pivot.
+#[step(pivot)]
+async fn ship(order: &Order) -> Result<String, StepError> {
+    if order.undeliverable {
+        return Err(StepError::permanent("no carrier delivers there"));
+    }
+    Ok(format!("parcel-{}", order.id))
+}
+
+/// The test saga: reserve, then ship; an undeliverable order releases its stock.
+#[workflow]
+async fn deliver(order: Order) -> Result<String, WorkflowError> {
+    let reservation = reserve_stock(&order).await?;
+    let parcel = ship(&order).await?;
+    Ok(format!("{reservation} {parcel}"))
+}
+
+/// Runs one saga that completes and one that compensates on `store`, then
+/// reads both back through a second runtime on the same store, as another
+/// process would.
+pub async fn saga_end_to_end<S: Store>(store: Arc<S>) {
+    let run = unique_name("run");
+    let rt = Runtime::builder()
+        .store(store.clone())
+        .register(deliver)
+        .build()
+        .await
+        .expect("the runtime starts on the store");
+
+    let ok_id = format!("e2e-{run}-ok");
+    let ok = Order {
+        id: ok_id.clone(),
+        undeliverable: false,
+    };
+    let handle = rt.start(deliver, ok_id.clone(), ok).await.expect("starts");
+    let outcome = tokio::time::timeout(Duration::from_secs(60), handle.outcome())
+        .await
+        .expect("the saga ends within a minute")
+        .expect("its outcome is read");
+    assert_eq!(
+        outcome,
+        Outcome::Completed(format!("reservation-{ok_id} parcel-{ok_id}"))
+    );
+
+    let bad_id = format!("e2e-{run}-bad");
+    let bad = Order {
+        id: bad_id.clone(),
+        undeliverable: true,
+    };
+    let handle = rt
+        .start(deliver, bad_id.clone(), bad)
+        .await
+        .expect("starts");
+    let outcome = tokio::time::timeout(Duration::from_secs(60), handle.outcome())
+        .await
+        .expect("the saga ends within a minute")
+        .expect("its outcome is read");
+    match outcome {
+        Outcome::Compensated(failure) => assert!(
+            failure.to_string().contains("no carrier delivers there"),
+            "{failure}"
+        ),
+        other => panic!("an undeliverable order must be compensated, got {other:?}"),
+    }
+    rt.shutdown().await;
+
+    // A second runtime on the same store sees both instances where they ended.
+    let observer = Runtime::builder()
+        .store(store.clone())
+        .register(deliver)
+        .workers(0)
+        .build()
+        .await
+        .expect("a second runtime starts on the store");
+    let status = observer
+        .status(&ok_id)
+        .await
+        .expect("reads")
+        .expect("exists");
+    assert_eq!(status.phase, Phase::Completed);
+    let status = observer
+        .status(&bad_id)
+        .await
+        .expect("reads")
+        .expect("exists");
+    assert_eq!(status.phase, Phase::Compensated);
+    observer.shutdown().await;
+
+    // Each instance is one plain key in the backend; remove them.
+    for id in [&ok_id, &bad_id] {
+        let key = sagaflow::record::key(id);
+        let record = store
+            .get(&key)
+            .await
+            .expect("reads")
+            .expect("the record exists");
+        assert!(
+            serde_json::from_slice::<serde_json::Value>(&record.value).is_ok(),
+            "the record is JSON an operator can read"
+        );
+        store
+            .delete(&key, Expect::Version(record.version))
+            .await
+            .expect("deletes");
+    }
+}
