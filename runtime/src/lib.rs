@@ -28,6 +28,8 @@ pub use store::Store;
 pub use store::memory::MemoryStore;
 #[cfg(feature = "embedded")]
 pub use store::embedded::EmbeddedStore;
+#[cfg(feature = "redis")]
+pub use store::redis::RedisStore;
 #[cfg(feature = "postgres")]
 pub use store::postgres::PostgresStore;
 pub use workflow::Workflow;
@@ -40,6 +42,8 @@ pub mod prelude {
     pub use crate::store::memory::MemoryStore;
     #[cfg(feature = "embedded")]
     pub use crate::store::embedded::EmbeddedStore;
+    #[cfg(feature = "redis")]
+    pub use crate::store::redis::RedisStore;
     #[cfg(feature = "postgres")]
     pub use crate::store::postgres::PostgresStore;
     pub use crate::workflow::Workflow;

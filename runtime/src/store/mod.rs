@@ -12,6 +12,8 @@ pub mod conformance;
 pub mod memory;
 #[cfg(feature = "embedded")]
 pub mod embedded;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
