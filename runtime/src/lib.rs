@@ -28,10 +28,12 @@ pub use store::Store;
 pub use store::memory::MemoryStore;
 #[cfg(feature = "embedded")]
 pub use store::embedded::EmbeddedStore;
-#[cfg(feature = "redis")]
-pub use store::redis::RedisStore;
+#[cfg(feature = "etcd")]
+pub use store::etcd::EtcdStore;
 #[cfg(feature = "postgres")]
 pub use store::postgres::PostgresStore;
+#[cfg(feature = "redis")]
+pub use store::redis::RedisStore;
 pub use workflow::Workflow;
 
 /// Everything a workflow author needs: `use sagaflow::prelude::*;`.
@@ -42,10 +44,12 @@ pub mod prelude {
     pub use crate::store::memory::MemoryStore;
     #[cfg(feature = "embedded")]
     pub use crate::store::embedded::EmbeddedStore;
-    #[cfg(feature = "redis")]
-    pub use crate::store::redis::RedisStore;
+    #[cfg(feature = "etcd")]
+    pub use crate::store::etcd::EtcdStore;
     #[cfg(feature = "postgres")]
     pub use crate::store::postgres::PostgresStore;
+    #[cfg(feature = "redis")]
+    pub use crate::store::redis::RedisStore;
     pub use crate::workflow::Workflow;
     pub use sagaflow_macros::{compensate, step, workflow};
 }

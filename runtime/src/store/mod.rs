@@ -12,10 +12,12 @@ pub mod conformance;
 pub mod memory;
 #[cfg(feature = "embedded")]
 pub mod embedded;
-#[cfg(feature = "redis")]
-pub mod redis;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 /// The precondition of a write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

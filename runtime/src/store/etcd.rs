@@ -1,0 +1,451 @@
+//! `EtcdStore`: keys in an etcd v3 cluster. Replicated and linearizable:
+//! the store to scale out on.
+//!
+//! ```no_run
+//! use sagaflow::EtcdStore;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), sagaflow::StoreError> {
+//! let store = EtcdStore::connect(["http://10.0.0.1:2379", "http://10.0.0.2:2379", "http://10.0.0.3:2379"])
+//!     .await?
+//!     // Optional: keep sagaflow's keys under a prefix of the shared keyspace.
+//!     .with_key_prefix("sagaflow/");
+//! # let _ = store;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # How the contract maps onto etcd
+//!
+//! - a key's version is its `mod_revision`: the cluster-wide revision of
+//!   the write that last changed it. Revisions only grow and are never
+//!   handed out twice, so versions are never reused, even after a delete;
+//! - [`Expect::Version`] is a transaction comparing `mod_revision`,
+//!   [`Expect::Absent`] one comparing `create_revision` with 0 (etcd's
+//!   "the key does not exist"): one round trip, no lock;
+//! - [`scan`](Store::scan) is a range request `[start, prefix end)` with a
+//!   limit; etcd returns keys in byte order and says whether more remain;
+//! - every read is linearizable (etcd's default), so a read sees every
+//!   write acknowledged before it, whichever member answers.
+//!
+//! # Durability
+//!
+//! etcd acknowledges a write once a majority of members has it in its
+//! write-ahead log, fsync'd. Run three (or five) members: a single member,
+//! like the one `.ci/run` starts, survives a process crash but not the
+//! loss of its disk.
+//!
+//! etcd keeps every past revision of every key until it is compacted, and
+//! stops accepting writes ([`StoreError::Unavailable`], "database space
+//! exceeded") when its backend reaches `--quota-backend-bytes` (2 GiB by
+//! default). A saga rewrites its record on every step, so run etcd with
+//! `--auto-compaction-mode=periodic --auto-compaction-retention=1h` (or
+//! `revision` mode) and defragment now and then.
+//!
+//! # Limits and errors
+//!
+//! - one request is at most `--max-request-bytes`, 1.5 MiB by default
+//!   ([`DEFAULT_MAX_REQUEST_BYTES`]): values up to that less 16 KiB
+//!   ([`MAX_VALUE_SIZE`] by default; see
+//!   [`EtcdStore::with_max_request_bytes`] for a server configured
+//!   otherwise), keys up to [`MAX_KEY_SIZE`] bytes; larger ones fail with
+//!   [`StoreError::TooLarge`] and write nothing;
+//! - no member reachable, no leader, the database full:
+//!   [`StoreError::Unavailable`];
+//! - no answer within the operation timeout (30 s unless set with
+//!   [`EtcdStore::with_timeout`]): [`StoreError::Timeout`], the write may or
+//!   may not have been applied;
+//! - anything else: [`StoreError::Backend`].
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp};
+
+use super::{Expect, ScanPage, Store, Versioned};
+use crate::error::StoreError;
+
+/// etcd's default `--max-request-bytes`: 1.5 MiB.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
+
+/// What a request carries besides its value: the key twice (compare and
+/// put), the transaction's framing and the Raft entry's header.
+const REQUEST_OVERHEAD: usize = 16 * 1024;
+
+/// The largest value [`EtcdStore`] accepts from a server with the default
+/// request limit: 1.5 MiB less 16 KiB.
+pub const MAX_VALUE_SIZE: usize = DEFAULT_MAX_REQUEST_BYTES - REQUEST_OVERHEAD;
+
+/// The longest key, in bytes (key prefix included), [`EtcdStore`] accepts.
+pub const MAX_KEY_SIZE: usize = 4096;
+
+/// How long one operation may take unless changed with
+/// [`EtcdStore::with_timeout`].
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The largest response the client decodes: a scan page of many large
+/// values can exceed gRPC's default of 4 MiB.
+const MAX_RESPONSE_BYTES: usize = 1 << 30;
+
+/// A store in an etcd v3 cluster.
+///
+/// Cheap to clone: clones share the gRPC channel. See the
+/// [module docs](self) for the mapping, durability and limits.
+///
+/// ```no_run
+/// use sagaflow::prelude::*;
+/// # use sagaflow::EtcdStore;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sagaflow::Error> {
+/// let store = EtcdStore::connect(["http://127.0.0.1:2379"]).await?;
+/// let runtime = Runtime::builder().store(store).build().await?;
+/// # let _ = runtime;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct EtcdStore {
+    kv: KvClient,
+    key_prefix: String,
+    timeout: Duration,
+    max_value_size: usize,
+}
+
+impl fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("key_prefix", &self.key_prefix)
+            .field("timeout", &self.timeout)
+            .field("max_value_size", &self.max_value_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EtcdStore {
+    /// Connects to the cluster at `endpoints` (`http://host:2379`; the
+    /// client balances between them) and checks that it answers.
+    ///
+    /// Fails with [`StoreError::Unavailable`] if no endpoint answers within
+    /// 10 seconds.
+    pub async fn connect<E: AsRef<str>>(
+        endpoints: impl AsRef<[E]>,
+    ) -> Result<EtcdStore, StoreError> {
+        let connect_timeout = Duration::from_secs(10);
+        let options = ConnectOptions::new()
+            .with_connect_timeout(connect_timeout)
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+        let client = Client::connect(endpoints, Some(options))
+            .await
+            .map_err(|e| from_etcd(e, None))?;
+        let store = EtcdStore {
+            kv: client
+                .kv_client()
+                .max_decoding_message_size(MAX_RESPONSE_BYTES),
+            key_prefix: String::new(),
+            timeout: DEFAULT_TIMEOUT,
+            max_value_size: MAX_VALUE_SIZE,
+        };
+        // The channel connects lazily: ask for one key to know that a
+        // member answers (and has a leader: reads are linearizable).
+        let mut kv = store.kv.clone();
+        let probe = kv.get(
+            "sagaflow-connect-probe",
+            Some(GetOptions::new().with_count_only()),
+        );
+        match tokio::time::timeout(connect_timeout, probe).await {
+            Ok(Ok(_)) => Ok(store),
+            Ok(Err(e)) => Err(match from_etcd(e, None) {
+                StoreError::Timeout(message) => StoreError::Unavailable(message),
+                other => other,
+            }),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no etcd member answered within {connect_timeout:?}"
+            ))),
+        }
+    }
+
+    /// Keeps every key under `prefix` in etcd (`prefix` is prepended on
+    /// write and stripped on read), so sagaflow can share a cluster's
+    /// keyspace; e.g. `"sagaflow/"`.
+    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> EtcdStore {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Sets how long one operation may take before it fails with
+    /// [`StoreError::Timeout`].
+    pub fn with_timeout(mut self, timeout: Duration) -> EtcdStore {
+        self.timeout = timeout;
+        self
+    }
+
+    /// For a server run with another `--max-request-bytes`: values up to
+    /// `bytes` less 16 KiB are accepted.
+    pub fn with_max_request_bytes(mut self, bytes: usize) -> EtcdStore {
+        self.max_value_size = bytes.saturating_sub(REQUEST_OVERHEAD);
+        self
+    }
+
+    /// The prefix every key is kept under in etcd.
+    pub fn key_prefix(&self) -> &str {
+        &self.key_prefix
+    }
+
+    /// The largest value this store accepts.
+    pub fn max_value_size(&self) -> usize {
+        self.max_value_size
+    }
+
+    fn etcd_key(&self, key: &str) -> Vec<u8> {
+        [self.key_prefix.as_bytes(), key.as_bytes()].concat()
+    }
+
+    /// The store key of an etcd key read back.
+    fn store_key(&self, raw: &[u8]) -> Result<String, StoreError> {
+        raw.strip_prefix(self.key_prefix.as_bytes())
+            .and_then(|key| std::str::from_utf8(key).ok())
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                StoreError::Backend(
+                    format!(
+                        "etcd returned key {:?}, which is not UTF-8 under the prefix {:?}",
+                        String::from_utf8_lossy(raw),
+                        self.key_prefix
+                    )
+                    .into(),
+                )
+            })
+    }
+
+    /// Runs `operation` under the store's timeout; `value_size` names the
+    /// value a request carried, for [`StoreError::TooLarge`].
+    async fn run<T>(
+        &self,
+        value_size: Option<usize>,
+        operation: impl Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, operation).await {
+            Ok(result) => {
+                result.map_err(|e| from_etcd(e, value_size.map(|size| (size, self.max_value_size))))
+            }
+            Err(_) => Err(StoreError::Timeout(format!(
+                "no answer from etcd within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+}
+
+fn revision_of(header: Option<&etcd_client::ResponseHeader>) -> Result<u64, StoreError> {
+    header
+        .map(|header| header.revision())
+        .and_then(|revision| u64::try_from(revision).ok())
+        .ok_or_else(|| StoreError::Backend("etcd answered without a valid revision".into()))
+}
+
+fn version_of(mod_revision: i64, key: &str) -> Result<u64, StoreError> {
+    u64::try_from(mod_revision).map_err(|_| {
+        StoreError::Backend(
+            format!("etcd returned key {key:?} with revision {mod_revision}").into(),
+        )
+    })
+}
+
+#[async_trait]
+impl Store for EtcdStore {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let mut kv = self.kv.clone();
+        let response = self.run(None, kv.get(self.etcd_key(key), None)).await?;
+        match response.kvs().first() {
+            None => Ok(None),
+            Some(entry) => Ok(Some(Versioned {
+                value: entry.value().to_vec(),
+                version: version_of(entry.mod_revision(), key)?,
+            })),
+        }
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>, expect: Expect) -> Result<u64, StoreError> {
+        if value.len() > self.max_value_size {
+            return Err(StoreError::TooLarge {
+                size: value.len(),
+                limit: self.max_value_size,
+            });
+        }
+        let etcd_key = self.etcd_key(key);
+        if etcd_key.len() > MAX_KEY_SIZE {
+            return Err(StoreError::TooLarge {
+                size: etcd_key.len(),
+                limit: MAX_KEY_SIZE,
+            });
+        }
+        let size = Some(value.len());
+        let mut kv = self.kv.clone();
+        let compare = match expect {
+            Expect::Any => {
+                let response = self.run(size, kv.put(etcd_key, value, None)).await?;
+                return revision_of(response.header());
+            }
+            Expect::Absent => Compare::create_revision(etcd_key.clone(), CompareOp::Equal, 0),
+            Expect::Version(version) => match i64::try_from(version) {
+                // An absent key compares as revision 0, and no present key
+                // has it: `Version(0)` must not create the key.
+                Ok(version) if version > 0 => {
+                    Compare::mod_revision(etcd_key.clone(), CompareOp::Equal, version)
+                }
+                _ => return Err(StoreError::Conflict),
+            },
+        };
+        let txn = Txn::new()
+            .when([compare])
+            .and_then([TxnOp::put(etcd_key, value, None)]);
+        let response = self.run(size, kv.txn(txn)).await?;
+        if response.succeeded() {
+            revision_of(response.header())
+        } else {
+            Err(StoreError::Conflict)
+        }
+    }
+
+    async fn delete(&self, key: &str, expect: Expect) -> Result<(), StoreError> {
+        let etcd_key = self.etcd_key(key);
+        let mut kv = self.kv.clone();
+        match expect {
+            Expect::Any => {
+                self.run(None, kv.delete(etcd_key, None)).await?;
+                Ok(())
+            }
+            Expect::Absent => {
+                let options = GetOptions::new().with_count_only();
+                let response = self.run(None, kv.get(etcd_key, Some(options))).await?;
+                if response.count() == 0 {
+                    Ok(())
+                } else {
+                    Err(StoreError::Conflict)
+                }
+            }
+            Expect::Version(version) => {
+                let version = match i64::try_from(version) {
+                    Ok(version) if version > 0 => version,
+                    _ => return Err(StoreError::Conflict),
+                };
+                let txn = Txn::new()
+                    .when([Compare::mod_revision(
+                        etcd_key.clone(),
+                        CompareOp::Equal,
+                        version,
+                    )])
+                    .and_then([TxnOp::delete(etcd_key, None)]);
+                let response = self.run(None, kv.txn(txn)).await?;
+                if response.succeeded() {
+                    Ok(())
+                } else {
+                    Err(StoreError::Conflict)
+                }
+            }
+        }
+    }
+
+    async fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ScanPage, StoreError> {
+        if limit == 0 {
+            // etcd reads a limit of 0 as "no limit".
+            return Ok(ScanPage::default());
+        }
+        let full_prefix = self.etcd_key(prefix);
+        let start = match after {
+            // The smallest key strictly after `after`.
+            Some(after) if after >= prefix => [self.etcd_key(after).as_slice(), b"\0"].concat(),
+            _ => full_prefix.clone(),
+        };
+        // `\0` as range end means "every key from start on".
+        let end = prefix_successor(&full_prefix).unwrap_or_else(|| vec![0]);
+        let options = GetOptions::new()
+            .with_range(end)
+            .with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        let mut kv = self.kv.clone();
+        let response = self.run(None, kv.get(start, Some(options))).await?;
+        let mut entries = Vec::with_capacity(response.kvs().len());
+        for entry in response.kvs() {
+            let key = self.store_key(entry.key())?;
+            let version = version_of(entry.mod_revision(), &key)?;
+            entries.push((
+                key,
+                Versioned {
+                    value: entry.value().to_vec(),
+                    version,
+                },
+            ));
+        }
+        let next = if response.more() {
+            entries.last().map(|(key, _)| key.clone())
+        } else {
+            None
+        };
+        Ok(ScanPage { entries, next })
+    }
+
+    fn name(&self) -> &'static str {
+        "etcd"
+    }
+}
+
+/// The smallest byte string greater than every one starting with `prefix`,
+/// or `None` (an empty prefix, or only `0xFF` bytes) when there is none.
+fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut upper = prefix.to_vec();
+    while let Some(last) = upper.pop() {
+        if last < u8::MAX {
+            upper.push(last + 1);
+            return Some(upper);
+        }
+    }
+    None
+}
+
+/// Maps an etcd error; `too_large` is the size and limit of the value the
+/// request carried, if it carried one.
+fn from_etcd(error: etcd_client::Error, too_large: Option<(usize, usize)>) -> StoreError {
+    use etcd_client::Error as E;
+    use tonic::Code;
+    match &error {
+        E::GRpcStatus(status) => {
+            let message = status.message();
+            let request_too_large =
+                message.contains("request is too large") || message.contains("larger than max");
+            match (status.code(), too_large) {
+                (_, Some((size, limit))) if request_too_large => {
+                    StoreError::TooLarge { size, limit }
+                }
+                (Code::DeadlineExceeded, _) => StoreError::Timeout(format!("etcd: {message}")),
+                (Code::Unavailable | Code::Cancelled | Code::Aborted, _) => {
+                    StoreError::Unavailable(format!("etcd: {message}"))
+                }
+                // "database space exceeded", "no leader", too many requests.
+                (Code::ResourceExhausted, _) => StoreError::Unavailable(format!("etcd: {message}")),
+                _ if message.contains("no leader") || message.contains("leader changed") => {
+                    StoreError::Unavailable(format!("etcd: {message}"))
+                }
+                _ => StoreError::Backend(Box::new(error)),
+            }
+        }
+        E::TransportError(_) | E::IoError(_) => StoreError::Unavailable(format!("etcd: {error}")),
+        _ => StoreError::Backend(Box::new(error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_successor;
+
+    #[test]
+    fn prefix_successor_bounds_the_prefix() {
+        assert_eq!(prefix_successor(b"in/"), Some(b"in0".to_vec()));
+        assert_eq!(prefix_successor(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_successor(b""), None);
+    }
+}
