@@ -152,6 +152,52 @@ async fn find(target: u32) -> Result<u32, WorkflowError> {
     Ok(column)
 }
 
+/// A loop as the body's tail, left only by `return`; a `for` with a tuple
+/// pattern inside it; a pure inner loop whose `break` is its own; a kept
+/// result matched in the loop, with `continue` in an arm.
+#[workflow]
+async fn settle(pairs: Vec<(u32, String)>) -> Result<u32, WorkflowError> {
+    let mut rounds: u32 = 0;
+    let mut pending: Vec<(u32, String)> = pairs;
+    loop {
+        rounds += 1;
+        for (column, name) in pending.clone() {
+            let mut spins = 0;
+            loop {
+                spins += 1;
+                if spins > 2 {
+                    break;
+                }
+            }
+            let checked = cell(rounds, column).await;
+            match checked {
+                Ok(value) if value % 2 == 0 => {
+                    ping(u64::from(value)).await?;
+                    record(format!("{name} even"));
+                }
+                Ok(_) => continue,
+                Err(error) => return Err(WorkflowError::from(error)),
+            }
+        }
+        pending.pop();
+        if pending.is_empty() {
+            return Ok(rounds);
+        }
+    }
+}
+
+/// `while let` with a let chain.
+#[workflow]
+async fn countdown(start: Vec<u32>) -> Result<(), WorkflowError> {
+    let mut queue: Vec<u32> = start;
+    while let Some(n) = queue.pop()
+        && n > 0
+    {
+        ping(u64::from(n)).await?;
+    }
+    Ok(())
+}
+
 enum End<O> {
     Complete(O),
     Fail(WorkflowError),
@@ -317,6 +363,27 @@ async fn break_right_after_a_step_leaves_the_loop() {
         states.last().unwrap(),
         r#"{"Ping2":{"column":2,"value":12}}"#
     );
+}
+
+#[tokio::test]
+async fn loops_nested_in_a_tail_loop_with_matches_and_pure_loops() {
+    let (end, _) = drive::<settle>(vec![(1, "a".into()), (2, "b".into())]).await;
+    let End::Complete(rounds) = end else {
+        panic!("the workflow failed")
+    };
+    assert_eq!(rounds, 2);
+    // round 1: 11 is odd (`continue`), 12 is even; round 2: 21 is odd, then `return`
+    assert_eq!(
+        take_log(),
+        ["cell 1.1", "cell 1.2", "ping 12", "b even", "cell 2.1"]
+    );
+}
+
+#[tokio::test]
+async fn while_let_chain_stops_at_the_first_false() {
+    let (end, _) = drive::<countdown>(vec![4, 0, 2, 1]).await;
+    assert!(matches!(end, End::Complete(())));
+    assert_eq!(take_log(), ["ping 1", "ping 2"]);
 }
 
 #[test]

@@ -4,6 +4,14 @@
 //! Stages, each in its own file: [`parse`] (syn → model), [`check`] (every
 //! diagnostic, collected), [`lower`] (model → IR: suspension points, states,
 //! stored variables by liveness, edges), [`codegen`] (IR → tokens).
+//!
+//! Loops with steps (`loop`, `while`, `while let`, `for`) are cycles in the
+//! CFG: the state at a step in a loop stores the loop's live variables and
+//! its position, never its history. `for pat in items` evaluates `items`
+//! once into a stored `Vec<T>` (`__forN_items`) and a stored index
+//! (`__forN_next`), and clones each element (so `T: Clone`); `for pat in a..b`
+//! stores the rest of the range (`__forN_range`). Resuming inside a loop
+//! finishes the current iteration, then goes round from the loop's head.
 
 mod check;
 mod codegen;
