@@ -1,0 +1,767 @@
+//! Throughput, step latency and resume cost of the runtime, on the memory
+//! store and on the embedded (durable, fsync'd) store.
+//!
+//! ```text
+//! cargo run --release -p sagaflow-examples --example bench
+//! cargo run --release -p sagaflow-examples --example bench -- --workers 64,2000 --rounds 3
+//! ```
+//!
+//! - **Throughput and latency**: a four-step saga with trivial steps
+//!   (two compensable steps, a pivot, a retriable step), one instance at a
+//!   time and 2,000 at once. Steps/s counts the four steps of every instance
+//!   over the wall time from the first `start` to the last outcome. A step's
+//!   latency is the time from its start to the start of the next step (the
+//!   step, its durable transition, and the dispatch of the next step); the
+//!   last step's runs to its handle seeing the outcome.
+//! - **Store operations per step**: the same concurrent run on a counting
+//!   store wrapper, to show what each step costs the store.
+//! - **Resume**: an instance stopped inside a loop after 10 and after 1,000
+//!   steps is taken over by a new runtime (after its previous owner
+//!   vanished); the time from `build` to the next step starting covers
+//!   loading the record, claiming it, one step and its transition. Shown for
+//!   a loop over a readonly step (the record holds the loop's position) and
+//!   over a compensable step (the record's compensation stack holds one
+//!   entry per completed compensable step: it grows with the saga).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use sagaflow::prelude::*;
+use sagaflow::store::{Expect, ScanPage, Store, Versioned};
+use sagaflow::{StoreError, record};
+use serde::{Deserialize, Serialize};
+
+// ---------------------------------------------------------------- the four-step saga
+
+/// One benchmark instance: its index in the latency table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Job {
+    n: u32,
+}
+
+#[step]
+async fn reserve(job: &Job) -> Result<u32, StepError> {
+    mark(job.n, 0);
+    Ok(job.n)
+}
+
+#[compensate(reserve)]
+async fn release(_job: &Job, _reserved: u32) -> Result<(), StepError> {
+    Ok(())
+}
+
+#[step]
+async fn charge(job: &Job) -> Result<u32, StepError> {
+    mark(job.n, 1);
+    Ok(job.n)
+}
+
+#[compensate(charge)]
+async fn refund(_job: &Job, _charged: u32) -> Result<(), StepError> {
+    Ok(())
+}
+
+#[step(pivot)]
+async fn ship(job: &Job) -> Result<u32, StepError> {
+    mark(job.n, 2);
+    Ok(job.n)
+}
+
+#[step(retriable)]
+async fn notify(job: &Job) -> Result<(), StepError> {
+    mark(job.n, 3);
+    Ok(())
+}
+
+#[workflow]
+async fn four_steps(job: Job) -> Result<u32, WorkflowError> {
+    let reserved = reserve(&job).await?;
+    let charged = charge(&job).await?;
+    let shipped = ship(&job).await?;
+    notify(&job).await?;
+    Ok(reserved + charged + shipped)
+}
+
+/// Marks per instance: the start of each of the four steps, then the outcome.
+const MARKS: usize = 5;
+/// The most instances one run marks.
+const MAX_INSTANCES: usize = 50_000;
+
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+static TABLE: OnceLock<Vec<AtomicU64>> = OnceLock::new();
+
+fn table() -> &'static [AtomicU64] {
+    TABLE.get_or_init(|| {
+        (0..MAX_INSTANCES * MARKS)
+            .map(|_| AtomicU64::new(0))
+            .collect()
+    })
+}
+
+/// Records that instance `n` reached mark `k`, in ns since the epoch;
+/// lock-free, so 2,000 instances marking at once do not contend.
+fn mark(n: u32, k: usize) {
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let ns = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    table()[n as usize * MARKS + k].store(ns, Ordering::Relaxed);
+}
+
+fn reset_marks(count: usize) {
+    for slot in &table()[..count * MARKS] {
+        slot.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Step latencies of instances `0..count`, in µs, sorted.
+fn step_latencies(count: usize) -> Vec<f64> {
+    let table = table();
+    let mut latencies = Vec::with_capacity(count * 4);
+    for n in 0..count {
+        let marks: Vec<u64> = (0..MARKS)
+            .map(|k| table[n * MARKS + k].load(Ordering::Relaxed))
+            .collect();
+        assert!(
+            marks.iter().all(|&ns| ns > 0),
+            "instance {n} missed a mark: {marks:?}"
+        );
+        for pair in marks.windows(2) {
+            latencies.push(pair[1].saturating_sub(pair[0]) as f64 / 1e3);
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    latencies
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+// ---------------------------------------------------------------- stores
+
+/// Which store a run uses; each run gets a fresh one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    Memory,
+    Embedded,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Memory => "memory",
+            Backend::Embedded => "embedded",
+        }
+    }
+}
+
+/// A scratch directory for embedded stores, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(label: &str) -> Scratch {
+        let path =
+            std::env::temp_dir().join(format!("sagaflow-bench-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        Scratch(path)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh store of `backend`; the scratch directory lives as long as it.
+fn fresh_store(backend: Backend, label: &str) -> (Arc<dyn Store>, Option<Scratch>) {
+    match backend {
+        Backend::Memory => (Arc::new(MemoryStore::new()), None),
+        Backend::Embedded => {
+            let scratch = Scratch::new(label);
+            let store = EmbeddedStore::open(&scratch.0).expect("open the embedded store");
+            (Arc::new(store), Some(scratch))
+        }
+    }
+}
+
+/// Counts the operations that reach a store.
+struct Counting<S> {
+    inner: S,
+    gets: AtomicU64,
+    puts: AtomicU64,
+    deletes: AtomicU64,
+    scans: AtomicU64,
+}
+
+impl<S> Counting<S> {
+    fn new(inner: S) -> Counting<S> {
+        Counting {
+            inner,
+            gets: AtomicU64::new(0),
+            puts: AtomicU64::new(0),
+            deletes: AtomicU64::new(0),
+            scans: AtomicU64::new(0),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: Store> Store for Counting<S> {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        self.gets.fetch_add(1, Ordering::Relaxed);
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &str, value: Vec<u8>, expect: Expect) -> Result<u64, StoreError> {
+        self.puts.fetch_add(1, Ordering::Relaxed);
+        self.inner.put(key, value, expect).await
+    }
+    async fn delete(&self, key: &str, expect: Expect) -> Result<(), StoreError> {
+        self.deletes.fetch_add(1, Ordering::Relaxed);
+        self.inner.delete(key, expect).await
+    }
+    async fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ScanPage, StoreError> {
+        self.scans.fetch_add(1, Ordering::Relaxed);
+        self.inner.scan(prefix, after, limit).await
+    }
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+}
+
+// ---------------------------------------------------------------- throughput
+
+/// What one throughput run measured.
+struct Run {
+    steps_per_sec: f64,
+    p50_us: f64,
+    p99_us: f64,
+    wall: Duration,
+}
+
+/// Runs `instances` four-step sagas, `concurrent` at a time (1 or all), on
+/// `store` with `workers`.
+async fn throughput(
+    store: Arc<dyn Store>,
+    instances: usize,
+    all_at_once: bool,
+    workers: usize,
+) -> Run {
+    let rt = Runtime::builder()
+        .store(store)
+        .register(four_steps)
+        .workers(workers)
+        .build()
+        .await
+        .expect("the runtime builds");
+    reset_marks(instances);
+    let started = Instant::now();
+    if all_at_once {
+        // Started from their own tasks: one caller starting 2,000 instances
+        // in turn would wait for 2,000 durable writes one after another.
+        let mut waiters = Vec::with_capacity(instances);
+        for n in 0..instances {
+            let rt = rt.clone();
+            waiters.push(tokio::spawn(async move {
+                let job = Job { n: n as u32 };
+                let handle = rt
+                    .start(four_steps, format!("job-{n:06}"), job)
+                    .await
+                    .expect("start");
+                let outcome = handle.outcome().await;
+                mark(n as u32, 4);
+                outcome
+            }));
+        }
+        for waiter in waiters {
+            let outcome = waiter.await.expect("the waiter runs").expect("an outcome");
+            assert!(matches!(outcome, Outcome::Completed(_)), "{outcome:?}");
+        }
+    } else {
+        for n in 0..instances {
+            let job = Job { n: n as u32 };
+            let handle = rt
+                .start(four_steps, format!("job-{n:06}"), job)
+                .await
+                .expect("start");
+            let outcome = handle.outcome().await.expect("an outcome");
+            mark(n as u32, 4);
+            assert!(matches!(outcome, Outcome::Completed(_)), "{outcome:?}");
+        }
+    }
+    let wall = started.elapsed();
+    rt.shutdown().await;
+    let latencies = step_latencies(instances);
+    Run {
+        steps_per_sec: (instances * 4) as f64 / wall.as_secs_f64(),
+        p50_us: percentile(&latencies, 0.50),
+        p99_us: percentile(&latencies, 0.99),
+        wall,
+    }
+}
+
+fn print_run(label: &str, run: &Run) {
+    println!(
+        "  {label:<44} {:>10.0} steps/s   p50 {:>9.1} us   p99 {:>9.1} us   ({:.2} s)",
+        run.steps_per_sec,
+        run.p50_us,
+        run.p99_us,
+        run.wall.as_secs_f64()
+    );
+}
+
+/// Store operations per step of a concurrent run.
+async fn operations_per_step(backend: Backend, instances: usize, workers: usize) {
+    let (store, _scratch) = fresh_store(backend, "count");
+    let counting = Arc::new(Counting::new(store));
+    throughput(
+        Arc::clone(&counting) as Arc<dyn Store>,
+        instances,
+        true,
+        workers,
+    )
+    .await;
+    let steps = (instances * 4) as f64;
+    let per = |counter: &AtomicU64| counter.load(Ordering::Relaxed) as f64 / steps;
+    println!(
+        "  {:<9} workers {workers:>5}: per step {:.2} puts, {:.2} gets, {:.2} deletes, {:.3} scans",
+        backend.name(),
+        per(&counting.puts),
+        per(&counting.gets),
+        per(&counting.deletes),
+        per(&counting.scans)
+    );
+}
+
+/// Record-sized CAS updates by `writers` tasks for two seconds, straight to
+/// the store: the ceiling the runtime works under.
+async fn store_alone(backend: Backend, writers: usize) {
+    let (store, _scratch) = fresh_store(backend, "store");
+    let value = vec![b'x'; RECORD_BYTES];
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let store = Arc::clone(&store);
+        let value = value.clone();
+        tasks.push(tokio::spawn(async move {
+            let key = format!("instances/w{w:05}");
+            let mut version = store
+                .put(&key, value.clone(), Expect::Absent)
+                .await
+                .expect("create");
+            let mut updates = 0u64;
+            while Instant::now() < deadline {
+                version = store
+                    .put(&key, value.clone(), Expect::Version(version))
+                    .await
+                    .expect("cas");
+                updates += 1;
+            }
+            updates
+        }));
+    }
+    let started = Instant::now();
+    let mut updates = 0;
+    for task in tasks {
+        updates += task.await.expect("a writer");
+    }
+    println!(
+        "  {:<9} {writers:>5} writer(s): {:>10.0} CAS/s",
+        backend.name(),
+        updates as f64 / started.elapsed().as_secs_f64()
+    );
+}
+
+/// Bytes per value in the store-alone run: a long saga's record at step 10
+/// (the four-step saga's record is 1.1 to 1.4 KB), so a conservative size.
+const RECORD_BYTES: usize = 2_300;
+
+/// Decode + encode of a real four-step record, the work of one transition's
+/// codec (a worker decodes on load or conflict, encodes on every write).
+async fn codec() {
+    let store = MemoryStore::new();
+    let rt = Runtime::builder()
+        .store(store.clone())
+        .register(four_steps)
+        .build()
+        .await
+        .expect("builds");
+    let handle = rt
+        .start(four_steps, "codec", Job { n: 0 })
+        .await
+        .expect("start");
+    handle.outcome().await.expect("an outcome");
+    rt.shutdown().await;
+    let stored = store
+        .get(&record::key("codec"))
+        .await
+        .expect("get")
+        .expect("the record");
+    let rounds = 20_000;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        let decoded = record::decode(std::hint::black_box(&stored.value)).expect("decodes");
+        std::hint::black_box(record::encode(&decoded).expect("encodes"));
+    }
+    let per = started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
+    let decoded = record::decode(&stored.value).expect("decodes");
+    let time = |work: &dyn Fn()| {
+        let started = Instant::now();
+        for _ in 0..rounds {
+            work();
+        }
+        started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds)
+    };
+    let decode = time(&|| drop(std::hint::black_box(record::decode(&stored.value))));
+    let encode = time(&|| drop(std::hint::black_box(record::encode(&decoded))));
+    let clone = time(&|| drop(std::hint::black_box(decoded.clone())));
+    println!(
+        "  a completed four-step record: {} bytes; decode + encode {per:.1} us \
+         (decode {decode:.1}, encode {encode:.1}; a clone of the decoded record {clone:.1})",
+        stored.value.len()
+    );
+    println!(
+        "  (its JSON, for the curious: {})",
+        String::from_utf8_lossy(&stored.value)
+            .chars()
+            .take(400)
+            .collect::<String>()
+    );
+}
+
+// ---------------------------------------------------------------- resume
+
+/// The loop's step stops the instance here (blocks until its runtime is
+/// dropped), and announces when it starts the step after it.
+static STOP_AT: AtomicU64 = AtomicU64::new(u64::MAX);
+static NEXT_STARTED: OnceLock<tokio::sync::Notify> = OnceLock::new();
+static RESUMED_AT: OnceLock<std::sync::Mutex<Option<Instant>>> = OnceLock::new();
+
+fn next_started() -> &'static tokio::sync::Notify {
+    NEXT_STARTED.get_or_init(tokio::sync::Notify::new)
+}
+
+fn resumed_at() -> &'static std::sync::Mutex<Option<Instant>> {
+    RESUMED_AT.get_or_init(|| std::sync::Mutex::new(None))
+}
+
+/// Where a loop's step stands: block at the stop, note the step resumed
+/// after it, announce the one after that.
+async fn loop_point(i: u64) {
+    let stop = STOP_AT.load(Ordering::SeqCst);
+    if i == stop {
+        *resumed_at()
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Instant::now());
+    }
+    if i == stop.wrapping_add(1) {
+        next_started().notify_one();
+        std::future::pending::<()>().await;
+    }
+}
+
+#[step(readonly)]
+async fn look(i: u64) -> Result<u64, StepError> {
+    loop_point(i).await;
+    Ok(i)
+}
+
+#[step]
+async fn take(i: u64) -> Result<u64, StepError> {
+    loop_point(i).await;
+    Ok(i)
+}
+
+#[compensate(take)]
+async fn give_back(_i: u64, _taken: u64) -> Result<(), StepError> {
+    Ok(())
+}
+
+#[step(pivot)]
+async fn finish(total: u64) -> Result<u64, StepError> {
+    Ok(total)
+}
+
+/// A long saga of readonly steps: the record holds the loop's position.
+#[workflow]
+async fn long_readonly(count: u64) -> Result<u64, WorkflowError> {
+    let mut total: u64 = 0;
+    for i in 0..count {
+        let seen = look(i).await?;
+        total += seen;
+    }
+    Ok(total)
+}
+
+/// A long saga of compensable steps, then a pivot: the record holds one
+/// compensation entry per completed step.
+#[workflow]
+async fn long_compensable(count: u64) -> Result<u64, WorkflowError> {
+    let mut total: u64 = 0;
+    for i in 0..count {
+        let taken = take(i).await?;
+        total += taken;
+    }
+    let finished = finish(total).await?;
+    Ok(finished)
+}
+
+/// The lease of the runtime that is abandoned mid-saga: short, so the next
+/// runtime may take over soon after.
+const ABANDONED_LEASE: Duration = Duration::from_millis(100);
+
+/// Runs a long saga to step `done` on a runtime that then vanishes; builds
+/// a new runtime on the same store and returns (record bytes, time from
+/// `build` to the stopped step running again, time to the next step).
+fn resume_once<W: Workflow<Input = u64> + Copy>(
+    workflow: W,
+    backend: Backend,
+    done: u64,
+) -> (usize, Duration, Duration) {
+    let (store, _scratch) = fresh_store(backend, "resume");
+    let id = format!("long-{done}");
+    let threads = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio")
+    };
+
+    STOP_AT.store(done.wrapping_sub(1), Ordering::SeqCst);
+    let abandoned = threads();
+    let bytes = abandoned.block_on(async {
+        let rt = Runtime::builder()
+            .store(Arc::clone(&store))
+            .register(workflow)
+            .lease_ttl(ABANDONED_LEASE)
+            .build()
+            .await
+            .expect("the runtime builds");
+        rt.start(workflow, id.clone(), done + 10)
+            .await
+            .expect("start");
+        tokio::time::timeout(Duration::from_secs(120), next_started().notified())
+            .await
+            .expect("the saga reaches its stop");
+        let stored = store
+            .get(&record::key(&id))
+            .await
+            .expect("get")
+            .expect("the record");
+        stored.value.len()
+    });
+    // Dropping the tokio runtime drops the sagaflow runtime mid-step, as a
+    // crash would (its lease stays in the record until it expires).
+    drop(abandoned);
+    std::thread::sleep(ABANDONED_LEASE * 2);
+
+    // The instance is at step `done` (0-based), whose attempt was lost: the
+    // new runtime runs it again, then starts step `done + 1` and stops.
+    STOP_AT.store(done, Ordering::SeqCst);
+    *resumed_at()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+    let resumer = threads();
+    let (to_step, to_next) = resumer.block_on(async {
+        let notified = next_started().notified();
+        let started = Instant::now();
+        let _rt = Runtime::builder()
+            .store(Arc::clone(&store))
+            .register(workflow)
+            .build()
+            .await
+            .expect("the runtime builds");
+        tokio::time::timeout(Duration::from_secs(60), notified)
+            .await
+            .expect("the saga resumes");
+        let next = started.elapsed();
+        let resumed = resumed_at()
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .expect("the step resumed");
+        (resumed - started, next)
+    });
+    drop(resumer);
+    (bytes, to_step, to_next)
+}
+
+fn resume_figures<W: Workflow<Input = u64> + Copy>(
+    label: &str,
+    workflow: W,
+    backend: Backend,
+    repeats: usize,
+) {
+    for done in [10, 1_000] {
+        let mut to_step = Vec::new();
+        let mut to_next = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..repeats {
+            let (size, step, next) = resume_once(workflow, backend, done);
+            bytes = size;
+            to_step.push(step.as_secs_f64() * 1e3);
+            to_next.push(next.as_secs_f64() * 1e3);
+        }
+        to_step.sort_by(f64::total_cmp);
+        to_next.sort_by(f64::total_cmp);
+        println!(
+            "  {label:<24} {:<9} after {done:>5} steps: record {bytes:>7} bytes; build -> step runs {:>7.2} ms, -> next step {:>7.2} ms (median of {repeats})",
+            backend.name(),
+            to_step[repeats / 2],
+            to_next[repeats / 2],
+        );
+    }
+}
+
+// ---------------------------------------------------------------- main
+
+struct Options {
+    workers: Vec<usize>,
+    rounds: usize,
+    concurrent: usize,
+    sequential_memory: usize,
+    sequential_embedded: usize,
+    sections: Vec<String>,
+    backends: Vec<Backend>,
+}
+
+fn options() -> Options {
+    let mut options = Options {
+        workers: vec![64, 2_000],
+        rounds: 3,
+        concurrent: 2_000,
+        sequential_memory: 20_000,
+        sequential_embedded: 500,
+        sections: vec![
+            "throughput".into(),
+            "ops".into(),
+            "store".into(),
+            "codec".into(),
+            "resume".into(),
+        ],
+        backends: vec![Backend::Memory, Backend::Embedded],
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .unwrap_or_else(|| panic!("{flag} needs a value"));
+        let number = || {
+            value
+                .parse::<usize>()
+                .unwrap_or_else(|_| panic!("{flag} {value}: not a number"))
+        };
+        match flag.as_str() {
+            "--workers" => {
+                options.workers = value
+                    .split(',')
+                    .map(|w| w.parse().expect("--workers 64,2000"))
+                    .collect();
+            }
+            "--rounds" => options.rounds = number(),
+            "--concurrent" => options.concurrent = number(),
+            "--sequential-memory" => options.sequential_memory = number(),
+            "--sequential-embedded" => options.sequential_embedded = number(),
+            "--only" => options.sections = value.split(',').map(str::to_owned).collect(),
+            "--stores" => {
+                options.backends = value
+                    .split(',')
+                    .map(|name| match name {
+                        "memory" => Backend::Memory,
+                        "embedded" => Backend::Embedded,
+                        _ => panic!("--stores memory,embedded"),
+                    })
+                    .collect();
+            }
+            _ => panic!("unknown flag {flag}"),
+        }
+    }
+    assert!(options.concurrent <= MAX_INSTANCES && options.sequential_memory <= MAX_INSTANCES);
+    options
+}
+
+fn main() {
+    let options = options();
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio");
+    println!(
+        "sagaflow bench: {} cores, tokio multi-thread with 2 workers",
+        std::thread::available_parallelism().map_or(0, usize::from)
+    );
+    let has = |section: &str| options.sections.iter().any(|s| s == section);
+
+    if has("throughput") {
+        println!("\nfour-step saga, trivial steps");
+        for &backend in &options.backends {
+            let sequential = match backend {
+                Backend::Memory => options.sequential_memory,
+                Backend::Embedded => options.sequential_embedded,
+            };
+            let (store, _scratch) = fresh_store(backend, "seq");
+            let run = tokio.block_on(throughput(store, sequential, false, 64));
+            print_run(
+                &format!("{}: 1 at a time ({sequential} instances)", backend.name()),
+                &run,
+            );
+            for &workers in &options.workers {
+                for round in 1..=options.rounds {
+                    let (store, _scratch) = fresh_store(backend, "conc");
+                    let run = tokio.block_on(throughput(store, options.concurrent, true, workers));
+                    let label = format!(
+                        "{}: {} at once, workers {workers} #{round}",
+                        backend.name(),
+                        options.concurrent
+                    );
+                    print_run(&label, &run);
+                }
+            }
+        }
+    }
+
+    if has("ops") {
+        println!(
+            "\nstore operations per step, {} instances at once",
+            options.concurrent
+        );
+        for &backend in &options.backends {
+            for &workers in &options.workers {
+                tokio.block_on(operations_per_step(backend, options.concurrent, workers));
+            }
+        }
+    }
+    if has("store") {
+        println!("\nthe store alone: CAS updates of distinct keys with record-sized values");
+        for &backend in &options.backends {
+            for writers in [1, options.concurrent] {
+                tokio.block_on(store_alone(backend, writers));
+            }
+        }
+    }
+
+    if has("codec") {
+        println!("\nthe instance record's JSON codec (what every step pays at least once)");
+        tokio.block_on(codec());
+    }
+    drop(tokio);
+
+    if has("resume") {
+        println!(
+            "\nresume of an abandoned instance by a new runtime (load record + claim + one step)"
+        );
+        for &backend in &options.backends {
+            resume_figures("readonly steps in a loop", long_readonly, backend, 5);
+            resume_figures("compensable steps", long_compensable, backend, 5);
+        }
+    }
+}
