@@ -1,0 +1,16 @@
+//! `sagaflow`: list, show, cancel and retry saga instances in any sagaflow
+//! store, and serve a read-only web view of them.
+//!
+//! This binary knows no workflows (they live in your code), so it reads
+//! records as JSON; `graph` and typed state checks need your workflows:
+//! ship the same tool in your binary with
+//! `sagaflow::cli::run(Registry::new().register(your_workflow))`.
+
+use std::process::ExitCode;
+
+use sagaflow::cli::Registry;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    sagaflow::cli::run(Registry::new()).await
+}

@@ -1,0 +1,980 @@
+//! [`Admin`]: what an operator asks of a store, as a library: list, show,
+//! cancel, retry, and how many instances sit in each state of a machine.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize as _, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, StoreError};
+use crate::machine::{StateInfo, StateMachine};
+use crate::record::{
+    self, EventKind, Failure, Heartbeat, HistoryEvent, InstanceRecord, Lease, Phase,
+};
+use crate::runtime::Runtime;
+use crate::store::{Expect, Store};
+use crate::workflow::{CompensationEntry, Workflow};
+
+/// Records read per page of a scan.
+const SCAN_PAGE: usize = 256;
+
+/// The workflows an operator's tool knows: their state machines (for
+/// diagrams and state counts) and their state types (to check that a stored
+/// state decodes).
+///
+/// ```ignore
+/// let registry = Registry::new().register(place_order).register(coffee_order);
+/// ```
+#[derive(Clone, Default)]
+pub struct Registry {
+    workflows: Vec<RegisteredWorkflow>,
+}
+
+#[derive(Clone, Copy)]
+struct RegisteredWorkflow {
+    name: &'static str,
+    machine: &'static StateMachine,
+    check_state: fn(&Value) -> Result<(), String>,
+}
+
+fn check_state<W: Workflow>(state: &Value) -> Result<(), String> {
+    W::State::deserialize(state)
+        .map(drop)
+        .map_err(|error| format!("the stored state does not decode: {error}"))
+}
+
+impl Registry {
+    /// An empty registry: the tool reads records, knows no machines.
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Adds `workflow`; a second workflow with the same name replaces the first.
+    pub fn register<W: Workflow>(mut self, workflow: W) -> Registry {
+        let entry = RegisteredWorkflow {
+            name: W::NAME,
+            machine: workflow.state_machine(),
+            check_state: check_state::<W>,
+        };
+        self.workflows.retain(|known| known.name != W::NAME);
+        self.workflows.push(entry);
+        self.workflows.sort_by_key(|known| known.name);
+        self
+    }
+
+    /// The names of the registered workflows, sorted.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.workflows.iter().map(|known| known.name).collect()
+    }
+
+    /// Whether no workflow is registered.
+    pub fn is_empty(&self) -> bool {
+        self.workflows.is_empty()
+    }
+
+    /// The state machine of workflow `name`, if registered.
+    pub fn machine(&self, name: &str) -> Option<&'static StateMachine> {
+        self.get(name).map(|known| known.machine)
+    }
+
+    fn get(&self, name: &str) -> Option<&RegisteredWorkflow> {
+        self.workflows.iter().find(|known| known.name == name)
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}
+
+/// What went wrong in an operator's request; every message says what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// The store URL names no store this build can open.
+    #[error("cannot open store `{url}`: {reason}")]
+    StoreUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it, and what would work.
+        reason: String,
+    },
+    /// No store was given.
+    #[error(
+        "no store given: pass `--store URL` or set SAGAFLOW_STORE \
+         (embedded:PATH, postgres://…, redis://…, etcd://host:port)"
+    )]
+    NoStore,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The runtime refused the operation.
+    #[error(transparent)]
+    Runtime(Error),
+    /// No instance has this id.
+    #[error("no instance with id `{0}` (see `sagaflow list`)")]
+    NotFound(String),
+    /// The record under `key` is not a readable instance record.
+    #[error(
+        "the record at key `{key}` cannot be decoded: {reason}; it is left as it is in the store"
+    )]
+    Corrupt {
+        /// The store key.
+        key: String,
+        /// Why it cannot be decoded.
+        reason: String,
+    },
+    /// The tool knows no workflows at all (the bare `sagaflow` binary).
+    #[error(
+        "this tool knows no workflows, so it cannot draw `{0}`: the state machines live in your \
+         code; ship the tool in your binary with \
+         `sagaflow::cli::run(Registry::new().register(your_workflow))`"
+    )]
+    NoWorkflows(String),
+    /// The tool knows other workflows, not this one.
+    #[error("workflow `{name}` is not registered in this tool (registered: {known})")]
+    UnknownWorkflow {
+        /// The name asked for.
+        name: String,
+        /// The registered names, comma-separated.
+        known: String,
+    },
+    /// `retry` of an instance that has not failed.
+    #[error("instance `{id}` is {phase}, not Failed: only a Failed instance can be retried")]
+    NotFailed {
+        /// The instance id.
+        id: String,
+        /// Its phase.
+        phase: Phase,
+    },
+    /// `retry` of a Failed instance that a retry cannot help.
+    #[error("instance `{id}` cannot be retried: {reason}")]
+    CannotRetry {
+        /// The instance id.
+        id: String,
+        /// Why not.
+        reason: String,
+    },
+    /// `signal`, before signals exist.
+    #[error(
+        "signals come with a later version of sagaflow: this runtime has no `Runtime::signal`, \
+         so nothing was sent"
+    )]
+    SignalsUnavailable,
+    /// A value could not be encoded or decoded (a JSON argument, a record).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<Error> for AdminError {
+    fn from(error: Error) -> AdminError {
+        match error {
+            Error::Store(error) => AdminError::Store(error),
+            Error::NotFound(id) => AdminError::NotFound(id),
+            Error::Corrupt { id, reason } => AdminError::Corrupt {
+                key: record::key(&id),
+                reason,
+            },
+            error => AdminError::Runtime(error),
+        }
+    }
+}
+
+/// Which instances [`Admin::list`] returns. Instances come newest first
+/// (by creation time, then id).
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery {
+    /// Only instances of this workflow.
+    pub workflow: Option<String>,
+    /// Only instances in one of these phases (all when empty).
+    pub phases: Vec<Phase>,
+    /// Only instances created at or before this time (ms since the epoch).
+    pub created_before: Option<u64>,
+    /// Only instances created at or after this time (ms since the epoch).
+    pub created_after: Option<u64>,
+    /// Continue after this instance id (the `next` of the previous page).
+    pub after: Option<String>,
+    /// At most this many instances; 0: no limit.
+    pub limit: usize,
+}
+
+impl ListQuery {
+    fn matches(&self, instance: &InstanceRecord) -> bool {
+        self.workflow
+            .as_deref()
+            .is_none_or(|workflow| instance.workflow == workflow)
+            && (self.phases.is_empty() || self.phases.contains(&instance.phase))
+            && self
+                .created_before
+                .is_none_or(|before| instance.created_at <= before)
+            && self
+                .created_after
+                .is_none_or(|after| instance.created_at >= after)
+    }
+}
+
+/// One line of [`Admin::list`]: where an instance is.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct InstanceSummary {
+    /// The instance id.
+    pub id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// Where the instance is in its life.
+    pub phase: Phase,
+    /// The current state (resume point), e.g. `ChargePayment1`.
+    pub state: String,
+    /// The step that state runs, when the workflow is registered.
+    pub step: Option<String>,
+    /// The attempt number of the next step or compensation attempt.
+    pub attempt: u32,
+    /// When the next attempt is due (ms since the Unix epoch), if it waits.
+    pub next_run_at: Option<u64>,
+    /// The error of the last failed attempt.
+    pub last_error: Option<String>,
+    /// Why the instance is rolling back or ended without completing.
+    pub failure: Option<Failure>,
+    /// Whether the pivot step has succeeded.
+    pub pivot_passed: bool,
+    /// Whether `cancel` was called.
+    pub cancel_requested: bool,
+    /// When the instance was created (ms since the Unix epoch).
+    pub created_at: u64,
+    /// When its record was last written (ms since the Unix epoch).
+    pub updated_at: u64,
+}
+
+/// A record [`Admin::list`] could not decode.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Undecodable {
+    /// The store key.
+    pub key: String,
+    /// Why it cannot be decoded.
+    pub reason: String,
+}
+
+/// What [`Admin::list`] found.
+#[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
+pub struct InstanceList {
+    /// The matching instances of this page, newest first.
+    pub instances: Vec<InstanceSummary>,
+    /// Every record that cannot be decoded (whatever the filters), so one
+    /// bad record hides nothing.
+    pub undecodable: Vec<Undecodable>,
+    /// Pass as [`ListQuery::after`] for the next page; `None` on the last.
+    pub next: Option<String>,
+    /// How many instances match the filters in all (every page).
+    pub matched: usize,
+    /// How many records were read.
+    pub scanned: usize,
+}
+
+/// A variable stored in an instance's current state.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StoredVariable {
+    /// The variable's name.
+    pub name: String,
+    /// Its type as written in the workflow, when the workflow is registered.
+    pub ty: Option<String>,
+    /// Its value, as stored.
+    pub value: Value,
+}
+
+/// One line of an instance's timeline: a step attempt (its start and end
+/// events joined), a compensation, or another event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TimelineEntry {
+    /// When it began (ms since the Unix epoch).
+    pub at: u64,
+    /// What happened: for a step attempt, how it ended
+    /// (`step_succeeded`, `step_retried`, `step_failed`).
+    pub kind: EventKind,
+    /// The state the instance was in.
+    pub state: Option<String>,
+    /// The step (or the step being undone).
+    pub step: Option<String>,
+    /// The attempt number.
+    pub attempt: Option<u32>,
+    /// How long the attempt took, when its start is known.
+    pub duration_ms: Option<u64>,
+    /// The error, for failures.
+    pub error: Option<String>,
+}
+
+/// Everything about one instance: [`Admin::show`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct InstanceDetail {
+    /// Where it is.
+    #[serde(flatten)]
+    pub summary: InstanceSummary,
+    /// The kind of the current state's step, when the workflow is registered.
+    pub step_kind: Option<String>,
+    /// The fingerprint of the machine it was started on, 16 hex digits.
+    pub fingerprint: String,
+    /// Whether the registered machine has that fingerprint (`None`: the
+    /// workflow is not registered in this tool).
+    pub fingerprint_matches: Option<bool>,
+    /// Why a runtime with this tool's workflows would not advance it.
+    pub blocked: Option<String>,
+    /// The variables stored in the current state.
+    pub variables: Vec<StoredVariable>,
+    /// The workflow's output, when Completed.
+    pub output: Option<Value>,
+    /// Completed compensable steps, oldest first (undone last to first).
+    pub compensation_stack: Vec<CompensationEntry>,
+    /// Who runs (or last ran) it.
+    pub lease: Lease,
+    /// Whether a runtime holds its lease now.
+    pub lease_live: bool,
+    /// The last progress reported by the current step's attempts.
+    pub heartbeat: Option<Heartbeat>,
+    /// The history as a timeline, oldest first.
+    pub timeline: Vec<TimelineEntry>,
+    /// The raw history events, oldest first.
+    pub history: Vec<HistoryEvent>,
+}
+
+/// What [`Admin::cancel`] did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "result")]
+pub enum CancelOutcome {
+    /// The request is recorded: the instance stops before its next step and
+    /// compensates.
+    Requested,
+    /// It was already requested.
+    AlreadyRequested,
+    /// The instance already rolls back or has ended: nothing to do.
+    NothingToDo {
+        /// Its phase.
+        phase: Phase,
+    },
+}
+
+/// What [`Admin::retry`] did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "result")]
+pub enum RetryOutcome {
+    /// The instance is `Running` again at `state`, attempt 1: its step runs
+    /// again on the next worker runtime that polls the store.
+    Resumed {
+        /// The state it resumes at.
+        state: String,
+        /// The step that runs again, when known.
+        step: Option<String>,
+    },
+    /// The instance is `Compensating` again: its remaining compensations
+    /// (`step` first) run on the next worker runtime that polls the store.
+    Compensating {
+        /// The compensation that failed, run again first.
+        step: String,
+        /// How many compensations remain.
+        remaining: usize,
+    },
+}
+
+/// How many instances of one workflow sit where: [`Admin::state_counts`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct StateCounts {
+    /// Unfinished instances (Running, Waiting, Compensating) by state name,
+    /// then by phase.
+    pub active: BTreeMap<String, BTreeMap<String, usize>>,
+    /// Ended instances by phase (Completed, Compensated, Failed).
+    pub ended: BTreeMap<String, usize>,
+    /// Failed instances by the state they stopped at.
+    pub failed_at: BTreeMap<String, usize>,
+    /// Instances of the workflow started on another fingerprint (other code).
+    pub other_fingerprint: usize,
+}
+
+impl StateCounts {
+    /// Unfinished instances at `state`, all phases together.
+    pub fn at(&self, state: &str) -> usize {
+        self.active
+            .get(state)
+            .map_or(0, |phases| phases.values().sum())
+    }
+
+    /// Ended instances in `phase`.
+    pub fn ended(&self, phase: Phase) -> usize {
+        self.ended.get(phase.as_str()).copied().unwrap_or(0)
+    }
+}
+
+/// The operator's view of a store: the library behind the `sagaflow` tool.
+///
+/// Works on any [`Store`] with no workflow registered (it reads records as
+/// JSON); with a [`Registry`] it also knows the machines, for diagrams,
+/// state counts, step names and variable types. Cheap to clone.
+///
+/// ```ignore
+/// let admin = Admin::new(store, Registry::new().register(place_order)).await?;
+/// for instance in admin.list(&ListQuery { phases: vec![Phase::Failed], ..Default::default() }, |_| {}).await?.instances {
+///     println!("{} stopped at {}", instance.id, instance.state);
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Admin {
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    /// A client-only runtime (no workers) on the store, for `cancel`.
+    runtime: Runtime,
+}
+
+impl Admin {
+    /// An admin on `store`, knowing the workflows of `registry`.
+    pub async fn new(store: Arc<dyn Store>, registry: Registry) -> Result<Admin, AdminError> {
+        let runtime = Runtime::builder()
+            .store(Arc::clone(&store))
+            .workers(0)
+            .build()
+            .await?;
+        Ok(Admin {
+            store,
+            registry: Arc::new(registry),
+            runtime,
+        })
+    }
+
+    /// An admin on the store at `url` (see [`open_store`](super::open_store)).
+    pub async fn open(url: &str, registry: Registry) -> Result<Admin, AdminError> {
+        Admin::new(super::open_store(url).await?, registry).await
+    }
+
+    /// The workflows this admin knows.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The store's short name (`embedded`, `postgres`, …).
+    pub fn store_name(&self) -> &'static str {
+        self.store.name()
+    }
+
+    /// The instances matching `query`, newest first, and every record that
+    /// cannot be decoded. Reads every record (the store keeps them in id
+    /// order); `progress` is called with the number read so far after each
+    /// page, for long listings.
+    pub async fn list(
+        &self,
+        query: &ListQuery,
+        mut progress: impl FnMut(usize),
+    ) -> Result<InstanceList, AdminError> {
+        let mut list = InstanceList::default();
+        let mut matched = Vec::new();
+        self.scan(&mut progress, |scanned| {
+            list.scanned += 1;
+            match scanned {
+                Ok(instance) => {
+                    if query.matches(&instance) {
+                        matched.push(self.summary(&instance));
+                    }
+                }
+                Err(undecodable) => list.undecodable.push(undecodable),
+            }
+        })
+        .await?;
+        matched.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| b.id.cmp(&a.id))
+        });
+        list.matched = matched.len();
+        let start = match &query.after {
+            Some(after) => match matched.iter().position(|instance| &instance.id == after) {
+                Some(position) => position + 1,
+                // The cursor's instance is gone (deleted, or filtered out):
+                // continue at the first instance created before it would be.
+                None => matched.len(),
+            },
+            None => 0,
+        };
+        let mut page: Vec<InstanceSummary> = matched.into_iter().skip(start).collect();
+        if query.limit > 0 && page.len() > query.limit {
+            page.truncate(query.limit);
+            list.next = page.last().map(|instance| instance.id.clone());
+        }
+        list.instances = page;
+        Ok(list)
+    }
+
+    /// Everything about instance `id`.
+    pub async fn show(&self, id: &str) -> Result<InstanceDetail, AdminError> {
+        let (instance, _) = self.load(id).await?;
+        Ok(self.detail(instance))
+    }
+
+    /// Cancels instance `id` (see [`Runtime::cancel`]): an instance before its
+    /// pivot stops before its next step and compensates. Past the pivot it is
+    /// [`Error::PastPivot`] and nothing is recorded.
+    pub async fn cancel(&self, id: &str) -> Result<CancelOutcome, AdminError> {
+        let (instance, _) = self.load(id).await?;
+        if instance.phase.is_terminal() || instance.phase == Phase::Compensating {
+            return Ok(CancelOutcome::NothingToDo {
+                phase: instance.phase,
+            });
+        }
+        if instance.cancel_requested {
+            return Ok(CancelOutcome::AlreadyRequested);
+        }
+        self.runtime.cancel(id).await?;
+        Ok(CancelOutcome::Requested)
+    }
+
+    /// Re-runs a `Failed` instance once an operator has fixed the cause.
+    ///
+    /// One compare-and-swap of the record, on the version read:
+    /// - failed **after its pivot** (a retriable step that ran out of
+    ///   attempts, a panic): the instance goes back to `Running` at the state
+    ///   it stopped at, attempt 1, failure cleared, so that state's step runs
+    ///   again. Refused when that step had succeeded and the workflow's own
+    ///   code returned the error: running the step again would repeat its
+    ///   effect, and the same code would decide the same way;
+    /// - failed **while compensating** (a compensation failed for good): the
+    ///   instance goes back to `Compensating`, attempt 1, with the failure
+    ///   that started the rollback, so the remaining compensations run again,
+    ///   the failed one first.
+    ///
+    /// A history event (`step_retried` or `compensation_retried`, the error
+    /// saying an operator asked) records the retry. A due hint is written
+    /// after the record, so a worker runtime with the workflow registered
+    /// picks the instance up at its next poll (the recovery scan finds it
+    /// even if the hint is lost). Concurrent writers are detected by the
+    /// compare-and-swap; the retry then reads again.
+    pub async fn retry(&self, id: &str) -> Result<RetryOutcome, AdminError> {
+        loop {
+            let (mut instance, version) = self.load(id).await?;
+            if instance.phase != Phase::Failed {
+                return Err(AdminError::NotFailed {
+                    id: id.to_owned(),
+                    phase: instance.phase,
+                });
+            }
+            let now = now_ms();
+            let was = instance
+                .failure
+                .as_ref()
+                .map_or_else(|| "an unknown failure".to_owned(), Failure::to_string);
+            let why = format!("retry requested by an operator after: {was}");
+            let outcome = if instance.pivot_passed {
+                let step = self.step_of(&instance.workflow, &instance.state_name);
+                if let Some(step) = succeeded_then_failed(&instance) {
+                    return Err(AdminError::CannotRetry {
+                        id: id.to_owned(),
+                        reason: format!(
+                            "step `{step}` succeeded and the workflow's own code then returned \
+                             the error ({was}); a retry would run `{step}` again and the same code \
+                             would most likely fail the same way"
+                        ),
+                    });
+                }
+                let step = step.or_else(|| instance.failure.as_ref().and_then(|f| f.step.clone()));
+                instance.phase = Phase::Running;
+                instance.failure = None;
+                instance.push_event(HistoryEvent {
+                    state: Some(instance.state_name.clone()),
+                    step: step.clone(),
+                    error: Some(why),
+                    ..HistoryEvent::new(now, EventKind::StepRetried)
+                });
+                RetryOutcome::Resumed {
+                    state: instance.state_name.clone(),
+                    step,
+                }
+            } else {
+                let Some(top) = instance.compensation_stack.last() else {
+                    return Err(AdminError::CannotRetry {
+                        id: id.to_owned(),
+                        reason: "it failed before its pivot with nothing left to compensate"
+                            .to_owned(),
+                    });
+                };
+                let step = top.step.clone();
+                let remaining = instance.compensation_stack.len();
+                instance.phase = Phase::Compensating;
+                if let Some(cause) = rollback_cause(&instance) {
+                    instance.failure = Some(cause);
+                }
+                instance.push_event(HistoryEvent {
+                    step: Some(step.clone()),
+                    error: Some(why),
+                    ..HistoryEvent::new(now, EventKind::CompensationRetried)
+                });
+                RetryOutcome::Compensating { step, remaining }
+            };
+            instance.attempt = 1;
+            instance.next_run_at = None;
+            instance.heartbeat = None;
+            instance.updated_at = now;
+            let bytes = record::encode(&instance).map_err(|error| {
+                AdminError::Invalid(format!("cannot encode the record: {error}"))
+            })?;
+            match self
+                .store
+                .put(&record::key(id), bytes, Expect::Version(version))
+                .await
+            {
+                Ok(_) => {}
+                Err(StoreError::Conflict) => continue,
+                Err(error) => return Err(error.into()),
+            }
+            // A hint only: if it is lost, the recovery scan finds the instance.
+            if let Err(error) = self
+                .store
+                .put(
+                    &record::due_key(now, id),
+                    id.as_bytes().to_vec(),
+                    Expect::Any,
+                )
+                .await
+            {
+                tracing::warn!(id, %error, "cannot write a due hint; the recovery scan will find the instance");
+            }
+            return Ok(outcome);
+        }
+    }
+
+    /// Sends signal `name` with `payload` to instance `id`. This version of
+    /// the runtime has no signals: always [`AdminError::SignalsUnavailable`]
+    /// (after checking that the instance exists).
+    pub async fn signal(&self, id: &str, name: &str, payload: Value) -> Result<(), AdminError> {
+        let _ = (name, payload);
+        self.load(id).await?;
+        Err(AdminError::SignalsUnavailable)
+    }
+
+    /// The registered state machine of `workflow`.
+    pub fn machine(&self, workflow: &str) -> Result<&'static StateMachine, AdminError> {
+        if self.registry.is_empty() {
+            return Err(AdminError::NoWorkflows(workflow.to_owned()));
+        }
+        self.registry
+            .machine(workflow)
+            .ok_or_else(|| AdminError::UnknownWorkflow {
+                name: workflow.to_owned(),
+                known: self.registry.names().join(", "),
+            })
+    }
+
+    /// How many instances of `workflow` sit in each state (reads every record).
+    pub async fn state_counts(
+        &self,
+        workflow: &str,
+        mut progress: impl FnMut(usize),
+    ) -> Result<StateCounts, AdminError> {
+        let machine = self.machine(workflow)?;
+        let mut counts = StateCounts::default();
+        self.scan(&mut progress, |scanned| {
+            let Ok(instance) = scanned else { return };
+            if instance.workflow != workflow {
+                return;
+            }
+            if instance.fingerprint_value() != Some(machine.fingerprint) {
+                counts.other_fingerprint += 1;
+                return;
+            }
+            if instance.phase.is_terminal() {
+                *counts
+                    .ended
+                    .entry(instance.phase.as_str().to_owned())
+                    .or_default() += 1;
+                if instance.phase == Phase::Failed {
+                    *counts.failed_at.entry(instance.state_name).or_default() += 1;
+                }
+            } else {
+                *counts
+                    .active
+                    .entry(instance.state_name)
+                    .or_default()
+                    .entry(instance.phase.as_str().to_owned())
+                    .or_default() += 1;
+            }
+        })
+        .await?;
+        Ok(counts)
+    }
+
+    /// Reads and decodes the record of `id`.
+    async fn load(&self, id: &str) -> Result<(InstanceRecord, u64), AdminError> {
+        let key = record::key(id);
+        let stored = self
+            .store
+            .get(&key)
+            .await?
+            .ok_or_else(|| AdminError::NotFound(id.to_owned()))?;
+        let instance = decode(&key, &stored.value).map_err(|undecodable| AdminError::Corrupt {
+            key: undecodable.key,
+            reason: undecodable.reason,
+        })?;
+        Ok((instance, stored.version))
+    }
+
+    /// Calls `each` with every instance record, decoded or not.
+    async fn scan(
+        &self,
+        progress: &mut impl FnMut(usize),
+        mut each: impl FnMut(Result<InstanceRecord, Undecodable>),
+    ) -> Result<(), AdminError> {
+        let mut after: Option<String> = None;
+        let mut read = 0;
+        loop {
+            let page = self
+                .store
+                .scan(record::KEY_PREFIX, after.as_deref(), SCAN_PAGE)
+                .await?;
+            for (key, stored) in page.entries {
+                read += 1;
+                each(decode(&key, &stored.value));
+            }
+            progress(read);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    fn state_info(&self, workflow: &str, state: &str) -> Option<&'static StateInfo> {
+        self.registry
+            .machine(workflow)
+            .and_then(|machine| machine.state(state))
+    }
+
+    fn step_of(&self, workflow: &str, state: &str) -> Option<String> {
+        self.state_info(workflow, state)
+            .and_then(|info| info.step.as_ref())
+            .map(|step| step.name.to_owned())
+    }
+
+    fn summary(&self, instance: &InstanceRecord) -> InstanceSummary {
+        InstanceSummary {
+            id: instance.id.clone(),
+            workflow: instance.workflow.clone(),
+            phase: instance.phase,
+            state: instance.state_name.clone(),
+            step: self.step_of(&instance.workflow, &instance.state_name),
+            attempt: instance.attempt,
+            next_run_at: instance.next_run_at,
+            last_error: instance.last_error.clone(),
+            failure: instance.failure.clone(),
+            pivot_passed: instance.pivot_passed,
+            cancel_requested: instance.cancel_requested,
+            created_at: instance.created_at,
+            updated_at: instance.updated_at,
+        }
+    }
+
+    fn detail(&self, instance: InstanceRecord) -> InstanceDetail {
+        let summary = self.summary(&instance);
+        let registered = self.registry.get(&instance.workflow);
+        let info = self.state_info(&instance.workflow, &instance.state_name);
+        let fingerprint_matches =
+            registered.map(|known| instance.fingerprint_value() == Some(known.machine.fingerprint));
+        let blocked = match (registered, instance.phase.is_terminal()) {
+            (_, true) => None,
+            (None, false) if self.registry.is_empty() => None,
+            (None, false) => Some(format!(
+                "workflow `{}` is not registered in this tool",
+                instance.workflow
+            )),
+            (Some(known), false) => {
+                if fingerprint_matches == Some(false) {
+                    Some(format!(
+                        "started with fingerprint {}, but the registered machine has {}: \
+                         no runtime with this code will resume it",
+                        instance.fingerprint,
+                        record::format_fingerprint(known.machine.fingerprint)
+                    ))
+                } else {
+                    (known.check_state)(&instance.state).err()
+                }
+            }
+        };
+        let variables = variables(&instance.state, &instance.state_name, info);
+        let now = now_ms();
+        InstanceDetail {
+            summary,
+            step_kind: info
+                .and_then(|info| info.step.as_ref())
+                .map(|step| step.kind.to_string()),
+            fingerprint: instance.fingerprint.clone(),
+            fingerprint_matches,
+            blocked,
+            variables,
+            output: instance.output,
+            compensation_stack: instance.compensation_stack,
+            lease_live: instance.lease.is_live(now),
+            lease: instance.lease,
+            heartbeat: instance.heartbeat,
+            timeline: timeline(instance.history.iter()),
+            history: instance.history.into(),
+        }
+    }
+}
+
+impl fmt::Debug for Admin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Admin")
+            .field("store", &self.store.name())
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Decodes the stored bytes at `key`.
+fn decode(key: &str, bytes: &[u8]) -> Result<InstanceRecord, Undecodable> {
+    let undecodable = |reason: String| Undecodable {
+        key: key.to_owned(),
+        reason,
+    };
+    let instance = record::decode(bytes).map_err(|error| undecodable(error.to_string()))?;
+    if instance.fingerprint_value().is_none() {
+        return Err(undecodable(format!(
+            "fingerprint `{}` is not 16 hex digits",
+            instance.fingerprint
+        )));
+    }
+    Ok(instance)
+}
+
+/// The variables of a stored state variant (`{"Variant": {"name": value}}`),
+/// in the machine's order when the state is known.
+fn variables(state: &Value, state_name: &str, info: Option<&StateInfo>) -> Vec<StoredVariable> {
+    let fields = match state {
+        Value::Object(map) => match map.get(state_name) {
+            Some(Value::Object(fields)) => fields.clone(),
+            Some(other) => {
+                return vec![StoredVariable {
+                    name: state_name.to_owned(),
+                    ty: None,
+                    value: other.clone(),
+                }];
+            }
+            None => map.clone(),
+        },
+        // A unit variant: nothing stored.
+        Value::String(_) | Value::Null => return Vec::new(),
+        other => {
+            return vec![StoredVariable {
+                name: "state".to_owned(),
+                ty: None,
+                value: other.clone(),
+            }];
+        }
+    };
+    let mut variables = Vec::new();
+    let mut rest = fields;
+    if let Some(info) = info {
+        for variable in info.variables {
+            if let Some(value) = rest.remove(variable.name) {
+                variables.push(StoredVariable {
+                    name: variable.name.to_owned(),
+                    ty: Some(variable.ty.to_owned()),
+                    value,
+                });
+            }
+        }
+    }
+    variables.extend(rest.into_iter().map(|(name, value)| StoredVariable {
+        name,
+        ty: None,
+        value,
+    }));
+    variables
+}
+
+/// The history as a timeline: each step attempt's start and end joined into
+/// one entry with its duration.
+pub(crate) fn timeline<'a>(history: impl Iterator<Item = &'a HistoryEvent>) -> Vec<TimelineEntry> {
+    let mut entries: Vec<TimelineEntry> = Vec::new();
+    let mut started: Option<(usize, &HistoryEvent)> = None;
+    for event in history {
+        let entry = TimelineEntry {
+            at: event.at,
+            kind: event.kind,
+            state: event.state.clone(),
+            step: event.step.clone(),
+            attempt: event.attempt,
+            duration_ms: None,
+            error: event.error.clone(),
+        };
+        match event.kind {
+            EventKind::StepStarted => {
+                started = Some((entries.len(), event));
+                entries.push(entry);
+            }
+            EventKind::StepSucceeded | EventKind::StepRetried | EventKind::StepFailed => {
+                match started.take() {
+                    Some((index, start))
+                        if start.state == event.state && start.attempt == event.attempt =>
+                    {
+                        let joined = &mut entries[index];
+                        joined.kind = event.kind;
+                        joined.duration_ms = Some(event.at.saturating_sub(start.at));
+                        joined.error = event.error.clone();
+                    }
+                    _ => entries.push(entry),
+                }
+            }
+            _ => {
+                started = None;
+                entries.push(entry);
+            }
+        }
+    }
+    entries
+}
+
+/// The step that succeeded in the current state right before the instance
+/// failed, if that is how it failed (the workflow's code returned the error).
+fn succeeded_then_failed(instance: &InstanceRecord) -> Option<String> {
+    let last = instance.history.iter().rev().find(|event| {
+        event.state.as_deref() == Some(instance.state_name.as_str())
+            && matches!(
+                event.kind,
+                EventKind::StepSucceeded | EventKind::StepFailed | EventKind::StepRetried
+            )
+    })?;
+    (last.kind == EventKind::StepSucceeded).then(|| {
+        last.step
+            .clone()
+            .unwrap_or_else(|| instance.state_name.clone())
+    })
+}
+
+/// The failure that started the rollback, from its `compensating` event
+/// (whose error is that failure, displayed).
+fn rollback_cause(instance: &InstanceRecord) -> Option<Failure> {
+    let shown = instance
+        .history
+        .iter()
+        .rev()
+        .find(|event| event.kind == EventKind::Compensating)?
+        .error
+        .clone()?;
+    if let Some(rest) = shown.strip_prefix("step `")
+        && let Some((step, message)) = rest.split_once("` failed: ")
+    {
+        return Some(Failure {
+            message: message.to_owned(),
+            step: Some(step.to_owned()),
+        });
+    }
+    Some(Failure::new(shown))
+}
+
+/// Wall time in ms since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}

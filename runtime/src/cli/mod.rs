@@ -1,0 +1,630 @@
+//! The operator's tool: "where did it stop?", answered from the store.
+//!
+//! `sagaflow` (the `sagaflow-cli` crate's binary) opens any store by URL and
+//! lists, shows, cancels and retries instances, and serves a read-only web
+//! view. It reads records as JSON, so it needs none of your code; ship the
+//! same tool inside your own binary with your workflows registered and it
+//! also draws their state machines with how many instances sit in each
+//! state, names the step of each state and checks that stored states decode:
+//!
+//! ```ignore
+//! use sagaflow::cli::Registry;
+//!
+//! #[tokio::main]
+//! async fn main() -> std::process::ExitCode {
+//!     sagaflow::cli::run(Registry::new().register(place_order).register(coffee_order)).await
+//! }
+//! ```
+//!
+//! ```text
+//! $ ops --store embedded:./sagaflow.db list --phase failed
+//! $ ops --store postgres://app@db/app show order-42
+//! $ ops --store redis://127.0.0.1 retry order-42
+//! $ ops graph place_order --format mermaid
+//! $ ops --store etcd://10.0.0.1:2379,10.0.0.2:2379 ui --listen 127.0.0.1:8080
+//! ```
+//!
+//! Everything the commands do is also a library API: [`Admin`] (list, show,
+//! cancel, retry, state counts, on an `Arc<dyn Store>` and a [`Registry`]),
+//! [`open_store`] and [`router`] / [`serve`] for the web view.
+//!
+//! Output: aligned columns for a person, with colours only on a terminal
+//! (never with `NO_COLOR` set, or `--color never`); `--json` for scripts;
+//! progress of long listings on stderr when it is a terminal; errors on
+//! stderr with exit code 1 (2 for a wrong command line).
+
+mod admin;
+mod store_url;
+mod svg;
+mod text;
+mod web;
+
+use std::ffi::OsString;
+use std::io::{IsTerminal as _, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub use admin::{
+    Admin, AdminError, CancelOutcome, InstanceDetail, InstanceList, InstanceSummary, ListQuery,
+    Registry, RetryOutcome, StateCounts, StoredVariable, TimelineEntry, Undecodable,
+};
+pub use store_url::open_store;
+pub use svg::{Highlight, render as render_svg};
+pub use web::{router, serve};
+
+use crate::record::Phase;
+use text::Style;
+
+/// Inspect and repair sagaflow instances in a store.
+#[derive(Debug, Parser)]
+#[command(name = "sagaflow", version, about, long_about = None)]
+struct Cli {
+    /// The store: embedded:PATH, postgres://…, redis://…, etcd://host:port[,host:port]
+    #[arg(long, short, env = "SAGAFLOW_STORE", global = true, value_name = "URL")]
+    store: Option<String>,
+    /// Print JSON instead of text, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+    /// When to use colours.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    color: ColorChoice,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ColorChoice {
+    /// On a terminal, unless NO_COLOR is set.
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List instances, newest first.
+    List(ListArgs),
+    /// Show one instance: phase, state, variables, compensation stack, timeline.
+    Show {
+        /// The instance id.
+        id: String,
+    },
+    /// Cancel an instance: it stops before its next step and compensates.
+    Cancel {
+        /// The instance id.
+        id: String,
+    },
+    /// Re-run a Failed instance once its cause is fixed.
+    ///
+    /// Failed after its pivot: back to Running at the state it stopped at,
+    /// attempt 1. Failed while compensating: back to Compensating, so its
+    /// remaining compensations run again. A worker runtime with the
+    /// workflow registered picks it up at its next poll.
+    Retry {
+        /// The instance id.
+        id: String,
+    },
+    /// Send a signal to an instance (needs a runtime with signals).
+    Signal {
+        /// The instance id.
+        id: String,
+        /// The signal's name.
+        name: String,
+        /// The signal's payload, as JSON.
+        payload: String,
+    },
+    /// Draw a registered workflow's state machine, with how many instances
+    /// sit in each state when a store is given.
+    Graph {
+        /// The workflow's name.
+        workflow: String,
+        /// The diagram's language.
+        #[arg(long, short, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
+    /// List the workflows this tool knows.
+    Workflows,
+    /// Serve a read-only web view of the store.
+    Ui {
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+        listen: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ListArgs {
+    /// Only instances of this workflow.
+    #[arg(long, short)]
+    workflow: Option<String>,
+    /// Only instances in these phases (comma-separated or repeated).
+    #[arg(long, short, value_enum, value_delimiter = ',', ignore_case = true)]
+    phase: Vec<PhaseArg>,
+    /// Only instances created before this: an age (`1h`, `2days`) or a time
+    /// (`2025-01-31T12:00:00Z`).
+    #[arg(long, value_name = "AGE|TIME")]
+    older_than: Option<String>,
+    /// Only instances created after this: an age or a time.
+    #[arg(long, value_name = "AGE|TIME")]
+    newer_than: Option<String>,
+    /// At most this many instances (0: all).
+    #[arg(long, short, default_value_t = 50)]
+    limit: usize,
+    /// Continue after this instance id (the `next page` of the last listing).
+    #[arg(long, value_name = "ID")]
+    after: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum PhaseArg {
+    Running,
+    Waiting,
+    Compensating,
+    Completed,
+    Compensated,
+    Failed,
+}
+
+impl From<PhaseArg> for Phase {
+    fn from(phase: PhaseArg) -> Phase {
+        match phase {
+            PhaseArg::Running => Phase::Running,
+            PhaseArg::Waiting => Phase::Waiting,
+            PhaseArg::Compensating => Phase::Compensating,
+            PhaseArg::Completed => Phase::Completed,
+            PhaseArg::Compensated => Phase::Compensated,
+            PhaseArg::Failed => Phase::Failed,
+        }
+    }
+}
+
+/// The language of `graph`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum GraphFormat {
+    Mermaid,
+    Dot,
+    Svg,
+}
+
+/// Where the tool writes, and what the terminal allows.
+struct Io<'a> {
+    out: &'a mut dyn Write,
+    err: &'a mut dyn Write,
+    /// Whether stdout is a terminal (colours in `auto`).
+    out_terminal: bool,
+    /// Whether stderr is a terminal (progress).
+    err_terminal: bool,
+}
+
+/// Runs the tool on the process's arguments, stdout and stderr, knowing the
+/// workflows of `registry`; returns the exit code.
+///
+/// ```ignore
+/// #[tokio::main]
+/// async fn main() -> std::process::ExitCode {
+///     sagaflow::cli::run(sagaflow::cli::Registry::new().register(place_order)).await
+/// }
+/// ```
+pub async fn run(registry: Registry) -> ExitCode {
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let out_terminal = stdout.is_terminal();
+    let err_terminal = stderr.is_terminal();
+    let mut out = stdout.lock();
+    let mut err = stderr.lock();
+    let mut io = Io {
+        out: &mut out,
+        err: &mut err,
+        out_terminal,
+        err_terminal,
+    };
+    execute(std::env::args_os(), registry, &mut io).await
+}
+
+/// Runs the tool on `args` (the first is the program's name), writing to
+/// `out` and `err` as to files: no colours unless `--color always`, no
+/// progress. For tests and for embedding the commands in another tool.
+pub async fn run_with<I, T>(
+    args: I,
+    registry: Registry,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let mut io = Io {
+        out,
+        err,
+        out_terminal: false,
+        err_terminal: false,
+    };
+    execute(args, registry, &mut io).await
+}
+
+async fn execute<I, T>(args: I, registry: Registry, io: &mut Io<'_>) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let exit = if error.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+            let rendered = if io.out_terminal {
+                error.render().ansi().to_string()
+            } else {
+                error.render().to_string()
+            };
+            let target: &mut dyn Write = if error.use_stderr() {
+                &mut *io.err
+            } else {
+                &mut *io.out
+            };
+            let _ = write!(target, "{rendered}");
+            return exit;
+        }
+    };
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    let style = Style {
+        color: match cli.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => io.out_terminal && !no_color,
+        },
+    };
+    let err_style = Style {
+        color: match cli.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => io.err_terminal && !no_color,
+        },
+    };
+    match command(cli, registry, style, io).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let _ = writeln!(io.err, "{} {error}", err_style.red("error:"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The write failed (a closed pipe): nothing more to say.
+fn written(result: std::io::Result<()>) -> Result<(), AdminError> {
+    result.map_err(|error| AdminError::Invalid(format!("cannot write the output: {error}")))
+}
+
+fn print_json(io: &mut Io<'_>, value: &impl serde::Serialize) -> Result<(), AdminError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|error| AdminError::Invalid(format!("cannot encode JSON: {error}")))?;
+    written(writeln!(io.out, "{text}"))
+}
+
+/// `1h` (that long ago) or `2025-01-31T12:00:00Z`, as ms since the epoch.
+fn parse_time(text: &str, now: u64) -> Result<u64, AdminError> {
+    if let Ok(age) = humantime::parse_duration(text) {
+        let age = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+        return Ok(now.saturating_sub(age));
+    }
+    if let Ok(time) = humantime::parse_rfc3339_weak(text) {
+        let since = time
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        return Ok(u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+    }
+    Err(AdminError::Invalid(format!(
+        "`{text}` is neither an age (`90s`, `1h`, `2days`) nor a time (`2025-01-31T12:00:00Z`)"
+    )))
+}
+
+async fn admin(store: Option<&str>, registry: Registry) -> Result<Admin, AdminError> {
+    let url = store.ok_or(AdminError::NoStore)?;
+    Admin::open(url, registry).await
+}
+
+async fn command(
+    cli: Cli,
+    registry: Registry,
+    style: Style,
+    io: &mut Io<'_>,
+) -> Result<(), AdminError> {
+    let now = admin::now_ms();
+    let store = cli.store.as_deref();
+    match cli.command {
+        Command::List(args) => {
+            let query = ListQuery {
+                workflow: args.workflow,
+                phases: args.phase.into_iter().map(Phase::from).collect(),
+                created_before: args
+                    .older_than
+                    .map(|text| parse_time(&text, now))
+                    .transpose()?,
+                created_after: args
+                    .newer_than
+                    .map(|text| parse_time(&text, now))
+                    .transpose()?,
+                after: args.after,
+                limit: args.limit,
+            };
+            let admin = admin(store, registry).await?;
+            let progress_shown = io.err_terminal;
+            let mut shown = false;
+            let list = {
+                let err = &mut *io.err;
+                admin
+                    .list(&query, |read| {
+                        // Only worth a line when the listing takes a while.
+                        if progress_shown && read >= 1_000 {
+                            let _ = write!(err, "\rread {read} records…");
+                            shown = true;
+                        }
+                    })
+                    .await?
+            };
+            if shown {
+                let _ = write!(io.err, "\r\x1b[K");
+            }
+            if cli.json {
+                print_json(io, &list)
+            } else {
+                written(write!(io.out, "{}", text::list(style, &list, now)))
+            }
+        }
+        Command::Show { id } => {
+            let detail = admin(store, registry).await?.show(&id).await?;
+            if cli.json {
+                print_json(io, &detail)
+            } else {
+                written(write!(io.out, "{}", text::show(style, &detail, now)))
+            }
+        }
+        Command::Cancel { id } => {
+            let outcome = admin(store, registry).await?.cancel(&id).await?;
+            if cli.json {
+                return print_json(io, &serde_json::json!({ "id": id, "cancel": outcome }));
+            }
+            let message = match outcome {
+                CancelOutcome::Requested => format!(
+                    "cancel of {id} recorded: it stops before its next step and compensates \
+                     the steps it completed"
+                ),
+                CancelOutcome::AlreadyRequested => {
+                    format!("cancel of {id} was already requested")
+                }
+                CancelOutcome::NothingToDo { phase } => format!(
+                    "{id} is {phase}: {}",
+                    if phase == Phase::Compensating {
+                        "it is already rolling back"
+                    } else {
+                        "it has ended, nothing to cancel"
+                    }
+                ),
+            };
+            written(writeln!(io.out, "{message}"))
+        }
+        Command::Retry { id } => {
+            let outcome = admin(store, registry).await?.retry(&id).await?;
+            if cli.json {
+                return print_json(io, &serde_json::json!({ "id": id, "retry": outcome }));
+            }
+            let message = match outcome {
+                RetryOutcome::Resumed { state, step } => format!(
+                    "{id} is Running again at {state}{}, attempt 1: a worker runtime with its \
+                     workflow registered runs it at its next poll",
+                    step.map_or_else(String::new, |step| format!(" (step {step})"))
+                ),
+                RetryOutcome::Compensating { step, remaining } => format!(
+                    "{id} is Compensating again: {remaining} compensation{} to run, `{step}` \
+                     first, on a worker runtime with its workflow registered",
+                    if remaining == 1 { "" } else { "s" }
+                ),
+            };
+            written(writeln!(io.out, "{message}"))
+        }
+        Command::Signal { id, name, payload } => {
+            let payload: serde_json::Value = serde_json::from_str(&payload).map_err(|error| {
+                AdminError::Invalid(format!("the signal's payload is not JSON: {error}"))
+            })?;
+            admin(store, registry)
+                .await?
+                .signal(&id, &name, payload)
+                .await
+        }
+        Command::Workflows => {
+            if cli.json {
+                return print_json(io, &registry.names());
+            }
+            if registry.is_empty() {
+                return written(writeln!(
+                    io.out,
+                    "this tool knows no workflows: ship it in your binary with \
+                     sagaflow::cli::run(Registry::new().register(your_workflow))"
+                ));
+            }
+            let rows: Vec<Vec<text::Cell>> = registry
+                .names()
+                .into_iter()
+                .filter_map(|name| registry.machine(name))
+                .map(|machine| {
+                    vec![
+                        text::Cell::plain(machine.workflow),
+                        text::Cell::plain((machine.states.len() - 1).to_string()),
+                        text::Cell::plain(crate::record::format_fingerprint(machine.fingerprint)),
+                    ]
+                })
+                .collect();
+            written(write!(
+                io.out,
+                "{}",
+                text::table(style, &["WORKFLOW", "STEPS", "FINGERPRINT"], &rows)
+            ))
+        }
+        Command::Graph { workflow, format } => {
+            graph(store, registry, &workflow, format, cli.json, io).await
+        }
+        Command::Ui { listen } => {
+            let admin = admin(store, registry).await?;
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .map_err(|error| {
+                    AdminError::Invalid(format!("cannot listen on {listen}: {error}"))
+                })?;
+            let address = listener
+                .local_addr()
+                .map_or_else(|_| listen.clone(), |address| address.to_string());
+            written(writeln!(
+                io.out,
+                "serving a read-only view of the {} store on http://{address}/ (Ctrl-C stops it)",
+                admin.store_name()
+            ))?;
+            written(io.out.flush())?;
+            serve(admin, listener)
+                .await
+                .map_err(|error| AdminError::Invalid(format!("the web view stopped: {error}")))
+        }
+    }
+}
+
+async fn graph(
+    store: Option<&str>,
+    registry: Registry,
+    workflow: &str,
+    format: GraphFormat,
+    json: bool,
+    io: &mut Io<'_>,
+) -> Result<(), AdminError> {
+    // The machine comes from the registry; counts only with a store.
+    let machine = match registry.machine(workflow) {
+        Some(machine) => machine,
+        None if registry.is_empty() => return Err(AdminError::NoWorkflows(workflow.to_owned())),
+        None => {
+            return Err(AdminError::UnknownWorkflow {
+                name: workflow.to_owned(),
+                known: registry.names().join(", "),
+            });
+        }
+    };
+    let counts = match store {
+        Some(url) => Some(
+            Admin::open(url, registry)
+                .await?
+                .state_counts(workflow, |_| {})
+                .await?,
+        ),
+        None => None,
+    };
+    let diagram = match format {
+        GraphFormat::Mermaid => mermaid_with_counts(machine, counts.as_ref()),
+        GraphFormat::Dot => dot_with_counts(machine, counts.as_ref()),
+        GraphFormat::Svg => svg::render(
+            machine,
+            &Highlight {
+                counts: counts.as_ref(),
+                ..Highlight::default()
+            },
+        ),
+    };
+    if json {
+        return print_json(
+            io,
+            &serde_json::json!({ "workflow": workflow, "diagram": diagram, "counts": counts }),
+        );
+    }
+    written(write!(io.out, "{diagram}"))
+}
+
+/// `2 running, 1 waiting`.
+fn active_label(counts: &StateCounts, state: &str) -> Option<String> {
+    let phases = counts.active.get(state)?;
+    Some(
+        phases
+            .iter()
+            .map(|(phase, n)| format!("{n} {}", phase.to_lowercase()))
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
+}
+
+fn ended_labels(counts: &StateCounts) -> Vec<(&'static str, String)> {
+    [Phase::Completed, Phase::Compensated, Phase::Failed]
+        .into_iter()
+        .filter(|phase| counts.ended(*phase) > 0)
+        .map(|phase| {
+            let n = counts.ended(phase);
+            let mut label = format!("{n} {}", phase.as_str().to_lowercase());
+            if phase == Phase::Failed && !counts.failed_at.is_empty() {
+                let at: Vec<String> = counts
+                    .failed_at
+                    .iter()
+                    .map(|(state, n)| format!("{n} at {state}"))
+                    .collect();
+                label.push_str(&format!(" ({})", at.join(", ")));
+            }
+            (phase.as_str(), label)
+        })
+        .collect()
+}
+
+/// `to_mermaid()` plus a note per state with instances in it.
+fn mermaid_with_counts(machine: &crate::StateMachine, counts: Option<&StateCounts>) -> String {
+    let mut out = machine.to_mermaid();
+    let Some(counts) = counts else { return out };
+    let start = machine.states.first().map(|state| state.name);
+    for state in machine.states {
+        if let Some(label) = active_label(counts, state.name) {
+            if Some(state.name) == start {
+                // `[*]` takes no note: say it in a comment.
+                out.push_str(&format!("    %% {label} at {}\n", state.name));
+            } else {
+                out.push_str(&format!("    note right of {} : {label}\n", state.name));
+            }
+        }
+    }
+    for (terminal, label) in ended_labels(counts) {
+        out.push_str(&format!("    note right of {terminal} : {label}\n"));
+    }
+    if counts.other_fingerprint > 0 {
+        out.push_str(&format!(
+            "    %% {} instance(s) started on another fingerprint are not counted\n",
+            counts.other_fingerprint
+        ));
+    }
+    out
+}
+
+/// `to_dot()` plus an outside label and a fill on every state with instances.
+fn dot_with_counts(machine: &crate::StateMachine, counts: Option<&StateCounts>) -> String {
+    let mut out = machine.to_dot();
+    let Some(counts) = counts else { return out };
+    let mut extra = String::new();
+    for state in machine.states {
+        if let Some(label) = active_label(counts, state.name) {
+            extra.push_str(&format!(
+                "    {} [xlabel=\"{label}\", style=\"rounded,filled\", fillcolor=\"#fff3c4\"];\n",
+                state.name
+            ));
+        }
+    }
+    for (terminal, label) in ended_labels(counts) {
+        extra.push_str(&format!("    {terminal} [xlabel=\"{label}\"];\n"));
+    }
+    if counts.other_fingerprint > 0 {
+        extra.push_str(&format!(
+            "    // {} instance(s) started on another fingerprint are not counted\n",
+            counts.other_fingerprint
+        ));
+    }
+    if out.ends_with("}\n") {
+        out.truncate(out.len() - 2);
+        out.push_str(&extra);
+        out.push_str("}\n");
+    }
+    out
+}

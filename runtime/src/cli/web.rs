@@ -1,0 +1,574 @@
+//! The read-only web view: the instance list, one instance (its state
+//! machine drawn as SVG with the current state highlighted, beside its
+//! timeline), and a workflow's machine with instance counts. Plain HTML and
+//! CSS served by the binary: no JavaScript, nothing from a CDN, no writes.
+
+use std::fmt::Write as _;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::admin::{Admin, AdminError, InstanceDetail, ListQuery, now_ms};
+use super::svg::{self, Highlight};
+use super::text;
+use crate::record::Phase;
+
+const STYLE: &str = r#"
+:root{--fg:#1f2933;--muted:#616e7c;--line:#e4e7eb;--bg:#f5f7fa;--accent:#2680c2}
+*{box-sizing:border-box}
+body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg)}
+header{background:#1f2933;color:#fff;padding:10px 24px;display:flex;gap:24px;align-items:baseline}
+header a{color:#fff;text-decoration:none;font-weight:600}
+header .store{color:#9aa5b1;font-size:12px}
+main{padding:18px 24px}
+h1{font-size:20px;margin:4px 0 14px}
+h2{font-size:15px;margin:18px 0 8px}
+table{border-collapse:collapse;background:#fff;border:1px solid var(--line)}
+th,td{padding:5px 10px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
+th{background:#eef2f6;font-weight:600;font-size:12px;text-transform:uppercase;color:var(--muted)}
+td.num{text-align:right}
+a{color:var(--accent)}
+.phase{font-weight:600;padding:1px 7px;border-radius:9px;font-size:12px}
+.phase-Running{background:#e0f2fe;color:#035388}
+.phase-Waiting{background:#fff3c4;color:#8d2b0b}
+.phase-Compensating{background:#f3e8ff;color:#580a94}
+.phase-Completed{background:#e3f9e5;color:#05400a}
+.phase-Compensated{background:#fff3c4;color:#8d2b0b}
+.phase-Failed{background:#ffe3e3;color:#780a0a}
+.error{color:#ab091e}
+.muted{color:var(--muted)}
+.columns{display:flex;gap:24px;align-items:flex-start;flex-wrap:wrap}
+.machine-box{background:#fff;border:1px solid var(--line);padding:8px;overflow:auto;max-width:100%}
+.facts th{text-transform:none;font-size:13px;width:140px}
+pre{background:#fff;border:1px solid var(--line);padding:8px;margin:0;max-width:640px;overflow:auto;font-size:12px}
+form.filters{display:flex;gap:10px;margin-bottom:12px;align-items:center}
+.notice{background:#fff;border-left:4px solid var(--accent);padding:8px 12px;margin:8px 0}
+.timeline tr.kind-step_failed td,.timeline tr.kind-failed td,.timeline tr.kind-compensation_failed td{background:#fff5f5}
+"#;
+
+/// The web view's routes on `admin`: `/` (instances), `/instance?id=`,
+/// `/workflow?name=`, `/style.css`. Every route only reads.
+pub fn router(admin: Admin) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/instance", get(instance))
+        .route("/workflow", get(workflow))
+        .route("/style.css", get(style))
+        .fallback(not_found)
+        .with_state(admin)
+}
+
+/// Serves [`router`] on `listener` until the process ends.
+pub async fn serve(admin: Admin, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    axum::serve(listener, router(admin)).await
+}
+
+/// HTML-escapes `text`.
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Percent-encodes a query value.
+fn encode(text: &str) -> String {
+    let mut out = String::new();
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
+}
+
+fn page(admin: &Admin, title: &str, body: &str) -> Html<String> {
+    let workflows: String = admin
+        .registry()
+        .names()
+        .into_iter()
+        .map(|name| {
+            format!(
+                "<a href=\"/workflow?name={}\">{}</a>",
+                encode(name),
+                escape(name)
+            )
+        })
+        .collect();
+    Html(format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{} · sagaflow</title><link rel=\"stylesheet\" href=\"/style.css\"></head>\
+         <body><header><a href=\"/\">sagaflow</a><a href=\"/\">instances</a>{workflows}\
+         <span class=\"store\">{} store · read-only</span></header><main>{body}</main></body></html>",
+        escape(title),
+        escape(admin.store_name()),
+    ))
+}
+
+fn error_page(admin: &Admin, error: &AdminError) -> Response {
+    let status = match error {
+        AdminError::NotFound(_)
+        | AdminError::UnknownWorkflow { .. }
+        | AdminError::NoWorkflows(_) => StatusCode::NOT_FOUND,
+        AdminError::Invalid(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let body = format!(
+        "<h1>{}</h1><p class=\"error\" id=\"error\">{}</p><p><a href=\"/\">all instances</a></p>",
+        status.canonical_reason().unwrap_or("error"),
+        escape(&error.to_string())
+    );
+    (status, page(admin, "error", &body)).into_response()
+}
+
+fn phase_badge(phase: Phase) -> String {
+    format!(
+        "<span class=\"phase phase-{phase}\">{phase}</span>",
+        phase = phase.as_str()
+    )
+}
+
+async fn style() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE)
+}
+
+async fn not_found(State(admin): State<Admin>) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        page(
+            &admin,
+            "not found",
+            "<h1>Not found</h1><p><a href=\"/\">all instances</a></p>",
+        ),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct IndexQuery {
+    workflow: Option<String>,
+    phase: Option<String>,
+    after: Option<String>,
+}
+
+const PAGE_SIZE: usize = 100;
+
+async fn index(State(admin): State<Admin>, Query(params): Query<IndexQuery>) -> Response {
+    let phase = params
+        .phase
+        .as_deref()
+        .filter(|phase| !phase.is_empty())
+        .and_then(|name| {
+            [
+                Phase::Running,
+                Phase::Waiting,
+                Phase::Compensating,
+                Phase::Completed,
+                Phase::Compensated,
+                Phase::Failed,
+            ]
+            .into_iter()
+            .find(|phase| phase.as_str().eq_ignore_ascii_case(name))
+        });
+    let workflow = params.workflow.filter(|workflow| !workflow.is_empty());
+    let query = ListQuery {
+        workflow: workflow.clone(),
+        phases: phase.into_iter().collect(),
+        after: params.after.clone(),
+        limit: PAGE_SIZE,
+        ..ListQuery::default()
+    };
+    let list = match admin.list(&query, |_| {}).await {
+        Ok(list) => list,
+        Err(error) => return error_page(&admin, &error),
+    };
+    let now = now_ms();
+    let mut body = String::from("<h1>Instances</h1>");
+    // Filters: a plain GET form, no script.
+    body.push_str("<form class=\"filters\" method=\"get\" action=\"/\"><label>workflow <select name=\"workflow\"><option value=\"\">all</option>");
+    let mut names: Vec<String> = admin
+        .registry()
+        .names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    for instance in &list.instances {
+        if !names.contains(&instance.workflow) {
+            names.push(instance.workflow.clone());
+        }
+    }
+    if let Some(workflow) = &workflow
+        && !names.contains(workflow)
+    {
+        names.push(workflow.clone());
+    }
+    names.sort();
+    for name in &names {
+        let selected = if workflow.as_deref() == Some(name) {
+            " selected"
+        } else {
+            ""
+        };
+        let _ = write!(body, "<option{selected}>{}</option>", escape(name));
+    }
+    body.push_str(
+        "</select></label><label>phase <select name=\"phase\"><option value=\"\">all</option>",
+    );
+    for candidate in [
+        Phase::Running,
+        Phase::Waiting,
+        Phase::Compensating,
+        Phase::Completed,
+        Phase::Compensated,
+        Phase::Failed,
+    ] {
+        let selected = if phase == Some(candidate) {
+            " selected"
+        } else {
+            ""
+        };
+        let _ = write!(body, "<option{selected}>{candidate}</option>");
+    }
+    body.push_str("</select></label><button type=\"submit\">filter</button></form>");
+
+    if list.instances.is_empty() {
+        body.push_str("<p class=\"notice\" id=\"empty\">No instances match.</p>");
+    } else {
+        body.push_str(
+            "<table id=\"instances\"><thead><tr><th>id</th><th>workflow</th><th>phase</th>\
+             <th>state</th><th>step</th><th>attempt</th><th>created</th><th>updated</th>\
+             <th>note</th></tr></thead><tbody>",
+        );
+        for instance in &list.instances {
+            let _ = write!(
+                body,
+                "<tr class=\"instance\" data-id=\"{id}\" data-phase=\"{phase}\"><td><a href=\"/instance?id={link}\">{id}</a></td>\
+                 <td>{workflow}</td><td>{badge}</td><td>{state}</td><td>{step}</td><td class=\"num\">{attempt}</td>\
+                 <td title=\"{created_full}\">{created}</td><td title=\"{updated_full}\">{updated}</td><td class=\"{note_class}\">{note}</td></tr>",
+                id = escape(&instance.id),
+                link = encode(&instance.id),
+                phase = instance.phase.as_str(),
+                workflow = escape(&instance.workflow),
+                badge = phase_badge(instance.phase),
+                state = escape(&instance.state),
+                step = escape(instance.step.as_deref().unwrap_or("")),
+                attempt = instance.attempt,
+                created_full = text::format_time(instance.created_at),
+                created = text::age(instance.created_at, now),
+                updated_full = text::format_time(instance.updated_at),
+                updated = text::age(instance.updated_at, now),
+                note_class = if instance.phase == Phase::Failed {
+                    "error"
+                } else {
+                    "muted"
+                },
+                note = escape(&text::truncate(&text::note(instance, now), 90)),
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    let _ = write!(
+        body,
+        "<p class=\"muted\" id=\"summary\">{} of {} matching instances, newest first; {} records read.</p>",
+        list.instances.len(),
+        list.matched,
+        list.scanned
+    );
+    if let Some(next) = &list.next {
+        let mut link = format!("/?after={}", encode(next));
+        if let Some(workflow) = &workflow {
+            let _ = write!(link, "&workflow={}", encode(workflow));
+        }
+        if let Some(phase) = phase {
+            let _ = write!(link, "&phase={phase}");
+        }
+        let _ = write!(
+            body,
+            "<p><a id=\"next\" href=\"{}\">next page</a></p>",
+            escape(&link)
+        );
+    }
+    if !list.undecodable.is_empty() {
+        body.push_str("<h2 class=\"error\">Records that cannot be decoded</h2><table id=\"undecodable\"><thead><tr><th>key</th><th>why</th></tr></thead><tbody>");
+        for bad in &list.undecodable {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td class=\"error\">{}</td></tr>",
+                escape(&bad.key),
+                escape(&bad.reason)
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    page(&admin, "instances", &body).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct InstanceQuery {
+    id: String,
+}
+
+async fn instance(State(admin): State<Admin>, Query(params): Query<InstanceQuery>) -> Response {
+    match admin.show(&params.id).await {
+        Ok(detail) => {
+            let body = instance_body(&admin, &detail);
+            page(&admin, &detail.summary.id, &body).into_response()
+        }
+        Err(error) => error_page(&admin, &error),
+    }
+}
+
+fn instance_body(admin: &Admin, detail: &InstanceDetail) -> String {
+    let summary = &detail.summary;
+    let now = now_ms();
+    let mut body = format!(
+        "<h1>{} <span class=\"muted\">{}</span> {}</h1>",
+        escape(&summary.id),
+        escape(&summary.workflow),
+        phase_badge(summary.phase)
+    );
+    body.push_str("<div class=\"columns\"><section class=\"machine-box\" id=\"machine\">");
+    match admin.registry().machine(&summary.workflow) {
+        Some(machine) => {
+            let terminal = summary.phase.is_terminal();
+            let highlight = Highlight {
+                current: Some(if terminal {
+                    summary.phase.as_str()
+                } else {
+                    summary.state.as_str()
+                }),
+                stopped: (terminal && summary.phase != Phase::Completed)
+                    .then_some(summary.state.as_str()),
+                counts: None,
+            };
+            body.push_str(&svg::render(machine, &highlight));
+            if detail.fingerprint_matches == Some(false) {
+                body.push_str("<p class=\"error\">This instance was started on another version of the workflow (another fingerprint): the drawing is the registered version's.</p>");
+            }
+        }
+        None => {
+            let _ = write!(
+                body,
+                "<p class=\"notice\" id=\"no-machine\">Workflow <b>{}</b> is not registered in this tool, so its state machine cannot be drawn. \
+                 Ship the tool in your binary with <code>sagaflow::cli::run(Registry::new().register({}))</code>.</p>",
+                escape(&summary.workflow),
+                escape(&summary.workflow)
+            );
+        }
+    }
+    body.push_str("</section><section id=\"details\"><table class=\"facts\" id=\"facts\"><tbody>");
+    let mut fact = |name: &str, id: &str, value: String| {
+        let _ = write!(body, "<tr><th>{name}</th><td id=\"{id}\">{value}</td></tr>");
+    };
+    fact("phase", "phase", phase_badge(summary.phase));
+    let step = match (&summary.step, &detail.step_kind) {
+        (Some(step), Some(kind)) => format!(
+            " <span class=\"muted\">step {} · {}</span>",
+            escape(step),
+            escape(kind)
+        ),
+        _ => String::new(),
+    };
+    fact(
+        "state",
+        "state",
+        format!("{}{step}", escape(&summary.state)),
+    );
+    fact("attempt", "attempt", summary.attempt.to_string());
+    if let Some(at) = summary.next_run_at {
+        fact(
+            "next attempt",
+            "next-run",
+            format!("{} ({})", text::format_time(at), text::age(at, now)),
+        );
+    }
+    fact(
+        "pivot passed",
+        "pivot",
+        if summary.pivot_passed { "yes" } else { "no" }.to_owned(),
+    );
+    if summary.cancel_requested {
+        fact("cancel", "cancel", "requested".to_owned());
+    }
+    if let Some(failure) = &summary.failure {
+        fact(
+            "failure",
+            "failure",
+            format!(
+                "<span class=\"error\">{}</span>",
+                escape(&failure.to_string())
+            ),
+        );
+    }
+    if let Some(error) = &summary.last_error {
+        fact("last error", "last-error", escape(error));
+    }
+    if let Some(blocked) = &detail.blocked {
+        fact(
+            "blocked",
+            "blocked",
+            format!("<span class=\"error\">{}</span>", escape(blocked)),
+        );
+    }
+    fact(
+        "created",
+        "created",
+        format!(
+            "{} ({})",
+            text::format_time(summary.created_at),
+            text::age(summary.created_at, now)
+        ),
+    );
+    fact(
+        "updated",
+        "updated",
+        format!(
+            "{} ({})",
+            text::format_time(summary.updated_at),
+            text::age(summary.updated_at, now)
+        ),
+    );
+    let lease = match &detail.lease.owner {
+        Some(owner) if detail.lease_live => {
+            format!("held by {} (epoch {})", escape(owner), detail.lease.epoch)
+        }
+        Some(owner) => format!(
+            "free, last held by {} (epoch {})",
+            escape(owner),
+            detail.lease.epoch
+        ),
+        None => "free, never claimed".to_owned(),
+    };
+    fact("lease", "lease", lease);
+    fact("fingerprint", "fingerprint", escape(&detail.fingerprint));
+    body.push_str("</tbody></table>");
+
+    body.push_str("<h2>Timeline</h2><table class=\"timeline\" id=\"timeline\"><thead><tr><th>time</th><th>elapsed</th><th>event</th><th>step</th><th>state</th><th>attempt</th><th>took</th><th>error</th></tr></thead><tbody>");
+    for entry in &detail.timeline {
+        let kind = serde_json::to_value(entry.kind)
+            .ok()
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let _ = write!(
+            body,
+            "<tr class=\"event kind-{kind}\"><td title=\"{at}\">{at}</td><td class=\"num\">+{elapsed}</td><td>{label}</td>\
+             <td>{step}</td><td>{state}</td><td class=\"num\">{attempt}</td><td class=\"num\">{took}</td><td class=\"error\">{error}</td></tr>",
+            at = text::format_time(entry.at),
+            elapsed = text::format_duration_ms(entry.at.saturating_sub(summary.created_at)),
+            label = text::event_label(entry.kind),
+            step = escape(entry.step.as_deref().unwrap_or("")),
+            state = escape(entry.state.as_deref().unwrap_or("")),
+            attempt = entry.attempt.map(|a| a.to_string()).unwrap_or_default(),
+            took = entry
+                .duration_ms
+                .map(text::format_duration_ms)
+                .unwrap_or_default(),
+            error = escape(entry.error.as_deref().unwrap_or("")),
+        );
+    }
+    body.push_str("</tbody></table>");
+
+    let _ = write!(
+        body,
+        "<h2>Variables stored in {}</h2>",
+        escape(&summary.state)
+    );
+    if detail.variables.is_empty() {
+        body.push_str("<p class=\"muted\">none</p>");
+    } else {
+        body.push_str("<table id=\"variables\"><tbody>");
+        for variable in &detail.variables {
+            let pretty = serde_json::to_string_pretty(&variable.value).unwrap_or_default();
+            let _ = write!(
+                body,
+                "<tr><th>{}<br><span class=\"muted\">{}</span></th><td><pre>{}</pre></td></tr>",
+                escape(&variable.name),
+                escape(variable.ty.as_deref().unwrap_or("")),
+                escape(&pretty)
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    if let Some(output) = &detail.output {
+        let pretty = serde_json::to_string_pretty(output).unwrap_or_default();
+        let _ = write!(
+            body,
+            "<h2>Output</h2><pre id=\"output\">{}</pre>",
+            escape(&pretty)
+        );
+    }
+    body.push_str("<h2>Compensation stack</h2>");
+    if detail.compensation_stack.is_empty() {
+        body.push_str("<p class=\"muted\" id=\"compensation-stack\">empty</p>");
+    } else {
+        body.push_str("<table id=\"compensation-stack\"><thead><tr><th>#</th><th>step</th><th>args</th><th>output</th></tr></thead><tbody>");
+        for (index, entry) in detail.compensation_stack.iter().enumerate() {
+            let _ = write!(
+                body,
+                "<tr><td class=\"num\">{}</td><td>{}</td><td><pre>{}</pre></td><td><pre>{}</pre></td></tr>",
+                index + 1,
+                escape(&entry.step),
+                escape(&serde_json::to_string(&entry.args).unwrap_or_default()),
+                escape(&serde_json::to_string(&entry.output).unwrap_or_default())
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    body.push_str("</section></div>");
+    body
+}
+
+#[derive(Debug, Deserialize)]
+struct WorkflowQuery {
+    name: String,
+}
+
+async fn workflow(State(admin): State<Admin>, Query(params): Query<WorkflowQuery>) -> Response {
+    let machine = match admin.machine(&params.name) {
+        Ok(machine) => machine,
+        Err(error) => return error_page(&admin, &error),
+    };
+    let counts = match admin.state_counts(&params.name, |_| {}).await {
+        Ok(counts) => counts,
+        Err(error) => return error_page(&admin, &error),
+    };
+    let mut body = format!(
+        "<h1>{} <span class=\"muted\">fingerprint {}</span></h1>\
+         <p class=\"muted\">Badges count the instances in each state. \
+         <a href=\"/?workflow={}\">List them</a>.</p><section class=\"machine-box\" id=\"machine\">",
+        escape(machine.workflow),
+        crate::record::format_fingerprint(machine.fingerprint),
+        encode(machine.workflow)
+    );
+    body.push_str(&svg::render(
+        machine,
+        &Highlight {
+            counts: Some(&counts),
+            ..Highlight::default()
+        },
+    ));
+    body.push_str("</section>");
+    if counts.other_fingerprint > 0 {
+        let _ = write!(
+            body,
+            "<p class=\"notice\">{} instance(s) started on another version of this workflow (another fingerprint) are not counted.</p>",
+            counts.other_fingerprint
+        );
+    }
+    page(&admin, machine.workflow, &body).into_response()
+}
