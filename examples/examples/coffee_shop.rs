@@ -5,10 +5,13 @@
 //! ```
 //! Ana's phone is off: she still gets her drink. Ben's card is declined:
 //! nothing to undo. Cleo's beans turn out oversold: the stock update, the
-//! drink and the payment are undone, in that order.
+//! drink and the payment are undone, in that order. Dan cancels right after
+//! paying (a `"cancel-order"` signal): his payment is refunded.
+
+use std::time::Duration;
 
 use sagaflow::prelude::*;
-use sagaflow_examples::coffee::{CoffeeOrder, coffee_order};
+use sagaflow_examples::coffee::{CoffeeOrder, CoffeeStatus, coffee_order};
 
 fn order(id: &str, customer: &str, beverage: &str) -> CoffeeOrder {
     CoffeeOrder {
@@ -45,8 +48,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     for order in orders {
         println!("{} orders a {}:", order.customer, order.beverage);
-        let handle = rt.start(coffee_order, &order.id.clone(), order).await?;
-        match handle.outcome().await? {
+        let id = order.id.clone();
+        let handle = rt.start(coffee_order, &id, order).await?;
+        report(handle.outcome().await?);
+        println!("  status: {:?}", rt.query::<CoffeeStatus>(&id).await?);
+    }
+
+    let dan = order("cup-4", "Dan", "mocha");
+    println!(
+        "{} orders a {}, then changes his mind:",
+        dan.customer, dan.beverage
+    );
+    let handle = rt.start(coffee_order, "cup-4", dan).await?;
+    while rt.query::<CoffeeStatus>("cup-4").await? != Some(CoffeeStatus::Paid) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    rt.signal("cup-4", "cancel-order", true).await?;
+    report(handle.outcome().await?);
+    println!("  status: {:?}", rt.query::<CoffeeStatus>("cup-4").await?);
+
+    println!(
+        "\nthe state machine:\n{}",
+        coffee_order.state_machine().to_mermaid()
+    );
+    rt.shutdown().await;
+    Ok(())
+}
+
+fn report(outcome: Outcome<sagaflow_examples::coffee::Served>) {
+    {
+        match outcome {
             Outcome::Completed(served) => {
                 println!(
                     "  => served {} (customer notified: {})",
@@ -57,10 +88,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Outcome::Failed(failure) => println!("  => needs an operator: {failure}"),
         }
     }
-    println!(
-        "\nthe state machine:\n{}",
-        coffee_order.state_machine().to_mermaid()
-    );
-    rt.shutdown().await;
-    Ok(())
 }

@@ -1,6 +1,13 @@
 //! The coffee shop: ProcessPayment → PrepareBeverage → UpdateInventory →
 //! NotifyCustomer. RefundPayment and RestoreInventory undo the payment and
 //! the stock update; a customer who cannot be notified still gets the drink.
+//!
+//! The order answers `rt.query::<CoffeeStatus>(id)` with where it is
+//! (PENDING, PAID, PREPARING, READY, COMPLETED, FAILED, REFUNDED), and for
+//! [`CANCEL_WINDOW`] after the payment it obeys a `"cancel-order"` signal
+//! (`rt.signal(id, "cancel-order", true)`) by refunding the payment.
+
+use std::time::Duration;
 
 use sagaflow::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -57,6 +64,30 @@ pub struct Served {
     /// Whether the customer was told it is ready.
     pub notified: bool,
 }
+
+/// Where an order is, as `Runtime::query` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CoffeeStatus {
+    /// Taken, not yet paid.
+    Pending,
+    /// Paid; the customer may still cancel.
+    Paid,
+    /// The barista makes the drink.
+    Preparing,
+    /// The drink is on the counter.
+    Ready,
+    /// Handed out.
+    Completed,
+    /// The payment failed: nothing to undo.
+    Failed,
+    /// Cancelled or not sellable: the payment was refunded.
+    Refunded,
+}
+
+/// How long after the payment the barista waits for a `"cancel-order"`
+/// signal before starting the drink.
+pub const CANCEL_WINDOW: Duration = Duration::from_millis(500);
 
 /// Charges the card.
 #[step(retry(max_attempts = 3, initial = "50ms"))]
@@ -131,15 +162,30 @@ pub async fn notify_customer(order: &CoffeeOrder, beverage: &Beverage) -> Result
 /// The coffee order saga.
 #[workflow]
 pub async fn coffee_order(order: CoffeeOrder) -> Result<Served, WorkflowError> {
-    let _payment = process_payment(&order).await?;
+    sagaflow::set_status(CoffeeStatus::Pending);
+    let payment = process_payment(&order).await;
+    if let Err(error) = payment {
+        sagaflow::set_status(CoffeeStatus::Failed);
+        return Err(error.into());
+    }
+    sagaflow::set_status(CoffeeStatus::Paid);
+    let cancel: Option<bool> = sagaflow::signal_timeout("cancel-order", CANCEL_WINDOW).await;
+    if cancel == Some(true) {
+        sagaflow::set_status(CoffeeStatus::Refunded);
+        return Err(WorkflowError::new("cancelled by the customer"));
+    }
+    sagaflow::set_status(CoffeeStatus::Preparing);
     let beverage = prepare_beverage(&order).await?;
     let stock = update_inventory(&order).await?;
     if stock.oversold {
+        sagaflow::set_status(CoffeeStatus::Refunded);
         return Err(WorkflowError::new(
             "beans oversold: the drink cannot be sold",
         ));
     }
+    sagaflow::set_status(CoffeeStatus::Ready);
     let notified = notify_customer(&order, &beverage).await;
+    sagaflow::set_status(CoffeeStatus::Completed);
     Ok(Served {
         beverage,
         notified: notified.is_ok(),

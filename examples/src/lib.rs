@@ -1,6 +1,7 @@
 //! The sagaflow examples' workflows, in a library so the tests can snapshot
 //! their state machines. The runnable binaries are in `examples/`.
 
+pub mod approval;
 pub mod batch;
 pub mod coffee;
 pub mod order;

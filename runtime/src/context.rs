@@ -27,14 +27,24 @@ pub struct StepContext {
     pub step: &'static str,
     /// 1 for the first attempt, 2 for the first retry, and so on.
     pub attempt: u32,
+    /// For a step inside a loop (a state on a cycle of the state machine):
+    /// how many transitions the instance had committed when this step's
+    /// state was entered, which differs from one iteration to the next and
+    /// is the same for every attempt of one iteration. `None` elsewhere.
+    pub iteration: Option<u64>,
 }
 
 impl StepContext {
-    /// A key that is the same for every attempt of this step in this instance:
-    /// `{workflow id}/{state}`. Pass it to external systems so a re-run after a
-    /// crash is recognised as a duplicate.
+    /// A key that is the same for every attempt of this step call in this
+    /// instance: `{workflow id}/{state}`, or `{workflow id}/{state}/{n}` for
+    /// a step inside a loop, where `n` is [`iteration`](Self::iteration), so
+    /// each iteration has its own key. Pass it to external systems so a
+    /// re-run after a crash is recognised as a duplicate.
     pub fn idempotency_key(&self) -> String {
-        format!("{}/{}", self.workflow_id, self.state)
+        match self.iteration {
+            Some(n) => format!("{}/{}/{n}", self.workflow_id, self.state),
+            None => format!("{}/{}", self.workflow_id, self.state),
+        }
     }
 
     /// The details of the last [`heartbeat`] an earlier attempt of this step

@@ -236,6 +236,17 @@ pub enum Error {
         /// The instance id.
         id: String,
     },
+    /// [`Runtime::signal`](crate::Runtime::signal) for an instance that has
+    /// ended: nothing would ever read the signal, so it was not recorded.
+    #[error("instance `{id}` has ended ({phase}); signal `{signal}` was not recorded")]
+    InstanceEnded {
+        /// The instance id.
+        id: String,
+        /// How it ended: `Completed`, `Compensated` or `Failed`.
+        phase: crate::record::Phase,
+        /// The signal's name.
+        signal: String,
+    },
     /// [`heartbeat`](crate::heartbeat) was called outside a step attempt run
     /// by the runtime (for example when a step function is called directly
     /// in a unit test). Nothing was recorded.

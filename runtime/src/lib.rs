@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod clock;
 pub mod context;
+pub mod durable;
 pub mod error;
 pub mod machine;
 pub mod record;
@@ -21,6 +22,7 @@ pub mod workflow;
 
 pub use clock::{Clock, SystemClock};
 pub use context::{StepContext, context, heartbeat};
+pub use durable::{now, random, set_status, signal, signal_timeout, sleep, sleep_until, uuid};
 pub use error::{Error, StepError, StoreError, WorkflowError};
 pub use machine::StateMachine;
 pub use runtime::*;
@@ -62,7 +64,9 @@ pub mod __private {
     pub use crate::error::{StepError, WorkflowError};
     pub use crate::machine::{Edge, EdgeLabel, StateInfo, StateMachine, StepInfo, Target, Variable};
     pub use crate::step::{Compensate, CompensationFuture, Step, StepKind, StepOptions};
-    pub use crate::workflow::{Attempt, Driver, Transition, Workflow, complete, decode, segment};
+    pub use crate::workflow::{
+        Attempt, Driver, Suspension, Timer, Transition, Workflow, complete, decode, segment,
+    };
     pub use serde;
     pub use serde_json;
     pub use std::boxed::Box;

@@ -11,7 +11,7 @@
 //! The checksum covers the exact bytes of `record`, so a torn or hand-edited
 //! record is detected instead of being resumed with wrong data.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -38,7 +38,9 @@ pub fn key(id: &str) -> String {
 pub enum Phase {
     /// Moving forward: the next step is due.
     Running,
-    /// Waiting for a retry after a failed step attempt (see `next_run_at`).
+    /// Waiting: for a retry after a failed step attempt, for a durable
+    /// timer (both until `next_run_at`), or for a signal (`awaiting_signal`,
+    /// until one arrives or `next_run_at`, the timeout, passes).
     Waiting,
     /// Rolling back: running the compensation stack, last entry first.
     Compensating,
@@ -223,6 +225,17 @@ pub enum EventKind {
     RolledBack,
     /// The instance ended `Failed`.
     Failed,
+    /// The workflow entered a durable timer (`sagaflow::sleep`); `error`
+    /// is empty, the wake-up time is the record's `next_run_at`.
+    TimerStarted,
+    /// A durable timer fired and the workflow went on.
+    TimerFired,
+    /// The workflow began waiting for a signal (`step` holds its name).
+    SignalAwaited,
+    /// The workflow consumed a signal (`step` holds its name).
+    SignalReceived,
+    /// A `signal_timeout` wait ended without a signal (`step` holds its name).
+    SignalTimedOut,
 }
 
 /// One entry of an instance's history.
@@ -258,6 +271,18 @@ impl HistoryEvent {
             error: None,
         }
     }
+}
+
+/// One signal waiting in an instance's inbox.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalMessage {
+    /// Its sequence number in the instance (from [`InstanceRecord::signal_seq`]):
+    /// increasing in the order signals were recorded, never reused.
+    pub seq: u64,
+    /// When it was recorded (ms since the Unix epoch).
+    pub at: u64,
+    /// The value, as JSON.
+    pub value: serde_json::Value,
 }
 
 /// The record of one workflow instance.
@@ -306,6 +331,31 @@ pub struct InstanceRecord {
     /// The last [`HISTORY_LIMIT`] events, oldest first.
     #[serde(default)]
     pub history: VecDeque<HistoryEvent>,
+    /// How many transitions of the state machine have been committed (a
+    /// step done, a timer fired, a signal consumed, the end). A step's
+    /// idempotency key in a loop and the values of `sagaflow::uuid()` and
+    /// `sagaflow::random()` derive from it; it advances only with the
+    /// committed write, so a re-run after a crash sees the same number.
+    #[serde(default)]
+    pub transitions: u64,
+    /// When the last transition was committed (ms since the Unix epoch; the
+    /// creation time before the first): what `sagaflow::now()` returns in
+    /// the workflow body.
+    #[serde(default)]
+    pub committed_at: u64,
+    /// The signal the current state waits for, if it waits for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting_signal: Option<String>,
+    /// Signals recorded and not yet consumed, per name, oldest first.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inbox: BTreeMap<String, VecDeque<SignalMessage>>,
+    /// The sequence number the next signal gets.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub signal_seq: u64,
+    /// The latest status the workflow body set with `sagaflow::set_status`,
+    /// as JSON; read with `Runtime::query`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<serde_json::Value>,
     /// When the instance was created (ms since the Unix epoch).
     pub created_at: u64,
     /// When the record was last written (ms since the Unix epoch).
@@ -322,11 +372,74 @@ impl InstanceRecord {
     }
 
     /// Whether the instance's next step (or compensation) is due at wall
-    /// time `now`: it has not ended, and it waits for no retry (or it is
-    /// cancelled, which cuts a retry delay short).
+    /// time `now`: it has not ended, and it waits for no retry or timer (or
+    /// it is cancelled, which cuts a wait short); a state waiting for a
+    /// signal is due once the signal is in the inbox or its timeout passed.
     pub fn is_due(&self, now: u64) -> bool {
-        !self.phase.is_terminal()
-            && (self.next_run_at.is_none_or(|due| due <= now) || self.cancel_cuts_wait())
+        if self.phase.is_terminal() {
+            return false;
+        }
+        if self.cancel_cuts_wait() {
+            return true;
+        }
+        match &self.awaiting_signal {
+            Some(name) if self.phase != Phase::Compensating => {
+                self.has_signal(name) || self.next_run_at.is_some_and(|due| due <= now)
+            }
+            _ => self.next_run_at.is_none_or(|due| due <= now),
+        }
+    }
+
+    /// Whether a signal named `name` waits in the inbox.
+    pub fn has_signal(&self, name: &str) -> bool {
+        self.inbox.get(name).is_some_and(|queue| !queue.is_empty())
+    }
+
+    /// The oldest signal named `name` in the inbox.
+    pub fn next_signal(&self, name: &str) -> Option<&SignalMessage> {
+        self.inbox.get(name).and_then(VecDeque::front)
+    }
+
+    /// Removes the signal with sequence number `seq` from the inbox.
+    pub fn remove_signal(&mut self, name: &str, seq: u64) {
+        if let Some(queue) = self.inbox.get_mut(name) {
+            queue.retain(|message| message.seq != seq);
+            if queue.is_empty() {
+                self.inbox.remove(name);
+            }
+        }
+    }
+
+    /// Appends a signal to the inbox with the next sequence number.
+    pub fn push_signal(&mut self, name: &str, value: serde_json::Value, at: u64) {
+        let seq = self.signal_seq;
+        self.signal_seq = seq.saturating_add(1);
+        self.inbox
+            .entry(name.to_owned())
+            .or_default()
+            .push_back(SignalMessage { seq, at, value });
+    }
+
+    /// Takes into `self` the signals another writer recorded in `fresh`
+    /// (those numbered from `self.signal_seq` on). Only senders add signals
+    /// and only the lease holder removes them, so nothing is lost and a
+    /// signal this holder consumed is not added back.
+    pub fn merge_signals(&mut self, fresh: &InstanceRecord) {
+        if fresh.signal_seq <= self.signal_seq {
+            return;
+        }
+        for (name, queue) in &fresh.inbox {
+            for message in queue
+                .iter()
+                .filter(|message| message.seq >= self.signal_seq)
+            {
+                self.inbox
+                    .entry(name.clone())
+                    .or_default()
+                    .push_back(message.clone());
+            }
+        }
+        self.signal_seq = fresh.signal_seq;
     }
 
     /// Whether a `cancel` makes the instance roll back now, before any
@@ -344,6 +457,10 @@ impl InstanceRecord {
 /// `0123456789abcdef`: how fingerprints are written in records.
 pub fn format_fingerprint(fingerprint: u64) -> String {
     format!("{fingerprint:016x}")
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 fn parse_fingerprint(text: &str) -> Option<u64> {
@@ -462,6 +579,12 @@ mod tests {
             failure: None,
             last_error: None,
             history: VecDeque::new(),
+            transitions: 1,
+            committed_at: 1_700_000_000_500,
+            awaiting_signal: None,
+            inbox: BTreeMap::new(),
+            signal_seq: 0,
+            status: None,
             created_at: 1_700_000_000_000,
             updated_at: 1_700_000_000_500,
         };
@@ -532,6 +655,44 @@ mod tests {
             decode(envelope.as_bytes()),
             Err(DecodeError::Record(_))
         ));
+    }
+
+    #[test]
+    fn a_waiting_signal_makes_the_instance_due() {
+        let mut record = sample();
+        record.phase = Phase::Waiting;
+        record.awaiting_signal = Some("approval".into());
+        assert!(!record.is_due(0), "no signal, no timeout: not due");
+        record.next_run_at = Some(10);
+        assert!(!record.is_due(9));
+        assert!(record.is_due(10), "the timeout passed");
+        record.next_run_at = None;
+        record.push_signal("other", serde_json::json!(1), 5);
+        assert!(!record.is_due(6), "another name does not wake it");
+        record.push_signal("approval", serde_json::json!(true), 5);
+        assert!(record.is_due(6));
+        assert_eq!(record.next_signal("approval").map(|m| m.seq), Some(1));
+        record.remove_signal("approval", 1);
+        assert!(!record.has_signal("approval"));
+        assert_eq!(record.signal_seq, 2);
+    }
+
+    #[test]
+    fn merged_signals_are_neither_lost_nor_doubled() {
+        let mut base = sample();
+        base.push_signal("s", serde_json::json!("a"), 1);
+        // The holder consumes `a` while a sender records `b`.
+        let mut holder = base.clone();
+        holder.remove_signal("s", 0);
+        let mut fresh = base.clone();
+        fresh.push_signal("s", serde_json::json!("b"), 2);
+        holder.merge_signals(&fresh);
+        let values: Vec<_> = holder.inbox["s"].iter().map(|m| m.value.clone()).collect();
+        assert_eq!(values, vec![serde_json::json!("b")]);
+        assert_eq!(holder.signal_seq, 2);
+        // Merging the same record again adds nothing.
+        holder.merge_signals(&fresh);
+        assert_eq!(holder.inbox["s"].len(), 1);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! generated resume code talks to.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -51,6 +51,14 @@ pub trait Workflow: Send + Sync + 'static {
         driver: &mut Driver,
     ) -> impl Future<Output = Transition<Self::State, Self::Output>> + Send + '_;
 
+    /// What `state` waits for before its segment may run: a durable timer
+    /// or a signal; `None` for a step's state (and `Start`).
+    #[doc(hidden)]
+    fn suspension(state: &Self::State) -> Option<Suspension> {
+        let _ = state;
+        None
+    }
+
     /// Starts the compensation of the step named `step`, or `None` when this
     /// workflow calls no compensable step by that name.
     #[doc(hidden)]
@@ -75,6 +83,57 @@ pub enum Transition<S, O> {
     /// The step did not finish in this attempt; the driver holds why and when
     /// to try again. The state is unchanged.
     Suspend,
+}
+
+/// When a durable timer fires: a delay from the moment the instance enters
+/// the timer's state (`sagaflow::sleep`), or a wall-clock time
+/// (`sagaflow::sleep_until`). Stored in the state, so the runtime can turn
+/// it into the record's `next_run_at` when it commits the state.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum Timer {
+    /// This many milliseconds after the state is entered.
+    After(u64),
+    /// At this time (ms since the Unix epoch).
+    At(u64),
+}
+
+impl Timer {
+    /// A timer `duration` after the state is entered.
+    pub fn after(duration: Duration) -> Timer {
+        Timer::After(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// A timer at wall-clock time `time` (at once if it has passed).
+    pub fn at(time: SystemTime) -> Timer {
+        let ms = time.duration_since(UNIX_EPOCH).map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
+        Timer::At(ms)
+    }
+
+    /// The time it fires (ms since the Unix epoch), for a state entered at `now`.
+    pub fn deadline(self, now: u64) -> u64 {
+        match self {
+            Timer::After(ms) => now.saturating_add(ms),
+            Timer::At(ms) => ms,
+        }
+    }
+}
+
+/// What a state waits for before its segment may run.
+#[doc(hidden)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Suspension {
+    /// A durable timer (`sagaflow::sleep`, `sagaflow::sleep_until`).
+    Timer(Timer),
+    /// A signal (`sagaflow::signal`), with a timeout (`sagaflow::signal_timeout`).
+    Signal {
+        /// The signal's name.
+        name: &'static str,
+        /// When to stop waiting, if ever.
+        timeout: Option<Timer>,
+    },
 }
 
 /// What a step attempt came to, as the generated code sees it.
@@ -138,6 +197,22 @@ pub struct Driver {
     attempt: u32,
     outcome: Option<StepOutcome>,
     encode_error: Option<String>,
+    /// Committed transitions so far (the record's `transitions`).
+    transitions: u64,
+    /// Whether the state is on a cycle of the machine (inside a loop).
+    on_cycle: bool,
+    /// What `sagaflow::now()` returns (the record's `committed_at`).
+    now_ms: u64,
+    /// The oldest signal of the name the state waits for: its number and value.
+    signal: Option<(u64, serde_json::Value)>,
+    /// Whether the state's signal wait has timed out.
+    timed_out: bool,
+    /// The number of the signal this resume consumed.
+    consumed: Option<u64>,
+    /// The status the segment set with `sagaflow::set_status`.
+    status: Option<serde_json::Value>,
+    /// Whether the state's signal has not arrived (the resume suspended for it).
+    awaiting: bool,
 }
 
 impl Driver {
@@ -149,7 +224,107 @@ impl Driver {
             attempt: attempt.max(1),
             outcome: None,
             encode_error: None,
+            transitions: 0,
+            on_cycle: false,
+            now_ms: 0,
+            signal: None,
+            timed_out: false,
+            consumed: None,
+            status: None,
+            awaiting: false,
         }
+    }
+
+    /// Sets the number of committed transitions (default 0), and whether the
+    /// state is on a cycle of the machine: then its idempotency key ends in
+    /// that number, so each iteration of a loop gets its own.
+    pub fn with_transitions(mut self, transitions: u64, on_cycle: bool) -> Driver {
+        self.transitions = transitions;
+        self.on_cycle = on_cycle;
+        self
+    }
+
+    /// Sets what `sagaflow::now()` returns in the segment (ms since the
+    /// Unix epoch; default 0).
+    pub fn with_now_ms(mut self, now_ms: u64) -> Driver {
+        self.now_ms = now_ms;
+        self
+    }
+
+    /// Gives a signal state its oldest waiting signal (number and value).
+    pub fn with_signal(mut self, seq: u64, value: serde_json::Value) -> Driver {
+        self.signal = Some((seq, value));
+        self
+    }
+
+    /// Tells a `signal_timeout` state that its timeout has passed.
+    pub fn with_timed_out(mut self, timed_out: bool) -> Driver {
+        self.timed_out = timed_out;
+        self
+    }
+
+    /// The number of the signal this resume consumed, if it consumed one.
+    pub fn consumed(&self) -> Option<u64> {
+        self.consumed
+    }
+
+    /// The status the segment set last, if it set one.
+    pub fn take_status(&mut self) -> Option<serde_json::Value> {
+        self.status.take()
+    }
+
+    /// Whether the resume suspended because the state's signal has not arrived.
+    pub fn is_awaiting(&self) -> bool {
+        self.awaiting
+    }
+
+    /// The idempotency-key iteration: the transition count on a cycle.
+    fn iteration(&self) -> Option<u64> {
+        self.on_cycle.then_some(self.transitions)
+    }
+
+    /// Takes the oldest signal for a signal state: `Some(Ok(value))` (and the
+    /// signal counts as consumed by this transition), `Some(Err(..))` when
+    /// it does not decode as `T` (the workflow fails with that error), or
+    /// `None` when none has arrived.
+    pub fn receive<T: DeserializeOwned>(&mut self, name: &str) -> Option<Result<T, WorkflowError>> {
+        let Some((seq, value)) = self.signal.take() else {
+            if !self.timed_out {
+                self.awaiting = true;
+            }
+            return None;
+        };
+        self.consumed = Some(seq);
+        Some(serde_json::from_value(value).map_err(|error| {
+            WorkflowError::new(format!(
+                "signal `{name}` carries a value of another type than the workflow waits for: {error}"
+            ))
+        }))
+    }
+
+    /// Whether a `signal_timeout` wait has timed out.
+    pub fn timed_out(&self) -> bool {
+        self.timed_out
+    }
+
+    /// Runs a segment (the pure code after a suspension point) with the
+    /// deterministic context `sagaflow::now()`, `uuid()`, `random()` and
+    /// `set_status()` read and write, and turns its result into a transition.
+    pub fn segment<S, T, E: Into<WorkflowError>>(
+        &mut self,
+        run: impl FnOnce() -> Result<Transition<S, T>, E>,
+    ) -> Transition<S, T> {
+        let context = crate::durable::SegmentContext::new(
+            &self.workflow_id,
+            &self.state,
+            self.transitions,
+            self.now_ms,
+        );
+        let (result, status) = crate::durable::in_segment(context, run);
+        if status.is_some() {
+            self.status = status;
+        }
+        segment(result)
     }
 
     /// What the step attempt of this `resume` came to (`None` if no step ran).
@@ -200,6 +375,7 @@ impl Driver {
             state: self.state.clone(),
             step: S::NAME,
             attempt: self.attempt,
+            iteration: self.iteration(),
         };
         let result = match S::OPTIONS.timeout {
             Some(limit) => match tokio::time::timeout(limit, context::scope(ctx, step)).await {

@@ -9,7 +9,7 @@ use syn::visit::{self, Visit};
 use syn::{Expr, Path};
 
 use super::Errors;
-use super::lower::type_string;
+use super::lower::{type_string, wait_name};
 use super::parse::WorkflowFn;
 
 /// A step call found in the body: its path and the span of its name.
@@ -42,7 +42,7 @@ struct Checker<'a> {
 }
 
 /// Durable features that come in a later version.
-const LATER: [&str; 4] = ["sleep", "signal", "now", "child"];
+const LATER: [&str; 1] = ["child"];
 
 impl Checker<'_> {
     fn awaited(&mut self, expr_await: &syn::ExprAwait) {
@@ -56,7 +56,7 @@ impl Checker<'_> {
         let Some((_, path)) = call else {
             self.errors.push(syn::Error::new_spanned(
                 expr_await,
-                "only steps can be awaited in a workflow; other futures would run outside the saga: not retried, not compensated and lost on a crash; move this code into a `#[step]` and await the step: `step_name(args).await?`",
+                "only steps, durable timers and signals can be awaited in a workflow; other futures would run outside the saga: not retried, not compensated and lost on a crash; move this code into a `#[step]` and await the step: `step_name(args).await?`, or wait with `sagaflow::sleep(duration).await` or `sagaflow::signal(\"name\").await`",
             ));
             return;
         };
@@ -81,6 +81,30 @@ impl Checker<'_> {
             .segments
             .last()
             .map_or_else(|| path.span(), |s| s.ident.span());
+        if let Some(wait) = wait_name(path) {
+            if self.closure > 0 {
+                let (what, instead) = if wait.starts_with("sleep") {
+                    (
+                        "a durable timer",
+                        format!("`sagaflow::{wait}(..).await;` before or after the closure"),
+                    )
+                } else {
+                    (
+                        "a signal wait",
+                        format!(
+                            "`let value: T = sagaflow::{wait}(..).await;`, then use `value` in the closure"
+                        ),
+                    )
+                };
+                self.errors.at(
+                    span,
+                    format!(
+                        "`sagaflow::{wait}` is {what} inside a closure, async block or nested fn; the workflow can only stop and resume at timers and signals in its own body; await it in the workflow body: {instead}"
+                    ),
+                );
+            }
+            return;
+        }
         if self.closure > 0 {
             self.errors.at(
                 span,
@@ -113,18 +137,18 @@ impl Checker<'_> {
             || ends(&["Local", "now"])
         {
             format!(
-                "`{joined}` reads the clock, which is not deterministic: the code between steps runs again after a crash and would see another time; read the clock in a step and use its output (a durable `sagaflow::now()` comes in a later version)"
+                "`{joined}` reads the clock, which is not deterministic: the code between steps runs again after a crash and would see another time; use `sagaflow::now()`, the time the instance's last transition was committed, which is the same when the code runs again; or read the clock in a step and use its output"
             )
         } else if first == "rand" || last == "thread_rng" || ends(&["rand", "random"]) {
             format!(
-                "`{joined}` draws random numbers, which is not deterministic: the code between steps runs again after a crash and would draw others; draw them in a step and use its output"
+                "`{joined}` draws random numbers, which is not deterministic: the code between steps runs again after a crash and would draw others; use `sagaflow::random()`, fixed per state and transition, or draw them in a step and use its output"
             )
         } else if ends(&["Uuid", "new_v4"])
             || ends(&["Uuid", "now_v7"])
             || ends(&["Uuid", "new_v7"])
         {
             format!(
-                "`{joined}` makes a new id on every call, which is not deterministic: the code between steps runs again after a crash and would make another; make the id in a step and use its output"
+                "`{joined}` makes a new id on every call, which is not deterministic: the code between steps runs again after a crash and would make another; use `sagaflow::uuid()`, fixed per state and transition, or make the id in a step and use its output"
             )
         } else if ends(&["tokio", "spawn"])
             || ends(&["thread", "spawn"])
@@ -135,7 +159,7 @@ impl Checker<'_> {
             )
         } else if ends(&["thread", "sleep"]) || ends(&["time", "sleep"]) {
             format!(
-                "`{joined}` waits outside the saga: the wait is lost on a crash and blocks the worker; durable timers (`sagaflow::sleep(..)`) come in a later version: for now, wait inside a step"
+                "`{joined}` waits outside the saga: the wait is lost on a crash and blocks the worker; write the durable timer `sagaflow::sleep(duration).await`, which survives restarts and holds no worker"
             )
         } else if segments.iter().any(|s| s == "fs") && matches!(first, "std" | "tokio" | "fs") {
             format!(

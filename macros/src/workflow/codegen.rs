@@ -13,8 +13,8 @@ use super::check::CallSite;
 use std::collections::BTreeSet;
 
 use super::lower::{
-    Block, Item, LabelIr, LoopHead, LoopItem, Machine, NodeId, TargetIr, VarType, camel_case,
-    type_string,
+    Block, Item, LabelIr, LoopHead, LoopItem, Machine, NodeId, SiteKind, TargetIr, VarType,
+    camel_case, type_string,
 };
 use super::parse::WorkflowFn;
 
@@ -52,6 +52,9 @@ pub fn generate(func: &WorkflowFn, machine: &Machine) -> TokenStream {
             let ty = type_tokens(&binding.ty);
             quote!(#ident: #ty)
         });
+        let timer = (index > 0 && machine.sites[index - 1].kind.has_timer())
+            .then(|| quote!(__timer: ::sagaflow::__private::Timer));
+        let fields = fields.chain(timer);
         quote!(#variant { #(#fields),* })
     });
     let state_names = (0..machine.stored.len()).map(|index| {
@@ -67,9 +70,10 @@ pub fn generate(func: &WorkflowFn, machine: &Machine) -> TokenStream {
         .collect();
     let static_machine = state_machine(machine, &name);
     let compensate = compensate_fn(machine);
+    let suspension = suspension_fn(machine, state);
     let checks = checks(machine);
     let doc = format!(
-        " The states of workflow `{name}`: `Start`, then one per step call, each holding the variables live there."
+        " The states of workflow `{name}`: `Start`, then one per step call, timer and signal wait, each holding the variables live there."
     );
 
     quote! {
@@ -120,10 +124,63 @@ pub fn generate(func: &WorkflowFn, machine: &Machine) -> TokenStream {
                 }
             }
 
+            #suspension
+
             #compensate
         }
 
         #checks
+    }
+}
+
+// Input:  states `Sleep2 { .., __timer }` and `Signal3 { .. }` waiting for "approval"
+// Output: `fn suspension(state) { match state { Sleep2 { __timer, .. } => Some(Timer(*__timer)), .. } }`
+/// What each timer's and signal's state waits for, for the runtime; `None`
+/// when the workflow has neither (the trait's default).
+fn suspension_fn(machine: &Machine, state: &Ident) -> TokenStream {
+    let arms: Vec<TokenStream> = machine
+        .sites
+        .iter()
+        .filter_map(|site| {
+            let variant = &site.variant;
+            let arm = match &site.kind {
+                SiteKind::Step => return None,
+                SiteKind::Sleep { .. } => quote! {
+                    #state::#variant { __timer, .. } => ::sagaflow::__private::Some(
+                        ::sagaflow::__private::Suspension::Timer(*__timer),
+                    ),
+                },
+                SiteKind::Signal { name, timeout, .. } => {
+                    let (pattern, timeout) = match timeout {
+                        Some(_) => (
+                            quote!(#state::#variant { __timer, .. }),
+                            quote!(::sagaflow::__private::Some(*__timer)),
+                        ),
+                        None => (
+                            quote!(#state::#variant { .. }),
+                            quote!(::sagaflow::__private::None),
+                        ),
+                    };
+                    quote! {
+                        #pattern => ::sagaflow::__private::Some(
+                            ::sagaflow::__private::Suspension::Signal { name: #name, timeout: #timeout },
+                        ),
+                    }
+                }
+            };
+            Some(arm)
+        })
+        .collect();
+    if arms.is_empty() {
+        return TokenStream::new();
+    }
+    quote! {
+        fn suspension(state: &#state) -> ::sagaflow::__private::Option<::sagaflow::__private::Suspension> {
+            match state {
+                #(#arms)*
+                _ => ::sagaflow::__private::None,
+            }
+        }
     }
 }
 
@@ -204,17 +261,26 @@ fn resume_arm(machine: &Machine, names: &Names, index: usize) -> TokenStream {
     });
     let continuation = continuation(machine, state, index);
     let segment = quote! {
-        ::sagaflow::__private::segment((move || -> ::sagaflow::__private::Result<::sagaflow::__private::Transition<#state, #ok>, #err> {
+        __driver.segment(move || -> ::sagaflow::__private::Result<::sagaflow::__private::Transition<#state, #ok>, #err> {
             #(#items)*
             #(#declared)*
             #continuation
-        })())
+        })
     };
     if index == 0 {
         return quote!(#state::#variant { #(mut #fields),* } => #segment,);
     }
     let site = &machine.sites[index - 1];
     let step = &site.step;
+    if let Some(result) = wait_result(&site.kind, site.span) {
+        let timer = site.kind.has_timer().then(|| quote!(__timer: _,));
+        return quote! {
+            #state::#variant { #(mut #fields,)* #timer } => {
+                #result
+                #segment
+            }
+        };
+    }
     let arg_names: Vec<Ident> = (0..site.args.len())
         .map(|i| format_ident!("__arg{}", i))
         .collect();
@@ -230,6 +296,48 @@ fn resume_arm(machine: &Machine, names: &Names, index: usize) -> TokenStream {
             #segment
         }
     }
+}
+
+// Input:  a signal wait `let approved: Option<bool> = sagaflow::signal_timeout("approval", d).await;`
+// Output: `let __result = match __driver.receive::<bool>("approval") { Some(Ok(v)) => Some(v), .. };`
+/// How a timer's or a signal's state gets its `__result` when it resumes;
+/// `None` for a step's state.
+fn wait_result(kind: &SiteKind, span: Span) -> Option<TokenStream> {
+    Some(match kind {
+        SiteKind::Step => return None,
+        // The runtime resumes a timer's state only once it has fired.
+        SiteKind::Sleep { .. } => quote!(let __result = ();),
+        SiteKind::Signal {
+            name,
+            value,
+            timeout,
+        } => {
+            let value = value.as_ref().map(|ty| quote_spanned!(span=> ::<#ty>));
+            let receive = quote_spanned!(span=> __driver.receive #value (#name));
+            let (received, missing) = match timeout {
+                Some(_) => (
+                    quote!(::sagaflow::__private::Some(value)),
+                    quote! {
+                        ::sagaflow::__private::None if __driver.timed_out() => ::sagaflow::__private::None,
+                        ::sagaflow::__private::None => return ::sagaflow::__private::Transition::Suspend,
+                    },
+                ),
+                None => (
+                    quote!(value),
+                    quote!(::sagaflow::__private::None => return ::sagaflow::__private::Transition::Suspend,),
+                ),
+            };
+            quote! {
+                let __result = match #receive {
+                    ::sagaflow::__private::Some(::sagaflow::__private::Ok(value)) => #received,
+                    ::sagaflow::__private::Some(::sagaflow::__private::Err(error)) => {
+                        return ::sagaflow::__private::Transition::Fail(error);
+                    }
+                    #missing
+                };
+            }
+        }
+    })
 }
 
 // Input:  the site's location `[(2, 1), (0, 0)]` (item 2, branch 1, then item 0)
@@ -351,13 +459,28 @@ impl Emit<'_> {
                         _ => out.extend(quote!(#stmt)),
                     }
                 }
-                Item::Step { site } => {
-                    let variant = &machine.sites[*site].variant;
-                    let fields = machine.stored[site + 1]
+                Item::Step { site: index } => {
+                    let site = &machine.sites[*index];
+                    let variant = &site.variant;
+                    let fields = machine.stored[index + 1]
                         .iter()
                         .map(|&id| &machine.bindings[id].ident);
+                    let timer = site.kind.timer().map(|(arg, until)| {
+                        let mut arg = arg.clone();
+                        ReturnRewriter.visit_expr_mut(&mut arg);
+                        let span = syn::spanned::Spanned::span(&arg);
+                        let timer = if until {
+                            quote_spanned!(span=> ::sagaflow::__private::Timer::at(#arg))
+                        } else {
+                            quote_spanned!(span=> ::sagaflow::__private::Timer::after(#arg))
+                        };
+                        // Evaluated before the fields move into the state.
+                        quote!(let __timer = #timer;)
+                    });
+                    let timer_field = timer.as_ref().map(|_| quote!(__timer,));
                     out.extend(quote! {
-                        return ::sagaflow::__private::Ok(::sagaflow::__private::Transition::Next(#state::#variant { #(#fields),* }));
+                        #timer
+                        return ::sagaflow::__private::Ok(::sagaflow::__private::Transition::Next(#state::#variant { #(#fields,)* #timer_field }));
                     });
                     break;
                 }
@@ -521,10 +644,27 @@ pub fn structural_fingerprint(machine: &Machine, name: &str) -> u64 {
     for (index, vars) in machine.stored.iter().enumerate() {
         text.push_str(&format!("state {}\n", machine.state_name(index)));
         if index > 0 {
-            text.push_str(&format!(
-                "step {}\n",
-                type_string(&machine.sites[index - 1].step)
-            ));
+            let site = &machine.sites[index - 1];
+            match &site.kind {
+                SiteKind::Step => {
+                    text.push_str(&format!("step {}\n", type_string(&site.step)));
+                }
+                SiteKind::Sleep { until, .. } => {
+                    text.push_str(if *until { "sleep until\n" } else { "sleep\n" });
+                }
+                SiteKind::Signal {
+                    name,
+                    value,
+                    timeout,
+                } => {
+                    let value = value.as_ref().map_or_else(|| "_".to_owned(), type_string);
+                    text.push_str(&format!(
+                        "signal {:?}: {value}{}\n",
+                        name.value(),
+                        if timeout.is_some() { " timeout" } else { "" }
+                    ));
+                }
+            }
         }
         for &id in vars {
             let binding = &machine.bindings[id];
@@ -555,7 +695,8 @@ fn state_machine(machine: &Machine, name: &str) -> TokenStream {
             let ty = binding.ty.display();
             quote!(::sagaflow::__private::Variable { name: #var, ty: #ty })
         });
-        let step = if index == 0 {
+        let is_wait = index > 0 && !matches!(machine.sites[index - 1].kind, SiteKind::Step);
+        let step = if index == 0 || is_wait {
             quote!(::sagaflow::__private::None)
         } else {
             let site = &machine.sites[index - 1];
@@ -587,7 +728,7 @@ fn state_machine(machine: &Machine, name: &str) -> TokenStream {
         &format!("0x{:016x}", structural_fingerprint(machine, name)),
         Span::call_site(),
     );
-    let folds = machine.sites.iter().map(|site| {
+    let folds = machine.sites.iter().filter(|site| matches!(site.kind, SiteKind::Step)).map(|site| {
         let step = &site.step;
         quote!(let fingerprint = ::sagaflow::__private::fingerprint_combine(fingerprint, <#step as ::sagaflow::__private::Step>::FINGERPRINT);)
     });
@@ -611,7 +752,7 @@ fn compensate_fn(machine: &Machine) -> TokenStream {
     let mut arms = TokenStream::new();
     for site in &machine.sites {
         let key = type_string(&site.step);
-        if seen.contains(&key) {
+        if seen.contains(&key) || !matches!(site.kind, SiteKind::Step) {
             continue;
         }
         seen.push(key);
@@ -652,6 +793,12 @@ fn checks(machine: &Machine) -> TokenStream {
     let mut seen = Vec::new();
     for &(a, b) in &machine.precedes {
         let (first, second) = (&machine.sites[a], &machine.sites[b]);
+        if !matches!(
+            (&first.kind, &second.kind),
+            (SiteKind::Step, SiteKind::Step)
+        ) {
+            continue;
+        }
         let key = (type_string(&first.step), type_string(&second.step));
         if seen.contains(&key) {
             continue;

@@ -206,10 +206,77 @@ pub struct Binding {
     pub declared_at: Option<NodeId>,
 }
 
-/// A suspension point: a step call `path(args).await`.
+/// What a suspension point waits for.
+#[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // a few per workflow, at compile time
+pub enum SiteKind {
+    /// A step call: the state runs one attempt of the step.
+    Step,
+    /// `sagaflow::sleep(duration)` or, with `until`, `sagaflow::sleep_until(time)`:
+    /// the timer is evaluated when the state is entered.
+    Sleep {
+        /// Whether it is `sleep_until` (a wall-clock time).
+        until: bool,
+        /// The duration or time expression.
+        arg: Expr,
+    },
+    /// `sagaflow::signal(name)` or, with a timeout, `sagaflow::signal_timeout(name, d)`.
+    Signal {
+        /// The signal's name.
+        name: syn::LitStr,
+        /// The value's type, from a turbofish or the `let`'s annotation.
+        value: Option<Type>,
+        /// The timeout expression, evaluated when the state is entered.
+        timeout: Option<Expr>,
+    },
+}
+
+impl SiteKind {
+    /// Whether the state stores a `__timer` (its wake-up time).
+    pub fn has_timer(&self) -> bool {
+        matches!(
+            self,
+            SiteKind::Sleep { .. }
+                | SiteKind::Signal {
+                    timeout: Some(_),
+                    ..
+                }
+        )
+    }
+
+    /// The timer or timeout expression and whether it is a wall-clock time.
+    pub fn timer(&self) -> Option<(&Expr, bool)> {
+        match self {
+            SiteKind::Sleep { until, arg } => Some((arg, *until)),
+            SiteKind::Signal {
+                timeout: Some(timeout),
+                ..
+            } => Some((timeout, false)),
+            _ => None,
+        }
+    }
+}
+
+/// The durable waits `#[workflow]` knows, by their last path segment.
+pub const WAITS: [&str; 4] = ["sleep", "sleep_until", "signal", "signal_timeout"];
+
+/// `sagaflow::sleep`, `::sagaflow::signal`, ...: the wait's name, if `path` is one.
+pub fn wait_name(path: &Path) -> Option<String> {
+    let [first, last] = [path.segments.first()?, path.segments.last()?];
+    if path.segments.len() != 2 || first.ident != "sagaflow" {
+        return None;
+    }
+    let name = last.ident.to_string();
+    WAITS.contains(&name.as_str()).then_some(name)
+}
+
+/// A suspension point: a step call `path(args).await`, a durable timer or
+/// a signal wait.
 #[derive(Clone, Debug)]
 pub struct Site {
-    /// The step, as written (also its type).
+    /// What it waits for.
+    pub kind: SiteKind,
+    /// The step, as written (also its type); for a wait, the function's path.
     pub step: Path,
     /// Where the call is written: every generated check points here.
     pub span: Span,
@@ -649,10 +716,11 @@ impl Lowerer<'_> {
                     && init.diverge.is_none()
                     && let Some((call, path, has_try)) = step_call(&init.expr)
                 {
-                    let ty = if has_try {
-                        VarType::StepOutput(path.clone())
-                    } else {
-                        VarType::StepResult(path.clone())
+                    let ty = match wait_value_type(path) {
+                        Some(ty) => ty,
+                        None if wait_name(path).is_some() => VarType::Unknown,
+                        None if has_try => VarType::StepOutput(path.clone()),
+                        None => VarType::StepResult(path.clone()),
                     };
                     let mut replaced = stmt.clone();
                     if let Stmt::Local(local) = &mut replaced {
@@ -767,14 +835,27 @@ impl Lowerer<'_> {
         bind: impl FnOnce(&mut Self, NodeId),
     ) -> Preds {
         let index = self.sites.len();
-        let node = self.node(NodeKind::Step(index));
-        self.connect(preds, node);
+        let kind = self.site_kind(call, path, has_try, &stmt);
         let uses = self.uses_of(|uses| {
             for arg in &call.args {
                 uses.visit_expr(arg);
             }
         });
-        self.nodes[node].uses = uses;
+        let preds = if matches!(kind, SiteKind::Step) {
+            preds
+        } else {
+            // A wait's arguments are evaluated by the code that enters its
+            // state, so they are not stored in the state.
+            let eval = self.node(NodeKind::Pure);
+            self.connect(preds, eval);
+            self.nodes[eval].uses = uses.clone();
+            vec![(eval, EdgeKind::Normal)]
+        };
+        let node = self.node(NodeKind::Step(index));
+        self.connect(preds, node);
+        if matches!(kind, SiteKind::Step) {
+            self.nodes[node].uses = uses;
+        }
         bind(self, node);
         if has_try {
             self.nodes[node].succ.push((EXIT_ERR, EdgeKind::StepErr));
@@ -787,6 +868,7 @@ impl Lowerer<'_> {
         let mut location = self.location.clone();
         location.last_mut().expect("inside a block").1 = 0;
         self.sites.push(Site {
+            kind,
             step: path.clone(),
             span: last.ident.span(),
             variant,
@@ -797,6 +879,88 @@ impl Lowerer<'_> {
         });
         items.push(Item::Step { site: index });
         vec![(node, EdgeKind::Normal)]
+    }
+
+    // Input:  `sagaflow::signal_timeout::<bool>("approval", wait)` (a call at a suspension point)
+    // Output: `SiteKind::Signal { name: "approval", value: Some(bool), timeout: Some(wait) }`
+    /// What the suspension point at `call` waits for; reports misuse of a wait.
+    fn site_kind(&mut self, call: &ExprCall, path: &Path, has_try: bool, stmt: &Stmt) -> SiteKind {
+        let Some(wait) = wait_name(path) else {
+            return SiteKind::Step;
+        };
+        let span = path
+            .segments
+            .last()
+            .map_or_else(Span::call_site, |s| s.ident.span());
+        if has_try {
+            self.error(
+                span,
+                format!(
+                    "`sagaflow::{wait}(..)` cannot fail, so `?` does not apply; a durable wait ends when its time comes or its signal arrives; remove the `?`"
+                ),
+            );
+        }
+        let expected = if wait == "signal_timeout" { 2 } else { 1 };
+        let args: Vec<&Expr> = call.args.iter().collect();
+        if args.len() != expected {
+            let usage = match wait.as_str() {
+                "sleep" => "sagaflow::sleep(Duration::from_secs(60)).await",
+                "sleep_until" => "sagaflow::sleep_until(time).await",
+                "signal" => "let value: T = sagaflow::signal(\"name\").await",
+                _ => {
+                    "let value: Option<T> = sagaflow::signal_timeout(\"name\", Duration::from_secs(60)).await"
+                }
+            };
+            self.error(
+                span,
+                format!("`sagaflow::{wait}` takes {expected} argument(s); write `{usage};`"),
+            );
+            return SiteKind::Sleep {
+                until: false,
+                arg: syn::parse_quote!(::std::time::Duration::ZERO),
+            };
+        }
+        match wait.as_str() {
+            "sleep" | "sleep_until" => SiteKind::Sleep {
+                until: wait == "sleep_until",
+                arg: args[0].clone(),
+            },
+            _ => {
+                let name = match args[0] {
+                    Expr::Lit(syn::ExprLit {
+                        lit: syn::Lit::Str(name),
+                        ..
+                    }) => name.clone(),
+                    other => {
+                        self.error_spanned(
+                            other,
+                            format!(
+                                "the name of a signal must be a string literal; the instance is woken by that name, which the state machine records; write `sagaflow::{wait}(\"approval\"{})`",
+                                if expected == 2 { ", timeout" } else { "" }
+                            ),
+                        );
+                        syn::LitStr::new("_", Span::call_site())
+                    }
+                };
+                let mut value = turbofish(path);
+                if value.is_none()
+                    && let Stmt::Local(local) = stmt
+                    && let Pat::Type(pat_type) = &local.pat
+                {
+                    let ty = (*pat_type.ty).clone();
+                    value = if expected == 2 {
+                        option_inner(&ty)
+                    } else {
+                        Some(ty)
+                    };
+                }
+                SiteKind::Signal {
+                    name,
+                    value,
+                    timeout: (expected == 2).then(|| args[1].clone()),
+                }
+            }
+        }
     }
 
     fn pure(
@@ -1032,6 +1196,14 @@ impl Lowerer<'_> {
                 .push((arm_node, EdgeKind::Branch));
             self.scopes.push(Vec::new());
             self.bind(&arm.pat, ty.clone(), arm_node);
+            if let Some((_, guard)) = &arm.guard
+                && contains_step(&**guard)
+            {
+                self.error(
+                    first_step_span(&**guard),
+                    "a step, timer or signal cannot be awaited in a `match` guard; the workflow must stop there before it chooses an arm, and a guard is part of choosing; await it before the `match` and test its output in the guard: `let fired = ..; match x { a if fired => .. }`",
+                );
+            }
             if let Some((_, guard)) = &arm.guard {
                 // The guard reads the arm's own bindings after they are bound.
                 let uses = self.uses_of(|uses| uses.visit_expr(guard));
@@ -1725,6 +1897,37 @@ pub fn step_call(expr: &Expr) -> Option<(&ExprCall, &Path, bool)> {
         return None;
     }
     Some((call, &path.path, has_try))
+}
+
+/// `T` of `sagaflow::signal::<T>`, if written.
+fn turbofish(path: &Path) -> Option<Type> {
+    let PathArguments::AngleBracketed(args) = &path.segments.last()?.arguments else {
+        return None;
+    };
+    args.args.iter().find_map(|arg| match arg {
+        syn::GenericArgument::Type(ty) => Some(ty.clone()),
+        _ => None,
+    })
+}
+
+/// `T` of a type written `Option<T>`.
+fn option_inner(ty: &Type) -> Option<Type> {
+    match VarType::Written(ty.clone()).payload("Some") {
+        VarType::Written(inner) => Some(inner),
+        _ => None,
+    }
+}
+
+/// The type of the value a signal wait with a turbofish returns:
+/// `T` for `signal::<T>`, `Option<T>` for `signal_timeout::<T>`.
+fn wait_value_type(path: &Path) -> Option<VarType> {
+    let wait = wait_name(path)?;
+    let ty = turbofish(path)?;
+    Some(VarType::Written(match wait.as_str() {
+        "signal" => ty,
+        "signal_timeout" => syn::parse_quote!(Option<#ty>),
+        _ => return None,
+    }))
 }
 
 fn replace_call(expr: &mut Expr) {

@@ -570,3 +570,90 @@ fn snapshot_for_loop_workflow() {
         },
     )));
 }
+
+#[test]
+fn timers_and_signals_are_states_that_store_no_arguments() {
+    let machine = lowered(quote! {
+        async fn approve(request: Request, delay: Duration) -> Result<bool, WorkflowError> {
+            notify(&request).await?;
+            sagaflow::sleep(delay).await;
+            let answer: Option<bool> = sagaflow::signal_timeout("approval", delay * 2).await;
+            let note = sagaflow::signal::<String>("note").await;
+            record(&request, &note).await?;
+            Ok(answer.unwrap_or(false))
+        }
+    });
+    // `delay` is read by the code that enters the waits, never stored past them.
+    assert_eq!(
+        states(&machine),
+        owned(&[
+            ("Start", &["request", "delay"]),
+            ("Notify1", &["request", "delay"]),
+            ("Sleep2", &["request", "delay"]),
+            ("SignalTimeout3", &["request"]),
+            ("Signal4", &["request", "answer"]),
+            ("Record5", &["request", "answer", "note"]),
+        ])
+    );
+    assert_eq!(
+        machine.edges,
+        [
+            edge(0, TargetIr::State(1), LabelIr::Ok),
+            edge(1, TargetIr::State(2), LabelIr::Ok),
+            edge(1, TargetIr::Error, LabelIr::Err),
+            edge(2, TargetIr::State(3), LabelIr::Ok),
+            edge(3, TargetIr::State(4), LabelIr::Ok),
+            edge(4, TargetIr::State(5), LabelIr::Ok),
+            edge(5, TargetIr::Complete, LabelIr::Ok),
+            edge(5, TargetIr::Error, LabelIr::Err),
+        ]
+    );
+    let note = machine
+        .bindings
+        .iter()
+        .find(|binding| binding.ident == "note")
+        .expect("bound");
+    assert_eq!(note.ty.display(), "String", "typed by the turbofish");
+}
+
+#[test]
+fn wait_misuse_is_reported_with_the_rewrite() {
+    let errors = lowering_errors(quote! {
+        async fn misuse(id: u32, name: String) -> Result<(), WorkflowError> {
+            sagaflow::sleep(Duration::from_secs(1)).await?;
+            let a: bool = sagaflow::signal(name).await;
+            let b: Option<bool> = sagaflow::signal_timeout("b").await;
+            match id {
+                0 if sagaflow::signal::<bool>("go").await => {}
+                _ => {}
+            }
+            Ok(())
+        }
+    });
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    assert!(errors[0].contains("remove the `?`"), "{}", errors[0]);
+    assert!(
+        errors[1].contains("must be a string literal"),
+        "{}",
+        errors[1]
+    );
+    assert!(errors[2].contains("takes 2 argument(s)"), "{}", errors[2]);
+    assert!(errors[3].contains("`match` guard"), "{}", errors[3]);
+}
+
+#[test]
+fn snapshot_timers_and_signals() {
+    insta::assert_snapshot!(pretty(expand(
+        quote!(),
+        quote! {
+            pub async fn approve(request: Request) -> Result<bool, WorkflowError> {
+                notify(&request).await?;
+                sagaflow::set_status("waiting");
+                let answer: Option<bool> =
+                    sagaflow::signal_timeout("approval", Duration::from_secs(3600)).await;
+                sagaflow::sleep_until(request.deadline).await;
+                Ok(answer.unwrap_or(false))
+            }
+        },
+    )));
+}

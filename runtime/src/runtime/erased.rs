@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::error::WorkflowError;
 use crate::machine::StateMachine;
 use crate::step::CompensationFuture;
-use crate::workflow::{Driver, StepOutcome, Transition, Workflow};
+use crate::workflow::{Driver, StepOutcome, Suspension, Transition, Workflow};
 
 /// A boxed, `Send`, `'static` future.
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -21,6 +21,8 @@ pub(crate) enum Moved {
     Next {
         state: Value,
         state_name: &'static str,
+        /// What the new state waits for (a timer or a signal), if anything.
+        wait: Option<Suspension>,
     },
     Complete(Value),
     Fail(WorkflowError),
@@ -43,6 +45,44 @@ pub(crate) struct ResumeReport {
     pub moved: Result<Moved, ResumeError>,
     pub outcome: Option<StepOutcome>,
     pub encode_error: Option<String>,
+    /// The number of the signal the resume consumed.
+    pub consumed: Option<u64>,
+    /// The status the segment set.
+    pub status: Option<Value>,
+    /// The state's signal has not arrived: the resume suspended for it.
+    pub awaiting: bool,
+}
+
+impl ResumeReport {
+    pub(crate) fn failed(moved: Result<Moved, ResumeError>) -> ResumeReport {
+        ResumeReport {
+            moved,
+            outcome: None,
+            encode_error: None,
+            consumed: None,
+            status: None,
+            awaiting: false,
+        }
+    }
+}
+
+/// What the runtime gives one resume besides the state.
+#[derive(Debug)]
+pub(crate) struct ResumeInput {
+    pub id: String,
+    pub state: Value,
+    pub state_name: String,
+    pub attempt: u32,
+    /// Committed transitions so far.
+    pub transitions: u64,
+    /// Whether the state is on a cycle of the machine.
+    pub on_cycle: bool,
+    /// The time of the last committed transition (`sagaflow::now()`).
+    pub now_ms: u64,
+    /// The oldest signal the state waits for: number and value.
+    pub signal: Option<(u64, Value)>,
+    /// Whether the state's signal wait timed out.
+    pub timed_out: bool,
 }
 
 /// A registered workflow, seen through JSON.
@@ -51,14 +91,9 @@ pub(crate) trait ErasedWorkflow: Send + Sync + 'static {
     fn machine(&self) -> &'static StateMachine;
     /// Whether `state` decodes into the workflow's state type.
     fn check_state(&self, state: &Value) -> Result<(), String>;
-    /// Runs one resume of `state`, attempt `attempt` of its step.
-    fn resume(
-        &self,
-        id: String,
-        state: Value,
-        state_name: String,
-        attempt: u32,
-    ) -> BoxFuture<ResumeReport>;
+    /// Runs one resume of the state in `input`.
+    fn resume(&self, input: ResumeInput) -> BoxFuture<ResumeReport>;
+
     /// Starts the compensation of `step`, if the workflow knows that step.
     fn compensate(&self, step: &str, args: Value, output: Value) -> Option<CompensationFuture>;
 }
@@ -81,32 +116,44 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
             .map_err(|error| format!("the stored state does not decode: {error}"))
     }
 
-    fn resume(
-        &self,
-        id: String,
-        state: Value,
-        state_name: String,
-        attempt: u32,
-    ) -> BoxFuture<ResumeReport> {
+    fn resume(&self, input: ResumeInput) -> BoxFuture<ResumeReport> {
         Box::pin(async move {
+            let ResumeInput {
+                id,
+                state,
+                state_name,
+                attempt,
+                transitions,
+                on_cycle,
+                now_ms,
+                signal,
+                timed_out,
+            } = input;
             let state: W::State = match serde_json::from_value(state) {
                 Ok(state) => state,
                 Err(error) => {
-                    return ResumeReport {
-                        moved: Err(ResumeError::Corrupt(format!(
-                            "the stored state `{state_name}` does not decode: {error}"
-                        ))),
-                        outcome: None,
-                        encode_error: None,
-                    };
+                    return ResumeReport::failed(Err(ResumeError::Corrupt(format!(
+                        "the stored state `{state_name}` does not decode: {error}"
+                    ))));
                 }
             };
-            let mut driver = Driver::new(id, state_name, attempt);
+            let mut driver = Driver::new(id, state_name, attempt)
+                .with_transitions(transitions, on_cycle)
+                .with_now_ms(now_ms)
+                .with_timed_out(timed_out);
+            if let Some((seq, value)) = signal {
+                driver = driver.with_signal(seq, value);
+            }
             let moved = match W::resume(state, &mut driver).await {
                 Transition::Next(state) => {
                     let state_name = W::state_name(&state);
+                    let wait = W::suspension(&state);
                     serde_json::to_value(&state)
-                        .map(|state| Moved::Next { state, state_name })
+                        .map(|state| Moved::Next {
+                            state,
+                            state_name,
+                            wait,
+                        })
                         .map_err(|error| {
                             ResumeError::Encode(format!("state `{state_name}`: {error}"))
                         })
@@ -122,6 +169,9 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
             ResumeReport {
                 moved,
                 encode_error: driver.encode_error().map(str::to_owned),
+                consumed: driver.consumed(),
+                status: driver.take_status(),
+                awaiting: driver.is_awaiting(),
                 outcome: driver.take_outcome(),
             }
         })

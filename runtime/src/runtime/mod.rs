@@ -218,7 +218,53 @@ impl Runtime {
         id: impl Into<String>,
         input: W::Input,
     ) -> Result<Handle<W::Output>, Error> {
+        self.start_with(workflow, id.into(), input, None).await
+    }
+
+    /// Sends signal `name` to instance `id` of `workflow`, starting the
+    /// instance with `input` first if it does not exist: the new record is
+    /// written with the signal already in its inbox (one write). If the
+    /// instance exists, this is [`signal`](Self::signal) (and `input` is
+    /// ignored), and the handle attaches to it.
+    ///
+    /// ```ignore
+    /// let handle = rt
+    ///     .signal_with_start(approval, "req-7", request, "approval", true)
+    ///     .await?;
+    /// ```
+    pub async fn signal_with_start<W: Workflow>(
+        &self,
+        workflow: W,
+        id: impl Into<String>,
+        input: W::Input,
+        name: &str,
+        value: impl serde::Serialize,
+    ) -> Result<Handle<W::Output>, Error> {
+        let value = serde_json::to_value(value)
+            .map_err(|error| codec(&format!("signal `{name}`"), &error))?;
         let id = id.into();
+        let existed = Arc::new(AtomicBool::new(false));
+        let handle = self
+            .start_with(
+                workflow,
+                id.clone(),
+                input,
+                Some((name, value.clone(), Arc::clone(&existed))),
+            )
+            .await?;
+        if existed.load(Ordering::SeqCst) {
+            self.signal(&id, name, value).await?;
+        }
+        Ok(handle)
+    }
+
+    async fn start_with<W: Workflow>(
+        &self,
+        workflow: W,
+        id: String,
+        input: W::Input,
+        signal: Option<(&str, serde_json::Value, Arc<AtomicBool>)>,
+    ) -> Result<Handle<W::Output>, Error> {
         self.registered(&workflow)?;
         let encoded =
             serde_json::to_vec(&input).map_err(|error| codec("the workflow input", &error))?;
@@ -252,6 +298,12 @@ impl Runtime {
             failure: None,
             last_error: None,
             history: Default::default(),
+            transitions: 0,
+            committed_at: now,
+            awaiting_signal: None,
+            inbox: Default::default(),
+            signal_seq: 0,
+            status: None,
             created_at: now,
             updated_at: now,
         };
@@ -259,6 +311,9 @@ impl Runtime {
             state: Some(state_name.to_owned()),
             ..HistoryEvent::new(now, EventKind::Created)
         });
+        if let Some((name, value, _)) = &signal {
+            instance.push_signal(name, value.clone(), now);
+        }
         // Claimed in the creating write when a worker is free: no extra write.
         let permit = self.free_permit();
         if permit.is_some() {
@@ -305,6 +360,9 @@ impl Runtime {
                         existing: existing.workflow,
                         requested: W::NAME.to_owned(),
                     });
+                }
+                if let Some((_, _, existed)) = &signal {
+                    existed.store(true, Ordering::SeqCst);
                 }
                 self.attach(&id, existing, version).await?;
             }
@@ -377,6 +435,102 @@ impl Runtime {
                 .map_or(key.clone(), str::to_owned)
         });
         Ok(ListPage { instances, next })
+    }
+
+    /// Sends signal `name` with `value` to instance `id`.
+    ///
+    /// The value (any `Serialize`, stored as JSON) is appended to the
+    /// instance's inbox for `name` with one compare-and-swap of its record,
+    /// and wakes the instance if it waits for that signal
+    /// (`sagaflow::signal(name).await` or `signal_timeout`), whichever
+    /// runtime runs it. Signals sent before the workflow waits are kept, in
+    /// the order they were recorded; each is consumed by exactly one wait,
+    /// in the same write as the transition that consumes it, so none is
+    /// lost or delivered twice. Signals the workflow never waits for stay
+    /// in the record.
+    ///
+    /// Errors: [`Error::NotFound`] for an unknown id;
+    /// [`Error::InstanceEnded`] for an instance that has ended (the signal
+    /// is not recorded); [`Error::Codec`] if `value` does not serialize.
+    ///
+    /// ```ignore
+    /// rt.signal("req-7", "approval", true).await?;
+    /// ```
+    pub async fn signal(
+        &self,
+        id: &str,
+        name: &str,
+        value: impl serde::Serialize,
+    ) -> Result<(), Error> {
+        let value = serde_json::to_value(value)
+            .map_err(|error| codec(&format!("signal `{name}`"), &error))?;
+        loop {
+            let Some((mut instance, version)) = self.load(id).await? else {
+                return Err(Error::NotFound(id.to_owned()));
+            };
+            if instance.phase.is_terminal() {
+                return Err(Error::InstanceEnded {
+                    id: id.to_owned(),
+                    phase: instance.phase,
+                    signal: name.to_owned(),
+                });
+            }
+            let now = self.inner.clock.now_ms();
+            instance.push_signal(name, value.clone(), now);
+            instance.updated_at = now;
+            let bytes =
+                record::encode(&instance).map_err(|error| codec("the instance record", &error))?;
+            match self
+                .inner
+                .store
+                .put(&record::key(id), bytes, Expect::Version(version))
+                .await
+            {
+                Ok(_) => {
+                    // A live holder merges the signal into its next write;
+                    // a waiting instance needs a worker to come for it now.
+                    if !instance.lease.is_live(now) && instance.is_due(now) {
+                        self.hint(now, id).await;
+                    }
+                    break;
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        tracing::debug!(id, signal = name, "signal recorded");
+        let local = self.local(id);
+        local.changed.send_modify(|generation| *generation += 1);
+        self.release_local(id, local);
+        Ok(())
+    }
+
+    /// The latest status instance `id`'s workflow set with
+    /// [`sagaflow::set_status`](crate::set_status), decoded as `T`: `None`
+    /// if it has set none yet.
+    ///
+    /// The status is written with the transition the code that set it
+    /// belongs to, so it describes a state the instance has durably reached.
+    /// Errors: [`Error::NotFound`] for an unknown id; [`Error::Codec`] if
+    /// the status does not decode as `T`.
+    ///
+    /// ```ignore
+    /// let status: Option<OrderStatus> = rt.query("order-42").await?;
+    /// ```
+    pub async fn query<T: serde::de::DeserializeOwned>(
+        &self,
+        id: &str,
+    ) -> Result<Option<T>, Error> {
+        let Some((instance, _)) = self.load(id).await? else {
+            return Err(Error::NotFound(id.to_owned()));
+        };
+        instance
+            .status
+            .map(|status| {
+                serde_json::from_value(status)
+                    .map_err(|error| codec(&format!("the status of instance `{id}`"), &error))
+            })
+            .transpose()
     }
 
     /// Cancels instance `id`: a running instance stops before its next step,

@@ -10,15 +10,16 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::task::{JoinError, JoinHandle};
 use tracing::Instrument as _;
 
-use super::erased::{ErasedWorkflow, Moved, ResumeError, ResumeReport};
+use super::erased::{ErasedWorkflow, Moved, ResumeError, ResumeInput, ResumeReport};
 use super::{Local, Runtime};
 use crate::clock::duration_ms;
 use crate::context::{self, AttemptLink, StepContext};
 use crate::error::{Error, StepError, StoreError};
+use crate::machine::{StateMachine, Target};
 use crate::record::{self, EventKind, Failure, Heartbeat, HistoryEvent, InstanceRecord, Phase};
 use crate::step::{RetryPolicy, StepKind};
 use crate::store::{Expect, Versioned};
-use crate::workflow::StepOutcome;
+use crate::workflow::{StepOutcome, Suspension};
 
 /// Backoff bounds when the store fails under a worker.
 const STORE_BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -410,6 +411,7 @@ impl Worker {
                         return Ok(false);
                     }
                     merge_cancel(&mut self.current.record, &fresh);
+                    self.current.record.merge_signals(&fresh);
                     self.current.version = version;
                 }
                 Err(error) => return Err(error.into()),
@@ -436,12 +438,33 @@ impl Worker {
         let link = Arc::new(AttemptLink::new(self.id.clone(), previous));
         let started = self.now();
         let span = tracing::info_span!("step", step = step_name.unwrap_or(""), attempt);
-        let resume = workflow.resume(
-            self.id.clone(),
-            instance.state.clone(),
-            state_name.clone(),
+        // A state waiting for a signal gets the oldest one of its name, and
+        // learns whether its timeout passed.
+        let awaited = instance.awaiting_signal.clone();
+        let message = awaited
+            .as_deref()
+            .and_then(|name| instance.next_signal(name));
+        let signal_at = message.map(|message| message.at);
+        let signal = message.map(|message| (message.seq, message.value.clone()));
+        let timed_out = awaited.is_some() && instance.next_run_at.is_some_and(|due| due <= started);
+        // A timer's or a signal's state: resuming it ends the wait.
+        let is_start = workflow
+            .machine()
+            .states
+            .first()
+            .is_some_and(|start| start.name == state_name);
+        let fired = step_name.is_none() && !is_start;
+        let resume = workflow.resume(ResumeInput {
+            id: self.id.clone(),
+            state: instance.state.clone(),
+            state_name: state_name.clone(),
             attempt,
-        );
+            transitions: instance.transitions,
+            on_cycle: on_cycle(workflow.machine(), &state_name),
+            now_ms: wait_ended_at(instance, fired, signal_at, timed_out),
+            signal,
+            timed_out,
+        });
         let resume = context::attempt_scope(Arc::clone(&link), resume).instrument(span);
         // On its own task, so a panicking step fails the instance instead of
         // the worker, and the lease is renewed while it runs.
@@ -449,13 +472,11 @@ impl Worker {
         let Some(joined) = self.while_leased(task, &link, &state_name, attempt).await else {
             return Ok(Flow::Stop);
         };
-        let report = joined.unwrap_or_else(|error| ResumeReport {
-            moved: Err(ResumeError::Encode(format!(
+        let report = joined.unwrap_or_else(|error| {
+            ResumeReport::failed(Err(ResumeError::Encode(format!(
                 "the step panicked: {}",
                 panic_message(error)
-            ))),
-            outcome: None,
-            encode_error: None,
+            ))))
         });
         let now = self.now();
         let mut next = self.current.record.clone();
@@ -512,6 +533,36 @@ impl Worker {
                 next.last_error = error;
             }
         }
+        if let Some(status) = report.status {
+            next.status = Some(status);
+        }
+        if let (Some(name), Some(seq)) = (&awaited, report.consumed) {
+            next.remove_signal(name, seq);
+            next.push_event(HistoryEvent {
+                state: Some(state_name.clone()),
+                step: Some(name.clone()),
+                ..HistoryEvent::new(now, EventKind::SignalReceived)
+            });
+        } else if let (Some(name), true) = (&awaited, timed_out && !report.awaiting) {
+            next.push_event(HistoryEvent {
+                state: Some(state_name.clone()),
+                step: Some(name.clone()),
+                ..HistoryEvent::new(now, EventKind::SignalTimedOut)
+            });
+        } else if fired && awaited.is_none() && !report.awaiting {
+            next.push_event(HistoryEvent {
+                state: Some(state_name.clone()),
+                ..HistoryEvent::new(now, EventKind::TimerFired)
+            });
+        }
+        // Every move out of a state but a retry or a wait is a transition.
+        let moves = matches!(
+            report.moved,
+            Ok(Moved::Next { .. } | Moved::Complete(_) | Moved::Fail(_))
+        ) || report.moved.is_err();
+        if moves {
+            next.awaiting_signal = None;
+        }
 
         let moved = match (report.moved, report.encode_error) {
             // A value the compensation would need could not be stored: the
@@ -520,18 +571,53 @@ impl Worker {
             (moved, None) => moved,
         };
         let failure_step = failed_step.or(step_name).map(str::to_owned);
-        let next = match moved {
-            Ok(Moved::Next { state, state_name }) => {
+        let written = report.outcome.is_some() || fired;
+        let mut next = match moved {
+            Ok(Moved::Next {
+                state,
+                state_name,
+                wait,
+            }) => {
                 next.state = state;
                 next.state_name = state_name.to_owned();
                 next.attempt = 1;
                 next.next_run_at = None;
                 next.phase = Phase::Running;
-                if report.outcome.is_none() {
-                    // No step ran: the transition is pure and runs again
-                    // after a crash, so it needs no write of its own.
-                    self.current.record = next;
-                    return Ok(Flow::Continue);
+                let Some(wait) = wait else {
+                    if !written {
+                        // No step ran and no wait ended: the transition is
+                        // pure and runs again after a crash, so it needs no
+                        // write of its own.
+                        self.current.record = next;
+                        return Ok(Flow::Continue);
+                    }
+                    next.transitions = next.transitions.saturating_add(1);
+                    next.committed_at = now;
+                    return self.commit(next).await;
+                };
+                // Entering a timer or a signal wait is always written: the
+                // wake-up time and the awaited name must be durable.
+                match wait {
+                    Suspension::Timer(timer) => {
+                        next.next_run_at = Some(timer.deadline(now));
+                        next.phase = Phase::Waiting;
+                        next.push_event(HistoryEvent {
+                            state: Some(state_name.to_owned()),
+                            ..HistoryEvent::new(now, EventKind::TimerStarted)
+                        });
+                    }
+                    Suspension::Signal { name, timeout } => {
+                        next.awaiting_signal = Some(name.to_owned());
+                        next.next_run_at = timeout.map(|timer| timer.deadline(now));
+                        if !next.has_signal(name) {
+                            next.phase = Phase::Waiting;
+                        }
+                        next.push_event(HistoryEvent {
+                            state: Some(state_name.to_owned()),
+                            step: Some(name.to_owned()),
+                            ..HistoryEvent::new(now, EventKind::SignalAwaited)
+                        });
+                    }
                 }
                 next
             }
@@ -562,6 +648,11 @@ impl Worker {
                     next.phase = Phase::Waiting;
                     next
                 }
+                // Woken with no signal (a stale wake-up): wait on.
+                None if report.awaiting => {
+                    next.phase = Phase::Waiting;
+                    next
+                }
                 _ => self.fail(
                     next,
                     Failure {
@@ -582,6 +673,10 @@ impl Worker {
                 },
             ),
         };
+        if moves {
+            next.transitions = next.transitions.saturating_add(1);
+            next.committed_at = now;
+        }
         self.commit(next).await
     }
 
@@ -660,6 +755,7 @@ impl Worker {
                         state: state_name.clone(),
                         step,
                         attempt,
+                        iteration: None,
                     });
                     let run = async move {
                         match ctx {
@@ -755,9 +851,10 @@ impl Worker {
         let mut hinted = None;
         loop {
             let now = self.now();
-            let waits_until = next
-                .next_run_at
-                .filter(|due| *due > now && !next.phase.is_terminal() && !next.cancel_cuts_wait());
+            // Not due: waiting for a retry, a timer or a signal. A due hint
+            // for the time it wakes, if it wakes at a time.
+            let waiting = !next.phase.is_terminal() && !next.is_due(now);
+            let waits_until = next.next_run_at.filter(|due| waiting && *due > now);
             if let Some(due) = waits_until
                 && hinted != Some(due)
             {
@@ -773,7 +870,7 @@ impl Worker {
                 hinted = Some(due);
             }
             next.updated_at = now;
-            let release = next.phase.is_terminal() || waits_until.is_some();
+            let release = next.phase.is_terminal() || waiting;
             next.lease.expires_at = Some(if release {
                 now
             } else {
@@ -814,12 +911,71 @@ impl Worker {
                         return Ok(Flow::Stop);
                     }
                     merge_cancel(&mut next, &fresh);
+                    next.merge_signals(&fresh);
+                    if next
+                        .awaiting_signal
+                        .as_deref()
+                        .is_some_and(|name| next.has_signal(name))
+                        && next.phase == Phase::Waiting
+                    {
+                        // The signal it was about to wait for has arrived.
+                        next.phase = Phase::Running;
+                    }
                     self.current.version = version;
                 }
                 Err(error) => return Err(error.into()),
             }
         }
     }
+}
+
+/// What `sagaflow::now()` returns in the code a resume runs: the time the
+/// current state was reached. That is when its transition was committed,
+/// or, for a wait that ends now, when it ended: the timer's (or the
+/// timeout's) due time, or when the consumed signal was recorded. Each is
+/// read from the record, so code that runs again sees the same time.
+fn wait_ended_at(
+    instance: &InstanceRecord,
+    fired: bool,
+    signal_at: Option<u64>,
+    timed_out: bool,
+) -> u64 {
+    let committed = if instance.committed_at == 0 {
+        instance.created_at
+    } else {
+        instance.committed_at
+    };
+    let ended = match signal_at {
+        Some(at) => Some(at),
+        None if fired && (timed_out || instance.awaiting_signal.is_none()) => instance.next_run_at,
+        None => None,
+    };
+    ended.map_or(committed, |ended| ended.max(committed))
+}
+
+/// Whether state `name` is on a cycle of `machine` (inside a loop with
+/// suspension points): then its steps' idempotency keys carry the
+/// transition count.
+fn on_cycle(machine: &StateMachine, name: &str) -> bool {
+    let Some(start) = machine.states.iter().position(|state| state.name == name) else {
+        return false;
+    };
+    let mut seen = vec![false; machine.states.len()];
+    let mut stack = vec![start];
+    while let Some(from) = stack.pop() {
+        for edge in machine.edges.iter().filter(|edge| edge.from == from) {
+            if let Target::State(to) = edge.to {
+                if to == start {
+                    return true;
+                }
+                if !seen[to] {
+                    seen[to] = true;
+                    stack.push(to);
+                }
+            }
+        }
+    }
+    false
 }
 
 /// Takes a `cancel` another writer recorded into `next`.

@@ -1,0 +1,312 @@
+//! What a workflow body may call besides steps: durable timers
+//! ([`sleep`], [`sleep_until`]), signals ([`signal`], [`signal_timeout`]),
+//! a status for queries ([`set_status`]), and deterministic stand-ins for
+//! the clock and random numbers ([`now`], [`uuid`], [`random`]).
+//!
+//! # In a workflow body
+//!
+//! `#[workflow]` recognises `sagaflow::sleep(..).await`,
+//! `sagaflow::sleep_until(..).await`, `sagaflow::signal(..).await` and
+//! `sagaflow::signal_timeout(..).await` (written with the `sagaflow::`
+//! path) as **suspension points**, like step calls: each one is a state of
+//! the machine (`Sleep2`, `Signal3`, ...). Entering one commits the state
+//! with the wake-up time (the record's `next_run_at`, phase `Waiting`, a
+//! due hint) or the signal it waits for (`awaiting_signal`), and releases
+//! the instance's lease: a sleeping or waiting instance holds no task and
+//! no worker, and survives restarts. Whichever runtime's poller finds it
+//! due (the time passed, the signal arrived) runs the code after it.
+//!
+//! ```ignore
+//! #[workflow]
+//! async fn approve(request: Request) -> Result<Decision, WorkflowError> {
+//!     notify_approver(&request).await?;
+//!     sagaflow::set_status("waiting for approval");
+//!     let answer: Option<bool> =
+//!         sagaflow::signal_timeout("approval", Duration::from_secs(3600)).await;
+//!     match answer {
+//!         Some(true) => { .. }
+//!         _ => return Err(WorkflowError::new("not approved in time")),
+//!     }
+//! }
+//! ```
+//!
+//! [`now`], [`uuid`], [`random`] and [`set_status`] are plain calls. In the
+//! code between suspension points (which may run again after a crash)
+//! their values are fixed: `now()` is the time the instance's last
+//! transition was committed, and `uuid()` / `random()` derive from the
+//! instance id, the state whose code runs, the number of committed
+//! transitions and the call's position, so a re-run sees the same values.
+//!
+//! # Elsewhere
+//!
+//! Outside a workflow body (in a step, in tests, in `main`) `sleep` and
+//! `sleep_until` are tokio sleeps, `now()` reads the system clock,
+//! `uuid()` and `random()` return fresh (not cryptographic) values,
+//! `set_status` does nothing, `signal` never completes and
+//! `signal_timeout` returns `None` after its timeout.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Waits for `duration`: a durable timer in a workflow body.
+///
+/// In a workflow body, `sagaflow::sleep(d).await` is its own state: the
+/// instance is committed `Waiting` until `d` after it entered the sleep,
+/// holds no lease or task meanwhile, and wakes in any runtime on the store,
+/// even after a restart. Elsewhere it is `tokio::time::sleep`.
+///
+/// ```ignore
+/// sagaflow::sleep(Duration::from_secs(24 * 3600)).await;
+/// ```
+pub async fn sleep(duration: Duration) {
+    tokio::time::sleep(duration).await;
+}
+
+/// Waits until wall-clock time `time`: a durable timer in a workflow body
+/// (see [`sleep`]); at once if `time` has passed. Elsewhere, a tokio sleep
+/// for the time left.
+///
+/// ```ignore
+/// let due = sagaflow::now() + Duration::from_secs(3600);
+/// sagaflow::sleep_until(due).await;
+/// ```
+pub async fn sleep_until(time: SystemTime) {
+    let left = time
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    tokio::time::sleep(left).await;
+}
+
+/// Waits for the next signal named `name` sent to this instance with
+/// [`Runtime::signal`](crate::Runtime::signal), and returns its value.
+///
+/// Write the name as a string literal and the value's type on the `let`
+/// (or as `signal::<T>`): `let approved: bool = sagaflow::signal("approval").await;`.
+/// Signals sent before the workflow waits are kept, per name, in the order
+/// they were recorded; each is consumed by exactly one wait, in the same
+/// write as the transition that consumes it. A value that does not decode
+/// as `T` fails the workflow (which compensates).
+///
+/// Outside a workflow body there is no inbox: the future never completes.
+pub async fn signal<T: DeserializeOwned>(name: &str) -> T {
+    let _ = name;
+    std::future::pending().await
+}
+
+/// Like [`signal`], but gives up after `timeout`: `Some(value)` if the
+/// signal arrived first, `None` once `timeout` has passed since the wait
+/// began (the approval-or-timeout pattern).
+///
+/// ```ignore
+/// let approved: Option<bool> =
+///     sagaflow::signal_timeout("approval", Duration::from_secs(3600)).await;
+/// ```
+///
+/// Outside a workflow body: `None` after `timeout`.
+pub async fn signal_timeout<T: DeserializeOwned>(name: &str, timeout: Duration) -> Option<T> {
+    let _ = name;
+    tokio::time::sleep(timeout).await;
+    None
+}
+
+/// The time, deterministically: in a workflow body, the time the instance's
+/// last transition was committed (its creation time before the first), so
+/// code that runs again after a crash sees the same time. It does not move
+/// while code runs: after a step, it is the time the transition into that
+/// step committed (read the time in a step for a fresher one). Outside a
+/// workflow body, `SystemTime::now()`.
+pub fn now() -> SystemTime {
+    match with_segment(|segment| segment.now_ms) {
+        Some(ms) => UNIX_EPOCH + Duration::from_millis(ms),
+        None => SystemTime::now(),
+    }
+}
+
+/// A UUID (version 4 layout, hyphenated lowercase), deterministic in a
+/// workflow body: derived from the instance id, the state whose code runs,
+/// the number of committed transitions and how many values the code drew
+/// before, so a re-run after a crash gets the same one. Outside a workflow
+/// body: a fresh value (unique in practice, not cryptographic).
+///
+/// ```ignore
+/// let payment_id = sagaflow::uuid();
+/// charge(&order, &payment_id).await?;
+/// ```
+pub fn uuid() -> String {
+    let high = random();
+    let low = random();
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&high.to_be_bytes());
+    bytes[8..].copy_from_slice(&low.to_be_bytes());
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// A random-looking `u64`, deterministic in a workflow body (derived like
+/// [`uuid`]). Outside a workflow body: a fresh value (not cryptographic).
+pub fn random() -> u64 {
+    match with_segment(|segment| {
+        let draw = segment.draws;
+        segment.draws += 1;
+        segment.seed ^ splitmix(draw.wrapping_add(1))
+    }) {
+        Some(value) => splitmix(value),
+        None => {
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |since| since.as_nanos() as u64);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            splitmix(nanos ^ splitmix(n) ^ u64::from(std::process::id()).rotate_left(32))
+        }
+    }
+}
+
+/// Sets the workflow's status, which [`Runtime::query`](crate::Runtime::query)
+/// returns: any `Serialize` value, stored as JSON in the instance's record.
+///
+/// Pure and deterministic: the value is written with the transition the
+/// code is part of (the next committed write), so it is durable exactly
+/// when the state it describes is. The last call wins. Outside a workflow
+/// body it does nothing.
+///
+/// ```ignore
+/// sagaflow::set_status(OrderStatus::Paid);
+/// ```
+pub fn set_status<T: Serialize>(status: T) {
+    let _ = with_segment(|segment| match serde_json::to_value(&status) {
+        Ok(value) => segment.status = Some(value),
+        Err(error) => tracing::warn!(%error, "the status does not serialize; not recorded"),
+    });
+}
+
+/// The deterministic context of the segment running on this thread.
+pub(crate) struct SegmentContext {
+    now_ms: u64,
+    seed: u64,
+    draws: u64,
+    status: Option<serde_json::Value>,
+}
+
+impl SegmentContext {
+    pub(crate) fn new(id: &str, state: &str, transitions: u64, now_ms: u64) -> SegmentContext {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in id
+            .bytes()
+            .chain([0])
+            .chain(state.bytes())
+            .chain([0])
+            .chain(transitions.to_le_bytes())
+        {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        SegmentContext {
+            now_ms,
+            seed: hash,
+            draws: 0,
+            status: None,
+        }
+    }
+}
+
+thread_local! {
+    static SEGMENT: RefCell<Option<SegmentContext>> = const { RefCell::new(None) };
+}
+
+fn with_segment<R>(f: impl FnOnce(&mut SegmentContext) -> R) -> Option<R> {
+    SEGMENT.with(|segment| segment.borrow_mut().as_mut().map(f))
+}
+
+/// Runs `run` (synchronous: a segment has no `.await`) with `context` on
+/// this thread; returns its result and the status it set.
+pub(crate) fn in_segment<R>(
+    context: SegmentContext,
+    run: impl FnOnce() -> R,
+) -> (R, Option<serde_json::Value>) {
+    struct Restore(Option<SegmentContext>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            SEGMENT.with(|segment| *segment.borrow_mut() = previous);
+        }
+    }
+    let previous = SEGMENT.with(|segment| segment.borrow_mut().replace(context));
+    let restore = Restore(previous);
+    let result = run();
+    let status = SEGMENT.with(|segment| {
+        segment
+            .borrow_mut()
+            .as_mut()
+            .and_then(|context| context.status.take())
+    });
+    drop(restore);
+    (result, status)
+}
+
+/// SplitMix64's finaliser: spreads the bits of `x`.
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draw(id: &str, state: &str, n: u64) -> (SystemTime, String, u64, String) {
+        let context = SegmentContext::new(id, state, n, 1_000);
+        let ((now, a, b, c), _) = in_segment(context, || (now(), uuid(), random(), uuid()));
+        assert_ne!(a, c, "two draws in one segment differ");
+        (now, a, b, c)
+    }
+
+    #[test]
+    fn values_are_fixed_per_instance_state_and_transition() {
+        let first = draw("order-1", "Charge2", 3);
+        assert_eq!(
+            first,
+            draw("order-1", "Charge2", 3),
+            "a re-run sees the same"
+        );
+        assert_eq!(first.0, UNIX_EPOCH + Duration::from_millis(1_000));
+        assert_ne!(first.1, draw("order-1", "Charge2", 4).1);
+        assert_ne!(first.1, draw("order-1", "Ship3", 3).1);
+        assert_ne!(first.1, draw("order-2", "Charge2", 3).1);
+    }
+
+    #[test]
+    fn uuids_have_the_v4_layout() {
+        let (_, id, _, _) = draw("x", "Start", 0);
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
+    }
+
+    #[test]
+    fn status_is_collected_and_nothing_leaks_outside() {
+        let (_, status) = in_segment(SegmentContext::new("x", "Start", 0, 0), || {
+            set_status("a");
+            set_status(serde_json::json!({"stage": "b"}));
+        });
+        assert_eq!(status, Some(serde_json::json!({"stage": "b"})));
+        assert!(with_segment(|_| ()).is_none());
+        assert_ne!(uuid(), uuid());
+        set_status("ignored");
+    }
+}
