@@ -268,7 +268,8 @@ pub fn render(machine: &StateMachine, highlight: &Highlight<'_>) -> String {
     let loops: Vec<usize> = (0..edges.len()).filter(|index| back[*index]).collect();
     let left_channels = loops.len() as f64 * CHANNEL_GAP;
     let right_channels = long_edges.len() as f64 * CHANNEL_GAP;
-    let origin = MARGIN + left_channels + if loops.is_empty() { 0.0 } else { 8.0 };
+    // Loops' labels sit left of their channels.
+    let origin = MARGIN + left_channels + if loops.is_empty() { 0.0 } else { 48.0 };
     for row in 0..layers {
         let mut x = origin + (widest - row_width(row, &nodes)) / 2.0;
         for node in nodes.iter_mut().filter(|node| node.layer == row) {
@@ -320,29 +321,29 @@ pub fn render(machine: &StateMachine, highlight: &Highlight<'_>) -> String {
         let (path, label_at) = if back[index] {
             next_left += CHANNEL_GAP;
             let x = origin - 8.0 - next_left + CHANNEL_GAP;
+            // Leave above the middle and come back below it, so a state's
+            // loop onto itself is a visible hook.
+            let (leave, enter) = (a.middle() - 10.0, b.middle() + 10.0);
             (
-                format!(
-                    "M{:.1},{:.1} H{x:.1} V{:.1} H{:.1}",
-                    a.x,
-                    a.middle(),
-                    b.middle(),
-                    b.x
-                ),
-                (x + 2.0, (a.middle() + b.middle()) / 2.0),
+                format!("M{:.1},{leave:.1} H{x:.1} V{enter:.1} H{:.1}", a.x, b.x),
+                (x - 3.0, leave - 2.0, "end"),
             )
         } else if b.layer > a.layer + 1 {
             next_right += CHANNEL_GAP;
             let x = right_edge + next_right - CHANNEL_GAP;
-            let approach = b.y - V_GAP / 2.0 + next_right / 3.0;
+            let k = next_right / CHANNEL_GAP;
+            let approach = (b.y - V_GAP * 0.7 + k * 6.0).min(b.y - 8.0);
             (
+                // Into the right half of the target, apart from the
+                // straight edges that arrive at its centre.
                 format!(
                     "M{:.1},{:.1} H{x:.1} V{approach:.1} H{:.1} V{:.1}",
                     a.x + a.width,
                     a.middle(),
-                    b.center(),
+                    b.x + b.width * 0.75,
                     b.y
                 ),
-                (a.x + a.width + 4.0, a.middle() - 4.0),
+                (a.x + a.width + 4.0, a.middle() - 4.0, "start"),
             )
         } else {
             (
@@ -356,18 +357,20 @@ pub fn render(machine: &StateMachine, highlight: &Highlight<'_>) -> String {
                 (
                     (a.center() + b.center()) / 2.0 + 4.0,
                     (a.bottom() + b.y) / 2.0,
+                    "start",
                 ),
             )
         };
         let _ = write!(
             out,
             "<path class=\"edge {}\" data-from=\"{}\" data-to=\"{}\" d=\"{path}\" marker-end=\"url(#arrow)\"/>\
-             <text class=\"label\" x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+             <text class=\"label\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"{}\">{}</text>",
             label.as_str(),
             escape(&a.name),
             escape(&b.name),
             label_at.0,
             label_at.1,
+            label_at.2,
             label.as_str()
         );
     }

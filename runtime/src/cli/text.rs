@@ -49,6 +49,18 @@ pub(crate) fn format_time(ms: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
+/// `12:00:05.123` (UTC): a time within a timeline.
+pub(crate) fn time_of_day(ms: u64) -> String {
+    let day_ms = ms % 86_400_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        day_ms / 3_600_000,
+        (day_ms / 60_000) % 60,
+        (day_ms / 1_000) % 60,
+        day_ms % 1_000
+    )
+}
+
 /// `3s ago`, `5m ago`, `in 2s`.
 pub(crate) fn age(ms: u64, now: u64) -> String {
     if ms > now {

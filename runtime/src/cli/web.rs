@@ -41,9 +41,12 @@ a{color:var(--accent)}
 .phase-Failed{background:#ffe3e3;color:#780a0a}
 .error{color:#ab091e}
 .muted{color:var(--muted)}
-.columns{display:flex;gap:24px;align-items:flex-start;flex-wrap:wrap}
-.machine-box{background:#fff;border:1px solid var(--line);padding:8px;overflow:auto;max-width:100%}
-.facts th{text-transform:none;font-size:13px;width:140px}
+.columns{display:flex;gap:24px;align-items:flex-start}
+#details{flex:1;min-width:0;overflow-x:auto}
+.machine-box{background:#fff;border:1px solid var(--line);padding:8px;overflow:auto;flex:none}
+.facts th,#variables th{text-transform:none;font-size:13px;width:140px}
+.timeline td{white-space:nowrap}
+.timeline td.error{white-space:normal;min-width:240px}
 pre{background:#fff;border:1px solid var(--line);padding:8px;margin:0;max-width:640px;overflow:auto;font-size:12px}
 form.filters{display:flex;gap:10px;margin-bottom:12px;align-items:center}
 .notice{background:#fff;border-left:4px solid var(--accent);padding:8px 12px;margin:8px 0}
@@ -458,7 +461,7 @@ fn instance_body(admin: &Admin, detail: &InstanceDetail) -> String {
     fact("fingerprint", "fingerprint", escape(&detail.fingerprint));
     body.push_str("</tbody></table>");
 
-    body.push_str("<h2>Timeline</h2><table class=\"timeline\" id=\"timeline\"><thead><tr><th>time</th><th>elapsed</th><th>event</th><th>step</th><th>state</th><th>attempt</th><th>took</th><th>error</th></tr></thead><tbody>");
+    body.push_str("<h2>Timeline</h2><table class=\"timeline\" id=\"timeline\"><thead><tr><th>time (UTC)</th><th>elapsed</th><th>event</th><th>step</th><th>state</th><th>attempt</th><th>took</th><th>error</th></tr></thead><tbody>");
     for entry in &detail.timeline {
         let kind = serde_json::to_value(entry.kind)
             .ok()
@@ -466,9 +469,10 @@ fn instance_body(admin: &Admin, detail: &InstanceDetail) -> String {
             .unwrap_or_default();
         let _ = write!(
             body,
-            "<tr class=\"event kind-{kind}\"><td title=\"{at}\">{at}</td><td class=\"num\">+{elapsed}</td><td>{label}</td>\
+            "<tr class=\"event kind-{kind}\"><td title=\"{at}\">{clock}</td><td class=\"num\">+{elapsed}</td><td>{label}</td>\
              <td>{step}</td><td>{state}</td><td class=\"num\">{attempt}</td><td class=\"num\">{took}</td><td class=\"error\">{error}</td></tr>",
             at = text::format_time(entry.at),
+            clock = text::time_of_day(entry.at),
             elapsed = text::format_duration_ms(entry.at.saturating_sub(summary.created_at)),
             label = text::event_label(entry.kind),
             step = escape(entry.step.as_deref().unwrap_or("")),
