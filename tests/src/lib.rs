@@ -1,3 +1,6 @@
 //! Shared helpers for the sagaflow integration tests.
 
 pub mod faults;
+pub mod manual;
+
+pub use manual::{End, drive};

@@ -3,8 +3,9 @@
 
 use std::cell::RefCell;
 
-use sagaflow::__private::{Driver, EdgeLabel, Target, Transition};
+use sagaflow::__private::{EdgeLabel, Target};
 use sagaflow::prelude::*;
+use sagaflow_tests::{End, drive};
 use serde::{Deserialize, Serialize};
 
 thread_local! {
@@ -79,38 +80,37 @@ async fn place_order(order: Order) -> Result<Receipt, WorkflowError> {
     let payment = charge_payment(&order, &reservation).await?;
     ship(order.id).await?;
     notify(format!("{label} shipped")).await?;
-    Ok(Receipt { order_id: order.id, reservation, payment })
-}
-
-enum End<O> {
-    Complete(O),
-    Fail(WorkflowError),
-}
-
-/// Runs a workflow to its end, one `resume` per state; returns the end and
-/// the JSON of every state it went through.
-async fn drive<W: Workflow>(input: W::Input) -> (End<W::Output>, Vec<String>) {
-    let mut state = W::begin(input);
-    let mut states = Vec::new();
-    loop {
-        states.push(serde_json::to_string(&state).unwrap());
-        let mut driver = Driver::new("id", W::state_name(&state), 1);
-        match W::resume(state, &mut driver).await {
-            Transition::Next(next) => state = next,
-            Transition::Complete(output) => return (End::Complete(output), states),
-            Transition::Fail(error) => return (End::Fail(error), states),
-            Transition::Suspend => panic!("no step here asks for a retry"),
-        }
-    }
+    Ok(Receipt {
+        order_id: order.id,
+        reservation,
+        payment,
+    })
 }
 
 #[tokio::test]
 async fn straight_sequence_runs_steps_in_order_and_stores_live_variables() {
     let order = Order { id: 7, amount: 30 };
     let (end, states) = drive::<place_order>(order).await;
-    let End::Complete(receipt) = end else { panic!("the workflow failed") };
-    assert_eq!(receipt, Receipt { order_id: 7, reservation: "r-7".into(), payment: 30 });
-    assert_eq!(take_log(), ["reserve 7", "charge 7 r-7", "ship 7", "notify order 7 shipped"]);
+    let End::Complete(receipt) = end else {
+        panic!("the workflow failed")
+    };
+    assert_eq!(
+        receipt,
+        Receipt {
+            order_id: 7,
+            reservation: "r-7".into(),
+            payment: 30
+        }
+    );
+    assert_eq!(
+        take_log(),
+        [
+            "reserve 7",
+            "charge 7 r-7",
+            "ship 7",
+            "notify order 7 shipped"
+        ]
+    );
     assert_eq!(
         states,
         [
@@ -125,8 +125,14 @@ async fn straight_sequence_runs_steps_in_order_and_stores_live_variables() {
 
 #[tokio::test]
 async fn a_failing_step_with_question_mark_fails_the_workflow() {
-    let (end, _) = drive::<place_order>(Order { id: 8, amount: 5000 }).await;
-    let End::Fail(error) = end else { panic!("the workflow should fail") };
+    let (end, _) = drive::<place_order>(Order {
+        id: 8,
+        amount: 5000,
+    })
+    .await;
+    let End::Fail(error) = end else {
+        panic!("the workflow should fail")
+    };
     assert_eq!(error.message(), "card declined");
     assert_eq!(take_log(), ["reserve 8", "charge 8 r-8"]);
 }
@@ -135,10 +141,30 @@ async fn a_failing_step_with_question_mark_fails_the_workflow() {
 fn state_machine_lists_states_variables_and_edges() {
     let machine = place_order.state_machine();
     let names: Vec<_> = machine.states.iter().map(|state| state.name).collect();
-    assert_eq!(names, ["Start", "ReserveInventory1", "ChargePayment2", "Ship3", "Notify4"]);
+    assert_eq!(
+        names,
+        [
+            "Start",
+            "ReserveInventory1",
+            "ChargePayment2",
+            "Ship3",
+            "Notify4"
+        ]
+    );
     let step = machine.states[2].step.as_ref().unwrap();
-    assert_eq!((step.name, step.kind, step.compensation), ("charge_payment", StepKind::Compensable, Some("refund_payment")));
-    let vars: Vec<_> = machine.states[3].variables.iter().map(|v| (v.name, v.ty)).collect();
+    assert_eq!(
+        (step.name, step.kind, step.compensation),
+        (
+            "charge_payment",
+            StepKind::Compensable,
+            Some("refund_payment")
+        )
+    );
+    let vars: Vec<_> = machine.states[3]
+        .variables
+        .iter()
+        .map(|v| (v.name, v.ty))
+        .collect();
     assert_eq!(
         vars,
         [
@@ -148,7 +174,11 @@ fn state_machine_lists_states_variables_and_edges() {
             ("payment", "<charge_payment as Step>::Output"),
         ]
     );
-    let edges: Vec<_> = machine.edges.iter().map(|e| (e.from, e.to, e.label)).collect();
+    let edges: Vec<_> = machine
+        .edges
+        .iter()
+        .map(|e| (e.from, e.to, e.label))
+        .collect();
     assert_eq!(
         edges,
         [

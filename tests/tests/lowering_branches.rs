@@ -3,8 +3,9 @@
 
 use std::cell::RefCell;
 
-use sagaflow::__private::{Driver, EdgeLabel, Target, Transition};
+use sagaflow::__private::{EdgeLabel, Target};
 use sagaflow::prelude::*;
+use sagaflow_tests::{End, drive};
 
 thread_local! {
     static LOG: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
@@ -81,30 +82,12 @@ async fn shadowing(x: u64) -> Result<u64, WorkflowError> {
     Ok(x)
 }
 
-enum End<O> {
-    Complete(O),
-    Fail(WorkflowError),
-}
-
-async fn drive<W: Workflow>(input: W::Input) -> (End<W::Output>, Vec<String>) {
-    let mut state = W::begin(input);
-    let mut states = Vec::new();
-    loop {
-        states.push(serde_json::to_string(&state).unwrap());
-        let mut driver = Driver::new("id", W::state_name(&state), 1);
-        match W::resume(state, &mut driver).await {
-            Transition::Next(next) => state = next,
-            Transition::Complete(output) => return (End::Complete(output), states),
-            Transition::Fail(error) => return (End::Fail(error), states),
-            Transition::Suspend => panic!("no step here asks for a retry"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn expensive_item_takes_the_guarded_arm_and_the_audit() {
     let (end, states) = drive::<buy>(("gold".into(), "ann".into())).await;
-    let End::Complete(output) = end else { panic!("failed") };
+    let End::Complete(output) = end else {
+        panic!("failed")
+    };
     assert_eq!(output, "ann pays 900 after audit 12");
     assert_eq!(
         take_log(),
@@ -130,7 +113,9 @@ async fn expensive_item_takes_the_guarded_arm_and_the_audit() {
 #[tokio::test]
 async fn cheap_item_skips_every_branch_step() {
     let (end, states) = drive::<buy>(("tin".into(), "bob".into())).await;
-    let End::Complete(output) = end else { panic!("failed") };
+    let End::Complete(output) = end else {
+        panic!("failed")
+    };
     assert_eq!(output, "bob pays 10");
     assert_eq!(take_log(), ["quote tin"]);
     assert_eq!(states.len(), 2);
@@ -139,7 +124,9 @@ async fn cheap_item_skips_every_branch_step() {
 #[tokio::test]
 async fn vip_takes_the_else_if_branch() {
     let (end, _) = drive::<buy>(("tin".into(), "vip".into())).await;
-    let End::Complete(output) = end else { panic!("failed") };
+    let End::Complete(output) = end else {
+        panic!("failed")
+    };
     assert_eq!(output, "vip pays 10");
     assert_eq!(take_log(), ["quote tin", "audit vip"]);
 }
@@ -147,7 +134,9 @@ async fn vip_takes_the_else_if_branch() {
 #[tokio::test]
 async fn a_kept_error_is_handled_by_its_arm_and_returned() {
     let (end, states) = drive::<buy>(("lead".into(), "cy".into())).await;
-    let End::Fail(error) = end else { panic!("should fail") };
+    let End::Fail(error) = end else {
+        panic!("should fail")
+    };
     assert_eq!(error.message(), "unavailable");
     assert_eq!(take_log(), ["quote lead", "mail cy: no lead: no such item"]);
     assert_eq!(
@@ -159,7 +148,9 @@ async fn a_kept_error_is_handled_by_its_arm_and_returned() {
 #[tokio::test]
 async fn shadowed_names_resolve_to_their_own_binding() {
     let (end, states) = drive::<shadowing>(4).await;
-    let End::Complete(output) = end else { panic!("failed") };
+    let End::Complete(output) = end else {
+        panic!("failed")
+    };
     assert_eq!(output, 50);
     assert_eq!(states[1], r#"{"QuotePrice1":{"x":5}}"#);
     take_log();
@@ -169,9 +160,30 @@ async fn shadowed_names_resolve_to_their_own_binding() {
 fn branch_edges() {
     let machine = buy.state_machine();
     let names: Vec<_> = machine.states.iter().map(|state| state.name).collect();
-    assert_eq!(names, ["Start", "QuotePrice1", "SendMail2", "SendMail3", "Audit4", "Audit5", "SendMail6"]);
-    let edges: Vec<_> = machine.edges.iter().map(|e| (e.from, e.to, e.label)).collect();
-    let from = |state: usize| -> Vec<_> { edges.iter().filter(|e| e.0 == state).map(|e| (e.1, e.2)).collect() };
+    assert_eq!(
+        names,
+        [
+            "Start",
+            "QuotePrice1",
+            "SendMail2",
+            "SendMail3",
+            "Audit4",
+            "Audit5",
+            "SendMail6"
+        ]
+    );
+    let edges: Vec<_> = machine
+        .edges
+        .iter()
+        .map(|e| (e.from, e.to, e.label))
+        .collect();
+    let from = |state: usize| -> Vec<_> {
+        edges
+            .iter()
+            .filter(|e| e.0 == state)
+            .map(|e| (e.1, e.2))
+            .collect()
+    };
     assert_eq!(from(0), [(Target::State(1), EdgeLabel::Ok)]);
     assert_eq!(
         from(1),
@@ -184,6 +196,18 @@ fn branch_edges() {
             (Target::Complete, EdgeLabel::Branch),
         ]
     );
-    assert_eq!(from(3), [(Target::Error, EdgeLabel::Ok), (Target::Error, EdgeLabel::Err)]);
-    assert_eq!(from(6), [(Target::Complete, EdgeLabel::Ok), (Target::Error, EdgeLabel::Err)]);
+    assert_eq!(
+        from(3),
+        [
+            (Target::Error, EdgeLabel::Ok),
+            (Target::Error, EdgeLabel::Err)
+        ]
+    );
+    assert_eq!(
+        from(6),
+        [
+            (Target::Complete, EdgeLabel::Ok),
+            (Target::Error, EdgeLabel::Err)
+        ]
+    );
 }

@@ -4,8 +4,9 @@
 
 use std::cell::RefCell;
 
-use sagaflow::__private::{Driver, EdgeLabel, Target, Transition};
+use sagaflow::__private::{EdgeLabel, Target};
 use sagaflow::prelude::*;
+use sagaflow_tests::{End, drive};
 use serde::{Deserialize, Serialize};
 
 thread_local! {
@@ -196,31 +197,6 @@ async fn countdown(start: Vec<u32>) -> Result<(), WorkflowError> {
         ping(u64::from(n)).await?;
     }
     Ok(())
-}
-
-enum End<O> {
-    Complete(O),
-    Fail(WorkflowError),
-}
-
-/// Runs a workflow to its end, one `resume` per state; returns the end and
-/// the JSON of every state it went through. Each state goes through its JSON,
-/// as it does through the store.
-async fn drive<W: Workflow>(input: W::Input) -> (End<W::Output>, Vec<String>) {
-    let mut state = W::begin(input);
-    let mut states = Vec::new();
-    loop {
-        let json = serde_json::to_string(&state).unwrap();
-        state = serde_json::from_str(&json).unwrap();
-        states.push(json);
-        let mut driver = Driver::new("id", W::state_name(&state), 1);
-        match W::resume(state, &mut driver).await {
-            Transition::Next(next) => state = next,
-            Transition::Complete(output) => return (End::Complete(output), states),
-            Transition::Fail(error) => return (End::Fail(error), states),
-            Transition::Suspend => panic!("no step here asks for a retry"),
-        }
-    }
 }
 
 fn item(sku: &str, quantity: u32) -> Item {

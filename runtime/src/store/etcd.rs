@@ -62,7 +62,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp};
 
-use super::{Expect, ScanPage, Store, Versioned};
+use super::{Expect, ScanPage, Store, Versioned, prefix_successor};
 use crate::error::StoreError;
 
 /// etcd's default `--max-request-bytes`: 1.5 MiB.
@@ -392,19 +392,6 @@ impl Store for EtcdStore {
     fn name(&self) -> &'static str {
         "etcd"
     }
-}
-
-/// The smallest byte string greater than every one starting with `prefix`,
-/// or `None` (an empty prefix, or only `0xFF` bytes) when there is none.
-fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut upper = prefix.to_vec();
-    while let Some(last) = upper.pop() {
-        if last < u8::MAX {
-            upper.push(last + 1);
-            return Some(upper);
-        }
-    }
-    None
 }
 
 /// Maps an etcd error; `too_large` is the size and limit of the value the

@@ -19,6 +19,20 @@ pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
 
+/// The smallest byte string greater than every one starting with `prefix`,
+/// or `None` (an empty prefix, or only `0xFF` bytes) when there is none.
+#[cfg_attr(not(any(feature = "redis", feature = "etcd")), allow(dead_code))]
+pub(crate) fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut upper = prefix.to_vec();
+    while let Some(last) = upper.pop() {
+        if last < u8::MAX {
+            upper.push(last + 1);
+            return Some(upper);
+        }
+    }
+    None
+}
+
 /// The precondition of a write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expect {

@@ -73,7 +73,7 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, RedisError, Script};
 use async_trait::async_trait;
 
-use super::{Expect, ScanPage, Store, Versioned};
+use super::{Expect, ScanPage, Store, Versioned, prefix_successor};
 use crate::error::StoreError;
 
 /// The largest value [`RedisStore`] accepts: Redis's default
@@ -456,19 +456,6 @@ impl Store for RedisStore {
     fn name(&self) -> &'static str {
         "redis"
     }
-}
-
-/// The smallest byte string greater than every one starting with `prefix`,
-/// or `None` (an empty prefix, or only `0xFF` bytes) when there is none.
-fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut upper = prefix.to_vec();
-    while let Some(last) = upper.pop() {
-        if last < u8::MAX {
-            upper.push(last + 1);
-            return Some(upper);
-        }
-    }
-    None
 }
 
 fn from_redis(error: RedisError) -> StoreError {
