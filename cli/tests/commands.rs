@@ -26,10 +26,10 @@ fn list_shows_every_instance_newest_first_in_aligned_columns() {
     );
     // Aligned: every row's phase starts where the header's PHASE does.
     let column = lines[0].find("PHASE").unwrap();
-    for line in &lines[1..=8] {
+    for line in &lines[1..=9] {
         let phase = &line[column..];
         assert!(
-            ["Running", "Completed", "Compensated"]
+            ["Running", "Waiting", "Completed", "Compensated"]
                 .iter()
                 .any(|name| phase.starts_with(name)),
             "misaligned: {line}\n{}",
@@ -48,7 +48,7 @@ fn list_shows_every_instance_newest_first_in_aligned_columns() {
     );
     assert!(
         run.stdout
-            .contains("8 of 8 matching instances shown, newest first (8 records read)"),
+            .contains("9 of 9 matching instances shown, newest first (9 records read)"),
         "{}",
         run.stdout
     );
@@ -89,7 +89,7 @@ fn list_filters_by_workflow_phase_and_age_and_pages() {
     );
 
     let recent = store.sagaflow(&["list", "--newer-than", "1h"]).ok();
-    assert_eq!(first_column(&recent.stdout).len(), 8);
+    assert_eq!(first_column(&recent.stdout).len(), 9);
     let old = store.sagaflow(&["list", "--older-than", "1h"]).ok();
     assert!(
         old.stdout.starts_with("no instances match\n"),
@@ -109,21 +109,21 @@ fn list_filters_by_workflow_phase_and_age_and_pages() {
     let first = store.sagaflow(&["list", "--limit", "3"]).ok();
     assert_eq!(first_column(&first.stdout), SEEDED_NEWEST_FIRST[..3]);
     assert!(
-        first.stdout.contains("3 of 8 matching instances shown"),
+        first.stdout.contains("3 of 9 matching instances shown"),
         "{}",
         first.stdout
     );
     assert!(
-        first.stdout.contains("next page: --after batch-ok\n"),
+        first.stdout.contains("next page: --after batch-short\n"),
         "{}",
         first.stdout
     );
     let second = store
-        .sagaflow(&["list", "--limit", "3", "--after", "batch-ok"])
+        .sagaflow(&["list", "--limit", "3", "--after", "batch-short"])
         .ok();
     assert_eq!(first_column(&second.stdout), SEEDED_NEWEST_FIRST[3..6]);
     let last = store
-        .sagaflow(&["list", "--limit", "3", "--after", "coffee-ok"])
+        .sagaflow(&["list", "--limit", "3", "--after", "coffee-declined"])
         .ok();
     assert_eq!(first_column(&last.stdout), SEEDED_NEWEST_FIRST[6..]);
     assert!(!last.stdout.contains("next page"), "{}", last.stdout);
@@ -158,11 +158,12 @@ fn list_json_is_for_scripts() {
         .map(|instance| instance["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, SEEDED_NEWEST_FIRST[..2]);
-    assert_eq!(json["next"], "batch-short");
-    assert_eq!(json["matched"], 8);
+    assert_eq!(json["next"], "approval-1");
+    assert_eq!(json["matched"], 9);
     assert_eq!(json["instances"][0]["phase"], "Running");
     assert_eq!(json["instances"][0]["state"], "Start");
-    assert_eq!(json["instances"][1]["failure"]["step"], "reserve_item");
+    assert_eq!(json["instances"][1]["phase"], "Waiting");
+    assert_eq!(json["instances"][1]["awaiting_signal"], "approval");
     assert_eq!(json["undecodable"], serde_json::json!([]));
 }
 
@@ -196,7 +197,7 @@ fn colours_only_when_asked_or_on_a_terminal() {
     let stripped = strip(&run.stdout);
     let lines: Vec<&str> = stripped.lines().collect();
     let state = lines[0].find("STATE").unwrap();
-    for line in &lines[1..=8] {
+    for line in &lines[1..=9] {
         assert!(
             line[..state].ends_with("  ") && !line[state..].starts_with(' '),
             "misaligned: {line}\n{stripped}"
@@ -435,7 +436,7 @@ async fn records_that_cannot_be_decoded_are_named_with_their_key_and_why() {
             .unwrap();
     }
     let list = store.sagaflow(&["list"]).ok();
-    assert_eq!(first_column(&list.stdout).len(), 7, "{}", list.stdout);
+    assert_eq!(first_column(&list.stdout).len(), 8, "{}", list.stdout);
     assert!(
         list.stdout
             .contains("2 records cannot be decoded (left as they are):\n"),
@@ -548,26 +549,80 @@ async fn cancel_stops_an_instance_before_its_pivot_and_explains_otherwise() {
     );
 }
 
-#[test]
-fn signal_says_signals_come_later() {
+#[tokio::test]
+async fn signal_records_a_value_the_waiting_instance_consumes() {
     let store = Seeded::new();
-    let run = store
-        .sagaflow(&["signal", "order-pending", "approved", "{\"by\":\"ops\"}"])
-        .fails();
+    let waiting = store.demo(&["show", "approval-1"]).ok().stdout;
+    assert!(waiting.contains("\nphase          Waiting\n"), "{waiting}");
     assert!(
-        run.stderr
-            .starts_with("error: signals come with a later version of sagaflow"),
-        "{}",
-        run.stderr
+        waiting.contains("\nwaits for      signal `approval`\n"),
+        "{waiting}"
+    );
+    assert!(
+        waiting.contains("\nstatus         \"AWAITING_APPROVAL\"\n"),
+        "{waiting}"
+    );
+    let listed = store.sagaflow(&["list", "--phase", "waiting"]).ok().stdout;
+    assert!(
+        listed.contains("waits for signal `approval`, times out in 23h"),
+        "{listed}"
+    );
+
+    let sent = store
+        .sagaflow(&[
+            "signal",
+            "approval-1",
+            "approval",
+            r#"{"approved": true, "by": "ops"}"#,
+        ])
+        .ok();
+    assert_eq!(
+        sent.stdout,
+        "signal `approval` recorded for approval-1: its next wait for `approval` consumes it\n"
+    );
+    let shown = store.sagaflow(&["show", "approval-1"]).ok().stdout;
+    assert!(
+        shown.contains("\nsignals not consumed yet\n  approval #0 at "),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(r#": {"approved":true,"by":"ops"}"#),
+        "{shown}"
+    );
+
+    let ended = store
+        .sagaflow(&["signal", "order-ok", "approval", "true"])
+        .fails();
+    assert_eq!(
+        ended.stderr,
+        "error: instance `order-ok` has ended (Completed); signal `approval` was not recorded\n"
     );
     let bad = store
-        .sagaflow(&["signal", "order-pending", "approved", "{oops"])
+        .sagaflow(&["signal", "approval-1", "approval", "{oops"])
         .fails();
     assert!(
         bad.stderr.contains("the signal's payload is not JSON"),
         "{}",
         bad.stderr
     );
+
+    // A worker runtime wakes the instance and the signal decides it.
+    let runtime = sagaflow::Runtime::builder()
+        .store(sagaflow::EmbeddedStore::open(&store.path).unwrap())
+        .register(sagaflow_examples::approval::approval)
+        .build()
+        .await
+        .unwrap();
+    let outcome = runtime
+        .handle(sagaflow_examples::approval::approval, "approval-1")
+        .outcome()
+        .await
+        .unwrap();
+    match outcome {
+        sagaflow::Outcome::Completed(purchase) => assert_eq!(purchase.approved_by, "ops"),
+        other => panic!("{other:?}"),
+    }
+    runtime.shutdown().await;
 }
 
 #[test]
@@ -598,7 +653,7 @@ fn graph_needs_the_workflows_and_counts_instances_per_state() {
     assert_eq!(
         unknown.stderr,
         "error: workflow `refund_everything` is not registered in this tool (registered: \
-         coffee_order, place_order, reserve_batch)\n"
+         approval, coffee_order, place_order, reserve_batch)\n"
     );
 
     let store = Seeded::new();
@@ -647,6 +702,6 @@ fn graph_needs_the_workflows_and_counts_instances_per_state() {
     let listed = demo_with(&["workflows"]).ok().stdout;
     assert_eq!(
         first_column(&listed),
-        ["coffee_order", "place_order", "reserve_batch"]
+        ["approval", "coffee_order", "place_order", "reserve_batch"]
     );
 }

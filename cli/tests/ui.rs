@@ -148,7 +148,7 @@ fn the_web_view_shows_instances_the_machine_and_the_timeline() {
         ),
         "{list}"
     );
-    assert!(list.contains("8 of 8 matching instances"), "{list}");
+    assert!(list.contains("9 of 9 matching instances"), "{list}");
     assert!(!list.contains("<script"), "no scripts:\n{list}");
     assert!(
         !list.contains("https://"),
@@ -259,6 +259,20 @@ fn the_web_view_shows_instances_the_machine_and_the_timeline() {
     assert!(
         pending.contains("<td id=\"lease\">free, never claimed</td>"),
         "{pending}"
+    );
+
+    // An approval waits for its signal, at its signal state.
+    let waiting = dump_dom(
+        &chromium,
+        &format!("{}/instance?id=approval-1", server.base),
+    );
+    assert!(
+        waiting.contains("<g class=\"state current\" data-state=\"SignalTimeout3\""),
+        "{waiting}"
+    );
+    assert!(
+        waiting.contains("<td id=\"awaiting-signal\">signal <b>approval</b></td>"),
+        "{waiting}"
     );
 
     // A workflow's machine with how many instances sit where.

@@ -1,14 +1,16 @@
 //! The `sagaflow` tool shipped inside a binary with workflows registered,
-//! as a user would: the examples' order, coffee and batch sagas. On top of
-//! the tool's commands, `sagaflow-demo seed --store embedded:DIR` fills a
-//! store by running the examples' sagas (some complete, some roll back,
-//! one waits for a worker), so there is something to look at.
+//! as a user would: the examples' order, coffee, batch and approval sagas.
+//! On top of the tool's commands, `sagaflow-demo seed --store embedded:DIR`
+//! fills a store by running the examples' sagas (some complete, some roll
+//! back, one waits for a signal, one for a worker), so there is something
+//! to look at.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use sagaflow::cli::Registry;
 use sagaflow::prelude::*;
+use sagaflow_examples::approval::{ApprovalRequest, approval};
 use sagaflow_examples::batch::{Batch, Item, reserve_batch};
 use sagaflow_examples::coffee::{CoffeeOrder, coffee_order};
 use sagaflow_examples::order::{Order, place_order};
@@ -18,6 +20,7 @@ fn registry() -> Registry {
         .register(place_order)
         .register(coffee_order)
         .register(reserve_batch)
+        .register(approval)
 }
 
 #[tokio::main]
@@ -35,11 +38,57 @@ async fn main() -> ExitCode {
     sagaflow::cli::run(registry()).await
 }
 
+fn order(id: &str, fail_shipment: bool) -> Order {
+    Order {
+        id: id.to_owned(),
+        sku: "book-1984".to_owned(),
+        quantity: 2,
+        amount_cents: 2_400,
+        fail_shipment,
+    }
+}
+
+fn coffee(id: &str, card_declined: bool, beans_oversold: bool) -> CoffeeOrder {
+    CoffeeOrder {
+        id: id.to_owned(),
+        customer: "Ada".to_owned(),
+        beverage: "flat white".to_owned(),
+        price_cents: 380,
+        card_declined,
+        phone_off: false,
+        beans_oversold,
+    }
+}
+
+fn batch(id: &str, out_of_stock: &[bool]) -> Batch {
+    Batch {
+        id: id.to_owned(),
+        items: ["pen", "ink", "gold-nib"]
+            .iter()
+            .zip(out_of_stock)
+            .map(|(sku, out_of_stock)| Item {
+                sku: (*sku).to_owned(),
+                quantity: 1,
+                out_of_stock: *out_of_stock,
+            })
+            .collect(),
+    }
+}
+
+fn describe<T>(outcome: &Outcome<T>) -> String {
+    match outcome {
+        Outcome::Completed(_) => "completed".to_owned(),
+        Outcome::Compensated(failure) => format!("compensated ({failure})"),
+        Outcome::Failed(failure) => format!("failed ({failure})"),
+    }
+}
+
 /// Runs the examples' sagas into the embedded store named by
-/// `--store embedded:DIR` (created if missing).
+/// `--store embedded:DIR` (created if missing), one instance after the
+/// other so their creation times are in the order written here.
 async fn seed(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     let url = match args {
-        [flag, url] if flag == "--store" => url.clone(),
+        [flag, url] if flag == "--store" || flag == "-s" => url.clone(),
         _ => std::env::var("SAGAFLOW_STORE")
             .map_err(|_| "usage: sagaflow-demo seed --store embedded:DIR")?,
     };
@@ -52,78 +101,66 @@ async fn seed(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         .register(place_order)
         .register(coffee_order)
         .register(reserve_batch)
+        .register(approval)
         .build()
         .await?;
-    let order = |id: &str, fail_shipment: bool| Order {
-        id: id.to_owned(),
-        sku: "book-1984".to_owned(),
-        quantity: 2,
-        amount_cents: 2_400,
-        fail_shipment,
-    };
-    let coffee = |id: &str, declined: bool, oversold: bool| CoffeeOrder {
-        id: id.to_owned(),
-        customer: "Ada".to_owned(),
-        beverage: "flat white".to_owned(),
-        price_cents: 380,
-        card_declined: declined,
-        phone_off: false,
-        beans_oversold: oversold,
-    };
-    let item = |sku: &str, out_of_stock: bool| Item {
-        sku: sku.to_owned(),
-        quantity: 1,
-        out_of_stock,
-    };
-    // One at a time, so creation times (and the newest-first order) are
-    // the order written here.
-    let mut outcomes = Vec::new();
-    macro_rules! run {
-        ($workflow:expr, $id:expr, $input:expr) => {{
-            let outcome = runtime
-                .start($workflow, $id, $input)
-                .await?
-                .outcome()
-                .await?;
-            outcomes.push(format!("{}: {}", $id, describe(&outcome)));
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }};
+    // Creation times a few ms apart, so newest-first is this order.
+    let gap = || tokio::time::sleep(Duration::from_millis(5));
+    let mut orders = Vec::new();
+    for (id, fail) in [("order-ok", false), ("order-rejected", true)] {
+        orders.push((id, runtime.start(place_order, id, order(id, fail)).await?));
+        gap().await;
     }
-    run!(place_order, "order-ok", order("order-ok", false));
-    run!(place_order, "order-rejected", order("order-rejected", true));
-    run!(coffee_order, "coffee-ok", coffee("coffee-ok", false, false));
-    run!(
-        coffee_order,
-        "coffee-declined",
-        coffee("coffee-declined", true, false)
-    );
-    run!(
-        coffee_order,
-        "coffee-oversold",
-        coffee("coffee-oversold", false, true)
-    );
-    run!(
-        reserve_batch,
-        "batch-ok",
-        Batch {
-            id: "batch-ok".to_owned(),
-            items: vec![item("pen", false), item("ink", false), item("pad", false)],
+    let mut coffees = Vec::new();
+    for (id, declined, oversold) in [
+        ("coffee-ok", false, false),
+        ("coffee-declined", true, false),
+        ("coffee-oversold", false, true),
+    ] {
+        let input = coffee(id, declined, oversold);
+        coffees.push((id, runtime.start(coffee_order, id, input).await?));
+        gap().await;
+    }
+    let mut batches = Vec::new();
+    for (id, out_of_stock) in [
+        ("batch-ok", [false; 3]),
+        ("batch-short", [false, false, true]),
+    ] {
+        let input = batch(id, &out_of_stock);
+        batches.push((id, runtime.start(reserve_batch, id, input).await?));
+        gap().await;
+    }
+    // Waits a day for its approver's signal.
+    let request = ApprovalRequest {
+        id: "approval-1".to_owned(),
+        item: "standing desk".to_owned(),
+        amount_cents: 64_900,
+        wait_ms: 86_400_000,
+    };
+    runtime.start(approval, "approval-1", request).await?;
+    gap().await;
+
+    let mut outcomes = Vec::new();
+    for (id, handle) in orders {
+        outcomes.push(format!("{id}: {}", describe(&handle.outcome().await?)));
+    }
+    for (id, handle) in coffees {
+        outcomes.push(format!("{id}: {}", describe(&handle.outcome().await?)));
+    }
+    for (id, handle) in batches {
+        outcomes.push(format!("{id}: {}", describe(&handle.outcome().await?)));
+    }
+    loop {
+        let status = runtime.status("approval-1").await?;
+        if status.is_some_and(|status| status.phase == sagaflow::Phase::Waiting) {
+            break;
         }
-    );
-    run!(
-        reserve_batch,
-        "batch-short",
-        Batch {
-            id: "batch-short".to_owned(),
-            items: vec![
-                item("pen", false),
-                item("ink", false),
-                item("gold-nib", true)
-            ],
-        }
-    );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    outcomes.push("approval-1: waits for the signal `approval`".to_owned());
     runtime.shutdown().await;
     drop(runtime);
+
     // Started by a client only: it waits, at Start, for a worker runtime.
     let client = Runtime::builder()
         .store(store)
@@ -139,12 +176,4 @@ async fn seed(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
         println!("{line}");
     }
     Ok(())
-}
-
-fn describe<T>(outcome: &Outcome<T>) -> String {
-    match outcome {
-        Outcome::Completed(_) => "completed".to_owned(),
-        Outcome::Compensated(failure) => format!("compensated ({failure})"),
-        Outcome::Failed(failure) => format!("failed ({failure})"),
-    }
 }

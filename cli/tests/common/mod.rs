@@ -15,8 +15,8 @@ pub struct Seeded {
 impl Seeded {
     /// Runs `sagaflow-demo seed` into a fresh store: order-ok (Completed),
     /// order-rejected (Compensated), coffee-ok, coffee-declined,
-    /// coffee-oversold, batch-ok, batch-short, and order-pending (Running
-    /// at Start, never claimed).
+    /// coffee-oversold, batch-ok, batch-short, approval-1 (Waiting for the
+    /// signal `approval`) and order-pending (Running at Start, never claimed).
     pub fn new() -> Seeded {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("store");
@@ -131,8 +131,9 @@ pub fn first_column(table: &str) -> Vec<String> {
 }
 
 /// The instances ids the seed writes, newest first.
-pub const SEEDED_NEWEST_FIRST: [&str; 8] = [
+pub const SEEDED_NEWEST_FIRST: [&str; 9] = [
     "order-pending",
+    "approval-1",
     "batch-short",
     "batch-ok",
     "coffee-oversold",

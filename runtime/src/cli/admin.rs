@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::error::{Error, StoreError};
 use crate::machine::{StateInfo, StateMachine};
 use crate::record::{
-    self, EventKind, Failure, Heartbeat, HistoryEvent, InstanceRecord, Lease, Phase,
+    self, EventKind, Failure, Heartbeat, HistoryEvent, InstanceRecord, Lease, Phase, SignalMessage,
 };
 use crate::runtime::Runtime;
 use crate::store::{Expect, Store};
@@ -159,12 +159,6 @@ pub enum AdminError {
         /// Why not.
         reason: String,
     },
-    /// `signal`, before signals exist.
-    #[error(
-        "signals come with a later version of sagaflow: this runtime has no `Runtime::signal`, \
-         so nothing was sent"
-    )]
-    SignalsUnavailable,
     /// A value could not be encoded or decoded (a JSON argument, a record).
     #[error("{0}")]
     Invalid(String),
@@ -243,6 +237,9 @@ pub struct InstanceSummary {
     pub pivot_passed: bool,
     /// Whether `cancel` was called.
     pub cancel_requested: bool,
+    /// The signal the instance waits for, if it waits for one (until
+    /// `next_run_at`, when the wait has a timeout).
+    pub awaiting_signal: Option<String>,
     /// When the instance was created (ms since the Unix epoch).
     pub created_at: u64,
     /// When its record was last written (ms since the Unix epoch).
@@ -335,6 +332,11 @@ pub struct InstanceDetail {
     pub lease_live: bool,
     /// The last progress reported by the current step's attempts.
     pub heartbeat: Option<Heartbeat>,
+    /// What the workflow last reported with
+    /// [`sagaflow::set_status`](crate::set_status()).
+    pub status: Option<Value>,
+    /// Signals recorded and not consumed yet, by name, oldest first.
+    pub inbox: BTreeMap<String, Vec<SignalMessage>>,
     /// The history as a timeline, oldest first.
     pub timeline: Vec<TimelineEntry>,
     /// The raw history events, oldest first.
@@ -641,13 +643,13 @@ impl Admin {
         }
     }
 
-    /// Sends signal `name` with `payload` to instance `id`. This version of
-    /// the runtime has no signals: always [`AdminError::SignalsUnavailable`]
-    /// (after checking that the instance exists).
+    /// Sends signal `name` with `payload` to instance `id` (see
+    /// [`Runtime::signal`]): recorded in the instance's inbox with one
+    /// compare-and-swap, consumed by the workflow's next wait for `name`.
+    /// An instance that has ended takes no signal ([`Error::InstanceEnded`]).
     pub async fn signal(&self, id: &str, name: &str, payload: Value) -> Result<(), AdminError> {
-        let _ = (name, payload);
-        self.load(id).await?;
-        Err(AdminError::SignalsUnavailable)
+        self.runtime.signal(id, name, payload).await?;
+        Ok(())
     }
 
     /// The registered state machine of `workflow`.
@@ -766,6 +768,7 @@ impl Admin {
             failure: instance.failure.clone(),
             pivot_passed: instance.pivot_passed,
             cancel_requested: instance.cancel_requested,
+            awaiting_signal: instance.awaiting_signal.clone(),
             created_at: instance.created_at,
             updated_at: instance.updated_at,
         }
@@ -813,6 +816,13 @@ impl Admin {
             lease_live: instance.lease.is_live(now),
             lease: instance.lease,
             heartbeat: instance.heartbeat,
+            status: instance.status,
+            inbox: instance
+                .inbox
+                .into_iter()
+                .filter(|(_, queue)| !queue.is_empty())
+                .map(|(name, queue)| (name, queue.into()))
+                .collect(),
             timeline: timeline(instance.history.iter()),
             history: instance.history.into(),
         }

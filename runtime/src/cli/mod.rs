@@ -20,12 +20,13 @@
 //! $ ops --store embedded:./sagaflow.db list --phase failed
 //! $ ops --store postgres://app@db/app show order-42
 //! $ ops --store redis://127.0.0.1 retry order-42
+//! $ ops --store redis://127.0.0.1 signal approval-7 approval '{"approved":true,"by":"ops"}'
 //! $ ops graph place_order --format mermaid
 //! $ ops --store etcd://10.0.0.1:2379,10.0.0.2:2379 ui --listen 127.0.0.1:8080
 //! ```
 //!
 //! Everything the commands do is also a library API: [`Admin`] (list, show,
-//! cancel, retry, state counts, on an `Arc<dyn Store>` and a [`Registry`]),
+//! cancel, retry, signal, state counts, on an `Arc<dyn Store>` and a [`Registry`]),
 //! [`open_store`] and [`router`] / [`serve`] for the web view.
 //!
 //! Output: aligned columns for a person, with colours only on a terminal
@@ -106,7 +107,8 @@ enum Command {
         /// The instance id.
         id: String,
     },
-    /// Send a signal to an instance (needs a runtime with signals).
+    /// Send a signal to an instance: recorded in its inbox, consumed by its
+    /// next wait for that name.
     Signal {
         /// The instance id.
         id: String,
@@ -434,8 +436,18 @@ async fn command(
             })?;
             admin(store, registry)
                 .await?
-                .signal(&id, &name, payload)
-                .await
+                .signal(&id, &name, payload.clone())
+                .await?;
+            if cli.json {
+                return print_json(
+                    io,
+                    &serde_json::json!({ "id": id, "signal": name, "payload": payload }),
+                );
+            }
+            written(writeln!(
+                io.out,
+                "signal `{name}` recorded for {id}: its next wait for `{name}` consumes it"
+            ))
         }
         Command::Workflows => {
             if cli.json {

@@ -14,10 +14,10 @@ const FORMS: &str = "embedded:PATH, postgres://user@host:port/database, redis://
 ///
 /// | URL | store | cargo feature |
 /// |---|---|---|
-/// | `embedded:PATH` (the directory must exist) | [`EmbeddedStore`](crate::EmbeddedStore) | `embedded` |
-/// | `postgres://…`, `postgresql://…` | [`PostgresStore`](crate::PostgresStore), default table | `postgres` |
-/// | `redis://…`, `rediss://…` | [`RedisStore`](crate::RedisStore) | `redis` |
-/// | `etcd://host:port[,host:port]` | [`EtcdStore`](crate::EtcdStore), `http://` endpoints | `etcd` |
+/// | `embedded:PATH` (the directory must exist) | `EmbeddedStore` | `embedded` |
+/// | `postgres://…`, `postgresql://…` | `PostgresStore`, default table | `postgres` |
+/// | `redis://…`, `rediss://…` | `RedisStore` | `redis` |
+/// | `etcd://host:port[,host:port]` | `EtcdStore`, `http://` endpoints | `etcd` |
 ///
 /// A URL of another form, or of a store this build leaves out, is
 /// [`AdminError::StoreUrl`] saying which forms work.

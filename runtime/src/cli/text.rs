@@ -198,8 +198,19 @@ pub(crate) fn note(instance: &InstanceSummary, now: u64) -> String {
     if instance.cancel_requested {
         parts.push("cancel requested".to_owned());
     }
-    if let Some(at) = instance.next_run_at.filter(|at| *at > now) {
-        parts.push(format!("next attempt {}", age(at, now)));
+    match (
+        &instance.awaiting_signal,
+        instance.next_run_at.filter(|at| *at > now),
+    ) {
+        (Some(signal), Some(at)) => {
+            parts.push(format!(
+                "waits for signal `{signal}`, times out {}",
+                age(at, now)
+            ));
+        }
+        (Some(signal), None) => parts.push(format!("waits for signal `{signal}`")),
+        (None, Some(at)) => parts.push(format!("next run {}", age(at, now))),
+        (None, None) => {}
     }
     if let Some(error) = &instance.last_error
         && !instance.phase.is_terminal()
@@ -316,11 +327,19 @@ pub(crate) fn show(style: Style, detail: &InstanceDetail, now: u64) -> String {
     };
     field("state", format!("{}{step}", summary.state));
     field("attempt", summary.attempt.to_string());
+    if let Some(signal) = &summary.awaiting_signal {
+        field("waits for", format!("signal `{signal}`"));
+    }
     if let Some(at) = summary.next_run_at {
-        field(
-            "next attempt",
-            format!("{} ({})", format_time(at), age(at, now)),
-        );
+        let what = if summary.awaiting_signal.is_some() {
+            "times out"
+        } else {
+            "next run"
+        };
+        field(what, format!("{} ({})", format_time(at), age(at, now)));
+    }
+    if let Some(status) = &detail.status {
+        field("status", json_inline(status));
     }
     field(
         "pivot passed",
@@ -396,6 +415,20 @@ pub(crate) fn show(style: Style, detail: &InstanceDetail, now: u64) -> String {
             variable.name,
             json_pretty(&variable.value, "  ")
         );
+    }
+    if !detail.inbox.is_empty() {
+        let _ = writeln!(out, "\n{}", style.bold("signals not consumed yet"));
+        for (name, messages) in &detail.inbox {
+            for message in messages {
+                let _ = writeln!(
+                    out,
+                    "  {name} #{} at {}: {}",
+                    message.seq,
+                    format_time(message.at),
+                    json_inline(&message.value)
+                );
+            }
+        }
     }
     if let Some(output) = &detail.output {
         let _ = writeln!(out, "\n{}", style.bold("output"));

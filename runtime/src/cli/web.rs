@@ -393,12 +393,44 @@ fn instance_body(admin: &Admin, detail: &InstanceDetail) -> String {
         format!("{}{step}", escape(&summary.state)),
     );
     fact("attempt", "attempt", summary.attempt.to_string());
+    if let Some(signal) = &summary.awaiting_signal {
+        fact(
+            "waits for",
+            "awaiting-signal",
+            format!("signal <b>{}</b>", escape(signal)),
+        );
+    }
     if let Some(at) = summary.next_run_at {
         fact(
-            "next attempt",
+            if summary.awaiting_signal.is_some() {
+                "times out"
+            } else {
+                "next run"
+            },
             "next-run",
             format!("{} ({})", text::format_time(at), text::age(at, now)),
         );
+    }
+    if let Some(status) = &detail.status {
+        fact(
+            "status",
+            "status",
+            format!("<code>{}</code>", escape(&status.to_string())),
+        );
+    }
+    for (name, messages) in &detail.inbox {
+        for message in messages {
+            fact(
+                "signal received",
+                &format!("inbox-{}", message.seq),
+                format!(
+                    "{} #{}: <code>{}</code>",
+                    escape(name),
+                    message.seq,
+                    escape(&message.value.to_string())
+                ),
+            );
+        }
     }
     fact(
         "pivot passed",
