@@ -30,8 +30,11 @@ pub struct StateMachine {
 pub struct StateInfo {
     /// The state enum's variant name, e.g. `ChargePayment1`.
     pub name: &'static str,
-    /// The step this state runs, `None` for `Start`.
+    /// The step this state runs, `None` for `Start` and for waits.
     pub step: Option<StepInfo>,
+    /// What a durable wait waits for (`sleep`, `signal approval`, ...),
+    /// `None` for `Start` and for steps.
+    pub wait: Option<&'static str>,
     /// The variables the state stores, with their types as written.
     pub variables: &'static [Variable],
 }
@@ -266,6 +269,9 @@ impl StateMachine {
 
 /// `reserve_inventory (compensable, undo: release_inventory)` for a state.
 fn describe(state: &StateInfo, separator: &str) -> String {
+    if let Some(wait) = state.wait {
+        return wait.to_owned();
+    }
     match &state.step {
         Some(step) => match step.compensation {
             Some(undo) => format!("{}{separator}{}, undo: {undo}", step.name, step.kind),
@@ -309,6 +315,7 @@ mod tests {
             StateInfo {
                 name: "Start",
                 step: None,
+                wait: None,
                 variables: &[Variable {
                     name: "order",
                     ty: "Order",
@@ -317,6 +324,7 @@ mod tests {
             StateInfo {
                 name: "Reserve1",
                 step: step("reserve", StepKind::Compensable, Some("release")),
+                wait: None,
                 variables: &[Variable {
                     name: "order",
                     ty: "Order",
@@ -325,11 +333,13 @@ mod tests {
             StateInfo {
                 name: "Ship2",
                 step: step("ship", StepKind::Pivot, None),
+                wait: None,
                 variables: &[],
             },
             StateInfo {
                 name: "Confirm3",
                 step: step("confirm", StepKind::Retriable, None),
+                wait: None,
                 variables: &[],
             },
         ],
@@ -429,6 +439,17 @@ mod tests {
         );
         assert!(MACHINE.state("Nope").is_none());
         assert_eq!(MACHINE.fingerprint(), 0x1234);
+    }
+
+    #[test]
+    fn a_wait_state_is_drawn_by_what_it_waits_for() {
+        let state = StateInfo {
+            name: "SignalTimeout3",
+            step: None,
+            wait: Some("signal approval or timeout"),
+            variables: &[],
+        };
+        assert_eq!(describe(&state, " / "), "signal approval or timeout");
     }
 
     #[test]

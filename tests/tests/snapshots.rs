@@ -3,6 +3,8 @@
 
 use sagaflow::__private::{Driver, Transition};
 use sagaflow::prelude::*;
+use sagaflow_examples::approval::approval;
+use sagaflow_examples::batch::reserve_batch;
 use sagaflow_examples::coffee::coffee_order;
 use sagaflow_examples::order::{Order, place_order};
 
@@ -19,6 +21,16 @@ fn order_saga_dot() {
 #[test]
 fn coffee_shop_mermaid() {
     insta::assert_snapshot!(coffee_order.state_machine().to_mermaid());
+}
+
+#[test]
+fn batch_mermaid() {
+    insta::assert_snapshot!(reserve_batch.state_machine().to_mermaid());
+}
+
+#[test]
+fn approval_mermaid() {
+    insta::assert_snapshot!(approval.state_machine().to_mermaid());
 }
 
 #[test]

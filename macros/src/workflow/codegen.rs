@@ -708,7 +708,17 @@ fn state_machine(machine: &Machine, name: &str) -> TokenStream {
                 compensation: #compensation,
             }))
         };
-        quote!(::sagaflow::__private::StateInfo { name: #state_name, step: #step, variables: &[#(#variables),*] })
+        let wait = match index.checked_sub(1).map(|site| &machine.sites[site].kind) {
+            Some(SiteKind::Sleep { until: false, .. }) => quote!(::sagaflow::__private::Some("sleep")),
+            Some(SiteKind::Sleep { until: true, .. }) => quote!(::sagaflow::__private::Some("sleep until")),
+            Some(SiteKind::Signal { name, timeout, .. }) => {
+                let or_timeout = if timeout.is_some() { " or timeout" } else { "" };
+                let text = format!("signal {}{or_timeout}", name.value());
+                quote!(::sagaflow::__private::Some(#text))
+            }
+            Some(SiteKind::Step) | None => quote!(::sagaflow::__private::None),
+        };
+        quote!(::sagaflow::__private::StateInfo { name: #state_name, step: #step, wait: #wait, variables: &[#(#variables),*] })
     });
     let edges = machine.edges.iter().map(|edge| {
         let from = edge.from;
