@@ -362,6 +362,7 @@ pub static PLACE_ORDER_MACHINE: StateMachine = StateMachine {
         StateInfo {
             name: "Start",
             step: None,
+            wait: None,
             variables: ORDER,
         },
         StateInfo {
@@ -371,6 +372,7 @@ pub static PLACE_ORDER_MACHINE: StateMachine = StateMachine {
                 kind: StepKind::Compensable,
                 compensation: Some("release_inventory"),
             }),
+            wait: None,
             variables: ORDER,
         },
         StateInfo {
@@ -380,6 +382,7 @@ pub static PLACE_ORDER_MACHINE: StateMachine = StateMachine {
                 kind: StepKind::Compensable,
                 compensation: Some("refund_payment"),
             }),
+            wait: None,
             variables: &[
                 Variable {
                     name: "order",
@@ -398,6 +401,7 @@ pub static PLACE_ORDER_MACHINE: StateMachine = StateMachine {
                 kind: StepKind::Pivot,
                 compensation: None,
             }),
+            wait: None,
             variables: &[
                 Variable {
                     name: "order",
@@ -420,6 +424,7 @@ pub static PLACE_ORDER_MACHINE: StateMachine = StateMachine {
                 kind: StepKind::Retriable,
                 compensation: None,
             }),
+            wait: None,
             variables: &[
                 Variable {
                     name: "order",
@@ -641,6 +646,7 @@ pub static PING_MACHINE: StateMachine = StateMachine {
         StateInfo {
             name: "Start",
             step: None,
+            wait: None,
             variables: &[Variable {
                 name: "text",
                 ty: "String",
@@ -653,6 +659,7 @@ pub static PING_MACHINE: StateMachine = StateMachine {
                 kind: StepKind::Readonly,
                 compensation: None,
             }),
+            wait: None,
             variables: &[Variable {
                 name: "text",
                 ty: "String",
