@@ -555,6 +555,10 @@ async fn signal_records_a_value_the_waiting_instance_consumes() {
     let waiting = store.demo(&["show", "approval-1"]).ok().stdout;
     assert!(waiting.contains("\nphase          Waiting\n"), "{waiting}");
     assert!(
+        waiting.contains("\nstate          SignalTimeout3 (signal approval or timeout)\n"),
+        "{waiting}"
+    );
+    assert!(
         waiting.contains("\nwaits for      signal `approval`\n"),
         "{waiting}"
     );

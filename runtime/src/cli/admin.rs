@@ -749,10 +749,14 @@ impl Admin {
             .and_then(|machine| machine.state(state))
     }
 
+    /// The step a state runs, or what it waits for (`signal "approval"`).
     fn step_of(&self, workflow: &str, state: &str) -> Option<String> {
-        self.state_info(workflow, state)
-            .and_then(|info| info.step.as_ref())
-            .map(|step| step.name.to_owned())
+        let info = self.state_info(workflow, state)?;
+        match (&info.step, info.wait) {
+            (Some(step), _) => Some(step.name.to_owned()),
+            (None, Some(wait)) => Some(wait.to_owned()),
+            (None, None) => None,
+        }
     }
 
     fn summary(&self, instance: &InstanceRecord) -> InstanceSummary {

@@ -193,7 +193,9 @@ pub fn render(machine: &StateMachine, highlight: &Highlight<'_>) -> String {
     let mut index_of: HashMap<usize, usize> = HashMap::new();
     for (index, state) in machine.states.iter().enumerate() {
         let mut lines = vec![state.name.to_owned()];
-        if let Some(step) = &state.step {
+        if let Some(wait) = state.wait {
+            lines.push(wait.to_owned());
+        } else if let Some(step) = &state.step {
             lines.push(format!("{} · {}", step.name, step.kind));
             if let Some(undo) = step.compensation {
                 lines.push(format!("undo: {undo}"));

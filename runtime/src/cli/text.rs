@@ -322,7 +322,7 @@ pub(crate) fn show(style: Style, detail: &InstanceDetail, now: u64) -> String {
     );
     let step = match (&summary.step, &detail.step_kind) {
         (Some(step), Some(kind)) => format!(" (step {step}, {kind})"),
-        (Some(step), None) => format!(" (step {step})"),
+        (Some(wait), None) => format!(" ({wait})"),
         _ => String::new(),
     };
     field("state", format!("{}{step}", summary.state));

@@ -385,6 +385,7 @@ fn instance_body(admin: &Admin, detail: &InstanceDetail) -> String {
             escape(step),
             escape(kind)
         ),
+        (Some(wait), None) => format!(" <span class=\"muted\">{}</span>", escape(wait)),
         _ => String::new(),
     };
     fact(
