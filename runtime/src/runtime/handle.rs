@@ -2,12 +2,13 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::atomic::Ordering;
 
 use serde::de::DeserializeOwned;
 
 use super::{Runtime, Status};
 use crate::error::Error;
-use crate::record::{Failure, InstanceRecord, Phase};
+use crate::record::{Failure, Phase};
 
 /// How an instance ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -71,28 +72,44 @@ impl<T: DeserializeOwned> Handle<T> {
         let inner = &self.runtime.inner;
         let mut changed = local.changed.subscribe();
         let mut shutdown = inner.shutdown.subscribe();
+        // A worker of this process drives it: the instance is runnable here,
+        // and the worker delivers its end through `changed`.
+        let mut read = !local.driving.load(Ordering::SeqCst);
         loop {
             // Mark the current generation seen before reading, so a write
             // landing after the read still wakes us.
-            changed.borrow_and_update();
-            let Some((instance, _)) = self.runtime.load(&self.id).await? else {
-                return Err(Error::NotFound(self.id.clone()));
-            };
-            if instance.phase.is_terminal() {
-                return outcome_of(instance);
+            let written = changed.borrow_and_update().clone();
+            if let Some(ended) = written.ended {
+                return outcome_of(
+                    &self.id,
+                    ended.phase,
+                    ended.output.clone(),
+                    ended.failure.clone(),
+                );
             }
-            // An instance no runtime here can advance would be an endless wait.
-            self.runtime.runnable(&instance)?;
+            if read {
+                let Some((instance, _)) = self.runtime.load(&self.id).await? else {
+                    return Err(Error::NotFound(self.id.clone()));
+                };
+                if instance.phase.is_terminal() {
+                    return outcome_of(&self.id, instance.phase, instance.output, instance.failure);
+                }
+                // An instance no runtime here can advance would be an endless wait.
+                self.runtime.runnable(&instance)?;
+            }
             if *shutdown.borrow_and_update() {
                 return Err(Error::Shutdown);
             }
-            tokio::select! {
-                _ = changed.changed() => {}
-                _ = shutdown.changed() => {}
+            // A write by this process's worker that did not end the instance
+            // needs no read; anything else (a cancel, a signal, the poll for
+            // other processes' writes, shutdown) does.
+            read = tokio::select! {
+                _ = changed.changed() => !changed.borrow().by_worker,
+                _ = shutdown.changed() => true,
                 () = inner.clock.sleep_until(
                     inner.clock.now_ms().saturating_add(crate::clock::duration_ms(inner.poll_interval)),
-                ) => {}
-            }
+                ) => true,
+            };
         }
     }
 }
@@ -111,27 +128,28 @@ impl<T> fmt::Debug for Handle<T> {
     }
 }
 
-/// The outcome of an ended instance.
-fn outcome_of<T: DeserializeOwned>(instance: InstanceRecord) -> Result<Outcome<T>, Error> {
-    let failure = |instance: InstanceRecord| {
-        instance
-            .failure
-            .unwrap_or_else(|| Failure::new("no failure recorded"))
-    };
-    Ok(match instance.phase {
+/// The outcome of instance `id`, ended in `phase`.
+fn outcome_of<T: DeserializeOwned>(
+    id: &str,
+    phase: Phase,
+    output: Option<serde_json::Value>,
+    failure: Option<Failure>,
+) -> Result<Outcome<T>, Error> {
+    let failure = || failure.unwrap_or_else(|| Failure::new("no failure recorded"));
+    Ok(match phase {
         Phase::Completed => {
-            let output = instance.output.unwrap_or(serde_json::Value::Null);
+            let output = output.unwrap_or(serde_json::Value::Null);
             let output = serde_json::from_value(output).map_err(|error| Error::Codec {
-                what: format!("the output of instance `{}`", instance.id),
+                what: format!("the output of instance `{id}`"),
                 reason: error.to_string(),
             })?;
             Outcome::Completed(output)
         }
-        Phase::Compensated => Outcome::Compensated(failure(instance)),
-        Phase::Failed => Outcome::Failed(failure(instance)),
+        Phase::Compensated => Outcome::Compensated(failure()),
+        Phase::Failed => Outcome::Failed(failure()),
         Phase::Running | Phase::Waiting | Phase::Compensating => {
             return Err(Error::Corrupt {
-                id: instance.id,
+                id: id.to_owned(),
                 reason: "the instance has not ended".to_owned(),
             });
         }

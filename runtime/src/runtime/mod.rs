@@ -107,10 +107,39 @@ struct Inner {
 
 /// What this process knows about one instance besides its record.
 struct Local {
-    /// Bumped after every write of the record by this process.
-    changed: watch::Sender<u64>,
+    /// Bumped after every write of the record by this process; carries the
+    /// outcome once a worker here has written the instance's end, so
+    /// handles need not read the store to learn it.
+    changed: watch::Sender<Written>,
     /// Whether a worker of this process drives the instance.
     driving: AtomicBool,
+}
+
+/// The latest write of an instance by this process, as its handles see it.
+#[derive(Clone, Debug, Default)]
+struct Written {
+    generation: u64,
+    /// Written by this process's worker, which tells its handles how the
+    /// instance ends: nothing but `ended` needs a read of the store.
+    by_worker: bool,
+    /// How the instance ended, as durably written by a worker here.
+    ended: Option<Arc<Ended>>,
+}
+
+/// An instance's end, as its terminal record states it.
+#[derive(Debug)]
+struct Ended {
+    phase: Phase,
+    output: Option<serde_json::Value>,
+    failure: Option<Failure>,
+}
+
+impl Written {
+    /// A write by `cancel` or `signal`: the handles re-read the record.
+    fn bump(&mut self) {
+        self.generation += 1;
+        self.by_worker = false;
+    }
 }
 
 /// Why a claim did not run an instance, or that it did.
@@ -500,7 +529,7 @@ impl Runtime {
         }
         tracing::debug!(id, signal = name, "signal recorded");
         let local = self.local(id);
-        local.changed.send_modify(|generation| *generation += 1);
+        local.changed.send_modify(Written::bump);
         self.release_local(id, local);
         Ok(())
     }
@@ -585,7 +614,7 @@ impl Runtime {
             }
         }
         let local = self.local(id);
-        local.changed.send_modify(|generation| *generation += 1);
+        local.changed.send_modify(Written::bump);
         self.release_local(id, local);
         Ok(())
     }
@@ -700,7 +729,7 @@ impl Runtime {
         let mut locals = self.locals();
         Arc::clone(locals.entry(id.to_owned()).or_insert_with(|| {
             Arc::new(Local {
-                changed: watch::Sender::new(0),
+                changed: watch::Sender::new(Written::default()),
                 driving: AtomicBool::new(false),
             })
         }))
@@ -859,6 +888,12 @@ impl Runtime {
         permit: OwnedSemaphorePermit,
     ) {
         self.inner.drivers.send_modify(|running| *running += 1);
+        // An end seen in an earlier life (before an operator's retry) is over.
+        // Cleared silently: nobody waits for the absence of an end.
+        local.changed.send_if_modified(|written| {
+            written.ended = None;
+            false
+        });
         tokio::spawn(worker::drive(self.clone(), id, local, current, permit));
     }
 

@@ -11,7 +11,7 @@ use tokio::task::{JoinError, JoinHandle};
 use tracing::Instrument as _;
 
 use super::erased::{ErasedWorkflow, Moved, ResumeError, ResumeInput, ResumeReport};
-use super::{Local, Runtime};
+use super::{Ended, Local, Runtime};
 use crate::clock::duration_ms;
 use crate::context::{self, AttemptLink, StepContext};
 use crate::error::{Error, StepError, StoreError};
@@ -891,11 +891,20 @@ impl Worker {
                 .await
             {
                 Ok(version) => {
+                    let ended = next.phase.is_terminal().then(|| {
+                        Arc::new(Ended {
+                            phase: next.phase,
+                            output: next.output.clone(),
+                            failure: next.failure.clone(),
+                        })
+                    });
                     self.current = Current::new(next, version);
                     self.renew_at = now.saturating_add(self.runtime.lease_ttl_ms() / 3);
-                    self.local
-                        .changed
-                        .send_modify(|generation| *generation += 1);
+                    self.local.changed.send_modify(|written| {
+                        written.generation += 1;
+                        written.by_worker = true;
+                        written.ended = ended;
+                    });
                     if hinted.is_some() {
                         // The poller sleeps until the earliest hint it knows.
                         self.runtime.inner.poke.notify_one();
