@@ -2,12 +2,16 @@
 //! compensations while holding the instance's lease, renews the lease while
 //! a step runs, and writes each transition with one compare-and-swap.
 
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, watch};
-use tokio::task::{JoinError, JoinHandle};
 use tracing::Instrument as _;
 
 use super::erased::{ErasedWorkflow, Moved, ResumeError, ResumeInput, ResumeReport};
@@ -338,17 +342,19 @@ impl Worker {
         self.runtime.inner.clock.now_ms()
     }
 
-    /// Waits for `task` (a step or compensation attempt) while renewing the
-    /// lease every third of its TTL, with the attempt's latest heartbeat.
-    /// `None` when the lease turned out to be lost: the attempt is aborted
-    /// and its result would have been discarded anyway.
+    /// Runs `attempt` (a step or compensation attempt) in this task while
+    /// renewing the lease every third of its TTL, with the attempt's latest
+    /// heartbeat. A panic in the attempt is its `Err`. `None` when the lease
+    /// turned out to be lost: the attempt is dropped, as its result would
+    /// have been discarded anyway.
     async fn while_leased<T>(
         &mut self,
-        mut task: JoinHandle<T>,
+        attempt_future: impl Future<Output = T>,
         link: &AttemptLink,
         state: &str,
         attempt: u32,
-    ) -> Option<Result<T, JoinError>> {
+    ) -> Option<Result<T, Panic>> {
+        let mut task = pin!(catch_panic(attempt_future));
         loop {
             let renew = self.runtime.inner.clock.sleep_until(self.renew_at);
             tokio::select! {
@@ -357,7 +363,6 @@ impl Worker {
                     Ok(true) => {}
                     Ok(false) => {
                         link.mark_lost();
-                        task.abort();
                         return None;
                     }
                     Err(error) => {
@@ -466,10 +471,9 @@ impl Worker {
             timed_out,
         });
         let resume = context::attempt_scope(Arc::clone(&link), resume).instrument(span);
-        // On its own task, so a panicking step fails the instance instead of
-        // the worker, and the lease is renewed while it runs.
-        let task = tokio::spawn(resume);
-        let Some(joined) = self.while_leased(task, &link, &state_name, attempt).await else {
+        // A panicking step fails the instance instead of the worker, and the
+        // lease is renewed while it runs; both without a task of its own.
+        let Some(joined) = self.while_leased(resume, &link, &state_name, attempt).await else {
             return Ok(Flow::Stop);
         };
         let report = joined.unwrap_or_else(|error| {
@@ -764,9 +768,7 @@ impl Worker {
                         }
                     };
                     let span = tracing::info_span!("compensate", step = %entry.step, attempt);
-                    let task = tokio::spawn(
-                        context::attempt_scope(Arc::clone(&link), run).instrument(span),
-                    );
+                    let task = context::attempt_scope(Arc::clone(&link), run).instrument(span);
                     let Some(joined) = self.while_leased(task, &link, &state_name, attempt).await
                     else {
                         return Ok(Flow::Stop);
@@ -1021,13 +1023,29 @@ fn heartbeat_of(link: &AttemptLink, state: &str, attempt: u32, now: u64) -> Opti
     })
 }
 
-fn panic_message(error: tokio::task::JoinError) -> String {
-    match error.try_into_panic() {
-        Ok(payload) => payload
-            .downcast_ref::<&str>()
-            .map(|message| (*message).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a non-string panic".to_owned()),
-        Err(error) => error.to_string(),
-    }
+/// What a panicking attempt left: the panic's payload.
+type Panic = Box<dyn Any + Send>;
+
+/// Polls `attempt` in place, and ends with its panic's payload if a poll
+/// panics, as a task of its own would, without a spawn and its wake-ups.
+/// The step is user code that may leave its own state broken by a panic,
+/// but it is never polled again after one.
+async fn catch_panic<F: Future>(attempt: F) -> Result<F::Output, Panic> {
+    let mut attempt = pin!(attempt);
+    std::future::poll_fn(|cx| {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| attempt.as_mut().poll(cx))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(payload)),
+        }
+    })
+    .await
+}
+
+fn panic_message(payload: Panic) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|message| (*message).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic".to_owned())
 }
