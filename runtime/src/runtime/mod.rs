@@ -98,8 +98,11 @@ struct Inner {
     owner: String,
     /// Per-instance wake-ups between the worker and handles of this process.
     local: Mutex<HashMap<String, Arc<Local>>>,
-    /// Wakes the poller: a hint was written here, or capacity freed.
+    /// Wakes the poller: a hint was written here.
     poke: Notify,
+    /// Whether this process wrote a hint (or learnt of due work) since the
+    /// poller's last scan of the due index: without one, a poke needs no scan.
+    hinted: AtomicBool,
     shutdown: watch::Sender<bool>,
     /// Number of running drivers and pollers, so `shutdown` can wait for them.
     drivers: watch::Sender<usize>,
@@ -371,6 +374,7 @@ impl Runtime {
                                 local,
                                 worker::Current::new(instance, version),
                                 permit,
+                                false,
                             );
                         }
                     }
@@ -411,7 +415,7 @@ impl Runtime {
                 self.try_claim(id, existing, version, permit).await?;
             }
             // Every worker is busy: the due index or the recovery scan finds it.
-            None => self.inner.poke.notify_one(),
+            None => self.wake_poller(),
         }
         Ok(())
     }
@@ -840,6 +844,7 @@ impl Runtime {
                     local,
                     worker::Current::new(instance, version),
                     permit,
+                    true,
                 );
                 Ok(true)
             }
@@ -880,12 +885,15 @@ impl Runtime {
     }
 
     /// Runs instance `id`, claimed by this runtime, on a worker task.
+    /// `hinted`: it may have due hints, which the poller skips while it is
+    /// driven and deletes once its driver is done.
     fn spawn_driver(
         &self,
         id: String,
         local: Arc<Local>,
         current: worker::Current,
         permit: OwnedSemaphorePermit,
+        hinted: bool,
     ) {
         self.inner.drivers.send_modify(|running| *running += 1);
         // An end seen in an earlier life (before an operator's retry) is over.
@@ -894,7 +902,14 @@ impl Runtime {
             written.ended = None;
             false
         });
-        tokio::spawn(worker::drive(self.clone(), id, local, current, permit));
+        tokio::spawn(worker::drive(
+            self.clone(),
+            id,
+            local,
+            current,
+            permit,
+            hinted,
+        ));
     }
 
     /// Writes a due hint for instance `id` at `at_ms` and wakes this
@@ -910,6 +925,12 @@ impl Runtime {
         {
             tracing::warn!(id, %error, "cannot write a due hint; the recovery scan will find the instance");
         }
+        self.wake_poller();
+    }
+
+    /// Makes the poller scan the due index now: this process wrote a hint.
+    fn wake_poller(&self) {
+        self.inner.hinted.store(true, Ordering::SeqCst);
         self.inner.poke.notify_one();
     }
 }

@@ -1,7 +1,10 @@
 //! The poller of a worker runtime: finds work through the due index and,
 //! on a slower cadence, instances whose owner's lease expired.
 
+use std::sync::atomic::Ordering;
+
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use super::{Claim, Runtime};
 use crate::error::Error;
@@ -11,10 +14,15 @@ use crate::store::Expect;
 /// Keys read per page of a scan.
 const PAGE: usize = 256;
 
+/// Claims of due instances in flight at once: each is a read and a
+/// compare-and-swap, which a store with group commit makes durable together.
+const CLAIMS_IN_FLIGHT: usize = 64;
+
 /// Polls until the runtime shuts down. The first round scans every
 /// instance (what `build` resumes); later rounds scan the due index every
-/// poll interval, at the earliest hint, or when this process writes a hint,
-/// and every instance every recovery interval.
+/// poll interval, at the earliest hint, or when this process writes a hint
+/// (a poke with no hint written scans nothing), and every instance every
+/// recovery interval.
 pub(super) async fn run(runtime: Runtime) {
     // Counted like a driver, so `shutdown` waits for a claim in progress.
     struct Running(Runtime);
@@ -33,6 +41,8 @@ pub(super) async fn run(runtime: Runtime) {
     let mut shutdown = inner.shutdown.subscribe();
     let mut recover_at = 0;
     let mut first = true;
+    let mut scan = true;
+    let mut next_hint = None;
     loop {
         if *shutdown.borrow_and_update() {
             return;
@@ -44,31 +54,48 @@ pub(super) async fn run(runtime: Runtime) {
             first = false;
             recover_at = inner.clock.now_ms().saturating_add(recovery_ms);
         }
-        let next_hint = match runtime.scan_due(&mut shutdown).await {
-            Ok(next_hint) => next_hint,
-            Err(error) => {
-                tracing::warn!(%error, "cannot scan the due index");
-                None
-            }
-        };
+        if scan {
+            // Cleared before the scan, so a hint written during it scans again.
+            inner.hinted.store(false, Ordering::SeqCst);
+            next_hint = match runtime.scan_due(&mut shutdown).await {
+                Ok(next_hint) => next_hint,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot scan the due index");
+                    None
+                }
+            };
+        }
         let now = inner.clock.now_ms();
         let wake = next_hint
             .unwrap_or(u64::MAX)
             .min(now.saturating_add(poll_ms))
             .min(recover_at);
-        tokio::select! {
-            () = inner.clock.sleep_until(wake) => {}
-            () = inner.poke.notified() => {}
-            _ = shutdown.changed() => {}
-        }
+        scan = tokio::select! {
+            () = inner.clock.sleep_until(wake) => true,
+            () = inner.poke.notified() => inner.hinted.load(Ordering::SeqCst),
+            _ = shutdown.changed() => true,
+        };
     }
 }
 
 impl Runtime {
     /// Claims what the due index says is due now, oldest first, waiting for
-    /// a free worker before each claim. Returns the time of the earliest
-    /// hint still in the future.
+    /// a free worker before each claim; up to [`CLAIMS_IN_FLIGHT`] claims
+    /// run at once, each deleting its hint after it. Returns the time of
+    /// the earliest hint still in the future.
     async fn scan_due(&self, shutdown: &mut watch::Receiver<bool>) -> Result<Option<u64>, Error> {
+        let mut claims = JoinSet::new();
+        let scanned = self.scan_due_into(&mut claims, shutdown).await;
+        // Wait for the claims in flight: `shutdown` waits for the poller.
+        while claims.join_next().await.is_some() {}
+        scanned
+    }
+
+    async fn scan_due_into(
+        &self,
+        claims: &mut JoinSet<()>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Option<u64>, Error> {
         let store = &self.inner.store;
         let mut after: Option<String> = None;
         loop {
@@ -91,13 +118,32 @@ impl Runtime {
                 let Some(permit) = self.permit(shutdown).await else {
                     return Ok(None);
                 };
-                match self.claim_if_ready(id, permit).await? {
-                    // Another runtime may be able to run it: leave the hint.
-                    Claim::Blocked => {
-                        tracing::debug!(id, "due instance left to a runtime that can run it");
-                    }
-                    Claim::Claimed | Claim::NotReady => store.delete(&key, Expect::Any).await?,
+                while claims.len() >= CLAIMS_IN_FLIGHT {
+                    claims.join_next().await;
                 }
+                let runtime = self.clone();
+                let id = id.to_owned();
+                claims.spawn(async move {
+                    let claimed = match runtime.claim_if_ready(&id, permit).await {
+                        Ok(claimed) => claimed,
+                        Err(error) => {
+                            tracing::warn!(id, %error, "cannot claim a due instance");
+                            return;
+                        }
+                    };
+                    match claimed {
+                        // Another runtime may be able to run it: leave the hint.
+                        Claim::Blocked => {
+                            tracing::debug!(id, "due instance left to a runtime that can run it");
+                        }
+                        Claim::Claimed | Claim::NotReady => {
+                            if let Err(error) = runtime.inner.store.delete(&key, Expect::Any).await
+                            {
+                                tracing::warn!(key, %error, "cannot delete a due hint");
+                            }
+                        }
+                    }
+                });
             }
             match page.next {
                 Some(next) => after = Some(next),

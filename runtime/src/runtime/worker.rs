@@ -78,12 +78,15 @@ enum Flow {
 /// Drives instance `id`, whose lease this runtime has just claimed (the
 /// claim is in `current`), until it ends, waits for a retry, loses its
 /// lease, or the runtime shuts down. `permit` is the worker slot it holds.
+/// `hinted`: the instance may have due hints, for the poller to delete
+/// once this driver is done.
 pub(super) async fn drive(
     runtime: Runtime,
     id: String,
     local: Arc<Local>,
     current: Current,
     permit: OwnedSemaphorePermit,
+    hinted: bool,
 ) {
     // Releases the in-process claim however the worker ends, even by a panic.
     struct Claim {
@@ -125,9 +128,11 @@ pub(super) async fn drive(
         permit: Some(permit),
     };
     worker.run().instrument(span).await;
-    // The slot is free again: let the poller claim more work.
+    // The slot is free again; a poller waiting for one gets it.
     drop(worker.permit.take());
-    worker.runtime.inner.poke.notify_one();
+    if hinted {
+        worker.runtime.wake_poller();
+    }
 }
 
 struct Worker {
@@ -909,7 +914,7 @@ impl Worker {
                     });
                     if hinted.is_some() {
                         // The poller sleeps until the earliest hint it knows.
-                        self.runtime.inner.poke.notify_one();
+                        self.runtime.wake_poller();
                     }
                     return Ok(Flow::Continue);
                 }
