@@ -492,13 +492,6 @@ pub enum DecodeError {
     Record(String),
 }
 
-#[derive(Serialize)]
-struct EnvelopeOut<'a> {
-    format: u32,
-    checksum: String,
-    record: &'a RawValue,
-}
-
 #[derive(Deserialize)]
 struct EnvelopeIn<'a> {
     format: u32,
@@ -520,15 +513,26 @@ fn checksum(bytes: &[u8]) -> String {
 
 /// Serializes a record into its envelope.
 pub fn encode(record: &InstanceRecord) -> Result<Vec<u8>, serde_json::Error> {
-    let body = serde_json::to_string(record)?;
-    let raw = RawValue::from_string(body)?;
-    let envelope = EnvelopeOut {
-        format: FORMAT,
-        checksum: checksum(raw.get().as_bytes()),
-        record: &raw,
-    };
-    serde_json::to_vec(&envelope)
+    use std::io::Write as _;
+    // The envelope is written around the record's JSON in one buffer, the
+    // checksum filled in after it: through a `RawValue`, serde_json would
+    // parse the record's JSON again to validate it, and copy it twice.
+    let mut out = Vec::with_capacity(2_048);
+    write!(out, "{{\"format\":{FORMAT},\"checksum\":\"").map_err(serde_json::Error::io)?;
+    let checksum_at = out.len();
+    out.extend_from_slice(&[b'0'; CHECKSUM_LEN]);
+    out.extend_from_slice(b"\",\"record\":");
+    let record_at = out.len();
+    serde_json::to_writer(&mut out, record)?;
+    let sum = checksum(&out[record_at..]);
+    debug_assert_eq!(sum.len(), CHECKSUM_LEN);
+    out[checksum_at..checksum_at + CHECKSUM_LEN].copy_from_slice(sum.as_bytes());
+    out.push(b'}');
+    Ok(out)
 }
+
+/// The length of a checksum: `fnv1a64:` and 16 hex digits.
+const CHECKSUM_LEN: usize = 24;
 
 /// Reads a record from its envelope, checking format and checksum.
 pub fn decode(bytes: &[u8]) -> Result<InstanceRecord, DecodeError> {

@@ -151,6 +151,9 @@ impl Worker {
     async fn run(&mut self) {
         let mut shutdown = self.runtime.inner.shutdown.subscribe();
         let mut store_backoff = STORE_BACKOFF_MIN;
+        // Checked on a record read from the store; the states this worker
+        // writes are its workflow's own, so they need no second decode.
+        let mut checked: Option<Arc<dyn ErasedWorkflow>> = None;
         loop {
             if self.current.record.phase.is_terminal() {
                 return;
@@ -159,13 +162,16 @@ impl Worker {
                 self.release().await;
                 return;
             }
-            let workflow = match self.runtime.runnable(&self.current.record) {
-                Ok(workflow) => workflow,
-                Err(error) => {
-                    tracing::error!(%error, "instance left untouched");
-                    self.release().await;
-                    return;
-                }
+            let workflow = match &checked {
+                Some(workflow) => Arc::clone(workflow),
+                None => match self.runtime.runnable(&self.current.record) {
+                    Ok(workflow) => Arc::clone(checked.insert(workflow)),
+                    Err(error) => {
+                        tracing::error!(%error, "instance left untouched");
+                        self.release().await;
+                        return;
+                    }
+                },
             };
             let now = self.now();
             // Waiting for a retry: the write that scheduled it released the
@@ -176,6 +182,7 @@ impl Worker {
             // The lease lapsed (a store outage, a stall): renew the claim
             // before running anything, so no one else may be running it too.
             if !self.current.record.lease.is_live(now) {
+                checked = None;
                 match self.reclaim().await {
                     Ok(Flow::Continue) => continue,
                     Ok(Flow::Stop) => return,
@@ -203,6 +210,7 @@ impl Worker {
                     if !self.back_off(&mut store_backoff, &mut shutdown).await {
                         return;
                     }
+                    checked = None;
                     match self.reload().await {
                         Ok(Flow::Continue) => {}
                         Ok(Flow::Stop) => return,
