@@ -70,7 +70,6 @@ impl ResumeReport {
 #[derive(Debug)]
 pub(crate) struct ResumeInput {
     pub id: String,
-    pub state: Value,
     pub state_name: String,
     pub attempt: u32,
     /// Committed transitions so far.
@@ -91,8 +90,9 @@ pub(crate) trait ErasedWorkflow: Send + Sync + 'static {
     fn machine(&self) -> &'static StateMachine;
     /// Whether `state` decodes into the workflow's state type.
     fn check_state(&self, state: &Value) -> Result<(), String>;
-    /// Runs one resume of the state in `input`.
-    fn resume(&self, input: ResumeInput) -> BoxFuture<ResumeReport>;
+    /// Runs one resume of `state` (decoded here, from the record's value
+    /// in place rather than from a copy of it).
+    fn resume(&self, state: &Value, input: ResumeInput) -> BoxFuture<ResumeReport>;
 
     /// Starts the compensation of `step`, if the workflow knows that step.
     fn compensate(&self, step: &str, args: Value, output: Value) -> Option<CompensationFuture>;
@@ -116,27 +116,27 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
             .map_err(|error| format!("the stored state does not decode: {error}"))
     }
 
-    fn resume(&self, input: ResumeInput) -> BoxFuture<ResumeReport> {
+    fn resume(&self, state: &Value, input: ResumeInput) -> BoxFuture<ResumeReport> {
+        let ResumeInput {
+            id,
+            state_name,
+            attempt,
+            transitions,
+            on_cycle,
+            now_ms,
+            signal,
+            timed_out,
+        } = input;
+        let state = match W::State::deserialize(state) {
+            Ok(state) => state,
+            Err(error) => {
+                let report = ResumeReport::failed(Err(ResumeError::Corrupt(format!(
+                    "the stored state `{state_name}` does not decode: {error}"
+                ))));
+                return Box::pin(std::future::ready(report));
+            }
+        };
         Box::pin(async move {
-            let ResumeInput {
-                id,
-                state,
-                state_name,
-                attempt,
-                transitions,
-                on_cycle,
-                now_ms,
-                signal,
-                timed_out,
-            } = input;
-            let state: W::State = match serde_json::from_value(state) {
-                Ok(state) => state,
-                Err(error) => {
-                    return ResumeReport::failed(Err(ResumeError::Corrupt(format!(
-                        "the stored state `{state_name}` does not decode: {error}"
-                    ))));
-                }
-            };
             let mut driver = Driver::new(id, state_name, attempt)
                 .with_transitions(transitions, on_cycle)
                 .with_now_ms(now_ms)

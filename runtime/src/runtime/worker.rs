@@ -472,17 +472,19 @@ impl Worker {
             .first()
             .is_some_and(|start| start.name == state_name);
         let fired = step_name.is_none() && !is_start;
-        let resume = workflow.resume(ResumeInput {
-            id: self.id.clone(),
-            state: instance.state.clone(),
-            state_name: state_name.clone(),
-            attempt,
-            transitions: instance.transitions,
-            on_cycle: on_cycle(workflow.machine(), &state_name),
-            now_ms: wait_ended_at(instance, fired, signal_at, timed_out),
-            signal,
-            timed_out,
-        });
+        let resume = workflow.resume(
+            &instance.state,
+            ResumeInput {
+                id: self.id.clone(),
+                state_name: state_name.clone(),
+                attempt,
+                transitions: instance.transitions,
+                on_cycle: on_cycle(workflow.machine(), &state_name),
+                now_ms: wait_ended_at(instance, fired, signal_at, timed_out),
+                signal,
+                timed_out,
+            },
+        );
         let resume = context::attempt_scope(Arc::clone(&link), resume).instrument(span);
         // A panicking step fails the instance instead of the worker, and the
         // lease is renewed while it runs; both without a task of its own.
