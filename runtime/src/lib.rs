@@ -29,11 +29,11 @@ pub use runtime::*;
 pub use sagaflow_macros::{compensate, step, workflow};
 pub use step::{Compensate, RetryPolicy, Step, StepKind, StepOptions};
 pub use store::Store;
-pub use store::memory::MemoryStore;
 #[cfg(feature = "embedded")]
 pub use store::embedded::EmbeddedStore;
 #[cfg(feature = "etcd")]
 pub use store::etcd::EtcdStore;
+pub use store::memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use store::postgres::PostgresStore;
 #[cfg(feature = "redis")]
@@ -45,11 +45,11 @@ pub mod prelude {
     pub use crate::error::{StepError, WorkflowError};
     pub use crate::runtime::{Outcome, Runtime};
     pub use crate::step::{RetryPolicy, StepKind};
-    pub use crate::store::memory::MemoryStore;
     #[cfg(feature = "embedded")]
     pub use crate::store::embedded::EmbeddedStore;
     #[cfg(feature = "etcd")]
     pub use crate::store::etcd::EtcdStore;
+    pub use crate::store::memory::MemoryStore;
     #[cfg(feature = "postgres")]
     pub use crate::store::postgres::PostgresStore;
     #[cfg(feature = "redis")]
@@ -62,7 +62,9 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::error::{StepError, WorkflowError};
-    pub use crate::machine::{Edge, EdgeLabel, StateInfo, StateMachine, StepInfo, Target, Variable};
+    pub use crate::machine::{
+        Edge, EdgeLabel, StateInfo, StateMachine, StepInfo, Target, Variable,
+    };
     pub use crate::step::{Compensate, CompensationFuture, Step, StepKind, StepOptions};
     pub use crate::workflow::{
         Attempt, Driver, Suspension, Timer, Transition, Workflow, complete, decode, segment,

@@ -9,11 +9,11 @@ use async_trait::async_trait;
 use crate::error::StoreError;
 
 pub mod conformance;
-pub mod memory;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 #[cfg(feature = "etcd")]
 pub mod etcd;
+pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]
@@ -81,7 +81,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Keys starting with `prefix`, ascending, strictly after `after` if
     /// given, at most `limit` of them.
-    async fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<ScanPage, StoreError>;
+    async fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ScanPage, StoreError>;
 
     /// A short name for logs and errors (`memory`, `embedded`, `postgres`).
     fn name(&self) -> &'static str;
@@ -98,7 +103,12 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     async fn delete(&self, key: &str, expect: Expect) -> Result<(), StoreError> {
         (**self).delete(key, expect).await
     }
-    async fn scan(&self, prefix: &str, after: Option<&str>, limit: usize) -> Result<ScanPage, StoreError> {
+    async fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ScanPage, StoreError> {
         (**self).scan(prefix, after, limit).await
     }
     fn name(&self) -> &'static str {
