@@ -1,6 +1,7 @@
 //! Shared helpers for the sagaflow integration tests.
 
 pub mod faults;
+pub mod harness;
 pub mod manual;
 
 pub use manual::{End, drive};

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use sagaflow::prelude::*;
 use sagaflow::{Phase, StepError};
+use sagaflow_tests::harness::{Scratch, read_effect_lines, say};
 use serde::{Deserialize, Serialize};
 
 /// Selects child mode and says where to stop: see [`Plan::parse`].
@@ -220,13 +221,6 @@ async fn crash_point(kind: &str, when: &str, key: &str) {
     }
 }
 
-/// A line to the parent, straight out: the harness must not hold it back.
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
-}
-
 /// The child: runs the plan in [`PLAN_VAR`] until the parent kills it. Does
 /// nothing when run as an ordinary test.
 #[test]
@@ -296,39 +290,6 @@ fn many_ids() -> Vec<(String, bool)> {
 }
 
 // ---------------------------------------------------------------- the parent
-
-/// A scratch directory for one test: the store and the effects file.
-struct Scratch {
-    root: PathBuf,
-}
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let root =
-            std::env::temp_dir().join(format!("sagaflow-crash-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).expect("create the scratch directory");
-        Scratch { root }
-    }
-
-    fn store(&self) -> PathBuf {
-        self.root.join("store")
-    }
-
-    fn effects(&self) -> PathBuf {
-        self.root.join("effects.log")
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("kept for inspection: {}", self.root.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.root);
-        }
-    }
-}
 
 /// Kills the child however the parent's test ends.
 struct ChildGuard(Child);
@@ -409,21 +370,9 @@ struct Effect {
 }
 
 fn read_effects(path: &Path) -> Vec<Effect> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .map(|line| {
-            let parts: Vec<&str> = line.split(' ').collect();
-            let [kind, key, attempt] = parts.as_slice() else {
-                panic!("a malformed effect line {line:?}")
-            };
-            Effect {
-                kind: (*kind).to_owned(),
-                key: (*key).to_owned(),
-                attempt: attempt
-                    .parse()
-                    .unwrap_or_else(|_| panic!("a malformed attempt in {line:?}")),
-            }
-        })
+    read_effect_lines(path)
+        .into_iter()
+        .map(|(kind, key, attempt)| Effect { kind, key, attempt })
         .collect()
 }
 
@@ -596,7 +545,7 @@ fn check_instance(
 /// Crashes one instance at `point` (`{kind}:{before|after}`), resumes it in
 /// this process, checks it; returns the effects before and after the crash.
 fn crash_one_at(name: &str, reject: bool, point: &str) -> (Vec<Effect>, Vec<Effect>) {
-    let scratch = Scratch::new(name);
+    let scratch = Scratch::new("crash", name);
     let id = format!("t-{name}");
     let plan = format!(
         "one:{id}:{}:{point}",
@@ -679,7 +628,7 @@ fn a_compensation_killed_after_its_effect_runs_again_under_the_same_key() {
 
 #[test]
 fn twenty_instances_killed_mid_run_all_finish_after_the_restart() {
-    let scratch = Scratch::new("many");
+    let scratch = Scratch::new("crash", "many");
     let killed = run_child_until_crash_point(&scratch, "many");
     let ids = many_ids();
     let names: Vec<String> = ids.iter().map(|(id, _)| id.clone()).collect();

@@ -40,6 +40,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sagaflow::prelude::*;
 use sagaflow::record::EventKind;
 use sagaflow::{EtcdStore, Phase, PostgresStore, RedisStore, RuntimeBuilder, Status, StepError};
+use sagaflow_tests::harness::{Scratch, read_effect_lines, say};
 use serde::{Deserialize, Serialize};
 
 /// Selects child mode: the backend the child's workers run on.
@@ -164,13 +165,6 @@ async fn effect(job: &Job, kind: &str) -> Result<String, StepError> {
         std::future::pending::<()>().await;
     }
     Ok(key)
-}
-
-/// A line to the parent, straight out.
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
 }
 
 // ---------------------------------------------------------------- the stores
@@ -328,34 +322,6 @@ fn mp_worker_child() {
 /// The backend tests run one at a time: 4 children each on 2 cores.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// A scratch directory, removed unless the test failed.
-struct Scratch {
-    root: PathBuf,
-}
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let root = std::env::temp_dir().join(format!("sagaflow-mp-{name}"));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(&root).expect("create the scratch directory");
-        Scratch { root }
-    }
-
-    fn effects(&self) -> PathBuf {
-        self.root.join("effects.log")
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("kept for inspection: {}", self.root.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.root);
-        }
-    }
-}
-
 /// Worker children, killed however the test ends.
 struct Children {
     children: Vec<Option<Child>>,
@@ -467,21 +433,9 @@ struct Effect {
 }
 
 fn read_effects(path: &Path) -> Vec<Effect> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .map(|line| {
-            let parts: Vec<&str> = line.split(' ').collect();
-            let [kind, key, pid] = parts.as_slice() else {
-                panic!("a malformed effect line {line:?}")
-            };
-            Effect {
-                kind: (*kind).to_owned(),
-                key: (*key).to_owned(),
-                pid: pid
-                    .parse()
-                    .unwrap_or_else(|_| panic!("a malformed pid in {line:?}")),
-            }
-        })
+    read_effect_lines(path)
+        .into_iter()
+        .map(|(kind, key, pid)| Effect { kind, key, pid })
         .collect()
 }
 
@@ -743,7 +697,7 @@ fn four_workers_one_killed(backend: Backend) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let began = Instant::now();
     let name = unique_name(&format!("sagaflow_mp_{}", backend.name()));
-    let scratch = Scratch::new(&name);
+    let scratch = Scratch::new("mp", &name);
     let run = format!("mp{}", std::process::id());
     let victim = 0;
     let mut children = Children::spawn(backend, &name, CHILDREN, victim);
@@ -991,7 +945,7 @@ fn etcd_three_member_cluster_survives_a_member_killed_mid_run() {
     let began = Instant::now();
     let name = unique_name("sagaflow_mp_cluster");
     let mut cluster = EtcdCluster::start(&name);
-    let scratch = Scratch::new(&format!("{name}_effects"));
+    let scratch = Scratch::new("mp", &format!("{name}_effects"));
     let run = format!("cl{}", std::process::id());
     // Effects of this process so far (none: the other tests' parents run
     // no workers).
