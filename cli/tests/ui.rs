@@ -73,9 +73,15 @@ fn chromium() -> Option<String> {
 
 /// The DOM of `url` after chromium rendered it.
 fn dump_dom(chromium: &str, url: &str) -> String {
+    dump_dom_with(chromium, url, &[])
+}
+
+/// The DOM of `url` after chromium rendered it, with extra flags.
+fn dump_dom_with(chromium: &str, url: &str, flags: &[&str]) -> String {
     let profile = tempfile::tempdir().unwrap();
     let output = Command::new("timeout")
         .args(["120", chromium])
+        .args(flags)
         .args([
             "--headless",
             "--no-sandbox",
@@ -302,14 +308,35 @@ fn the_web_view_shows_instances_the_machine_and_the_timeline() {
     assert!(http(&server.base, "GET /instance?id=order-999 HTTP/1.1").starts_with("HTTP/1.1 404"));
     drop(server);
 
-    // The bare binary knows no workflows: it shows the record, not a drawing.
+    // The bare binary knows no workflows, but the runtime that ran them
+    // stored their machines: it draws the same picture from the store.
+    let registered = rejected.clone();
+    let bare = Server::start(env!("CARGO_BIN_EXE_sagaflow"), &store);
+    let page = dump_dom(
+        &chromium,
+        &format!("{}/instance?id=order-rejected", bare.base),
+    );
+    assert_eq!(svg_of(&page), svg_of(&registered), "{page}");
+    assert!(
+        page.contains("<p class=\"muted\" id=\"stored-machine\">"),
+        "{page}"
+    );
+    let coffee_bare = dump_dom(
+        &chromium,
+        &format!("{}/workflow?name=coffee_order", bare.base),
+    );
+    assert_eq!(svg_of(&coffee_bare), svg_of(&coffee), "{coffee_bare}");
+    drop(bare);
+
+    // Without the stored description it shows the record, not a drawing.
+    delete_machines(&store, "place_order");
     let bare = Server::start(env!("CARGO_BIN_EXE_sagaflow"), &store);
     let page = dump_dom(
         &chromium,
         &format!("{}/instance?id=order-rejected", bare.base),
     );
     assert!(
-        page.contains("<p class=\"notice\" id=\"no-machine\">Workflow <b>place_order</b> is not registered in this tool"),
+        page.contains("<p class=\"notice\" id=\"no-machine\">Workflow <b>place_order</b> is not registered in this tool and the store holds no description of it"),
         "{page}"
     );
     assert!(!page.contains("<svg"), "{page}");
@@ -317,4 +344,135 @@ fn the_web_view_shows_instances_the_machine_and_the_timeline() {
         page.contains("<tr class=\"event kind-step_retried\">"),
         "{page}"
     );
+}
+
+/// The `<svg>…</svg>` of a page.
+fn svg_of(page: &str) -> &str {
+    let start = page
+        .find("<svg")
+        .unwrap_or_else(|| panic!("no drawing:\n{page}"));
+    let end = page[start..].find("</svg>").unwrap() + start + "</svg>".len();
+    &page[start..end]
+}
+
+/// Deletes the stored machine descriptions of `workflow`.
+fn delete_machines(store: &Seeded, workflow: &str) {
+    use sagaflow::store::{Expect, Store};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let embedded = sagaflow::EmbeddedStore::open(&store.path).unwrap();
+        let prefix = format!("machines/{workflow}/");
+        let page = embedded.scan(&prefix, None, 100).await.unwrap();
+        assert!(!page.entries.is_empty(), "the seed stored {prefix}");
+        for (key, _) in page.entries {
+            embedded.delete(&key, Expect::Any).await.unwrap();
+        }
+    });
+}
+
+/// Instance `id`'s record with a long error (a long sentence, then a long
+/// unbroken token, as a serialized payload or a URL would be) in its
+/// failure and in every failed attempt of its timeline.
+fn long_error_copy(store: &Seeded, from: &str, id: &str) -> String {
+    use sagaflow::record;
+    use sagaflow::store::{Expect, Store};
+    let long_error = format!(
+        "{} {}",
+        "the carrier rejected the parcel because the address could not be verified; ".repeat(8),
+        "x".repeat(400)
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let embedded = sagaflow::EmbeddedStore::open(&store.path).unwrap();
+        let stored = embedded.get(&record::key(from)).await.unwrap().unwrap();
+        let mut instance = record::decode(&stored.value).unwrap();
+        instance.id = id.to_owned();
+        for event in &mut instance.history {
+            if event.error.is_some() {
+                event.error = Some(long_error.clone());
+            }
+        }
+        if let Some(failure) = &mut instance.failure {
+            failure.message = long_error.clone();
+        }
+        instance.last_error = Some(long_error.clone());
+        embedded
+            .put(
+                &record::key(id),
+                record::encode(&instance).unwrap(),
+                Expect::Absent,
+            )
+            .await
+            .unwrap();
+    });
+    long_error
+}
+
+/// How wide `path` renders in a window 1,400 px wide (the page's
+/// `scrollWidth`, or the right edge of any element beyond it), and
+/// `innerWidth`: the page with its stylesheet inlined and a script that
+/// writes both into the DOM.
+fn widths(chromium: &str, base: &str, path: &str) -> (u32, u32, String) {
+    let body = |answer: String| -> String {
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        answer.split_once("\r\n\r\n").unwrap().1.to_owned()
+    };
+    let page = body(http(base, &format!("GET {path} HTTP/1.1")));
+    let css = body(http(base, "GET /style.css HTTP/1.1"));
+    let link = "<link rel=\"stylesheet\" href=\"/style.css\">";
+    assert!(page.contains(link), "{page}");
+    // The page's width, or the right edge of whatever sticks out furthest
+    // (inside a box that scrolls, an element can overflow without widening
+    // the page).
+    let probe = "<script>var right = document.documentElement.scrollWidth; \
+                 document.querySelectorAll('body *').forEach(function (element) { \
+                 right = Math.max(right, Math.ceil(element.getBoundingClientRect().right)); }); \
+                 document.body.setAttribute('data-fit', right + ' ' + window.innerWidth);</script>";
+    let page = page
+        .replace(link, &format!("<style>{css}</style>"))
+        .replace("</body>", &format!("{probe}</body>"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("page.html");
+    std::fs::write(&file, &page).unwrap();
+    let dom = dump_dom_with(
+        chromium,
+        &format!("file://{}", file.display()),
+        &["--window-size=1400,900", "--hide-scrollbars"],
+    );
+    let fit = dom
+        .split("data-fit=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("the probe did not run:\n{dom}"));
+    let (scroll, inner) = fit.split_once(' ').unwrap();
+    (scroll.parse().unwrap(), inner.parse().unwrap(), dom)
+}
+
+#[test]
+fn long_errors_wrap_and_the_pages_fit_a_1400px_window() {
+    let store = Seeded::new();
+    let long_error = long_error_copy(&store, "order-rejected", "order-long-error");
+    let server = Server::start(env!("CARGO_BIN_EXE_sagaflow-demo"), &store);
+    let Some(chromium) = chromium() else { return };
+    for path in ["/instance?id=order-long-error", "/"] {
+        let (scroll, inner, dom) = widths(&chromium, &server.base, path);
+        assert_eq!(inner, 1400, "the window is 1,400 px wide");
+        assert!(
+            scroll <= inner,
+            "{path} overflows: {scroll} px wide in a {inner} px window\n{dom}"
+        );
+    }
+    // The full text stays available: in the cell's title, and in full
+    // inside the expandable cell.
+    let page = dump_dom(
+        &chromium,
+        &format!("{}/instance?id=order-long-error", server.base),
+    );
+    let escaped = long_error.replace('\'', "&#39;");
+    assert!(page.contains(&format!("title=\"{escaped}\"")), "{page}");
+    assert!(page.contains("<details"), "{page}");
 }

@@ -1,9 +1,18 @@
 //! The static description of a generated state machine, and its diagrams.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::step::StepKind;
+
+mod description;
+
+pub use description::{
+    DESCRIPTION_FORMAT, DescriptionError, DrawnEdge, DrawnTarget, EdgeDescription, MACHINES_PREFIX,
+    MachineDescription, StateDescription, StepDescription, Terminal, VariableDescription,
+    machine_key,
+};
 
 /// The state machine `#[workflow]` generated: static data, the same on every
 /// run, so its diagrams can be snapshot-tested.
@@ -71,7 +80,8 @@ pub struct Edge {
 }
 
 /// The end of an [`Edge`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Target {
     /// Another state, by index in [`StateMachine::states`].
     State(usize),
@@ -82,7 +92,8 @@ pub enum Target {
 }
 
 /// Why an [`Edge`] is taken.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum EdgeLabel {
     /// The step succeeded and the code goes straight on.
     Ok,
@@ -103,30 +114,6 @@ impl EdgeLabel {
     }
 }
 
-/// A terminal state as drawn.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Terminal {
-    Completed,
-    Compensated,
-    Failed,
-}
-
-impl Terminal {
-    const fn name(self) -> &'static str {
-        match self {
-            Terminal::Completed => "Completed",
-            Terminal::Compensated => "Compensated",
-            Terminal::Failed => "Failed",
-        }
-    }
-}
-
-/// A node an edge is drawn to.
-enum Node<'a> {
-    State(&'a StateInfo),
-    Terminal(Terminal),
-}
-
 impl StateMachine {
     /// The state with this variant name.
     pub fn state(&self, name: &str) -> Option<&StateInfo> {
@@ -138,146 +125,22 @@ impl StateMachine {
         self.fingerprint
     }
 
-    /// For each state, whether a pivot step may already have succeeded when
-    /// the state is entered (a pivot precedes it on some path).
-    fn after_pivot(&self) -> Vec<bool> {
-        let mut after = vec![false; self.states.len()];
-        let mut changed = true;
-        while changed {
-            changed = false;
-            for edge in self.edges {
-                let Target::State(to) = edge.to else { continue };
-                let from_is_pivot = self.states[edge.from]
-                    .step
-                    .as_ref()
-                    .is_some_and(|step| step.kind.is_pivot() && edge.label != EdgeLabel::Err);
-                if (after[edge.from] || from_is_pivot) && !after[to] {
-                    after[to] = true;
-                    changed = true;
-                }
-            }
-        }
-        after
+    /// An owned copy, serde-able: what a runtime stores for tools that do
+    /// not know the workflow.
+    pub fn describe(&self) -> MachineDescription {
+        MachineDescription::from(self)
     }
 
-    /// Resolves each edge's end to a drawable node, in edge order.
-    fn resolved_edges(&self) -> Vec<(usize, Node<'_>, EdgeLabel)> {
-        let after = self.after_pivot();
-        self.edges
-            .iter()
-            .map(|edge| {
-                let to = match edge.to {
-                    Target::State(index) => Node::State(&self.states[index]),
-                    Target::Complete => Node::Terminal(Terminal::Completed),
-                    Target::Error => {
-                        let pivot_done = after[edge.from]
-                            || self.states[edge.from].step.as_ref().is_some_and(|step| {
-                                step.kind.is_pivot() && edge.label != EdgeLabel::Err
-                            });
-                        Node::Terminal(if pivot_done {
-                            Terminal::Failed
-                        } else {
-                            Terminal::Compensated
-                        })
-                    }
-                };
-                (edge.from, to, edge.label)
-            })
-            .collect()
-    }
-
-    fn terminals(edges: &[(usize, Node<'_>, EdgeLabel)]) -> Vec<Terminal> {
-        let mut terminals: Vec<Terminal> = edges
-            .iter()
-            .filter_map(|(_, node, _)| match node {
-                Node::Terminal(terminal) => Some(*terminal),
-                Node::State(_) => None,
-            })
-            .collect();
-        terminals.sort();
-        terminals.dedup();
-        terminals
-    }
-
-    /// The machine as a Mermaid `stateDiagram-v2`, deterministic.
+    /// The machine as a Mermaid `stateDiagram-v2`, deterministic. Drawn by
+    /// [`MachineDescription::to_mermaid`], as stored machines are.
     pub fn to_mermaid(&self) -> String {
-        let mut out = String::from("stateDiagram-v2\n");
-        for state in self.states.iter().skip(1) {
-            let _ = writeln!(
-                out,
-                "    state \"{}\" as {}",
-                describe(state, " / "),
-                state.name
-            );
-        }
-        let edges = self.resolved_edges();
-        let start = self.states.first().map(|state| state.name);
-        for (from, to, label) in &edges {
-            let from = self.states[*from].name;
-            let from = if Some(from) == start { "[*]" } else { from };
-            let to = match to {
-                Node::State(state) => state.name,
-                Node::Terminal(terminal) => terminal.name(),
-            };
-            let _ = writeln!(out, "    {from} --> {to} : {}", label.as_str());
-        }
-        for terminal in Self::terminals(&edges) {
-            let _ = writeln!(out, "    {} --> [*]", terminal.name());
-        }
-        out
+        self.describe().to_mermaid()
     }
 
-    /// The machine as a Graphviz `digraph`, deterministic.
+    /// The machine as a Graphviz `digraph`, deterministic. Drawn by
+    /// [`MachineDescription::to_dot`], as stored machines are.
     pub fn to_dot(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(out, "digraph {} {{", self.workflow);
-        out.push_str("    rankdir=TB;\n    node [shape=box, style=rounded];\n");
-        for (index, state) in self.states.iter().enumerate() {
-            if index == 0 {
-                let _ = writeln!(out, "    {} [shape=point, label=\"\"];", state.name);
-            } else {
-                let label = format!("{}\\n{}", state.name, describe(state, "\\n"));
-                let _ = writeln!(
-                    out,
-                    "    {} [label=\"{}\"];",
-                    state.name,
-                    label.replace('"', "\\\"")
-                );
-            }
-        }
-        let edges = self.resolved_edges();
-        for terminal in Self::terminals(&edges) {
-            let _ = writeln!(out, "    {} [shape=doublecircle];", terminal.name());
-        }
-        for (from, to, label) in &edges {
-            let to = match to {
-                Node::State(state) => state.name,
-                Node::Terminal(terminal) => terminal.name(),
-            };
-            let _ = writeln!(
-                out,
-                "    {} -> {} [label=\"{}\"];",
-                self.states[*from].name,
-                to,
-                label.as_str()
-            );
-        }
-        out.push_str("}\n");
-        out
-    }
-}
-
-/// `reserve_inventory (compensable, undo: release_inventory)` for a state.
-fn describe(state: &StateInfo, separator: &str) -> String {
-    if let Some(wait) = state.wait {
-        return wait.to_owned();
-    }
-    match &state.step {
-        Some(step) => match step.compensation {
-            Some(undo) => format!("{}{separator}{}, undo: {undo}", step.name, step.kind),
-            None => format!("{}{separator}{}", step.name, step.kind),
-        },
-        None => state.name.to_owned(),
+        self.describe().to_dot()
     }
 }
 
@@ -443,13 +306,21 @@ mod tests {
 
     #[test]
     fn a_wait_state_is_drawn_by_what_it_waits_for() {
-        let state = StateInfo {
-            name: "SignalTimeout3",
-            step: None,
-            wait: Some("signal approval or timeout"),
-            variables: &[],
+        static WAIT: StateMachine = StateMachine {
+            workflow: "wait",
+            states: &[StateInfo {
+                name: "SignalTimeout3",
+                step: None,
+                wait: Some("signal approval or timeout"),
+                variables: &[],
+            }],
+            edges: &[],
+            fingerprint: 1,
         };
-        assert_eq!(describe(&state, " / "), "signal approval or timeout");
+        assert_eq!(
+            WAIT.describe().states[0].describe(" / "),
+            "signal approval or timeout"
+        );
     }
 
     #[test]

@@ -463,7 +463,7 @@ fn is_zero(value: &u64) -> bool {
     *value == 0
 }
 
-fn parse_fingerprint(text: &str) -> Option<u64> {
+pub(crate) fn parse_fingerprint(text: &str) -> Option<u64> {
     if text.len() != 16 {
         return None;
     }

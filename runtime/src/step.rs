@@ -16,7 +16,8 @@ pub type CompensationFuture =
 /// The classic saga structure is checked at compile time: compensable steps
 /// first, at most one pivot on any path, and only retriable or readonly steps
 /// after it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum StepKind {
     /// Undone by its `#[compensate]` when the saga rolls back (the default).
     Compensable,

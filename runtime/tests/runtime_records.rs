@@ -204,7 +204,7 @@ async fn an_oversized_input_is_refused_before_anything_is_written() {
     );
     assert!(
         store
-            .scan("", None, 10)
+            .scan("instances/", None, 10)
             .await
             .expect("scans")
             .entries

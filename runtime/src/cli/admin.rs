@@ -10,7 +10,9 @@ use serde::{Deserialize as _, Serialize};
 use serde_json::Value;
 
 use crate::error::{Error, StoreError};
-use crate::machine::{StateInfo, StateMachine};
+use crate::machine::{
+    DescriptionError, MACHINES_PREFIX, MachineDescription, StateDescription, StateMachine,
+};
 use crate::record::{
     self, EventKind, Failure, Heartbeat, HistoryEvent, InstanceRecord, Lease, Phase, SignalMessage,
 };
@@ -33,10 +35,12 @@ pub struct Registry {
     workflows: Vec<RegisteredWorkflow>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct RegisteredWorkflow {
     name: &'static str,
     machine: &'static StateMachine,
+    /// The machine as drawn, made once.
+    description: Arc<MachineDescription>,
     check_state: fn(&Value) -> Result<(), String>,
 }
 
@@ -54,9 +58,11 @@ impl Registry {
 
     /// Adds `workflow`; a second workflow with the same name replaces the first.
     pub fn register<W: Workflow>(mut self, workflow: W) -> Registry {
+        let machine = workflow.state_machine();
         let entry = RegisteredWorkflow {
             name: W::NAME,
-            machine: workflow.state_machine(),
+            machine,
+            description: Arc::new(MachineDescription::from(machine)),
             check_state: check_state::<W>,
         };
         self.workflows.retain(|known| known.name != W::NAME);
@@ -128,15 +134,20 @@ pub enum AdminError {
         /// Why it cannot be decoded.
         reason: String,
     },
-    /// The tool knows no workflows at all (the bare `sagaflow` binary).
+    /// The tool knows no workflows at all (the bare `sagaflow` binary) and
+    /// the store holds no description of this one.
     #[error(
-        "this tool knows no workflows, so it cannot draw `{0}`: the state machines live in your \
-         code; ship the tool in your binary with \
-         `sagaflow::cli::run(Registry::new().register(your_workflow))`"
+        "this tool knows no workflows and the store holds no description of `{0}`, so it cannot \
+         draw it: a runtime that registers `{0}` stores one when it is built; or ship the tool in \
+         your binary with `sagaflow::cli::run(Registry::new().register(your_workflow))`"
     )]
     NoWorkflows(String),
-    /// The tool knows other workflows, not this one.
-    #[error("workflow `{name}` is not registered in this tool (registered: {known})")]
+    /// The tool knows other workflows, not this one, and the store holds no
+    /// description of it.
+    #[error(
+        "workflow `{name}` is not registered in this tool (registered: {known}), and the store \
+         holds no description of it"
+    )]
     UnknownWorkflow {
         /// The name asked for.
         name: String,
@@ -304,6 +315,29 @@ pub struct TimelineEntry {
     pub error: Option<String>,
 }
 
+/// Where the machine an operator's tool draws comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MachineSource {
+    /// The workflow is registered in this tool.
+    Registered,
+    /// The description a runtime wrote to the store when it was built.
+    Stored,
+}
+
+/// A state machine an operator's tool can draw: [`Admin::machine`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct KnownMachine {
+    /// The machine.
+    pub machine: MachineDescription,
+    /// Where it comes from.
+    pub source: MachineSource,
+    /// When a runtime registering it stored its description (ms since the
+    /// Unix epoch), for a stored machine.
+    pub registered_at: Option<u64>,
+}
+
 /// Everything about one instance: [`Admin::show`].
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
@@ -318,6 +352,13 @@ pub struct InstanceDetail {
     /// Whether the registered machine has that fingerprint (`None`: the
     /// workflow is not registered in this tool).
     pub fingerprint_matches: Option<bool>,
+    /// Where the machine used for step names, variable types and the
+    /// drawing comes from (`None`: neither registered nor stored).
+    pub machine_source: Option<MachineSource>,
+    /// The machine of the instance's workflow: the one with its fingerprint
+    /// (registered, else stored), else the registered one.
+    #[serde(skip)]
+    pub machine: Option<Arc<MachineDescription>>,
     /// Why a runtime with this tool's workflows would not advance it.
     pub blocked: Option<String>,
     /// The variables stored in the current state.
@@ -471,12 +512,15 @@ impl Admin {
     ) -> Result<InstanceList, AdminError> {
         let mut list = InstanceList::default();
         let mut matched = Vec::new();
+        let stored = self.stored_descriptions().await?;
         self.scan(&mut progress, |scanned| {
             list.scanned += 1;
             match scanned {
                 Ok(instance) => {
                     if query.matches(&instance) {
-                        matched.push(self.summary(&instance));
+                        let machine =
+                            self.resolve(&stored, &instance.workflow, instance.fingerprint_value());
+                        matched.push(self.summary(&instance, machine.as_ref().map(|m| &*m.0)));
                     }
                 }
                 Err(undecodable) => list.undecodable.push(undecodable),
@@ -510,7 +554,15 @@ impl Admin {
     /// Everything about instance `id`.
     pub async fn show(&self, id: &str) -> Result<InstanceDetail, AdminError> {
         let (instance, _) = self.load(id).await?;
-        Ok(self.detail(instance))
+        let stored =
+            if self.registry.get(&instance.workflow).is_some_and(|known| {
+                Some(known.machine.fingerprint) == instance.fingerprint_value()
+            }) {
+                Vec::new()
+            } else {
+                self.stored_descriptions().await?
+            };
+        Ok(self.detail(instance, &stored))
     }
 
     /// Cancels instance `id` (see [`Runtime::cancel`]): an instance before its
@@ -652,17 +704,169 @@ impl Admin {
         Ok(())
     }
 
-    /// The registered state machine of `workflow`.
-    pub fn machine(&self, workflow: &str) -> Result<&'static StateMachine, AdminError> {
+    /// The state machine of `workflow` to draw: the registered one, else
+    /// the description a runtime that registered it stored (the most
+    /// recently registered one when its code changed). A stored description
+    /// that cannot be decoded is [`AdminError::Corrupt`] when no other is
+    /// usable.
+    pub async fn machine(&self, workflow: &str) -> Result<KnownMachine, AdminError> {
+        if let Some(known) = self.registry.get(workflow) {
+            return Ok(KnownMachine {
+                machine: MachineDescription::clone(&known.description),
+                source: MachineSource::Registered,
+                registered_at: None,
+            });
+        }
+        let prefix = format!("{MACHINES_PREFIX}{workflow}/");
+        let mut newest: Option<KnownMachine> = None;
+        let mut corrupt = None;
+        for (key, stored) in self.stored_machines(&prefix).await? {
+            match stored {
+                Ok((machine, registered_at)) => {
+                    let newer = newest.as_ref().is_none_or(|best| {
+                        (best.registered_at, best.machine.fingerprint)
+                            < (Some(registered_at), machine.fingerprint)
+                    });
+                    if newer {
+                        newest = Some(KnownMachine {
+                            machine,
+                            source: MachineSource::Stored,
+                            registered_at: Some(registered_at),
+                        });
+                    }
+                }
+                Err(error) => {
+                    corrupt.get_or_insert(AdminError::Corrupt {
+                        key,
+                        reason: error.to_string(),
+                    });
+                }
+            }
+        }
+        if let Some(known) = newest {
+            return Ok(known);
+        }
+        if let Some(error) = corrupt {
+            return Err(error);
+        }
         if self.registry.is_empty() {
             return Err(AdminError::NoWorkflows(workflow.to_owned()));
         }
-        self.registry
-            .machine(workflow)
-            .ok_or_else(|| AdminError::UnknownWorkflow {
-                name: workflow.to_owned(),
-                known: self.registry.names().join(", "),
+        Err(AdminError::UnknownWorkflow {
+            name: workflow.to_owned(),
+            known: self.registry.names().join(", "),
+        })
+    }
+
+    /// Every machine this admin can draw: the registered ones, then the
+    /// stored descriptions of other workflows or other fingerprints, by
+    /// workflow name, newest first. Stored descriptions that cannot be
+    /// decoded are returned as [`Undecodable`].
+    pub async fn machines(&self) -> Result<(Vec<KnownMachine>, Vec<Undecodable>), AdminError> {
+        let mut known: Vec<KnownMachine> = self
+            .registry
+            .workflows
+            .iter()
+            .map(|registered| KnownMachine {
+                machine: MachineDescription::clone(&registered.description),
+                source: MachineSource::Registered,
+                registered_at: None,
             })
+            .collect();
+        let mut undecodable = Vec::new();
+        for (key, stored) in self.stored_machines(MACHINES_PREFIX).await? {
+            match stored {
+                Ok((machine, registered_at)) => {
+                    let registered = self
+                        .registry
+                        .get(&machine.workflow)
+                        .is_some_and(|known| known.machine.fingerprint == machine.fingerprint);
+                    if !registered {
+                        known.push(KnownMachine {
+                            machine,
+                            source: MachineSource::Stored,
+                            registered_at: Some(registered_at),
+                        });
+                    }
+                }
+                Err(error) => undecodable.push(Undecodable {
+                    key,
+                    reason: error.to_string(),
+                }),
+            }
+        }
+        known.sort_by(|a, b| {
+            a.machine
+                .workflow
+                .cmp(&b.machine.workflow)
+                .then_with(|| {
+                    (a.source != MachineSource::Registered)
+                        .cmp(&(b.source != MachineSource::Registered))
+                })
+                .then_with(|| b.registered_at.cmp(&a.registered_at))
+        });
+        Ok((known, undecodable))
+    }
+
+    /// The stored machine descriptions under `prefix`, decoded or not.
+    async fn stored_machines(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, Result<(MachineDescription, u64), DescriptionError>)>, AdminError>
+    {
+        let mut found = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.scan(prefix, after.as_deref(), SCAN_PAGE).await?;
+            for (key, stored) in page.entries {
+                let decoded = MachineDescription::from_stored(&stored.value);
+                found.push((key, decoded));
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(found),
+            }
+        }
+    }
+
+    /// The machine of `workflow` with `fingerprint`: registered, else
+    /// stored; else the registered one with another fingerprint.
+    fn resolve(
+        &self,
+        stored: &[MachineDescription],
+        workflow: &str,
+        fingerprint: Option<u64>,
+    ) -> Option<(Arc<MachineDescription>, MachineSource)> {
+        let registered = self.registry.get(workflow);
+        if let Some(known) = registered
+            && Some(known.machine.fingerprint) == fingerprint
+        {
+            return Some((Arc::clone(&known.description), MachineSource::Registered));
+        }
+        if let Some(machine) = stored.iter().find(|machine| {
+            machine.workflow == workflow && Some(machine.fingerprint) == fingerprint
+        }) {
+            return Some((Arc::new(machine.clone()), MachineSource::Stored));
+        }
+        registered.map(|known| (Arc::clone(&known.description), MachineSource::Registered))
+    }
+
+    /// The stored descriptions that decode, of workflows this tool does not
+    /// know with that fingerprint (those that cannot be decoded are left
+    /// out: the instance views still work without them).
+    async fn stored_descriptions(&self) -> Result<Vec<MachineDescription>, AdminError> {
+        Ok(self
+            .stored_machines(MACHINES_PREFIX)
+            .await?
+            .into_iter()
+            .filter_map(|(key, stored)| match stored {
+                Ok((machine, _)) => Some(machine),
+                Err(error) => {
+                    tracing::warn!(key, %error, "a stored machine description cannot be decoded");
+                    None
+                }
+            })
+            .collect())
     }
 
     /// How many instances of `workflow` sit in each state (reads every record).
@@ -671,7 +875,7 @@ impl Admin {
         workflow: &str,
         mut progress: impl FnMut(usize),
     ) -> Result<StateCounts, AdminError> {
-        let machine = self.machine(workflow)?;
+        let machine = self.machine(workflow).await?.machine;
         let mut counts = StateCounts::default();
         self.scan(&mut progress, |scanned| {
             let Ok(instance) = scanned else { return };
@@ -743,29 +947,30 @@ impl Admin {
         }
     }
 
-    fn state_info(&self, workflow: &str, state: &str) -> Option<&'static StateInfo> {
-        self.registry
-            .machine(workflow)
-            .and_then(|machine| machine.state(state))
-    }
-
-    /// The step a state runs, or what it waits for (`signal "approval"`).
+    /// The step a state of a registered workflow runs, or what it waits for.
     fn step_of(&self, workflow: &str, state: &str) -> Option<String> {
-        let info = self.state_info(workflow, state)?;
-        match (&info.step, info.wait) {
-            (Some(step), _) => Some(step.name.to_owned()),
-            (None, Some(wait)) => Some(wait.to_owned()),
-            (None, None) => None,
-        }
+        self.registry
+            .get(workflow)?
+            .description
+            .state(state)?
+            .step_or_wait()
+            .map(str::to_owned)
     }
 
-    fn summary(&self, instance: &InstanceRecord) -> InstanceSummary {
+    fn summary(
+        &self,
+        instance: &InstanceRecord,
+        machine: Option<&MachineDescription>,
+    ) -> InstanceSummary {
         InstanceSummary {
             id: instance.id.clone(),
             workflow: instance.workflow.clone(),
             phase: instance.phase,
             state: instance.state_name.clone(),
-            step: self.step_of(&instance.workflow, &instance.state_name),
+            step: machine
+                .and_then(|machine| machine.state(&instance.state_name))
+                .and_then(StateDescription::step_or_wait)
+                .map(str::to_owned),
             attempt: instance.attempt,
             next_run_at: instance.next_run_at,
             last_error: instance.last_error.clone(),
@@ -778,10 +983,14 @@ impl Admin {
         }
     }
 
-    fn detail(&self, instance: InstanceRecord) -> InstanceDetail {
-        let summary = self.summary(&instance);
+    fn detail(&self, instance: InstanceRecord, stored: &[MachineDescription]) -> InstanceDetail {
+        let resolved = self.resolve(stored, &instance.workflow, instance.fingerprint_value());
+        let machine = resolved.as_ref().map(|(machine, _)| Arc::clone(machine));
+        let summary = self.summary(&instance, machine.as_deref());
         let registered = self.registry.get(&instance.workflow);
-        let info = self.state_info(&instance.workflow, &instance.state_name);
+        let info = machine
+            .as_deref()
+            .and_then(|machine| machine.state(&instance.state_name));
         let fingerprint_matches =
             registered.map(|known| instance.fingerprint_value() == Some(known.machine.fingerprint));
         let blocked = match (registered, instance.phase.is_terminal()) {
@@ -805,12 +1014,15 @@ impl Admin {
             }
         };
         let variables = variables(&instance.state, &instance.state_name, info);
+        let step_kind = info
+            .and_then(|info| info.step.as_ref())
+            .map(|step| step.kind.to_string());
         let now = now_ms();
         InstanceDetail {
             summary,
-            step_kind: info
-                .and_then(|info| info.step.as_ref())
-                .map(|step| step.kind.to_string()),
+            machine_source: resolved.map(|(_, source)| source),
+            machine,
+            step_kind,
             fingerprint: instance.fingerprint.clone(),
             fingerprint_matches,
             blocked,
@@ -860,7 +1072,11 @@ fn decode(key: &str, bytes: &[u8]) -> Result<InstanceRecord, Undecodable> {
 
 /// The variables of a stored state variant (`{"Variant": {"name": value}}`),
 /// in the machine's order when the state is known.
-fn variables(state: &Value, state_name: &str, info: Option<&StateInfo>) -> Vec<StoredVariable> {
+fn variables(
+    state: &Value,
+    state_name: &str,
+    info: Option<&StateDescription>,
+) -> Vec<StoredVariable> {
     let fields = match state {
         Value::Object(map) => match map.get(state_name) {
             Some(Value::Object(fields)) => fields.clone(),
@@ -886,11 +1102,11 @@ fn variables(state: &Value, state_name: &str, info: Option<&StateInfo>) -> Vec<S
     let mut variables = Vec::new();
     let mut rest = fields;
     if let Some(info) = info {
-        for variable in info.variables {
-            if let Some(value) = rest.remove(variable.name) {
+        for variable in &info.variables {
+            if let Some(value) = rest.remove(&variable.name) {
                 variables.push(StoredVariable {
-                    name: variable.name.to_owned(),
-                    ty: Some(variable.ty.to_owned()),
+                    name: variable.name.clone(),
+                    ty: Some(variable.ty.clone()),
                     value,
                 });
             }

@@ -48,13 +48,15 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub use admin::{
-    Admin, AdminError, CancelOutcome, InstanceDetail, InstanceList, InstanceSummary, ListQuery,
-    Registry, RetryOutcome, StateCounts, StoredVariable, TimelineEntry, Undecodable,
+    Admin, AdminError, CancelOutcome, InstanceDetail, InstanceList, InstanceSummary, KnownMachine,
+    ListQuery, MachineSource, Registry, RetryOutcome, StateCounts, StoredVariable, TimelineEntry,
+    Undecodable,
 };
 pub use store_url::open_store;
 pub use svg::{Highlight, render as render_svg};
 pub use web::{router, serve};
 
+use crate::machine::MachineDescription;
 use crate::record::Phase;
 use text::Style;
 
@@ -117,8 +119,10 @@ enum Command {
         /// The signal's payload, as JSON.
         payload: String,
     },
-    /// Draw a registered workflow's state machine, with how many instances
-    /// sit in each state when a store is given.
+    /// Draw a workflow's state machine, with how many instances sit in each
+    /// state when a store is given. The machine is the one registered in this
+    /// tool, else the description a runtime that registers the workflow
+    /// stored (so the bare binary draws from the store alone).
     Graph {
         /// The workflow's name.
         workflow: String,
@@ -126,7 +130,8 @@ enum Command {
         #[arg(long, short, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
     },
-    /// List the workflows this tool knows.
+    /// List the workflows this tool knows and, with a store, those whose
+    /// machines runtimes described in it.
     Workflows,
     /// Serve a read-only web view of the store.
     Ui {
@@ -450,33 +455,88 @@ async fn command(
             ))
         }
         Command::Workflows => {
+            let (machines, undecodable) = match store {
+                Some(_) => admin(store, registry).await?.machines().await?,
+                None => (
+                    registry
+                        .names()
+                        .into_iter()
+                        .filter_map(|name| registry.machine(name))
+                        .map(|machine| KnownMachine {
+                            machine: machine.describe(),
+                            source: MachineSource::Registered,
+                            registered_at: None,
+                        })
+                        .collect(),
+                    Vec::new(),
+                ),
+            };
             if cli.json {
-                return print_json(io, &registry.names());
+                let machines: Vec<serde_json::Value> = machines
+                    .iter()
+                    .map(|known| {
+                        serde_json::json!({
+                            "workflow": known.machine.workflow,
+                            "fingerprint": crate::record::format_fingerprint(known.machine.fingerprint),
+                            "states": known.machine.states.len(),
+                            "source": known.source,
+                            "registered_at": known.registered_at,
+                        })
+                    })
+                    .collect();
+                return print_json(
+                    io,
+                    &serde_json::json!({ "workflows": machines, "undecodable": undecodable }),
+                );
             }
-            if registry.is_empty() {
+            if machines.is_empty() && undecodable.is_empty() {
                 return written(writeln!(
                     io.out,
-                    "this tool knows no workflows: ship it in your binary with \
-                     sagaflow::cli::run(Registry::new().register(your_workflow))"
+                    "this tool knows no workflows{}: ship it in your binary with \
+                     sagaflow::cli::run(Registry::new().register(your_workflow))",
+                    if store.is_some() {
+                        " and the store describes none"
+                    } else {
+                        ""
+                    }
                 ));
             }
-            let rows: Vec<Vec<text::Cell>> = registry
-                .names()
-                .into_iter()
-                .filter_map(|name| registry.machine(name))
-                .map(|machine| {
+            let rows: Vec<Vec<text::Cell>> = machines
+                .iter()
+                .map(|known| {
                     vec![
-                        text::Cell::plain(machine.workflow),
-                        text::Cell::plain((machine.states.len() - 1).to_string()),
-                        text::Cell::plain(crate::record::format_fingerprint(machine.fingerprint)),
+                        text::Cell::plain(known.machine.workflow.clone()),
+                        text::Cell::plain(known.machine.states.len().saturating_sub(1).to_string()),
+                        text::Cell::plain(crate::record::format_fingerprint(
+                            known.machine.fingerprint,
+                        )),
+                        text::Cell::plain(match (known.source, known.registered_at) {
+                            (MachineSource::Registered, _) => "registered".to_owned(),
+                            (MachineSource::Stored, Some(at)) => {
+                                format!("stored {}", text::format_time(at))
+                            }
+                            (MachineSource::Stored, None) => "stored".to_owned(),
+                        }),
                     ]
                 })
                 .collect();
             written(write!(
                 io.out,
                 "{}",
-                text::table(style, &["WORKFLOW", "STEPS", "FINGERPRINT"], &rows)
-            ))
+                text::table(
+                    style,
+                    &["WORKFLOW", "STEPS", "FINGERPRINT", "SOURCE"],
+                    &rows
+                )
+            ))?;
+            for bad in &undecodable {
+                written(writeln!(
+                    io.out,
+                    "the machine description at `{}` cannot be decoded: {}",
+                    bad.key, bad.reason
+                ))?;
+            }
+            Ok(())
         }
         Command::Graph { workflow, format } => {
             graph(store, registry, &workflow, format, cli.json, io).await
@@ -512,31 +572,32 @@ async fn graph(
     json: bool,
     io: &mut Io<'_>,
 ) -> Result<(), AdminError> {
-    // The machine comes from the registry; counts only with a store.
-    let machine = match registry.machine(workflow) {
-        Some(machine) => machine,
-        None if registry.is_empty() => return Err(AdminError::NoWorkflows(workflow.to_owned())),
-        None => {
-            return Err(AdminError::UnknownWorkflow {
-                name: workflow.to_owned(),
-                known: registry.names().join(", "),
-            });
+    // The machine comes from the registry, else (with a store) from the
+    // description a runtime stored; counts only with a store.
+    let (machine, counts) = match store {
+        Some(url) => {
+            let admin = Admin::open(url, registry).await?;
+            let machine = admin.machine(workflow).await?.machine;
+            (machine, Some(admin.state_counts(workflow, |_| {}).await?))
         }
-    };
-    let counts = match store {
-        Some(url) => Some(
-            Admin::open(url, registry)
-                .await?
-                .state_counts(workflow, |_| {})
-                .await?,
-        ),
-        None => None,
+        None => match registry.machine(workflow) {
+            Some(machine) => (machine.describe(), None),
+            None if registry.is_empty() => {
+                return Err(AdminError::NoWorkflows(workflow.to_owned()));
+            }
+            None => {
+                return Err(AdminError::UnknownWorkflow {
+                    name: workflow.to_owned(),
+                    known: registry.names().join(", "),
+                });
+            }
+        },
     };
     let diagram = match format {
-        GraphFormat::Mermaid => mermaid_with_counts(machine, counts.as_ref()),
-        GraphFormat::Dot => dot_with_counts(machine, counts.as_ref()),
+        GraphFormat::Mermaid => mermaid_with_counts(&machine, counts.as_ref()),
+        GraphFormat::Dot => dot_with_counts(&machine, counts.as_ref()),
         GraphFormat::Svg => svg::render(
-            machine,
+            &machine,
             &Highlight {
                 counts: counts.as_ref(),
                 ..Highlight::default()
@@ -585,13 +646,13 @@ fn ended_labels(counts: &StateCounts) -> Vec<(&'static str, String)> {
 }
 
 /// `to_mermaid()` plus a note per state with instances in it.
-fn mermaid_with_counts(machine: &crate::StateMachine, counts: Option<&StateCounts>) -> String {
+fn mermaid_with_counts(machine: &MachineDescription, counts: Option<&StateCounts>) -> String {
     let mut out = machine.to_mermaid();
     let Some(counts) = counts else { return out };
-    let start = machine.states.first().map(|state| state.name);
-    for state in machine.states {
-        if let Some(label) = active_label(counts, state.name) {
-            if Some(state.name) == start {
+    let start = machine.states.first().map(|state| state.name.as_str());
+    for state in &machine.states {
+        if let Some(label) = active_label(counts, &state.name) {
+            if Some(state.name.as_str()) == start {
                 // `[*]` takes no note: say it in a comment.
                 out.push_str(&format!("    %% {label} at {}\n", state.name));
             } else {
@@ -612,12 +673,12 @@ fn mermaid_with_counts(machine: &crate::StateMachine, counts: Option<&StateCount
 }
 
 /// `to_dot()` plus an outside label and a fill on every state with instances.
-fn dot_with_counts(machine: &crate::StateMachine, counts: Option<&StateCounts>) -> String {
+fn dot_with_counts(machine: &MachineDescription, counts: Option<&StateCounts>) -> String {
     let mut out = machine.to_dot();
     let Some(counts) = counts else { return out };
     let mut extra = String::new();
-    for state in machine.states {
-        if let Some(label) = active_label(counts, state.name) {
+    for state in &machine.states {
+        if let Some(label) = active_label(counts, &state.name) {
             extra.push_str(&format!(
                 "    {} [xlabel=\"{label}\", style=\"rounded,filled\", fillcolor=\"#fff3c4\"];\n",
                 state.name

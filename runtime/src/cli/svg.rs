@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use super::admin::StateCounts;
-use crate::machine::{EdgeLabel, StateMachine, Target};
+use crate::machine::{DrawnTarget, EdgeLabel, MachineDescription, Terminal};
 
 /// What to mark on the drawing.
 #[derive(Clone, Debug, Default)]
@@ -51,50 +51,19 @@ impl Node {
     }
 }
 
-/// For each state, whether a pivot may have succeeded when it is entered.
-fn after_pivot(machine: &StateMachine) -> Vec<bool> {
-    let mut after = vec![false; machine.states.len()];
-    let mut changed = true;
-    while changed {
-        changed = false;
-        for edge in machine.edges {
-            let Target::State(to) = edge.to else { continue };
-            let from_is_pivot = is_pivot_success(machine, edge.from, edge.label);
-            if (after[edge.from] || from_is_pivot) && !after[to] {
-                after[to] = true;
-                changed = true;
-            }
-        }
-    }
-    after
-}
-
-fn is_pivot_success(machine: &StateMachine, from: usize, label: EdgeLabel) -> bool {
-    machine.states[from]
-        .step
-        .as_ref()
-        .is_some_and(|step| step.kind.is_pivot() && label != EdgeLabel::Err)
-}
-
-/// The machine's edges as (from node, to node, label, back edge?), with the
-/// terminal states numbered after the states.
-fn edges(machine: &StateMachine) -> Vec<(usize, usize, EdgeLabel)> {
-    let after = after_pivot(machine);
+/// The machine's edges as (from node, to node, label), with the terminal
+/// states numbered after the states, resolved as every diagram resolves them.
+fn edges(machine: &MachineDescription) -> Vec<(usize, usize, EdgeLabel)> {
     let states = machine.states.len();
     machine
-        .edges
-        .iter()
+        .drawn_edges()
+        .into_iter()
         .map(|edge| {
             let to = match edge.to {
-                Target::State(index) => index,
-                Target::Complete => states,
-                Target::Error => {
-                    if after[edge.from] || is_pivot_success(machine, edge.from, edge.label) {
-                        states + 2
-                    } else {
-                        states + 1
-                    }
-                }
+                DrawnTarget::State(index) => index,
+                DrawnTarget::Terminal(Terminal::Completed) => states,
+                DrawnTarget::Terminal(Terminal::Compensated) => states + 1,
+                DrawnTarget::Terminal(Terminal::Failed) => states + 2,
             };
             (edge.from, to, edge.label)
         })
@@ -159,7 +128,7 @@ fn count_label(counts: &StateCounts, name: &str, terminal: bool) -> Option<Strin
 }
 
 /// Draws `machine` as a self-contained SVG document.
-pub fn render(machine: &StateMachine, highlight: &Highlight<'_>) -> String {
+pub fn render(machine: &MachineDescription, highlight: &Highlight<'_>) -> String {
     let states = machine.states.len();
     let edges = edges(machine);
     let node_count = states + TERMINALS.len();
@@ -192,12 +161,12 @@ pub fn render(machine: &StateMachine, highlight: &Highlight<'_>) -> String {
     let mut nodes: Vec<Node> = Vec::new();
     let mut index_of: HashMap<usize, usize> = HashMap::new();
     for (index, state) in machine.states.iter().enumerate() {
-        let mut lines = vec![state.name.to_owned()];
-        if let Some(wait) = state.wait {
-            lines.push(wait.to_owned());
+        let mut lines = vec![state.name.clone()];
+        if let Some(wait) = &state.wait {
+            lines.push(wait.clone());
         } else if let Some(step) = &state.step {
             lines.push(format!("{} · {}", step.name, step.kind));
-            if let Some(undo) = step.compensation {
+            if let Some(undo) = &step.compensation {
                 lines.push(format!("undo: {undo}"));
             }
         } else if index == 0 {
@@ -205,7 +174,7 @@ pub fn render(machine: &StateMachine, highlight: &Highlight<'_>) -> String {
         }
         index_of.insert(index, nodes.len());
         nodes.push(Node {
-            name: state.name.to_owned(),
+            name: state.name.clone(),
             lines,
             terminal: false,
             layer: layer[index],
@@ -290,8 +259,8 @@ pub fn render(machine: &StateMachine, highlight: &Highlight<'_>) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"machine\" data-workflow=\"{}\" \
          width=\"{width:.0}\" height=\"{height:.0}\" viewBox=\"0 0 {width:.0} {height:.0}\" \
          role=\"img\" aria-label=\"state machine of {}\">",
-        escape(machine.workflow),
-        escape(machine.workflow)
+        escape(&machine.workflow),
+        escape(&machine.workflow)
     );
     out.push_str(
         "<style>\

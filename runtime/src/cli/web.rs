@@ -12,7 +12,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::admin::{Admin, AdminError, InstanceDetail, ListQuery, now_ms};
+use super::admin::{Admin, AdminError, InstanceDetail, ListQuery, MachineSource, now_ms};
 use super::svg::{self, Highlight};
 use super::text;
 use crate::record::Phase;
@@ -28,7 +28,7 @@ main{padding:18px 24px}
 h1{font-size:20px;margin:4px 0 14px}
 h2{font-size:15px;margin:18px 0 8px}
 table{border-collapse:collapse;background:#fff;border:1px solid var(--line)}
-th,td{padding:5px 10px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
+th,td{padding:5px 10px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top;overflow-wrap:anywhere}
 th{background:#eef2f6;font-weight:600;font-size:12px;text-transform:uppercase;color:var(--muted)}
 td.num{text-align:right}
 a{color:var(--accent)}
@@ -45,8 +45,10 @@ a{color:var(--accent)}
 #details{flex:1;min-width:0;overflow-x:auto}
 .machine-box{background:#fff;border:1px solid var(--line);padding:8px;overflow:auto;flex:none}
 .facts th,#variables th{text-transform:none;font-size:13px;width:140px}
-.timeline td{white-space:nowrap}
-.timeline td.error{white-space:normal;min-width:240px}
+.timeline td.num,.timeline td:first-child{white-space:nowrap}
+.timeline td.error{min-width:200px;max-width:560px}
+.timeline td.error summary{cursor:pointer}
+.timeline td.error details[open] summary{color:var(--muted)}
 pre{background:#fff;border:1px solid var(--line);padding:8px;margin:0;max-width:640px;overflow:auto;font-size:12px}
 form.filters{display:flex;gap:10px;margin-bottom:12px;align-items:center}
 .notice{background:#fff;border-left:4px solid var(--accent);padding:8px 12px;margin:8px 0}
@@ -329,24 +331,25 @@ struct InstanceQuery {
 async fn instance(State(admin): State<Admin>, Query(params): Query<InstanceQuery>) -> Response {
     match admin.show(&params.id).await {
         Ok(detail) => {
-            let body = instance_body(&admin, &detail);
+            let body = instance_body(&detail);
             page(&admin, &detail.summary.id, &body).into_response()
         }
         Err(error) => error_page(&admin, &error),
     }
 }
 
-fn instance_body(admin: &Admin, detail: &InstanceDetail) -> String {
+fn instance_body(detail: &InstanceDetail) -> String {
     let summary = &detail.summary;
     let now = now_ms();
     let mut body = format!(
-        "<h1>{} <span class=\"muted\">{}</span> {}</h1>",
+        "<h1>{} <a class=\"muted\" href=\"/workflow?name={}\">{}</a> {}</h1>",
         escape(&summary.id),
+        encode(&summary.workflow),
         escape(&summary.workflow),
         phase_badge(summary.phase)
     );
     body.push_str("<div class=\"columns\"><section class=\"machine-box\" id=\"machine\">");
-    match admin.registry().machine(&summary.workflow) {
+    match &detail.machine {
         Some(machine) => {
             let terminal = summary.phase.is_terminal();
             let highlight = Highlight {
@@ -360,15 +363,17 @@ fn instance_body(admin: &Admin, detail: &InstanceDetail) -> String {
                 counts: None,
             };
             body.push_str(&svg::render(machine, &highlight));
-            if detail.fingerprint_matches == Some(false) {
+            if detail.machine_source == Some(MachineSource::Stored) {
+                body.push_str("<p class=\"muted\" id=\"stored-machine\">Drawn from the description a runtime stored (the workflow is not registered in this tool).</p>");
+            } else if detail.fingerprint_matches == Some(false) {
                 body.push_str("<p class=\"error\">This instance was started on another version of the workflow (another fingerprint): the drawing is the registered version's.</p>");
             }
         }
         None => {
             let _ = write!(
                 body,
-                "<p class=\"notice\" id=\"no-machine\">Workflow <b>{}</b> is not registered in this tool, so its state machine cannot be drawn. \
-                 Ship the tool in your binary with <code>sagaflow::cli::run(Registry::new().register({}))</code>.</p>",
+                "<p class=\"notice\" id=\"no-machine\">Workflow <b>{}</b> is not registered in this tool and the store holds no description of it, so its state machine cannot be drawn. \
+                 A runtime that registers it stores one when it is built; or ship the tool in your binary with <code>sagaflow::cli::run(Registry::new().register({}))</code>.</p>",
                 escape(&summary.workflow),
                 escape(&summary.workflow)
             );
@@ -503,7 +508,7 @@ fn instance_body(admin: &Admin, detail: &InstanceDetail) -> String {
         let _ = write!(
             body,
             "<tr class=\"event kind-{kind}\"><td title=\"{at}\">{clock}</td><td class=\"num\">+{elapsed}</td><td>{label}</td>\
-             <td>{step}</td><td>{state}</td><td class=\"num\">{attempt}</td><td class=\"num\">{took}</td><td class=\"error\">{error}</td></tr>",
+             <td>{step}</td><td>{state}</td><td class=\"num\">{attempt}</td><td class=\"num\">{took}</td><td class=\"error\" title=\"{error}\">{shown}</td></tr>",
             at = text::format_time(entry.at),
             clock = text::time_of_day(entry.at),
             elapsed = text::format_duration_ms(entry.at.saturating_sub(summary.created_at)),
@@ -516,6 +521,7 @@ fn instance_body(admin: &Admin, detail: &InstanceDetail) -> String {
                 .map(text::format_duration_ms)
                 .unwrap_or_default(),
             error = escape(entry.error.as_deref().unwrap_or("")),
+            shown = error_cell(entry.error.as_deref().unwrap_or("")),
         );
     }
     body.push_str("</tbody></table>");
@@ -570,14 +576,30 @@ fn instance_body(admin: &Admin, detail: &InstanceDetail) -> String {
     body
 }
 
+/// Characters of an error shown before it folds into an expandable cell.
+const ERROR_PREVIEW: usize = 160;
+
+/// A timeline error: as it is when short, else its start, the whole text a
+/// click away (`<details>`; the cell's title has it too).
+fn error_cell(error: &str) -> String {
+    if error.chars().count() <= ERROR_PREVIEW {
+        return escape(error);
+    }
+    format!(
+        "<details><summary>{}</summary>{}</details>",
+        escape(&text::truncate(error, ERROR_PREVIEW)),
+        escape(error)
+    )
+}
+
 #[derive(Debug, Deserialize)]
 struct WorkflowQuery {
     name: String,
 }
 
 async fn workflow(State(admin): State<Admin>, Query(params): Query<WorkflowQuery>) -> Response {
-    let machine = match admin.machine(&params.name) {
-        Ok(machine) => machine,
+    let machine = match admin.machine(&params.name).await {
+        Ok(known) => known.machine,
         Err(error) => return error_page(&admin, &error),
     };
     let counts = match admin.state_counts(&params.name, |_| {}).await {
@@ -588,12 +610,12 @@ async fn workflow(State(admin): State<Admin>, Query(params): Query<WorkflowQuery
         "<h1>{} <span class=\"muted\">fingerprint {}</span></h1>\
          <p class=\"muted\">Badges count the instances in each state. \
          <a href=\"/?workflow={}\">List them</a>.</p><section class=\"machine-box\" id=\"machine\">",
-        escape(machine.workflow),
+        escape(&machine.workflow),
         crate::record::format_fingerprint(machine.fingerprint),
-        encode(machine.workflow)
+        encode(&machine.workflow)
     );
     body.push_str(&svg::render(
-        machine,
+        &machine,
         &Highlight {
             counts: Some(&counts),
             ..Highlight::default()
@@ -607,5 +629,5 @@ async fn workflow(State(admin): State<Admin>, Query(params): Query<WorkflowQuery
             counts.other_fingerprint
         );
     }
-    page(&admin, machine.workflow, &body).into_response()
+    page(&admin, &machine.workflow, &body).into_response()
 }

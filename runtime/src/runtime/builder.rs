@@ -13,8 +13,9 @@ use tokio::sync::Notify;
 use super::erased::{Erased, ErasedWorkflow};
 use super::{Inner, Runtime};
 use crate::clock::{Clock, SystemClock};
-use crate::error::Error;
-use crate::store::Store;
+use crate::error::{Error, StoreError};
+use crate::machine::{MachineDescription, machine_key};
+use crate::store::{Expect, Store};
 use crate::workflow::Workflow;
 
 /// Configures a [`Runtime`]; calls may come in any order.
@@ -136,8 +137,13 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Builds the runtime. A runtime with workers starts its poller, which
-    /// first claims every unfinished instance in the store that is due and
+    /// Builds the runtime. It writes the description of each registered
+    /// state machine to the store under
+    /// [`machines/{workflow}/{fingerprint}`](crate::machine::machine_key)
+    /// if none is there yet, so operator tools that do not know the workflow
+    /// can draw it (a failed write is logged and the build goes on: the
+    /// descriptions serve tools, never the runtime). A runtime with workers
+    /// starts its poller, which first claims every unfinished instance in the store that is due and
     /// whose lease is free or expired (instances leased by a live runtime
     /// are left to it), then follows the due index.
     pub async fn build(self) -> Result<Runtime, Error> {
@@ -171,11 +177,35 @@ impl RuntimeBuilder {
                 drivers: watch::Sender::new(0),
             }),
         };
+        register_machines(&runtime).await;
         if runtime.inner.workers > 0 {
             runtime.inner.drivers.send_modify(|running| *running += 1);
             tokio::spawn(super::poller::run(runtime.clone()));
         }
         Ok(runtime)
+    }
+}
+
+/// Writes each registered machine's description, put-if-absent: a
+/// description never changes for a fingerprint, so the first one stays.
+async fn register_machines(runtime: &Runtime) {
+    let inner = &runtime.inner;
+    let registered_at = inner.clock.now_ms();
+    let mut workflows: Vec<_> = inner.workflows.values().collect();
+    workflows.sort_by_key(|workflow| workflow.name());
+    for workflow in workflows {
+        let machine = workflow.machine();
+        let key = machine_key(machine.workflow, machine.fingerprint);
+        let description = MachineDescription::from(machine).to_stored(registered_at);
+        match inner.store.put(&key, description, Expect::Absent).await {
+            Ok(_) | Err(StoreError::Conflict) => {}
+            Err(error) => tracing::warn!(
+                workflow = machine.workflow,
+                %error,
+                "cannot store the state machine's description; tools that do not know the \
+                 workflow cannot draw it"
+            ),
+        }
     }
 }
 

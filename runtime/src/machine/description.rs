@@ -1,0 +1,473 @@
+//! [`MachineDescription`]: an owned, serde-able copy of a [`StateMachine`],
+//! and the one place diagrams are drawn from.
+//!
+//! A runtime writes the description of every machine it registers to the
+//! store (`machines/{workflow}/{fingerprint}`, see [`machine_key`]), so a
+//! tool that knows no workflows (the bare `sagaflow` binary) can still draw
+//! them. [`StateMachine::to_mermaid`] and [`StateMachine::to_dot`] render
+//! through this type too, so a stored diagram and a registered one cannot
+//! drift apart.
+//!
+//! Adding a field to [`StateInfo`](super::StateInfo) means adding it here
+//! with `#[serde(default)]` (descriptions written by older code lack it)
+//! and copying it in the `From` impl.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use super::{EdgeLabel, StateMachine, Target};
+use crate::record::format_fingerprint;
+use crate::step::StepKind;
+
+/// The version of the stored description's envelope.
+pub const DESCRIPTION_FORMAT: u32 = 1;
+
+/// The store key prefix of machine descriptions.
+pub const MACHINES_PREFIX: &str = "machines/";
+
+/// `machines/{workflow}/{fingerprint as 16 hex digits}`: where a runtime
+/// writes the description of a machine it registers.
+pub fn machine_key(workflow: &str, fingerprint: u64) -> String {
+    format!(
+        "{MACHINES_PREFIX}{workflow}/{}",
+        format_fingerprint(fingerprint)
+    )
+}
+
+/// An owned copy of a [`StateMachine`], as JSON in the store.
+///
+/// ```ignore
+/// let description = MachineDescription::from(place_order.state_machine());
+/// assert_eq!(description.to_mermaid(), place_order.state_machine().to_mermaid());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MachineDescription {
+    /// The workflow's name.
+    pub workflow: String,
+    /// The machine's fingerprint, stored as 16 hex digits.
+    #[serde(with = "hex_fingerprint")]
+    pub fingerprint: u64,
+    /// Every state: `Start` first, then one per suspension point.
+    pub states: Vec<StateDescription>,
+    /// Every transition between states and into the terminal states.
+    pub edges: Vec<EdgeDescription>,
+}
+
+/// One state of a [`MachineDescription`] (see [`StateInfo`](super::StateInfo)).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StateDescription {
+    /// The state enum's variant name, e.g. `ChargePayment1`.
+    pub name: String,
+    /// The step this state runs, `None` for `Start` and for waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepDescription>,
+    /// What a durable wait waits for, `None` for `Start` and for steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<String>,
+    /// The variables the state stores, with their types as written.
+    #[serde(default)]
+    pub variables: Vec<VariableDescription>,
+}
+
+/// The step a state runs (see [`StepInfo`](super::StepInfo)).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StepDescription {
+    /// The step's name.
+    pub name: String,
+    /// Its kind.
+    pub kind: StepKind,
+    /// Its compensation's name, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compensation: Option<String>,
+}
+
+/// A variable stored in a state (see [`Variable`](super::Variable)).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct VariableDescription {
+    /// The variable's name.
+    pub name: String,
+    /// Its type as written.
+    pub ty: String,
+}
+
+/// A transition (see [`Edge`](super::Edge)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct EdgeDescription {
+    /// Index of the source state in [`MachineDescription::states`].
+    pub from: usize,
+    /// Where it leads.
+    pub to: Target,
+    /// Why it is taken.
+    pub label: EdgeLabel,
+}
+
+/// A stored description that cannot be used; nothing is drawn from it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DescriptionError {
+    /// The bytes are not a description envelope.
+    #[error("not a machine description: {0}")]
+    NotJson(#[from] serde_json::Error),
+    /// Written by a sagaflow with another envelope format.
+    #[error(
+        "machine description format {found} is not supported (this build reads {DESCRIPTION_FORMAT})"
+    )]
+    Format {
+        /// The format found.
+        found: u32,
+    },
+    /// The description is inconsistent (a machine needs a `Start` state,
+    /// and its edges must name its states).
+    #[error("the machine description of `{workflow}` is inconsistent: {reason}")]
+    Inconsistent {
+        /// The workflow named in the description.
+        workflow: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The JSON a runtime writes under [`machine_key`].
+#[derive(Serialize, Deserialize)]
+struct Envelope<M> {
+    format: u32,
+    /// When the runtime that wrote it was built (ms since the Unix epoch).
+    registered_at: u64,
+    machine: M,
+}
+
+/// A terminal state as drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Terminal {
+    /// The workflow returned `Ok`.
+    Completed,
+    /// The workflow returned `Err` before its pivot: rolled back.
+    Compensated,
+    /// The workflow returned `Err` after its pivot: an operator's case.
+    Failed,
+}
+
+impl Terminal {
+    /// `Completed`, `Compensated`, `Failed`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Terminal::Completed => "Completed",
+            Terminal::Compensated => "Compensated",
+            Terminal::Failed => "Failed",
+        }
+    }
+}
+
+/// Where an edge ends, as drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DrawnTarget {
+    /// A state, by index in [`MachineDescription::states`].
+    State(usize),
+    /// A terminal state.
+    Terminal(Terminal),
+}
+
+/// An edge as drawn: its end resolved to a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DrawnEdge {
+    /// Index of the source state.
+    pub from: usize,
+    /// Where it ends.
+    pub to: DrawnTarget,
+    /// Why it is taken.
+    pub label: EdgeLabel,
+}
+
+impl From<&StateMachine> for MachineDescription {
+    fn from(machine: &StateMachine) -> MachineDescription {
+        MachineDescription {
+            workflow: machine.workflow.to_owned(),
+            fingerprint: machine.fingerprint,
+            states: machine
+                .states
+                .iter()
+                .map(|state| StateDescription {
+                    name: state.name.to_owned(),
+                    step: state.step.as_ref().map(|step| StepDescription {
+                        name: step.name.to_owned(),
+                        kind: step.kind,
+                        compensation: step.compensation.map(str::to_owned),
+                    }),
+                    wait: state.wait.map(str::to_owned),
+                    variables: state
+                        .variables
+                        .iter()
+                        .map(|variable| VariableDescription {
+                            name: variable.name.to_owned(),
+                            ty: variable.ty.to_owned(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            edges: machine
+                .edges
+                .iter()
+                .map(|edge| EdgeDescription {
+                    from: edge.from,
+                    to: edge.to,
+                    label: edge.label,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl MachineDescription {
+    /// The JSON a runtime stores under [`machine_key`], stamped with
+    /// `registered_at` (ms since the Unix epoch).
+    pub fn to_stored(&self, registered_at: u64) -> Vec<u8> {
+        let envelope = Envelope {
+            format: DESCRIPTION_FORMAT,
+            registered_at,
+            machine: self,
+        };
+        // Strings, numbers and unit enums only: serializing cannot fail.
+        serde_json::to_vec(&envelope).unwrap_or_default()
+    }
+
+    /// Decodes what [`to_stored`](Self::to_stored) wrote, checking that the
+    /// machine is consistent; returns it with its `registered_at`.
+    pub fn from_stored(bytes: &[u8]) -> Result<(MachineDescription, u64), DescriptionError> {
+        #[derive(Deserialize)]
+        struct Format {
+            format: u32,
+        }
+        let Format { format } = serde_json::from_slice(bytes)?;
+        if format != DESCRIPTION_FORMAT {
+            return Err(DescriptionError::Format { found: format });
+        }
+        let envelope: Envelope<MachineDescription> = serde_json::from_slice(bytes)?;
+        envelope.machine.check()?;
+        Ok((envelope.machine, envelope.registered_at))
+    }
+
+    /// Checks what rendering relies on: a `Start` state, edges between
+    /// existing states.
+    pub fn check(&self) -> Result<(), DescriptionError> {
+        let inconsistent = |reason: String| DescriptionError::Inconsistent {
+            workflow: self.workflow.clone(),
+            reason,
+        };
+        if self.states.is_empty() {
+            return Err(inconsistent("it has no states".to_owned()));
+        }
+        let states = self.states.len();
+        for (index, edge) in self.edges.iter().enumerate() {
+            let to = match edge.to {
+                Target::State(to) => to,
+                Target::Complete | Target::Error => 0,
+            };
+            if edge.from >= states || to >= states {
+                return Err(inconsistent(format!(
+                    "edge {index} names state {} but there are {states} states",
+                    edge.from.max(to)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The state with this variant name.
+    pub fn state(&self, name: &str) -> Option<&StateDescription> {
+        self.states.iter().find(|state| state.name == name)
+    }
+
+    /// For each state, whether a pivot step may already have succeeded when
+    /// the state is entered (a pivot precedes it on some path).
+    fn after_pivot(&self) -> Vec<bool> {
+        let mut after = vec![false; self.states.len()];
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for edge in self.valid_edges() {
+                let Target::State(to) = edge.to else { continue };
+                if (after[edge.from] || self.pivot_succeeds(edge)) && !after[to] {
+                    after[to] = true;
+                    changed = true;
+                }
+            }
+        }
+        after
+    }
+
+    /// Whether taking `edge` means its state's pivot step succeeded.
+    fn pivot_succeeds(&self, edge: &EdgeDescription) -> bool {
+        self.states[edge.from]
+            .step
+            .as_ref()
+            .is_some_and(|step| step.kind.is_pivot() && edge.label != EdgeLabel::Err)
+    }
+
+    /// The edges whose ends name existing states (all of them, once
+    /// [`check`](Self::check) passed).
+    fn valid_edges(&self) -> impl Iterator<Item = &EdgeDescription> {
+        let states = self.states.len();
+        self.edges.iter().filter(move |edge| {
+            edge.from < states && !matches!(edge.to, Target::State(to) if to >= states)
+        })
+    }
+
+    /// Every edge with its end resolved, in edge order: an error before any
+    /// pivot leads to `Compensated`, after one to `Failed`. Edges naming
+    /// states that do not exist are left out.
+    pub fn drawn_edges(&self) -> Vec<DrawnEdge> {
+        let after = self.after_pivot();
+        self.valid_edges()
+            .map(|edge| {
+                let to = match edge.to {
+                    Target::State(index) => DrawnTarget::State(index),
+                    Target::Complete => DrawnTarget::Terminal(Terminal::Completed),
+                    Target::Error => {
+                        DrawnTarget::Terminal(if after[edge.from] || self.pivot_succeeds(edge) {
+                            Terminal::Failed
+                        } else {
+                            Terminal::Compensated
+                        })
+                    }
+                };
+                DrawnEdge {
+                    from: edge.from,
+                    to,
+                    label: edge.label,
+                }
+            })
+            .collect()
+    }
+
+    fn terminals(edges: &[DrawnEdge]) -> Vec<Terminal> {
+        let mut terminals: Vec<Terminal> = edges
+            .iter()
+            .filter_map(|edge| match edge.to {
+                DrawnTarget::Terminal(terminal) => Some(terminal),
+                DrawnTarget::State(_) => None,
+            })
+            .collect();
+        terminals.sort();
+        terminals.dedup();
+        terminals
+    }
+
+    fn node_name(&self, target: DrawnTarget) -> &str {
+        match target {
+            DrawnTarget::State(index) => &self.states[index].name,
+            DrawnTarget::Terminal(terminal) => terminal.name(),
+        }
+    }
+
+    /// The machine as a Mermaid `stateDiagram-v2`, deterministic.
+    pub fn to_mermaid(&self) -> String {
+        let mut out = String::from("stateDiagram-v2\n");
+        for state in self.states.iter().skip(1) {
+            let _ = writeln!(
+                out,
+                "    state \"{}\" as {}",
+                state.describe(" / "),
+                state.name
+            );
+        }
+        let edges = self.drawn_edges();
+        for edge in &edges {
+            let from = if edge.from == 0 {
+                "[*]"
+            } else {
+                &self.states[edge.from].name
+            };
+            let to = self.node_name(edge.to);
+            let _ = writeln!(out, "    {from} --> {to} : {}", edge.label.as_str());
+        }
+        for terminal in Self::terminals(&edges) {
+            let _ = writeln!(out, "    {} --> [*]", terminal.name());
+        }
+        out
+    }
+
+    /// The machine as a Graphviz `digraph`, deterministic.
+    pub fn to_dot(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "digraph {} {{", self.workflow);
+        out.push_str("    rankdir=TB;\n    node [shape=box, style=rounded];\n");
+        for (index, state) in self.states.iter().enumerate() {
+            if index == 0 {
+                let _ = writeln!(out, "    {} [shape=point, label=\"\"];", state.name);
+            } else {
+                let label = format!("{}\\n{}", state.name, state.describe("\\n"));
+                let _ = writeln!(
+                    out,
+                    "    {} [label=\"{}\"];",
+                    state.name,
+                    label.replace('"', "\\\"")
+                );
+            }
+        }
+        let edges = self.drawn_edges();
+        for terminal in Self::terminals(&edges) {
+            let _ = writeln!(out, "    {} [shape=doublecircle];", terminal.name());
+        }
+        for edge in &edges {
+            let _ = writeln!(
+                out,
+                "    {} -> {} [label=\"{}\"];",
+                self.states[edge.from].name,
+                self.node_name(edge.to),
+                edge.label.as_str()
+            );
+        }
+        out.push_str("}\n");
+        out
+    }
+}
+
+impl StateDescription {
+    /// `reserve_inventory / compensable, undo: release_inventory` (with
+    /// `separator` between the step and its kind), or what a wait waits for.
+    pub fn describe(&self, separator: &str) -> String {
+        if let Some(wait) = &self.wait {
+            return wait.clone();
+        }
+        match &self.step {
+            Some(step) => match &step.compensation {
+                Some(undo) => format!("{}{separator}{}, undo: {undo}", step.name, step.kind),
+                None => format!("{}{separator}{}", step.name, step.kind),
+            },
+            None => self.name.clone(),
+        }
+    }
+
+    /// The step's name, or what the state waits for.
+    pub fn step_or_wait(&self) -> Option<&str> {
+        match (&self.step, &self.wait) {
+            (Some(step), _) => Some(&step.name),
+            (None, Some(wait)) => Some(wait),
+            (None, None) => None,
+        }
+    }
+}
+
+/// Fingerprints as 16 hex digits, as in instance records (a JSON number
+/// would lose precision in JavaScript).
+mod hex_fingerprint {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    use crate::record::{format_fingerprint, parse_fingerprint};
+
+    pub(super) fn serialize<S: Serializer>(value: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format_fingerprint(*value))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse_fingerprint(&text)
+            .ok_or_else(|| D::Error::custom(format!("fingerprint `{text}` is not 16 hex digits")))
+    }
+}
