@@ -216,7 +216,11 @@ fn show_tells_where_it_stopped_with_variables_stack_and_timeline() {
         "{out}"
     );
     assert!(out.contains("\nphase          Compensated\n"), "{out}");
-    assert!(out.contains("\nstate          CreateShipment3\n"), "{out}");
+    // The bare tool names the step from the machine the runtime stored.
+    assert!(
+        out.contains("\nstate          CreateShipment3 (step create_shipment, pivot)\n"),
+        "{out}"
+    );
     assert!(
         out.contains(
             "\nfailure        step `create_shipment` failed: the carrier rejected the parcel\n"
@@ -228,7 +232,9 @@ fn show_tells_where_it_stopped_with_variables_stack_and_timeline() {
         "{out}"
     );
     assert!(
-        out.contains("  reservation = {\n    \"id\": \"res-order-rejected\"\n  }"),
+        out.contains(
+            "  reservation: <reserve_inventory as Step>::Output = {\n    \"id\": \"res-order-rejected\"\n  }"
+        ),
         "{out}"
     );
     assert!(
@@ -630,12 +636,12 @@ async fn signal_records_a_value_the_waiting_instance_consumes() {
 }
 
 #[test]
-fn graph_needs_the_workflows_and_counts_instances_per_state() {
+fn graph_needs_the_workflows_or_a_store_and_counts_instances_per_state() {
     let bare = sagaflow_with(&["graph", "place_order"]).fails();
     assert!(
         bare.stderr.starts_with(
-            "error: this tool knows no workflows, so it cannot draw `place_order`: the state \
-             machines live in your code"
+            "error: this tool knows no workflows and the store holds no description of \
+             `place_order`, so it cannot draw it"
         ),
         "{}",
         bare.stderr
@@ -657,7 +663,8 @@ fn graph_needs_the_workflows_and_counts_instances_per_state() {
     assert_eq!(
         unknown.stderr,
         "error: workflow `refund_everything` is not registered in this tool (registered: \
-         approval, coffee_order, place_order, reserve_batch)\n"
+         approval, coffee_order, place_order, reserve_batch), and the store holds no description \
+         of it\n"
     );
 
     let store = Seeded::new();
@@ -707,5 +714,116 @@ fn graph_needs_the_workflows_and_counts_instances_per_state() {
     assert_eq!(
         first_column(&listed),
         ["approval", "coffee_order", "place_order", "reserve_batch"]
+    );
+}
+
+#[test]
+fn the_bare_binary_draws_from_the_machines_the_runtime_stored() {
+    let store = Seeded::new();
+    // The same diagrams, with the same counts, as the tool built with the
+    // workflows registered.
+    for workflow in ["place_order", "coffee_order", "reserve_batch", "approval"] {
+        for format in ["mermaid", "dot", "svg"] {
+            let args = ["graph", workflow, "--format", format];
+            let bare = store.sagaflow(&args).ok().stdout;
+            let registered = store.demo(&args).ok().stdout;
+            assert_eq!(bare, registered, "{workflow} as {format}");
+        }
+        let bare = store.sagaflow(&["--json", "graph", workflow]).ok().json();
+        let registered = store.demo(&["--json", "graph", workflow]).ok().json();
+        assert_eq!(bare, registered, "{workflow}");
+    }
+    let mermaid = store.sagaflow(&["graph", "place_order"]).ok().stdout;
+    assert!(
+        mermaid.contains("    note right of Compensated : 1 compensated\n"),
+        "{mermaid}"
+    );
+
+    // `show` names the step and the variables' types from the description.
+    let bare = store.sagaflow(&["show", "order-rejected"]).ok().stdout;
+    assert!(
+        bare.contains("\nstate          CreateShipment3 (step create_shipment, pivot)\n"),
+        "{bare}"
+    );
+    assert!(bare.contains("\n  order: Order = {\n"), "{bare}");
+    let json = store
+        .sagaflow(&["--json", "show", "batch-short"])
+        .ok()
+        .json();
+    assert_eq!(json["step"], "reserve_item");
+    assert_eq!(json["step_kind"], "compensable");
+    assert_eq!(json["machine_source"], "stored");
+    let listed = store.sagaflow(&["--json", "list"]).ok().json();
+    let approval = listed["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|instance| instance["id"] == "approval-1")
+        .unwrap();
+    assert_eq!(approval["step"], "signal approval or timeout");
+
+    // `workflows` lists what the store describes.
+    let workflows = store.sagaflow(&["workflows"]).ok().stdout;
+    assert_eq!(
+        first_column(&workflows),
+        ["approval", "coffee_order", "place_order", "reserve_batch"],
+        "{workflows}"
+    );
+    assert!(workflows.contains(" stored 20"), "{workflows}");
+}
+
+#[tokio::test]
+async fn a_malformed_stored_description_is_a_clear_error() {
+    let store = Seeded::new();
+    {
+        let embedded = sagaflow::EmbeddedStore::open(&store.path).unwrap();
+        let page = embedded
+            .scan("machines/place_order/", None, 10)
+            .await
+            .unwrap();
+        let (key, _) = page.entries.into_iter().next().unwrap();
+        embedded
+            .put(&key, b"{\"format\":1,\"registered_at\":1,\"machine\":{\"workflow\":\"place_order\",\"fingerprint\":\"0000000000000001\",\"states\":[{\"name\":\"Start\"}],\"edges\":[{\"from\":0,\"to\":{\"state\":7},\"label\":\"ok\"}]}}".to_vec(), Expect::Any)
+            .await
+            .unwrap();
+        embedded
+            .put(
+                "machines/coffee_order/0000000000000002",
+                b"not json".to_vec(),
+                Expect::Any,
+            )
+            .await
+            .unwrap();
+    }
+    let graph = store.sagaflow(&["graph", "place_order"]).fails();
+    assert!(
+        graph
+            .stderr
+            .starts_with("error: the record at key `machines/place_order/"),
+        "{}",
+        graph.stderr
+    );
+    assert!(
+        graph
+            .stderr
+            .contains("the machine description of `place_order` is inconsistent: edge 0 names state 7 but there are 1 states"),
+        "{}",
+        graph.stderr
+    );
+    // The other, good description of coffee_order is still drawn.
+    let coffee = store.sagaflow(&["graph", "coffee_order"]).ok().stdout;
+    assert!(coffee.starts_with("stateDiagram-v2\n"), "{coffee}");
+    // `show` still works, without the machine; `workflows` names the bad one.
+    let shown = store.sagaflow(&["show", "order-rejected"]).ok().stdout;
+    assert!(
+        shown.contains("\nstate          CreateShipment3\n"),
+        "{shown}"
+    );
+    let workflows = store.sagaflow(&["workflows"]).ok().stdout;
+    assert!(
+        workflows.contains(
+            "the machine description at `machines/coffee_order/0000000000000002` cannot be decoded: not a machine description:"
+        ),
+        "{workflows}"
     );
 }

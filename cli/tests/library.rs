@@ -83,9 +83,9 @@ async fn admin_lists_shows_and_counts_on_any_store() {
     );
 
     // The drawing marks where an instance is, and where it stopped.
-    let machine = admin.machine("place_order").unwrap();
+    let machine = admin.machine("place_order").await.unwrap().machine;
     let svg = render_svg(
-        machine,
+        &machine,
         &Highlight {
             current: Some("Compensated"),
             stopped: Some("CreateShipment3"),
@@ -95,17 +95,18 @@ async fn admin_lists_shows_and_counts_on_any_store() {
     assert!(svg.contains("<g class=\"state terminal current\" data-state=\"Compensated\""));
     assert!(svg.contains("<g class=\"state stopped\" data-state=\"CreateShipment3\""));
     assert_eq!(svg.matches("<g class=\"count\"").count(), 2, "{svg}");
-    let unknown = admin.machine("nope").unwrap_err().to_string();
+    let unknown = admin.machine("nope").await.unwrap_err().to_string();
     assert_eq!(
         unknown,
-        "workflow `nope` is not registered in this tool (registered: place_order)"
+        "workflow `nope` is not registered in this tool (registered: place_order), and the \
+         store holds no description of it"
     );
 }
 
 #[test]
 fn loops_are_drawn_as_hooks_back_onto_their_state() {
     let svg = render_svg(
-        reserve_batch.state_machine(),
+        &reserve_batch.state_machine().describe(),
         &Highlight {
             current: Some("ReserveItem1"),
             ..Highlight::default()

@@ -324,6 +324,56 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_description_decodes_to_the_same_machine_and_draws_the_same() {
+        let description = MACHINE.describe();
+        let stored = description.to_stored(1_700_000_000_000);
+        let json: serde_json::Value = serde_json::from_slice(&stored).unwrap();
+        assert_eq!(json["format"], 1);
+        assert_eq!(json["machine"]["fingerprint"], "0000000000001234");
+        assert_eq!(json["machine"]["states"][1]["step"]["kind"], "compensable");
+        assert_eq!(json["machine"]["edges"][0]["to"]["state"], 1);
+        let (decoded, registered_at) = MachineDescription::from_stored(&stored).unwrap();
+        assert_eq!(registered_at, 1_700_000_000_000);
+        assert_eq!(decoded, description);
+        assert_eq!(decoded.to_mermaid(), MACHINE.to_mermaid());
+        assert_eq!(decoded.to_dot(), MACHINE.to_dot());
+    }
+
+    #[test]
+    fn a_malformed_stored_description_is_a_typed_error() {
+        let error = MachineDescription::from_stored(b"{\"format\":1,\"mach").unwrap_err();
+        assert!(matches!(error, DescriptionError::NotJson(_)), "{error}");
+        let error = MachineDescription::from_stored(b"{\"format\":2}").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "machine description format 2 is not supported (this build reads 1)"
+        );
+        let mut broken = MACHINE.describe();
+        broken.edges[3].to = Target::State(9);
+        let error = MachineDescription::from_stored(&broken.to_stored(0)).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the machine description of `order` is inconsistent: edge 3 names state 9 but there \
+             are 4 states"
+        );
+        // Drawing it anyway leaves the bad edge out instead of panicking.
+        assert!(!broken.to_mermaid().contains("Ship2 --> Confirm3"));
+        broken.states.clear();
+        assert!(matches!(
+            broken.check(),
+            Err(DescriptionError::Inconsistent { .. })
+        ));
+        let fingerprint = br#"{"format":1,"registered_at":0,"machine":{"workflow":"w","fingerprint":"12","states":[],"edges":[]}}"#;
+        let error = MachineDescription::from_stored(fingerprint).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("fingerprint `12` is not 16 hex digits"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn durations_print_short() {
         assert_eq!(format_duration(Duration::from_secs(30)), "30s");
         assert_eq!(format_duration(Duration::from_millis(250)), "250ms");

@@ -333,3 +333,37 @@ async fn handles_of_a_shut_down_runtime_stop_waiting() {
         Err(Error::Shutdown)
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn build_stores_each_registered_machine_once_and_never_overwrites_it() {
+    use sagaflow::machine::{MachineDescription, machine_key};
+    use sagaflow::{StateMachine, Workflow};
+
+    let store = MemoryStore::new();
+    let _rt = client(&store).await;
+    let machine: &StateMachine = place_order.state_machine();
+    let key = machine_key(machine.workflow, machine.fingerprint);
+    assert_eq!(
+        key,
+        format!(
+            "machines/place_order/{}",
+            format_fingerprint(machine.fingerprint)
+        )
+    );
+    let stored = store.get(&key).await.expect("reads").expect("stored");
+    let (description, _) = MachineDescription::from_stored(&stored.value).expect("decodes");
+    assert_eq!(description, MachineDescription::from(machine));
+    assert_eq!(description.to_mermaid(), machine.to_mermaid());
+    assert_eq!(description.to_dot(), machine.to_dot());
+    let pings = store.scan("machines/ping/", None, 10).await.expect("scans");
+    assert_eq!(pings.entries.len(), 1);
+
+    // Put-if-absent: another build leaves what is there, even if it differs.
+    store
+        .put(&key, b"{\"format\":1}".to_vec(), Expect::Any)
+        .await
+        .expect("writes");
+    let _again = client(&store).await;
+    let kept = store.get(&key).await.expect("reads").expect("kept");
+    assert_eq!(kept.value, b"{\"format\":1}");
+}
