@@ -564,10 +564,16 @@ async fn signal_records_a_value_the_waiting_instance_consumes() {
         waiting.contains("\nstate          SignalTimeout3 (signal approval or timeout)\n"),
         "{waiting}"
     );
+    let awaited = waiting
+        .lines()
+        .find(|line| line.starts_with("waits for "))
+        .unwrap_or_else(|| panic!("{waiting}"));
     assert!(
-        waiting.contains("\nwaits for      signal `approval`\n"),
-        "{waiting}"
+        awaited.starts_with("waits for      signal `approval` until 20")
+            && awaited.ends_with("Z (in 23h)"),
+        "{awaited}"
     );
+    assert!(!waiting.contains("\ntimes out"), "{waiting}");
     assert!(
         waiting.contains("\nstatus         \"AWAITING_APPROVAL\"\n"),
         "{waiting}"

@@ -277,7 +277,8 @@ fn the_web_view_shows_instances_the_machine_and_the_timeline() {
         "{waiting}"
     );
     assert!(
-        waiting.contains("<td id=\"awaiting-signal\">signal <b>approval</b></td>"),
+        waiting.contains("<td id=\"awaiting-signal\">signal <b>approval</b> until 20")
+            && waiting.contains("Z (in 23h)</td>"),
         "{waiting}"
     );
 

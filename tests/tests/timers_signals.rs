@@ -252,6 +252,13 @@ async fn an_approval_completes_and_the_status_follows() {
     let status = rt.status("appr-1").await.unwrap().unwrap();
     assert_eq!(status.phase, Phase::Waiting);
     assert_eq!(status.state, "SignalTimeout2");
+    // The status names the awaited signal and when the wait times out.
+    let awaited = status.awaiting_signal.expect("waits for a signal");
+    assert_eq!(awaited.name, "approval");
+    assert_eq!(
+        awaited.timeout_at,
+        Some(status.updated_at + 24 * 3600 * 1000)
+    );
     assert_eq!(
         rt.query::<String>("appr-1").await.unwrap().as_deref(),
         Some("waiting")
@@ -260,6 +267,11 @@ async fn an_approval_completes_and_the_status_follows() {
     assert_eq!(
         handle.outcome().await.unwrap(),
         Outcome::Completed("seat-appr-1".to_owned())
+    );
+    let ended = rt.status("appr-1").await.unwrap().unwrap();
+    assert_eq!(
+        ended.awaiting_signal, None,
+        "an ended instance waits for nothing"
     );
     assert_eq!(
         rt.query::<String>("appr-1").await.unwrap().as_deref(),
@@ -360,6 +372,12 @@ async fn signals_sent_early_are_kept_in_order_and_consumed_once() {
     settle(Duration::from_secs(1)).await;
     let status = rt.status("sum-1").await.unwrap().unwrap();
     assert_eq!(status.phase, Phase::Waiting, "three of four arrived");
+    let awaited = status.awaiting_signal.expect("waits for a signal");
+    assert_eq!(awaited.name, "n");
+    assert_eq!(
+        awaited.timeout_at, None,
+        "a plain signal wait has no timeout"
+    );
     rt.signal("sum-1", "n", 40_u32).await.unwrap();
     rt.signal("sum-1", "other", 1_u32).await.unwrap();
     assert_eq!(

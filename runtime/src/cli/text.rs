@@ -327,16 +327,21 @@ pub(crate) fn show(style: Style, detail: &InstanceDetail, now: u64) -> String {
     };
     field("state", format!("{}{step}", summary.state));
     field("attempt", summary.attempt.to_string());
-    if let Some(signal) = &summary.awaiting_signal {
-        field("waits for", format!("signal `{signal}`"));
-    }
-    if let Some(at) = summary.next_run_at {
-        let what = if summary.awaiting_signal.is_some() {
-            "times out"
-        } else {
-            "next run"
-        };
-        field(what, format!("{} ({})", format_time(at), age(at, now)));
+    match (&summary.awaiting_signal, summary.next_run_at) {
+        (Some(signal), Some(at)) => field(
+            "waits for",
+            format!(
+                "signal `{signal}` until {} ({})",
+                format_time(at),
+                age(at, now)
+            ),
+        ),
+        (Some(signal), None) => field("waits for", format!("signal `{signal}`, no timeout")),
+        (None, Some(at)) => field(
+            "next run",
+            format!("{} ({})", format_time(at), age(at, now)),
+        ),
+        (None, None) => {}
     }
     if let Some(status) = &detail.status {
         field("status", json_inline(status));

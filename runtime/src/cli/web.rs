@@ -399,23 +399,28 @@ fn instance_body(detail: &InstanceDetail) -> String {
         format!("{}{step}", escape(&summary.state)),
     );
     fact("attempt", "attempt", summary.attempt.to_string());
-    if let Some(signal) = &summary.awaiting_signal {
-        fact(
+    match (&summary.awaiting_signal, summary.next_run_at) {
+        (Some(signal), Some(at)) => fact(
             "waits for",
             "awaiting-signal",
-            format!("signal <b>{}</b>", escape(signal)),
-        );
-    }
-    if let Some(at) = summary.next_run_at {
-        fact(
-            if summary.awaiting_signal.is_some() {
-                "times out"
-            } else {
-                "next run"
-            },
+            format!(
+                "signal <b>{}</b> until {} ({})",
+                escape(signal),
+                text::format_time(at),
+                text::age(at, now)
+            ),
+        ),
+        (Some(signal), None) => fact(
+            "waits for",
+            "awaiting-signal",
+            format!("signal <b>{}</b>, no timeout", escape(signal)),
+        ),
+        (None, Some(at)) => fact(
+            "next run",
             "next-run",
             format!("{} ({})", text::format_time(at), text::age(at, now)),
-        );
+        ),
+        (None, None) => {}
     }
     if let Some(status) = &detail.status {
         fact(

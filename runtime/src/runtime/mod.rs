@@ -168,6 +168,19 @@ fn unique_owner() -> String {
     format!("{}-{nanos:x}-{n}", std::process::id())
 }
 
+/// The signal an instance waits for: [`Status::awaiting_signal`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AwaitedSignal {
+    /// The signal's name, as the workflow waits for it
+    /// (`sagaflow::signal("approval")`).
+    pub name: String,
+    /// When the wait times out (ms since the Unix epoch), for a
+    /// [`signal_timeout`](crate::signal_timeout()) wait; `None`: it waits
+    /// until the signal comes.
+    pub timeout_at: Option<u64>,
+}
+
 /// What [`Runtime::status`] reports about an instance.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -184,6 +197,9 @@ pub struct Status {
     pub attempt: u32,
     /// When the next attempt is due (ms since the Unix epoch), if later than now.
     pub next_run_at: Option<u64>,
+    /// The signal the instance waits for, and until when, if it waits for
+    /// one (a signal already in its inbox is consumed at its next run).
+    pub awaiting_signal: Option<AwaitedSignal>,
     /// The error of the last failed attempt.
     pub last_error: Option<String>,
     /// Why the instance is rolling back or ended without completing.
@@ -689,7 +705,7 @@ impl Runtime {
         Ok(Arc::clone(workflow))
     }
 
-    fn status_of(&self, instance: InstanceRecord) -> Status {
+    fn status_of(&self, mut instance: InstanceRecord) -> Status {
         let blocked = if instance.phase.is_terminal() {
             None
         } else {
@@ -697,8 +713,19 @@ impl Runtime {
                 .err()
                 .map(|error| error.to_string())
         };
+        let waits = matches!(instance.phase, Phase::Running | Phase::Waiting);
+        let fingerprint = instance.fingerprint_value().unwrap_or_default();
+        let awaiting_signal = instance
+            .awaiting_signal
+            .take()
+            .filter(|_| waits)
+            .map(|name| AwaitedSignal {
+                name,
+                timeout_at: instance.next_run_at,
+            });
         Status {
-            fingerprint: instance.fingerprint_value().unwrap_or_default(),
+            awaiting_signal,
+            fingerprint,
             id: instance.id,
             workflow: instance.workflow,
             phase: instance.phase,
