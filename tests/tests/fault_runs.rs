@@ -723,7 +723,7 @@ impl Store for LossyStore {
 async fn an_instance_attached_after_a_lost_start_answer_survives_a_failed_read() {
     let store = std::sync::Arc::new(LossyStore {
         inner: MemoryStore::new(),
-        lose_next_put_answer: AtomicBool::new(true),
+        lose_next_put_answer: AtomicBool::new(false),
         failing_gets: AtomicUsize::new(0),
     });
     let rt = Runtime::builder()
@@ -732,6 +732,8 @@ async fn an_instance_attached_after_a_lost_start_answer_survives_a_failed_read()
         .build()
         .await
         .expect("builds");
+    // The build wrote the machine's description: lose the start's answer.
+    store.lose_next_put_answer.store(true, Ordering::SeqCst);
     let script = Script {
         id: "lost-start".into(),
         reserve: Fail::Never,
