@@ -308,7 +308,7 @@ fn assert_no_effect_repeated(effects: &Effects) {
 fn crash_one_waiting(scratch: &Scratch, workflow: &str) -> (String, u32) {
     let (waiting, child) = run_child_until_waiting(scratch, &format!("{workflow}:1"));
     let id = format!("{workflow}-00");
-    assert_eq!(waiting, [id.clone()]);
+    assert_eq!(waiting, std::slice::from_ref(&id));
     let before = read_effect_lines(&scratch.effects());
     assert_eq!(
         kinds_of(&before, &id),
