@@ -1,9 +1,10 @@
 //! `sagaflow`: list, show, cancel and retry saga instances in any sagaflow
 //! store, and serve a read-only web view of them.
 //!
-//! This binary knows no workflows (they live in your code), so it reads
-//! records as JSON; `graph` and typed state checks need your workflows:
-//! ship the same tool in your binary with
+//! This binary knows no workflows (they live in your code): it reads records
+//! as JSON and draws the state machines runtimes stored descriptions of
+//! (`graph`, the web view). Typed state checks need your workflows: ship the
+//! same tool in your binary with
 //! `sagaflow::cli::run(Registry::new().register(your_workflow))`.
 
 use std::process::ExitCode;

@@ -322,6 +322,15 @@ fn the_web_view_shows_instances_the_machine_and_the_timeline() {
         page.contains("<p class=\"muted\" id=\"stored-machine\">"),
         "{page}"
     );
+    // The header links to the workflows the store describes.
+    for workflow in ["approval", "coffee_order", "place_order", "reserve_batch"] {
+        assert!(
+            page.contains(&format!(
+                "<a href=\"/workflow?name={workflow}\">{workflow}</a>"
+            )),
+            "{workflow}: {page}"
+        );
+    }
     let coffee_bare = dump_dom(
         &chromium,
         &format!("{}/workflow?name=coffee_order", bare.base),

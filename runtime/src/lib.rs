@@ -24,7 +24,7 @@ pub use clock::{Clock, SystemClock};
 pub use context::{StepContext, context, heartbeat};
 pub use durable::{now, random, set_status, signal, signal_timeout, sleep, sleep_until, uuid};
 pub use error::{Error, StepError, StoreError, WorkflowError};
-pub use machine::StateMachine;
+pub use machine::{MachineDescription, StateMachine};
 pub use runtime::*;
 pub use sagaflow_macros::{compensate, step, workflow};
 pub use step::{Compensate, RetryPolicy, Step, StepKind, StepOptions};

@@ -2,10 +2,13 @@
 //!
 //! `sagaflow` (the `sagaflow-cli` crate's binary) opens any store by URL and
 //! lists, shows, cancels and retries instances, and serves a read-only web
-//! view. It reads records as JSON, so it needs none of your code; ship the
-//! same tool inside your own binary with your workflows registered and it
-//! also draws their state machines with how many instances sit in each
-//! state, names the step of each state and checks that stored states decode:
+//! view. It reads records as JSON, so it needs none of your code, and it
+//! draws state machines (with how many instances sit in each state) from the
+//! descriptions every runtime stores of the machines it registers
+//! ([`MachineDescription`](crate::machine::MachineDescription) under
+//! `machines/{workflow}/{fingerprint}`). Ship the same tool inside your own
+//! binary with your workflows registered and it also checks that stored
+//! states decode, and draws workflows no runtime stored yet:
 //!
 //! ```ignore
 //! use sagaflow::cli::Registry;

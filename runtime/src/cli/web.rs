@@ -101,11 +101,24 @@ fn encode(text: &str) -> String {
     out
 }
 
-fn page(admin: &Admin, title: &str, body: &str) -> Html<String> {
-    let workflows: String = admin
-        .registry()
-        .names()
-        .into_iter()
+/// A page with the header: links to every workflow this tool can draw
+/// (registered, or described in the store).
+async fn page(admin: &Admin, title: &str, body: &str) -> Html<String> {
+    let mut names: Vec<String> = match admin.machines().await {
+        Ok((machines, _)) => machines
+            .into_iter()
+            .map(|known| known.machine.workflow)
+            .collect(),
+        Err(_) => admin
+            .registry()
+            .names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+    };
+    names.dedup();
+    let workflows: String = names
+        .iter()
         .map(|name| {
             format!(
                 "<a href=\"/workflow?name={}\">{}</a>",
@@ -125,7 +138,7 @@ fn page(admin: &Admin, title: &str, body: &str) -> Html<String> {
     ))
 }
 
-fn error_page(admin: &Admin, error: &AdminError) -> Response {
+async fn error_page(admin: &Admin, error: &AdminError) -> Response {
     let status = match error {
         AdminError::NotFound(_)
         | AdminError::UnknownWorkflow { .. }
@@ -138,7 +151,7 @@ fn error_page(admin: &Admin, error: &AdminError) -> Response {
         status.canonical_reason().unwrap_or("error"),
         escape(&error.to_string())
     );
-    (status, page(admin, "error", &body)).into_response()
+    (status, page(admin, "error", &body).await).into_response()
 }
 
 fn phase_badge(phase: Phase) -> String {
@@ -159,7 +172,8 @@ async fn not_found(State(admin): State<Admin>) -> Response {
             &admin,
             "not found",
             "<h1>Not found</h1><p><a href=\"/\">all instances</a></p>",
-        ),
+        )
+        .await,
     )
         .into_response()
 }
@@ -200,7 +214,7 @@ async fn index(State(admin): State<Admin>, Query(params): Query<IndexQuery>) -> 
     };
     let list = match admin.list(&query, |_| {}).await {
         Ok(list) => list,
-        Err(error) => return error_page(&admin, &error),
+        Err(error) => return error_page(&admin, &error).await,
     };
     let now = now_ms();
     let mut body = String::from("<h1>Instances</h1>");
@@ -320,7 +334,7 @@ async fn index(State(admin): State<Admin>, Query(params): Query<IndexQuery>) -> 
         }
         body.push_str("</tbody></table>");
     }
-    page(&admin, "instances", &body).into_response()
+    page(&admin, "instances", &body).await.into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -332,9 +346,11 @@ async fn instance(State(admin): State<Admin>, Query(params): Query<InstanceQuery
     match admin.show(&params.id).await {
         Ok(detail) => {
             let body = instance_body(&detail);
-            page(&admin, &detail.summary.id, &body).into_response()
+            page(&admin, &detail.summary.id, &body)
+                .await
+                .into_response()
         }
-        Err(error) => error_page(&admin, &error),
+        Err(error) => error_page(&admin, &error).await,
     }
 }
 
@@ -605,11 +621,11 @@ struct WorkflowQuery {
 async fn workflow(State(admin): State<Admin>, Query(params): Query<WorkflowQuery>) -> Response {
     let machine = match admin.machine(&params.name).await {
         Ok(known) => known.machine,
-        Err(error) => return error_page(&admin, &error),
+        Err(error) => return error_page(&admin, &error).await,
     };
     let counts = match admin.state_counts(&params.name, |_| {}).await {
         Ok(counts) => counts,
-        Err(error) => return error_page(&admin, &error),
+        Err(error) => return error_page(&admin, &error).await,
     };
     let mut body = format!(
         "<h1>{} <span class=\"muted\">fingerprint {}</span></h1>\
@@ -634,5 +650,5 @@ async fn workflow(State(admin): State<Admin>, Query(params): Query<WorkflowQuery
             counts.other_fingerprint
         );
     }
-    page(&admin, &machine.workflow, &body).into_response()
+    page(&admin, &machine.workflow, &body).await.into_response()
 }
