@@ -13,6 +13,7 @@ pub mod clock;
 pub mod context;
 pub mod durable;
 pub mod error;
+pub mod join;
 pub mod machine;
 pub mod record;
 pub mod runtime;
@@ -39,6 +40,49 @@ pub use store::postgres::PostgresStore;
 #[cfg(feature = "redis")]
 pub use store::redis::RedisStore;
 pub use workflow::Workflow;
+
+/// Runs steps concurrently inside a `#[workflow]` body: the parallel step.
+///
+/// ```ignore
+/// #[workflow]
+/// async fn book_trip(trip: Trip) -> Result<Booking, WorkflowError> {
+///     let (flight, hotel) = sagaflow::join!(book_flight(&trip), book_hotel(&trip))?;
+///     Ok(Booking { flight, hotel })
+/// }
+/// ```
+///
+/// Each branch is a step call written without `.await` (two or more of
+/// them). The join evaluates to `Result<(A, B, ..), StepError>` holding the
+/// steps' outputs in the order written, and is one suspension point of the
+/// workflow: one state, `Join{n}`, storing the live variables and one slot
+/// per branch.
+///
+/// - Every unfinished branch runs concurrently, with its own timeout, retry
+///   policy and idempotency key `{workflow id}/Join{n}/{branch index}`
+///   (plus `/{iteration}` inside a loop).
+/// - Each branch's end is persisted as it happens (its slot, its
+///   compensation entry, its history events), so after a crash only the
+///   unfinished branches run again.
+/// - A branch that fails with a retryable error is retried through the
+///   record, like any step, after the in-flight branches finished.
+/// - If a branch fails for good, the join's value is the `Err` of the
+///   first failure in branch order, once every running branch finished (a
+///   running step is never abandoned); with `?` the workflow then
+///   compensates every completed step, the join's branches included, in
+///   reverse completion order.
+/// - Branches must be compensable or readonly before the saga's pivot,
+///   retriable or readonly after it; a pivot cannot be a branch.
+///
+/// Outside a `#[workflow]` body this macro is a compile error: the
+/// workflow macro is what turns it into a state.
+#[macro_export]
+macro_rules! join {
+    ($($branches:tt)*) => {
+        ::std::compile_error!(
+            "`sagaflow::join!` only works inside a `#[workflow]` body, which turns it into a state; write `let (a, b) = sagaflow::join!(step_a(..), step_b(..))?;` in a workflow, or call the steps one after another"
+        )
+    };
+}
 
 /// Everything a workflow author needs: `use sagaflow::prelude::*;`.
 pub mod prelude {
@@ -69,8 +113,10 @@ pub mod __private {
     pub use crate::workflow::{
         Attempt, Driver, Suspension, Timer, Transition, Workflow, complete, decode, segment,
     };
+    pub use crate::join::{JoinEnd, JoinRun, JoinSlots};
     pub use serde;
     pub use serde_json;
+    pub use tokio::join as join_branches;
     pub use std::boxed::Box;
     pub use std::option::Option::{self, None, Some};
     pub use std::result::Result::{self, Err, Ok};

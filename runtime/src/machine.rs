@@ -46,6 +46,16 @@ pub struct StateInfo {
     pub wait: Option<&'static str>,
     /// The variables the state stores, with their types as written.
     pub variables: &'static [Variable],
+    /// For a join (`sagaflow::join!`), the steps its branches run, in the
+    /// order written; empty for every other state.
+    pub branches: &'static [StepInfo],
+}
+
+impl StateInfo {
+    /// Every step this state runs: its step, or a join's branches.
+    pub fn steps(&self) -> impl Iterator<Item = &StepInfo> {
+        self.step.iter().chain(self.branches)
+    }
 }
 
 /// The step a state runs.
@@ -183,6 +193,7 @@ mod tests {
                     name: "order",
                     ty: "Order",
                 }],
+                branches: &[],
             },
             StateInfo {
                 name: "Reserve1",
@@ -192,18 +203,21 @@ mod tests {
                     name: "order",
                     ty: "Order",
                 }],
+                branches: &[],
             },
             StateInfo {
                 name: "Ship2",
                 step: step("ship", StepKind::Pivot, None),
                 wait: None,
                 variables: &[],
+                branches: &[],
             },
             StateInfo {
                 name: "Confirm3",
                 step: step("confirm", StepKind::Retriable, None),
                 wait: None,
                 variables: &[],
+                branches: &[],
             },
         ],
         edges: &[
@@ -313,6 +327,7 @@ mod tests {
                 step: None,
                 wait: Some("signal approval or timeout"),
                 variables: &[],
+                branches: &[],
             }],
             edges: &[],
             fingerprint: 1,
@@ -321,6 +336,45 @@ mod tests {
             WAIT.describe().states[0].describe(" / "),
             "signal approval or timeout"
         );
+    }
+
+    #[test]
+    fn a_join_state_is_drawn_with_its_branches() {
+        static JOIN: StateMachine = StateMachine {
+            workflow: "trip",
+            states: &[StateInfo {
+                name: "Join1",
+                step: None,
+                wait: None,
+                variables: &[],
+                branches: &[
+                    StepInfo {
+                        name: "book_flight",
+                        kind: StepKind::Compensable,
+                        compensation: Some("cancel_flight"),
+                    },
+                    StepInfo {
+                        name: "check_weather",
+                        kind: StepKind::Readonly,
+                        compensation: None,
+                    },
+                ],
+            }],
+            edges: &[],
+            fingerprint: 1,
+        };
+        let description = JOIN.describe();
+        assert_eq!(
+            description.states[0].describe(" / "),
+            "join / book_flight (compensable, undo: cancel_flight) / check_weather (readonly)"
+        );
+        assert_eq!(
+            description.states[0].step_or_wait().as_deref(),
+            Some("join book_flight, check_weather")
+        );
+        let stored = description.to_stored(1);
+        let (decoded, _) = MachineDescription::from_stored(&stored).unwrap();
+        assert_eq!(decoded, description);
     }
 
     #[test]

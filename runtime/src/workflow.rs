@@ -213,6 +213,12 @@ pub struct Driver {
     status: Option<serde_json::Value>,
     /// Whether the state's signal has not arrived (the resume suspended for it).
     awaiting: bool,
+    /// Where a join's branches report their ends, to be persisted one by one.
+    checkpoints: Option<tokio::sync::mpsc::UnboundedSender<crate::join::Checkpoint>>,
+    /// A join that waits for a retry of some branch: after this delay.
+    join_retry: Option<Duration>,
+    /// The step of the branch that failed a join, if one did.
+    join_failed: Option<String>,
 }
 
 impl Driver {
@@ -232,7 +238,51 @@ impl Driver {
             consumed: None,
             status: None,
             awaiting: false,
+            checkpoints: None,
+            join_retry: None,
+            join_failed: None,
         }
+    }
+
+    /// Gives a join's state the channel its branches report their ends on;
+    /// without one, a join runs and keeps its slots in memory only.
+    pub fn with_checkpoints(
+        mut self,
+        checkpoints: tokio::sync::mpsc::UnboundedSender<crate::join::Checkpoint>,
+    ) -> Driver {
+        self.checkpoints = Some(checkpoints);
+        self
+    }
+
+    /// Starts a resume of a join's state with its stored `slots`: branch `i`
+    /// gets the idempotency key `{workflow id}/{state}/{i}` (plus the
+    /// iteration inside a loop).
+    pub fn join(&mut self, slots: crate::join::JoinSlots) -> crate::join::JoinRun {
+        crate::join::JoinRun::new(
+            self.workflow_id.clone(),
+            self.state.clone(),
+            self.iteration(),
+            slots,
+            self.checkpoints.clone(),
+        )
+    }
+
+    /// Ends a join's resume once every branch returned.
+    pub fn end_join(&mut self, run: crate::join::JoinRun) -> crate::join::JoinEnd {
+        let (end, retry, failed) = run.end();
+        self.join_retry = retry;
+        self.join_failed = failed;
+        end
+    }
+
+    /// The delay after which a join waits to retry some branch, if it does.
+    pub fn join_retry(&self) -> Option<Duration> {
+        self.join_retry
+    }
+
+    /// The step of the branch that failed the join, if one did.
+    pub fn join_failed(&self) -> Option<&str> {
+        self.join_failed.as_deref()
     }
 
     /// Sets the number of committed transitions (default 0), and whether the
@@ -377,16 +427,7 @@ impl Driver {
             attempt: self.attempt,
             iteration: self.iteration(),
         };
-        let result = match S::OPTIONS.timeout {
-            Some(limit) => match tokio::time::timeout(limit, context::scope(ctx, step)).await {
-                Ok(result) => result,
-                Err(_) => Err(StepError::retryable(format!(
-                    "attempt timed out after {}",
-                    crate::machine::format_duration(limit)
-                ))),
-            },
-            None => context::scope(ctx, step).await,
-        };
+        let result = run_attempt::<S, F>(ctx, step).await;
         match result {
             Ok(output) => {
                 let compensation = match args {
@@ -430,6 +471,25 @@ impl Driver {
                 }
             }
         }
+    }
+}
+
+/// Runs one attempt of step `S` in its step context, bounded by the step's
+/// timeout (a timeout is a retryable error).
+pub(crate) async fn run_attempt<S, F>(ctx: StepContext, step: F) -> Result<S::Output, StepError>
+where
+    S: Step,
+    F: Future<Output = Result<S::Output, StepError>> + Send,
+{
+    match S::OPTIONS.timeout {
+        Some(limit) => match tokio::time::timeout(limit, context::scope(ctx, step)).await {
+            Ok(result) => result,
+            Err(_) => Err(StepError::retryable(format!(
+                "attempt timed out after {}",
+                crate::machine::format_duration(limit)
+            ))),
+        },
+        None => context::scope(ctx, step).await,
     }
 }
 

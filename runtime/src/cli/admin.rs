@@ -954,7 +954,6 @@ impl Admin {
             .description
             .state(state)?
             .step_or_wait()
-            .map(str::to_owned)
     }
 
     fn summary(
@@ -969,8 +968,7 @@ impl Admin {
             state: instance.state_name.clone(),
             step: machine
                 .and_then(|machine| machine.state(&instance.state_name))
-                .and_then(StateDescription::step_or_wait)
-                .map(str::to_owned),
+                .and_then(StateDescription::step_or_wait),
             attempt: instance.attempt,
             next_run_at: instance.next_run_at,
             last_error: instance.last_error.clone(),

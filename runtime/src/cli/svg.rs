@@ -164,6 +164,11 @@ pub fn render(machine: &MachineDescription, highlight: &Highlight<'_>) -> String
         let mut lines = vec![state.name.clone()];
         if let Some(wait) = &state.wait {
             lines.push(wait.clone());
+        } else if !state.branches.is_empty() {
+            lines.push("join".to_owned());
+            for step in &state.branches {
+                lines.push(format!("{} · {}", step.name, step.kind));
+            }
         } else if let Some(step) = &state.step {
             lines.push(format!("{} · {}", step.name, step.kind));
             if let Some(undo) = &step.compensation {

@@ -70,6 +70,9 @@ pub struct StateDescription {
     /// The variables the state stores, with their types as written.
     #[serde(default)]
     pub variables: Vec<VariableDescription>,
+    /// For a join, the steps its branches run, in the order written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub branches: Vec<StepDescription>,
 }
 
 /// The step a state runs (see [`StepInfo`](super::StepInfo)).
@@ -184,6 +187,16 @@ pub struct DrawnEdge {
     pub label: EdgeLabel,
 }
 
+impl From<&super::StepInfo> for StepDescription {
+    fn from(step: &super::StepInfo) -> StepDescription {
+        StepDescription {
+            name: step.name.to_owned(),
+            kind: step.kind,
+            compensation: step.compensation.map(str::to_owned),
+        }
+    }
+}
+
 impl From<&StateMachine> for MachineDescription {
     fn from(machine: &StateMachine) -> MachineDescription {
         MachineDescription {
@@ -194,11 +207,8 @@ impl From<&StateMachine> for MachineDescription {
                 .iter()
                 .map(|state| StateDescription {
                     name: state.name.to_owned(),
-                    step: state.step.as_ref().map(|step| StepDescription {
-                        name: step.name.to_owned(),
-                        kind: step.kind,
-                        compensation: step.compensation.map(str::to_owned),
-                    }),
+                    step: state.step.as_ref().map(StepDescription::from),
+                    branches: state.branches.iter().map(StepDescription::from).collect(),
                     wait: state.wait.map(str::to_owned),
                     variables: state
                         .variables
@@ -435,6 +445,17 @@ impl StateDescription {
         if let Some(wait) = &self.wait {
             return wait.clone();
         }
+        if !self.branches.is_empty() {
+            let branches: Vec<String> = self
+                .branches
+                .iter()
+                .map(|step| match &step.compensation {
+                    Some(undo) => format!("{} ({}, undo: {undo})", step.name, step.kind),
+                    None => format!("{} ({})", step.name, step.kind),
+                })
+                .collect();
+            return format!("join{separator}{}", branches.join(separator));
+        }
         match &self.step {
             Some(step) => match &step.compensation {
                 Some(undo) => format!("{}{separator}{}, undo: {undo}", step.name, step.kind),
@@ -444,11 +465,16 @@ impl StateDescription {
         }
     }
 
-    /// The step's name, or what the state waits for.
-    pub fn step_or_wait(&self) -> Option<&str> {
+    /// The step's name, what the state waits for, or a join's steps
+    /// (`join book_flight, book_hotel`).
+    pub fn step_or_wait(&self) -> Option<String> {
         match (&self.step, &self.wait) {
-            (Some(step), _) => Some(&step.name),
-            (None, Some(wait)) => Some(wait),
+            (Some(step), _) => Some(step.name.clone()),
+            (None, Some(wait)) => Some(wait.clone()),
+            (None, None) if !self.branches.is_empty() => {
+                let names: Vec<&str> = self.branches.iter().map(|step| step.name.as_str()).collect();
+                Some(format!("join {}", names.join(", ")))
+            }
             (None, None) => None,
         }
     }

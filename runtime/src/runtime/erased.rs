@@ -51,6 +51,10 @@ pub(crate) struct ResumeReport {
     pub status: Option<Value>,
     /// The state's signal has not arrived: the resume suspended for it.
     pub awaiting: bool,
+    /// A join waits to retry some branch after this delay.
+    pub join_retry: Option<std::time::Duration>,
+    /// The step of the branch that failed a join.
+    pub join_failed: Option<String>,
 }
 
 impl ResumeReport {
@@ -62,6 +66,8 @@ impl ResumeReport {
             consumed: None,
             status: None,
             awaiting: false,
+            join_retry: None,
+            join_failed: None,
         }
     }
 }
@@ -82,6 +88,8 @@ pub(crate) struct ResumeInput {
     pub signal: Option<(u64, Value)>,
     /// Whether the state's signal wait timed out.
     pub timed_out: bool,
+    /// For a join's state: where its branches report their ends.
+    pub checkpoints: Option<tokio::sync::mpsc::UnboundedSender<crate::join::Checkpoint>>,
 }
 
 /// A registered workflow, seen through JSON.
@@ -126,6 +134,7 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
             now_ms,
             signal,
             timed_out,
+            checkpoints,
         } = input;
         let state = match W::State::deserialize(state) {
             Ok(state) => state,
@@ -143,6 +152,9 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
                 .with_timed_out(timed_out);
             if let Some((seq, value)) = signal {
                 driver = driver.with_signal(seq, value);
+            }
+            if let Some(checkpoints) = checkpoints {
+                driver = driver.with_checkpoints(checkpoints);
             }
             let moved = match W::resume(state, &mut driver).await {
                 Transition::Next(state) => {
@@ -172,6 +184,8 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
                 consumed: driver.consumed(),
                 status: driver.take_status(),
                 awaiting: driver.is_awaiting(),
+                join_retry: driver.join_retry(),
+                join_failed: driver.join_failed().map(str::to_owned),
                 outcome: driver.take_outcome(),
             }
         })

@@ -19,6 +19,7 @@ use super::{Ended, Local, Runtime};
 use crate::clock::duration_ms;
 use crate::context::{self, AttemptLink, StepContext};
 use crate::error::{Error, StepError, StoreError};
+use crate::join::{self, Checkpoint};
 use crate::machine::{StateMachine, Target};
 use crate::record::{self, EventKind, Failure, Heartbeat, HistoryEvent, InstanceRecord, Phase};
 use crate::step::{RetryPolicy, StepKind};
@@ -360,18 +361,41 @@ impl Worker {
     /// heartbeat. A panic in the attempt is its `Err`. `None` when the lease
     /// turned out to be lost: the attempt is dropped, as its result would
     /// have been discarded anyway.
+    /// A join's branches send their checkpoints on `checkpoints`: each is
+    /// written as it arrives, and a checkpoint that cannot be written stops
+    /// the attempt like a lost lease.
     async fn while_leased<T>(
         &mut self,
         attempt_future: impl Future<Output = T>,
         link: &AttemptLink,
         state: &str,
         attempt: u32,
+        mut checkpoints: Option<&mut JoinCheckpoints>,
     ) -> Option<Result<T, Panic>> {
         let mut task = pin!(catch_panic(attempt_future));
         loop {
             let renew = self.runtime.inner.clock.sleep_until(self.renew_at);
             tokio::select! {
                 joined = &mut task => return Some(joined),
+                checkpoint = next_checkpoint(checkpoints.as_deref_mut()) => {
+                    let Some(join) = checkpoints.as_deref() else { continue };
+                    let (state_name, started) = (join.state_name.clone(), join.started);
+                    match self.checkpoint(checkpoint, &state_name, started).await {
+                        Ok(Flow::Continue) => {}
+                        Ok(Flow::Stop) => {
+                            link.mark_lost();
+                            return None;
+                        }
+                        Err(error) => {
+                            // Unwritten, the branch's end would be lost: stop as
+                            // after a crash; the lease lapses and the unfinished
+                            // branches run again from the stored record.
+                            tracing::warn!(%error, "cannot write a join checkpoint; stopping");
+                            link.mark_lost();
+                            return None;
+                        }
+                    }
+                }
                 () = renew => match self.renew(link, state, attempt).await {
                     Ok(true) => {}
                     Ok(false) => {
@@ -437,6 +461,60 @@ impl Worker {
         }
     }
 
+    /// Writes one join branch's end: the join's state with the branch's slot
+    /// filled, its history events, its compensation entry, with one
+    /// compare-and-swap; then tells the branch it may return.
+    async fn checkpoint(
+        &mut self,
+        checkpoint: Checkpoint,
+        state_name: &str,
+        started: u64,
+    ) -> Result<Flow, Error> {
+        let now = self.now();
+        let mut next = self.current.record.clone();
+        if let Err(reason) = join::set_slot(&mut next.state, state_name, checkpoint.branch, &checkpoint.slot) {
+            tracing::error!(reason, "instance left untouched");
+            return Ok(Flow::Stop);
+        }
+        let (step, error) = match &checkpoint.outcome {
+            StepOutcome::Succeeded { step, .. } => (*step, None),
+            StepOutcome::Retry { step, error, .. } | StepOutcome::Failed { step, error } => {
+                (*step, Some(error.to_string()))
+            }
+        };
+        let event = |at, kind| HistoryEvent {
+            state: Some(state_name.to_owned()),
+            step: Some(step.to_owned()),
+            attempt: Some(checkpoint.attempt),
+            ..HistoryEvent::new(at, kind)
+        };
+        next.push_event(event(started, EventKind::StepStarted));
+        match &checkpoint.outcome {
+            StepOutcome::Succeeded { compensation, .. } => {
+                next.push_event(event(now, EventKind::StepSucceeded));
+                if let Some(entry) = compensation {
+                    next.compensation_stack.push(entry.clone());
+                }
+            }
+            StepOutcome::Retry { .. } => next.push_event(HistoryEvent {
+                error: error.clone(),
+                ..event(now, EventKind::StepRetried)
+            }),
+            StepOutcome::Failed { .. } => next.push_event(HistoryEvent {
+                error: error.clone(),
+                ..event(now, EventKind::StepFailed)
+            }),
+        }
+        if error.is_some() {
+            next.last_error = error;
+        }
+        let flow = self.commit(next).await?;
+        if matches!(flow, Flow::Continue) {
+            let _ = checkpoint.persisted.send(());
+        }
+        Ok(flow)
+    }
+
     /// Runs one step attempt (and the pure code after it) and writes where
     /// it left the instance.
     async fn advance(&mut self, workflow: &dyn ErasedWorkflow) -> Result<Flow, Error> {
@@ -471,7 +549,22 @@ impl Worker {
             .states
             .first()
             .is_some_and(|start| start.name == state_name);
-        let fired = step_name.is_none() && !is_start;
+        let join_state = workflow
+            .machine()
+            .state(&state_name)
+            .is_some_and(|state| !state.branches.is_empty());
+        let fired = step_name.is_none() && !is_start && !join_state;
+        let (checkpoint_sender, mut checkpoints) = if join_state {
+            let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+            let commits = JoinCheckpoints {
+                receiver,
+                state_name: state_name.clone(),
+                started,
+            };
+            (Some(sender), Some(commits))
+        } else {
+            (None, None)
+        };
         let resume = workflow.resume(
             &instance.state,
             ResumeInput {
@@ -483,12 +576,16 @@ impl Worker {
                 now_ms: wait_ended_at(instance, fired, signal_at, timed_out),
                 signal,
                 timed_out,
+                checkpoints: checkpoint_sender,
             },
         );
         let resume = context::attempt_scope(Arc::clone(&link), resume).instrument(span);
         // A panicking step fails the instance instead of the worker, and the
         // lease is renewed while it runs; both without a task of its own.
-        let Some(joined) = self.while_leased(resume, &link, &state_name, attempt).await else {
+        let Some(joined) = self
+            .while_leased(resume, &link, &state_name, attempt, checkpoints.as_mut())
+            .await
+        else {
             return Ok(Flow::Stop);
         };
         let report = joined.unwrap_or_else(|error| {
@@ -589,6 +686,7 @@ impl Worker {
             (_, Some(message)) => Err(ResumeError::Encode(message)),
             (moved, None) => moved,
         };
+        let failed_step = failed_step.or(report.join_failed.as_deref());
         let failure_step = failed_step.or(step_name).map(str::to_owned);
         let written = report.outcome.is_some() || fired;
         let mut next = match moved {
@@ -663,6 +761,13 @@ impl Worker {
             Ok(Moved::Suspend) => match report.outcome {
                 Some(StepOutcome::Retry { delay, .. }) => {
                     next.attempt = attempt.saturating_add(1);
+                    next.next_run_at = Some(now.saturating_add(duration_ms(delay)));
+                    next.phase = Phase::Waiting;
+                    next
+                }
+                // A join with a branch to retry: its slot holds the attempt.
+                None if report.join_retry.is_some() => {
+                    let delay = report.join_retry.unwrap_or_default();
                     next.next_run_at = Some(now.saturating_add(duration_ms(delay)));
                     next.phase = Phase::Waiting;
                     next
@@ -766,7 +871,7 @@ impl Worker {
                         .machine()
                         .states
                         .iter()
-                        .filter_map(|state| state.step.as_ref())
+                        .flat_map(|state| state.steps())
                         .find(|step| step.name == entry.step)
                         .map(|step| step.name);
                     let ctx = step.map(|step| StepContext {
@@ -784,7 +889,9 @@ impl Worker {
                     };
                     let span = tracing::info_span!("compensate", step = %entry.step, attempt);
                     let task = context::attempt_scope(Arc::clone(&link), run).instrument(span);
-                    let Some(joined) = self.while_leased(task, &link, &state_name, attempt).await
+                    let Some(joined) = self
+                        .while_leased(task, &link, &state_name, attempt, None)
+                        .await
                     else {
                         return Ok(Flow::Stop);
                     };
@@ -1002,6 +1109,25 @@ fn on_cycle(machine: &StateMachine, name: &str) -> bool {
         }
     }
     false
+}
+
+/// Where a join's resume sends its branches' checkpoints, and what the
+/// worker needs to write them.
+struct JoinCheckpoints {
+    receiver: tokio::sync::mpsc::UnboundedReceiver<Checkpoint>,
+    state_name: String,
+    started: u64,
+}
+
+/// The next checkpoint of a join's resume; never ready without a join.
+async fn next_checkpoint(checkpoints: Option<&mut JoinCheckpoints>) -> Checkpoint {
+    match checkpoints {
+        Some(join) => match join.receiver.recv().await {
+            Some(checkpoint) => checkpoint,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
 }
 
 /// Takes a `cancel` another writer recorded into `next`.

@@ -364,6 +364,7 @@ pub static PLACE_ORDER_MACHINE: StateMachine = StateMachine {
             step: None,
             wait: None,
             variables: ORDER,
+            branches: &[],
         },
         StateInfo {
             name: "ReserveInventory0",
@@ -374,6 +375,7 @@ pub static PLACE_ORDER_MACHINE: StateMachine = StateMachine {
             }),
             wait: None,
             variables: ORDER,
+            branches: &[],
         },
         StateInfo {
             name: "ChargePayment1",
@@ -393,6 +395,7 @@ pub static PLACE_ORDER_MACHINE: StateMachine = StateMachine {
                     ty: "Reservation",
                 },
             ],
+            branches: &[],
         },
         StateInfo {
             name: "CreateShipment2",
@@ -416,6 +419,7 @@ pub static PLACE_ORDER_MACHINE: StateMachine = StateMachine {
                     ty: "Payment",
                 },
             ],
+            branches: &[],
         },
         StateInfo {
             name: "SendConfirmation3",
@@ -439,6 +443,7 @@ pub static PLACE_ORDER_MACHINE: StateMachine = StateMachine {
                     ty: "Shipment",
                 },
             ],
+            branches: &[],
         },
     ],
     edges: &[
@@ -651,6 +656,7 @@ pub static PING_MACHINE: StateMachine = StateMachine {
                 name: "text",
                 ty: "String",
             }],
+            branches: &[],
         },
         StateInfo {
             name: "Echo0",
@@ -664,6 +670,7 @@ pub static PING_MACHINE: StateMachine = StateMachine {
                 name: "text",
                 ty: "String",
             }],
+            branches: &[],
         },
     ],
     edges: &[
