@@ -4,5 +4,6 @@
 pub mod approval;
 pub mod batch;
 pub mod coffee;
+pub mod fanout;
 pub mod order;
 pub mod timeline;

@@ -120,6 +120,31 @@ impl Checker<'_> {
         });
     }
 
+    // Input:  `sagaflow::join!(book_flight(&trip), book_hotel(&trip))`
+    // Output: its branches as call sites; every malformed branch reported
+    /// Checks a join: where it is, and each of its branches.
+    fn join(&mut self, mac: &syn::Macro) {
+        if self.closure > 0 {
+            self.errors.at(
+                mac.path.span(),
+                "`sagaflow::join!` is inside a closure, async block or nested fn; the workflow can only stop and resume at joins in its own body; write the join in the workflow body and pass its outputs in: `let (a, b) = sagaflow::join!(..)?;`",
+            );
+            return;
+        }
+        let Some(branches) = super::join::branches(mac, Some(self.errors)) else {
+            return;
+        };
+        for branch in branches {
+            for arg in &branch.args {
+                self.visit_expr(arg);
+            }
+            self.sites.push(CallSite {
+                step: branch.step,
+                span: branch.span,
+            });
+        }
+    }
+
     fn nondeterministic(&mut self, segments: &[String], tokens: TokenStream) {
         let joined = segments.join("::");
         let last = segments.last().map(String::as_str).unwrap_or_default();
@@ -244,12 +269,16 @@ impl<'ast> Visit<'ast> for Checker<'_> {
             .last()
             .map(|s| s.ident.to_string())
             .unwrap_or_default();
+        if super::join::is_join(mac) {
+            self.join(mac);
+            return;
+        }
         if matches!(name.as_str(), "join" | "try_join" | "select") {
             self.errors.at(
                 mac.path.span(),
                 format!(
-                    "`{}!` is not supported yet; running steps concurrently needs a state per branch, which comes in a later version; call the steps one after another",
-                    mac.path.to_token_stream()
+                    "`{}!` is not supported in a workflow; its futures would run outside the saga, not persisted or compensated; run steps concurrently with `let (a, b) = sagaflow::join!(step_a(..), step_b(..))?;`",
+                    type_string(&mac.path)
                 ),
             );
         }

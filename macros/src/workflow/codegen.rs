@@ -54,7 +54,9 @@ pub fn generate(func: &WorkflowFn, machine: &Machine) -> TokenStream {
         });
         let timer = (index > 0 && machine.sites[index - 1].kind.has_timer())
             .then(|| quote!(__timer: ::sagaflow::__private::Timer));
-        let fields = fields.chain(timer);
+        let slots = (index > 0 && matches!(machine.sites[index - 1].kind, SiteKind::Join { .. }))
+            .then(|| quote!(__branches: ::sagaflow::__private::JoinSlots));
+        let fields = fields.chain(timer).chain(slots);
         quote!(#variant { #(#fields),* })
     });
     let state_names = (0..machine.stored.len()).map(|index| {
@@ -144,7 +146,7 @@ fn suspension_fn(machine: &Machine, state: &Ident) -> TokenStream {
         .filter_map(|site| {
             let variant = &site.variant;
             let arm = match &site.kind {
-                SiteKind::Step => return None,
+                SiteKind::Step | SiteKind::Join { .. } => return None,
                 SiteKind::Sleep { .. } => quote! {
                     #state::#variant { __timer, .. } => ::sagaflow::__private::Some(
                         ::sagaflow::__private::Suspension::Timer(*__timer),
@@ -205,8 +207,21 @@ fn type_tokens(ty: &VarType) -> TokenStream {
             let element = type_tokens(element);
             quote!(::std::ops::Range<#element>)
         }
+        VarType::JoinOutput(steps) => join_output_tokens(steps),
+        VarType::JoinResult(steps) => {
+            let outputs = join_output_tokens(steps);
+            quote!(::sagaflow::__private::Result<#outputs, ::sagaflow::__private::StepError>)
+        }
         VarType::Unknown => quote!(_),
     }
+}
+
+/// `(<a as Step>::Output, <b as Step>::Output)`: a join's outputs.
+fn join_output_tokens(steps: &[syn::Path]) -> TokenStream {
+    let outputs = steps
+        .iter()
+        .map(|step| quote!(<#step as ::sagaflow::__private::Step>::Output));
+    quote!((#(#outputs,)*))
 }
 
 /// One parameter: its type; several: a tuple; none: `()`.
@@ -272,6 +287,15 @@ fn resume_arm(machine: &Machine, names: &Names, index: usize) -> TokenStream {
     }
     let site = &machine.sites[index - 1];
     let step = &site.step;
+    if let SiteKind::Join { branches } = &site.kind {
+        let run = join_run(branches);
+        return quote! {
+            #state::#variant { #(mut #fields,)* __branches } => {
+                #run
+                #segment
+            }
+        };
+    }
     if let Some(result) = wait_result(&site.kind, site.span) {
         let timer = site.kind.has_timer().then(|| quote!(__timer: _,));
         return quote! {
@@ -298,13 +322,67 @@ fn resume_arm(machine: &Machine, names: &Names, index: usize) -> TokenStream {
     }
 }
 
+// Input:  the join `sagaflow::join!(book_flight(&trip), book_hotel(&trip))`
+// Output: its arguments evaluated, both branches run concurrently with
+//         `tokio::join!`, then `let __result = Ok((flight, hotel))` or the
+//         first failure (or `return Transition::Suspend` when a branch waits for a retry)
+/// How a join's state runs its unfinished branches and gets its `__result`.
+fn join_run(branches: &[super::join::Branch]) -> TokenStream {
+    let mut prepare = TokenStream::new();
+    let mut runs = Vec::new();
+    for (i, branch) in branches.iter().enumerate() {
+        let step = &branch.step;
+        let args = &branch.args;
+        let names: Vec<Ident> = (0..args.len())
+            .map(|j| format_ident!("__branch{}_arg{}", i, j))
+            .collect();
+        let encoded = format_ident!("__branch{}_args", i);
+        prepare.extend(quote_spanned! {branch.span=>
+            #(let #names = #args;)*
+            let #encoded = __join.args::<#step, _>(&(#(&#names,)*));
+        });
+        runs.push(quote_spanned! {branch.span=>
+            __join.branch::<#step, _>(#i, #encoded, #step(#(#names),*))
+        });
+    }
+    let results: Vec<Ident> = (0..branches.len())
+        .map(|i| format_ident!("__branch{}_result", i))
+        .collect();
+    let values: Vec<Ident> = (0..branches.len())
+        .map(|i| format_ident!("__branch{}_output", i))
+        .collect();
+    let failed = (0..branches.len()).map(|i| {
+        let slots = (0..branches.len()).map(|j| {
+            if i == j {
+                quote!(::sagaflow::__private::Err(error))
+            } else {
+                quote!(_)
+            }
+        });
+        quote!((#(#slots,)*))
+    });
+    quote! {
+        let __join = __driver.join(__branches);
+        #prepare
+        let (#(#results,)*) = ::sagaflow::__private::join_branches!(#(#runs),*);
+        let __result = match __driver.end_join(__join) {
+            ::sagaflow::__private::JoinEnd::Suspend => return ::sagaflow::__private::Transition::Suspend,
+            ::sagaflow::__private::JoinEnd::Failed(error) => ::sagaflow::__private::Err(error),
+            ::sagaflow::__private::JoinEnd::Ok => match (#(#results,)*) {
+                (#(::sagaflow::__private::Ok(#values),)*) => ::sagaflow::__private::Ok((#(#values,)*)),
+                #(#failed)|* => ::sagaflow::__private::Err(error),
+            },
+        };
+    }
+}
+
 // Input:  a signal wait `let approved: Option<bool> = sagaflow::signal_timeout("approval", d).await;`
 // Output: `let __result = match __driver.receive::<bool>("approval") { Some(Ok(v)) => Some(v), .. };`
 /// How a timer's or a signal's state gets its `__result` when it resumes;
 /// `None` for a step's state.
 fn wait_result(kind: &SiteKind, span: Span) -> Option<TokenStream> {
     Some(match kind {
-        SiteKind::Step => return None,
+        SiteKind::Step | SiteKind::Join { .. } => return None,
         // The runtime resumes a timer's state only once it has fired.
         SiteKind::Sleep { .. } => quote!(let __result = ();),
         SiteKind::Signal {
@@ -478,9 +556,16 @@ impl Emit<'_> {
                         quote!(let __timer = #timer;)
                     });
                     let timer_field = timer.as_ref().map(|_| quote!(__timer,));
+                    let slots = match &site.kind {
+                        SiteKind::Join { branches } => {
+                            let count = branches.len();
+                            Some(quote!(__branches: ::sagaflow::__private::JoinSlots::new(#count),))
+                        }
+                        _ => None,
+                    };
                     out.extend(quote! {
                         #timer
-                        return ::sagaflow::__private::Ok(::sagaflow::__private::Transition::Next(#state::#variant { #(#fields,)* #timer_field }));
+                        return ::sagaflow::__private::Ok(::sagaflow::__private::Transition::Next(#state::#variant { #(#fields,)* #timer_field #slots }));
                     });
                     break;
                 }
@@ -649,6 +734,13 @@ pub fn structural_fingerprint(machine: &Machine, name: &str) -> u64 {
                 SiteKind::Step => {
                     text.push_str(&format!("step {}\n", type_string(&site.step)));
                 }
+                SiteKind::Join { branches } => {
+                    let steps: Vec<String> = branches
+                        .iter()
+                        .map(|branch| type_string(&branch.step))
+                        .collect();
+                    text.push_str(&format!("join {}\n", steps.join(", ")));
+                }
                 SiteKind::Sleep { until, .. } => {
                     text.push_str(if *until { "sleep until\n" } else { "sleep\n" });
                 }
@@ -700,13 +792,15 @@ fn state_machine(machine: &Machine, name: &str) -> TokenStream {
             quote!(::sagaflow::__private::None)
         } else {
             let site = &machine.sites[index - 1];
-            let step = &site.step;
-            let compensation = quote_spanned!(site.span=> <#step as ::sagaflow::__private::Compensate>::COMPENSATION);
-            quote!(::sagaflow::__private::Some(::sagaflow::__private::StepInfo {
-                name: <#step as ::sagaflow::__private::Step>::NAME,
-                kind: <#step as ::sagaflow::__private::Step>::KIND,
-                compensation: #compensation,
-            }))
+            let info = step_info(&site.step, site.span);
+            quote!(::sagaflow::__private::Some(#info))
+        };
+        let branches = match index.checked_sub(1).map(|site| &machine.sites[site].kind) {
+            Some(SiteKind::Join { branches }) => {
+                let infos = branches.iter().map(|branch| step_info(&branch.step, branch.span));
+                quote!(&[#(#infos),*])
+            }
+            _ => quote!(&[]),
         };
         let wait = match index.checked_sub(1).map(|site| &machine.sites[site].kind) {
             Some(SiteKind::Sleep { until: false, .. }) => quote!(::sagaflow::__private::Some("sleep")),
@@ -716,9 +810,9 @@ fn state_machine(machine: &Machine, name: &str) -> TokenStream {
                 let text = format!("signal {}{or_timeout}", name.value());
                 quote!(::sagaflow::__private::Some(#text))
             }
-            Some(SiteKind::Step) | None => quote!(::sagaflow::__private::None),
+            Some(SiteKind::Step | SiteKind::Join { .. }) | None => quote!(::sagaflow::__private::None),
         };
-        quote!(::sagaflow::__private::StateInfo { name: #state_name, step: #step, wait: #wait, variables: &[#(#variables),*] })
+        quote!(::sagaflow::__private::StateInfo { name: #state_name, step: #step, wait: #wait, variables: &[#(#variables),*], branches: #branches })
     });
     let edges = machine.edges.iter().map(|edge| {
         let from = edge.from;
@@ -738,8 +832,7 @@ fn state_machine(machine: &Machine, name: &str) -> TokenStream {
         &format!("0x{:016x}", structural_fingerprint(machine, name)),
         Span::call_site(),
     );
-    let folds = machine.sites.iter().filter(|site| matches!(site.kind, SiteKind::Step)).map(|site| {
-        let step = &site.step;
+    let folds = machine.sites.iter().flat_map(site_steps).map(|(step, _)| {
         quote!(let fingerprint = ::sagaflow::__private::fingerprint_combine(fingerprint, <#step as ::sagaflow::__private::Step>::FINGERPRINT);)
     });
     quote! {
@@ -756,19 +849,42 @@ fn state_machine(machine: &Machine, name: &str) -> TokenStream {
     }
 }
 
+/// The `StepInfo` of step `step`, its compensation named on `span`.
+fn step_info(step: &syn::Path, span: Span) -> TokenStream {
+    let compensation =
+        quote_spanned!(span=> <#step as ::sagaflow::__private::Compensate>::COMPENSATION);
+    quote!(::sagaflow::__private::StepInfo {
+        name: <#step as ::sagaflow::__private::Step>::NAME,
+        kind: <#step as ::sagaflow::__private::Step>::KIND,
+        compensation: #compensation,
+    })
+}
+
+/// The steps a suspension point runs, with their call sites' spans: its
+/// step, a join's branches, nothing for a wait.
+fn site_steps(site: &super::lower::Site) -> Vec<(&syn::Path, Span)> {
+    match &site.kind {
+        SiteKind::Step => vec![(&site.step, site.span)],
+        SiteKind::Join { branches } => branches
+            .iter()
+            .map(|branch| (&branch.step, branch.span))
+            .collect(),
+        SiteKind::Sleep { .. } | SiteKind::Signal { .. } => Vec::new(),
+    }
+}
+
 /// One dispatch arm per distinct step, spanned on its first call site.
 fn compensate_fn(machine: &Machine) -> TokenStream {
     let mut seen = Vec::new();
     let mut arms = TokenStream::new();
-    for site in &machine.sites {
-        let key = type_string(&site.step);
-        if seen.contains(&key) || !matches!(site.kind, SiteKind::Step) {
+    for (step, span) in machine.sites.iter().flat_map(site_steps) {
+        let key = type_string(step);
+        if seen.contains(&key) {
             continue;
         }
         seen.push(key);
-        let step = &site.step;
         let compensate =
-            quote_spanned!(site.span=> <#step as ::sagaflow::__private::Compensate>::compensate);
+            quote_spanned!(span=> <#step as ::sagaflow::__private::Compensate>::compensate);
         arms.extend(quote! {
             if step == <#step as ::sagaflow::__private::Step>::NAME {
                 return ::sagaflow::__private::Some(#compensate(args, output));
@@ -802,21 +918,80 @@ fn checks(machine: &Machine) -> TokenStream {
     let mut out = TokenStream::new();
     let mut seen = Vec::new();
     for &(a, b) in &machine.precedes {
-        let (first, second) = (&machine.sites[a], &machine.sites[b]);
-        if !matches!(
-            (&first.kind, &second.kind),
-            (SiteKind::Step, SiteKind::Step)
-        ) {
-            continue;
+        for (first, second) in site_steps(&machine.sites[a])
+            .into_iter()
+            .flat_map(|first| site_steps(&machine.sites[b]).into_iter().map(move |second| (first, second)))
+        {
+            out.extend(pair_checks(first, second, a == b, &mut seen));
         }
-        let key = (type_string(&first.step), type_string(&second.step));
-        if seen.contains(&key) {
+    }
+    out.extend(join_checks(machine));
+    out
+}
+
+// Input:  `sagaflow::join!(book_flight(&trip), book_hotel(&trip))` after steps `p1`, `p2`
+// Output: per branch, `const _` checks: not a pivot; not retriable unless a pivot may precede
+/// The saga-structure checks of joins' branches: no pivot in a join, and
+/// before the pivot only steps the saga can undo (or that change nothing),
+/// since a sibling's failure rolls the join back.
+fn join_checks(machine: &Machine) -> TokenStream {
+    let mut out = TokenStream::new();
+    for (index, site) in machine.sites.iter().enumerate() {
+        let SiteKind::Join { branches } = &site.kind else {
             continue;
+        };
+        let before: Vec<&syn::Path> = machine
+            .precedes
+            .iter()
+            .filter(|&&(a, b)| b == index && a != index)
+            .flat_map(|&(a, _)| site_steps(&machine.sites[a]))
+            .map(|(step, _)| step)
+            .collect();
+        for branch in branches {
+            let step = &branch.step;
+            let name = type_string(step);
+            let pivot = format!(
+                "saga structure: the pivot `{name}` is a branch of `sagaflow::join!`; the point of no return must be passed alone, since a sibling branch may still fail and roll the saga back; call `{name}(..).await?` before or after the join"
+            );
+            let retriable = format!(
+                "saga structure: retriable step `{name}` is a branch of `sagaflow::join!` before the pivot; if a sibling branch fails the join is rolled back, and `{name}` cannot be undone; make `{name}` compensable with a `#[compensate({name})]`, or `#[step(readonly)]`, or call it after the pivot"
+            );
+            out.extend(quote_spanned! {branch.span=>
+                const _: () = if <#step as ::sagaflow::__private::Step>::KIND.is_pivot() {
+                    ::std::panic!(#pivot)
+                };
+                const _: () = if !(false #(|| <#before as ::sagaflow::__private::Step>::KIND.is_pivot())*)
+                    && ::std::matches!(
+                        <#step as ::sagaflow::__private::Step>::KIND,
+                        ::sagaflow::__private::StepKind::Retriable
+                    )
+                {
+                    ::std::panic!(#retriable)
+                };
+            });
+        }
+    }
+    out
+}
+
+/// The checks of steps `first` and `second`, where `first` may run before
+/// `second` (`same_site`: the same call site, in a loop).
+fn pair_checks(
+    first: (&syn::Path, Span),
+    second: (&syn::Path, Span),
+    same_site: bool,
+    seen: &mut Vec<(String, String)>,
+) -> TokenStream {
+    let mut out = TokenStream::new();
+    {
+        let key = (type_string(first.0), type_string(second.0));
+        if seen.contains(&key) {
+            return out;
         }
         let (a_name, b_name) = key.clone();
         seen.push(key);
-        let (a_path, b_path) = (&first.step, &second.step);
-        let second_pivot = if a == b {
+        let (a_path, b_path) = (first.0, second.0);
+        let second_pivot = if same_site {
             // A site that may run after itself is in a loop.
             format!(
                 "saga structure: the pivot `{a_name}` is called in a loop, so it may run more than once; a saga has one point of no return: make `{a_name}` `#[step(retriable)]`, or call it once, after the loop"
@@ -829,7 +1004,7 @@ fn checks(machine: &Machine) -> TokenStream {
         let after_pivot = format!(
             "saga structure: compensable step `{b_name}` runs after the pivot `{a_name}`; nothing after the point of no return can be undone: move `{b_name}` before `{a_name}`, or declare it `#[step(retriable)]` or `#[step(readonly)]`"
         );
-        out.extend(quote_spanned! {second.span=>
+        out.extend(quote_spanned! {second.1=>
             const _: () = if <#a_path as ::sagaflow::__private::Step>::KIND.is_pivot()
                 && <#b_path as ::sagaflow::__private::Step>::KIND.is_pivot()
             {

@@ -37,6 +37,10 @@ pub enum VarType {
     VecOf(Box<VarType>),
     /// `Range<T>`: the rest of a range a `for` loop with steps stores.
     RangeOf(Box<VarType>),
+    /// `let (a, b) = sagaflow::join!(..)?`: the tuple of the branches' outputs.
+    JoinOutput(Vec<Path>),
+    /// `let r = sagaflow::join!(..)`: the join's result, kept.
+    JoinResult(Vec<Path>),
     /// Not nameable: an error if held across a step.
     Unknown,
 }
@@ -47,6 +51,8 @@ impl VarType {
         match (self, variant) {
             (VarType::StepResult(step), "Ok") => VarType::StepOutput(step.clone()),
             (VarType::StepResult(_), "Err") => VarType::StepError,
+            (VarType::JoinResult(steps), "Ok") => VarType::JoinOutput(steps.clone()),
+            (VarType::JoinResult(_), "Err") => VarType::StepError,
             (VarType::Written(ty), _) => {
                 let mut ty = ty;
                 while let Type::Paren(inner) = ty {
@@ -94,6 +100,10 @@ impl VarType {
             }
             VarType::VecOf(element) => format!("Vec<{}>", element.display()),
             VarType::RangeOf(element) => format!("Range<{}>", element.display()),
+            VarType::JoinOutput(steps) => join_output_display(steps),
+            VarType::JoinResult(steps) => {
+                format!("Result<{}, StepError>", join_output_display(steps))
+            }
             VarType::Unknown => "_".to_owned(),
         }
     }
@@ -137,6 +147,15 @@ impl VarType {
         }
         VarType::Element(Box::new(self.clone()))
     }
+}
+
+/// `(<a as Step>::Output, <b as Step>::Output)`: a join's outputs as shown.
+fn join_output_display(steps: &[Path]) -> String {
+    let outputs: Vec<String> = steps
+        .iter()
+        .map(|step| format!("<{} as Step>::Output", type_string(step)))
+        .collect();
+    format!("({})", outputs.join(", "))
 }
 
 /// `Vec<u8>` rather than `Vec < u8 >`: tokens joined as people write them.
@@ -228,6 +247,12 @@ pub enum SiteKind {
         value: Option<Type>,
         /// The timeout expression, evaluated when the state is entered.
         timeout: Option<Expr>,
+    },
+    /// `sagaflow::join!(a(..), b(..))`: the state runs every unfinished
+    /// branch concurrently.
+    Join {
+        /// The branches, in the order written.
+        branches: Vec<super::join::Branch>,
     },
 }
 
@@ -710,6 +735,10 @@ impl Lowerer<'_> {
         preds: Preds,
         items: &mut Vec<Item>,
     ) -> Preds {
+        let mut preds = preds;
+        if let Some(preds) = self.join_stmt(stmt, tail, &mut preds, items) {
+            return preds;
+        }
         match stmt {
             Stmt::Local(local) => {
                 if let Some(init) = &local.init
@@ -879,6 +908,126 @@ impl Lowerer<'_> {
         });
         items.push(Item::Step { site: index });
         vec![(node, EdgeKind::Normal)]
+    }
+
+    // Input:  `let (flight, hotel) = sagaflow::join!(book_flight(&trip), book_hotel(&trip))?;`
+    // Output: a `Join{n}` site with its branches; `flight`, `hotel` bound to the steps' outputs
+    /// Lowers a statement that is a join (`let pat = join!(..)?;`,
+    /// `x = join!(..)?;`, `join!(..)?;`); `None` for any other statement.
+    fn join_stmt(
+        &mut self,
+        stmt: &Stmt,
+        tail: bool,
+        preds: &mut Preds,
+        items: &mut Vec<Item>,
+    ) -> Option<Preds> {
+        let (mac, has_try, replaced, target) = match stmt {
+            Stmt::Local(local) => {
+                let init = local.init.as_ref().filter(|init| init.diverge.is_none())?;
+                let (mac, has_try) = super::join::join_call(&init.expr)?;
+                let mut replaced = stmt.clone();
+                if let Stmt::Local(local) = &mut replaced
+                    && let Some(init) = local.init.as_mut()
+                {
+                    replace_call(&mut init.expr);
+                }
+                (mac, has_try, replaced, None)
+            }
+            Stmt::Expr(Expr::Assign(assign), _) if single_ident(&assign.left).is_some() => {
+                let (mac, has_try) = super::join::join_call(&assign.right)?;
+                let mut replaced = stmt.clone();
+                if let Stmt::Expr(Expr::Assign(assign), _) = &mut replaced {
+                    replace_call(&mut assign.right);
+                }
+                let name = single_ident(&assign.left).map(Ident::to_string);
+                (mac, has_try, replaced, name)
+            }
+            other => {
+                let (mac, has_try) = super::join::join_stmt(other)?;
+                if tail && !matches!(other, Stmt::Macro(_)) {
+                    self.error(
+                        mac.path.span_of(),
+                        "a join's result cannot be the workflow's value directly; the workflow returns `Result<T, E>` built from its steps' outputs; write `let (a, b) = sagaflow::join!(..)?; Ok((a, b))`",
+                    );
+                }
+                let replaced: Stmt = if has_try {
+                    syn::parse_quote!(__result?;)
+                } else {
+                    syn::parse_quote!(let _ = __result;)
+                };
+                (mac, has_try, replaced, None)
+            }
+        };
+        let branches = match super::join::branches(mac, None) {
+            Some(branches) => branches,
+            None => {
+                // `check` reported why.
+                self.failed = true;
+                Vec::new()
+            }
+        };
+        for branch in &branches {
+            for arg in &branch.args {
+                if contains_step(arg) {
+                    self.error(
+                        first_step_span(arg),
+                        "a step cannot be called in the arguments of a join's branch; the workflow must stop at that step before the join starts; bind its output first: `let value = step(..).await?;`",
+                    );
+                }
+            }
+        }
+        let index = self.sites.len();
+        let uses = self.uses_of(|uses| {
+            for branch in &branches {
+                for arg in &branch.args {
+                    uses.visit_expr(arg);
+                }
+            }
+        });
+        let node = self.node(NodeKind::Step(index));
+        self.connect(std::mem::take(preds), node);
+        self.nodes[node].uses = uses;
+        let steps: Vec<Path> = branches.iter().map(|branch| branch.step.clone()).collect();
+        match (stmt, target) {
+            (Stmt::Local(local), _) => {
+                let ty = if has_try {
+                    VarType::JoinOutput(steps)
+                } else {
+                    VarType::JoinResult(steps)
+                };
+                self.bind(&local.pat, ty, node);
+            }
+            (_, Some(name)) => {
+                if let Some(id) = self.resolve(&name) {
+                    self.nodes[node].defs.insert(id);
+                    self.nodes[node].assigns.insert(id);
+                }
+            }
+            _ => {}
+        }
+        if has_try {
+            self.nodes[node].succ.push((EXIT_ERR, EdgeKind::StepErr));
+        }
+        let span = mac
+            .path
+            .segments
+            .last()
+            .map_or_else(|| mac.path.span_of(), |segment| segment.ident.span());
+        let variant = Ident::new(&format!("Join{}", index + 1), span);
+        let mut location = self.location.clone();
+        location.last_mut().expect("inside a block").1 = 0;
+        self.sites.push(Site {
+            kind: SiteKind::Join { branches },
+            step: mac.path.clone(),
+            span,
+            variant,
+            args: Vec::new(),
+            stmt: replaced,
+            node,
+            location,
+        });
+        items.push(Item::Step { site: index });
+        Some(vec![(node, EdgeKind::Normal)])
     }
 
     // Input:  `sagaflow::signal_timeout::<bool>("approval", wait)` (a call at a suspension point)
@@ -1612,6 +1761,10 @@ impl Lowerer<'_> {
             Pat::Paren(paren) => self.bind_into(&paren.pat, ty, node, ids),
             Pat::Tuple(tuple) => {
                 let elems = match &ty {
+                    VarType::JoinOutput(steps) if steps.len() == tuple.elems.len() => steps
+                        .iter()
+                        .map(|step| VarType::StepOutput(step.clone()))
+                        .collect(),
                     VarType::Written(Type::Tuple(types))
                         if types.elems.len() == tuple.elems.len() =>
                     {
@@ -2022,6 +2175,12 @@ pub struct StepFinder {
 }
 
 impl<'ast> Visit<'ast> for StepFinder {
+    fn visit_macro(&mut self, mac: &'ast syn::Macro) {
+        if self.found.is_none() && super::join::is_join(mac) {
+            self.found = Some(mac.path.span_of());
+        }
+    }
+
     fn visit_expr(&mut self, expr: &'ast Expr) {
         if self.found.is_some() {
             return;

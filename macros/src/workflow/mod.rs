@@ -15,6 +15,7 @@
 
 mod check;
 mod codegen;
+mod join;
 mod lower;
 mod parse;
 
