@@ -3,7 +3,7 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::lower::{EdgeIr, LabelIr, Machine, TargetIr};
+use super::lower::{EdgeIr, LabelIr, Machine, SiteKind, TargetIr, type_string};
 use super::{Errors, expand, lower, parse};
 
 /// Lowers a workflow; panics on errors.
@@ -653,6 +653,127 @@ fn snapshot_timers_and_signals() {
                     sagaflow::signal_timeout("approval", Duration::from_secs(3600)).await;
                 sagaflow::sleep_until(request.deadline).await;
                 Ok(answer.unwrap_or(false))
+            }
+        },
+    )));
+}
+
+/// Every error `check` and `lower` report, in order.
+fn all_errors(item: TokenStream) -> Vec<String> {
+    let mut errors = Errors::default();
+    let func = parse::parse(TokenStream::new(), item, &mut errors).expect("a function");
+    let _ = super::check::check(&func, &mut errors);
+    let _ = lower::lower(&func, &mut errors);
+    errors
+        .take()
+        .map(|error| error.into_iter().map(|e| e.to_string()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_join_is_one_state_storing_what_its_branches_and_the_rest_read() {
+    let machine = lowered(quote! {
+        async fn book_trip(trip: Trip, note: String) -> Result<Itinerary, WorkflowError> {
+            let (flight, room) = sagaflow::join!(book_flight(&trip), book_hotel(&trip, &note))?;
+            issue(&trip, &flight).await?;
+            Ok(Itinerary { flight, room })
+        }
+    });
+    assert_eq!(
+        states(&machine),
+        owned(&[
+            ("Start", &["trip", "note"]),
+            ("Join1", &["trip", "note"]),
+            ("Issue2", &["trip", "flight", "room"]),
+        ])
+    );
+    let SiteKind::Join { branches } = &machine.sites[0].kind else {
+        panic!("the first site is a join");
+    };
+    let steps: Vec<String> = branches
+        .iter()
+        .map(|branch| type_string(&branch.step))
+        .collect();
+    assert_eq!(steps, ["book_flight", "book_hotel"]);
+    assert_eq!(branches[1].args.len(), 2);
+    assert_eq!(
+        machine.bindings[machine.stored[2][1]].ty.display(),
+        "<book_flight as Step>::Output"
+    );
+    assert_eq!(
+        machine.edges,
+        [
+            edge(0, TargetIr::State(1), LabelIr::Ok),
+            edge(1, TargetIr::State(2), LabelIr::Ok),
+            edge(1, TargetIr::Error, LabelIr::Err),
+            edge(2, TargetIr::Complete, LabelIr::Ok),
+            edge(2, TargetIr::Error, LabelIr::Err),
+        ]
+    );
+    assert_eq!(machine.precedes, [(0, 1)]);
+}
+
+#[test]
+fn a_kept_join_result_and_a_join_statement() {
+    let machine = lowered(quote! {
+        async fn fan(job: Job) -> Result<u32, WorkflowError> {
+            sagaflow::join!(warm(&job), prime(&job))?;
+            let outcome = sagaflow::join!(left(&job), right(&job));
+            match outcome {
+                Ok((l, r)) => Ok(l + r),
+                Err(e) => Err(e.into()),
+            }
+        }
+    });
+    assert_eq!(
+        states(&machine),
+        owned(&[("Start", &["job"]), ("Join1", &["job"]), ("Join2", &["job"])])
+    );
+    let outcome = machine
+        .bindings
+        .iter()
+        .find(|binding| binding.ident == "outcome")
+        .expect("bound");
+    assert_eq!(
+        outcome.ty.display(),
+        "Result<(<left as Step>::Output, <right as Step>::Output), StepError>"
+    );
+    // `?` on the first join only: the second's error goes through the body.
+    assert!(machine.edges.contains(&edge(1, TargetIr::Error, LabelIr::Err)));
+    assert!(!machine.edges.contains(&edge(2, TargetIr::Error, LabelIr::Err)));
+}
+
+#[test]
+fn join_misuse_is_reported_with_the_rewrite() {
+    let errors = all_errors(quote! {
+        async fn misuse(trip: Trip) -> Result<(), WorkflowError> {
+            let (a, b) = sagaflow::join!(book_flight(&trip).await, book_hotel(&trip))?;
+            let one = sagaflow::join!(book_flight(&trip))?;
+            let (c, d) = sagaflow::join!(book_flight(&trip), 42)?;
+            let f = || sagaflow::join!(book_flight(&trip), book_hotel(&trip));
+            let (e, g) = tokio::join!(book_flight(&trip), book_hotel(&trip));
+            Ok(())
+        }
+    });
+    assert_eq!(errors.len(), 5, "{errors:#?}");
+    assert!(errors[0].contains("without `.await`"), "{}", errors[0]);
+    assert!(errors[0].contains("write `book_flight (& trip)`") || errors[0].contains("write `book_flight"), "{}", errors[0]);
+    assert!(errors[1].contains("two or more branches"), "{}", errors[1]);
+    assert!(errors[1].contains("book_flight(..).await?"), "{}", errors[1]);
+    assert!(errors[2].contains("must be a step call"), "{}", errors[2]);
+    assert!(errors[3].contains("inside a closure"), "{}", errors[3]);
+    assert!(errors[4].contains("`tokio::join!` is not supported"), "{}", errors[4]);
+    assert!(errors[4].contains("sagaflow::join!"), "{}", errors[4]);
+}
+
+#[test]
+fn snapshot_join() {
+    insta::assert_snapshot!(pretty(expand(
+        quote!(),
+        quote! {
+            pub async fn book_trip(trip: Trip) -> Result<Itinerary, WorkflowError> {
+                let (flight, room) = sagaflow::join!(book_flight(&trip), book_hotel(&trip))?;
+                Ok(Itinerary { flight, room })
             }
         },
     )));
