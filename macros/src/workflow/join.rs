@@ -3,7 +3,6 @@
 //! one slot per branch.
 
 use proc_macro2::Span;
-use quote::ToTokens;
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
@@ -84,7 +83,7 @@ pub fn branches(mac: &Macro, mut errors: Option<&mut Errors>) -> Option<Vec<Bran
                 expr_await.await_token.span(),
                 format!(
                     "a branch of `sagaflow::join!` is written without `.await`; the join starts its branches concurrently and awaits them itself; write `{}`",
-                    expr_await.base.to_token_stream()
+                    super::lower::type_string(&expr_await.base)
                 ),
             );
             ok = false;
