@@ -3,6 +3,7 @@
 
 use sagaflow::prelude::*;
 use sagaflow_examples::coffee::{CoffeeOrder, coffee_order};
+use sagaflow_examples::fanout::{Trip, book_trip};
 use sagaflow_examples::order::{Order, place_order};
 use sagaflow_examples::timeline::events_for;
 
@@ -200,6 +201,87 @@ async fn oversold_beans_undo_stock_drink_and_payment_in_reverse_order() {
             "t-cup-beans: put 18 g of beans back",
             "t-cup-beans: discard latte for Dee",
             "t-cup-beans: refund 400 (auth-t-cup-beans)",
+        ]
+    );
+}
+
+fn trip(id: &str, no_cars: bool) -> Trip {
+    Trip {
+        id: id.into(),
+        destination: "Porto".into(),
+        nights: 2,
+        no_cars,
+    }
+}
+
+async fn trip_runtime() -> Runtime {
+    let built = Runtime::builder()
+        .store(MemoryStore::new())
+        .register(book_trip)
+        .build()
+        .await;
+    built.expect("the runtime builds")
+}
+
+/// The three bookings run at once: their side effects land in the order
+/// their services answer (hotel 10 ms, car 20 ms, flight 30 ms), not the
+/// order written; each runs once.
+#[tokio::test(start_paused = true)]
+async fn a_fanned_out_trip_books_all_three_at_once_then_issues_the_itinerary() {
+    let rt = trip_runtime().await;
+    let started = tokio::time::Instant::now();
+    let handle = rt
+        .start(book_trip, "t-trip-ok", trip("t-trip-ok", false))
+        .await
+        .expect("start");
+    let Outcome::Completed(itinerary) = handle.outcome().await.expect("outcome") else {
+        panic!("the trip should be booked")
+    };
+    assert_eq!(itinerary.flight.ticket, "tkt-t-trip-ok");
+    assert_eq!(itinerary.room.confirmation, "room-t-trip-ok");
+    assert_eq!(itinerary.car.contract, "car-t-trip-ok");
+    assert_eq!(
+        events_for("t-trip-ok:"),
+        [
+            "t-trip-ok: book hotel in Porto for 2 nights",
+            "t-trip-ok: rent car in Porto",
+            "t-trip-ok: book flight to Porto",
+            "t-trip-ok: issue itinerary tkt-t-trip-ok / room-t-trip-ok / car-t-trip-ok",
+        ]
+    );
+    // Concurrent: the join took as long as its slowest branch, not the sum.
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < std::time::Duration::from_millis(60),
+        "{elapsed:?}"
+    );
+}
+
+/// The car fails while the flight is still being booked: the join waits
+/// for the flight, then the saga undoes the flight and the hotel, the last
+/// completed first.
+#[tokio::test(start_paused = true)]
+async fn a_trip_without_a_car_cancels_the_flight_then_the_hotel() {
+    let rt = trip_runtime().await;
+    let handle = rt
+        .start(book_trip, "t-trip-nocar", trip("t-trip-nocar", true))
+        .await
+        .expect("start");
+    let Outcome::Compensated(failure) = handle.outcome().await.expect("outcome") else {
+        panic!("the trip should be rolled back")
+    };
+    assert_eq!(
+        failure.to_string(),
+        "step `rent_car` failed: no car left in Porto"
+    );
+    assert_eq!(
+        events_for("t-trip-nocar:"),
+        [
+            "t-trip-nocar: book hotel in Porto for 2 nights",
+            "t-trip-nocar: no car left in Porto",
+            "t-trip-nocar: book flight to Porto",
+            "t-trip-nocar: cancel flight tkt-t-trip-nocar",
+            "t-trip-nocar: cancel hotel room-t-trip-nocar",
         ]
     );
 }

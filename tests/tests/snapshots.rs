@@ -6,6 +6,7 @@ use sagaflow::prelude::*;
 use sagaflow_examples::approval::approval;
 use sagaflow_examples::batch::reserve_batch;
 use sagaflow_examples::coffee::coffee_order;
+use sagaflow_examples::fanout::book_trip;
 use sagaflow_examples::order::{Order, place_order};
 
 #[test]
@@ -26,6 +27,16 @@ fn coffee_shop_mermaid() {
 #[test]
 fn batch_mermaid() {
     insta::assert_snapshot!(reserve_batch.state_machine().to_mermaid());
+}
+
+#[test]
+fn fanout_mermaid() {
+    insta::assert_snapshot!(book_trip.state_machine().to_mermaid());
+}
+
+#[test]
+fn fanout_dot() {
+    insta::assert_snapshot!(book_trip.state_machine().to_dot());
 }
 
 #[test]
