@@ -126,7 +126,12 @@ pub async fn return_car(trip: &Trip, car: Car) -> Result<(), StepError> {
 
 /// Issues the itinerary: the point of no return.
 #[step(pivot)]
-pub async fn issue_itinerary(trip: &Trip, flight: &Flight, room: &Room, car: &Car) -> Result<(), StepError> {
+pub async fn issue_itinerary(
+    trip: &Trip,
+    flight: &Flight,
+    room: &Room,
+    car: &Car,
+) -> Result<(), StepError> {
     record(format!(
         "{}: issue itinerary {} / {} / {}",
         trip.id, flight.ticket, room.confirmation, car.contract

@@ -106,6 +106,7 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::error::{StepError, WorkflowError};
+    pub use crate::join::{JoinEnd, JoinRun, JoinSlots};
     pub use crate::machine::{
         Edge, EdgeLabel, StateInfo, StateMachine, StepInfo, Target, Variable,
     };
@@ -113,14 +114,13 @@ pub mod __private {
     pub use crate::workflow::{
         Attempt, Driver, Suspension, Timer, Transition, Workflow, complete, decode, segment,
     };
-    pub use crate::join::{JoinEnd, JoinRun, JoinSlots};
     pub use serde;
     pub use serde_json;
-    pub use tokio::join as join_branches;
     pub use std::boxed::Box;
     pub use std::option::Option::{self, None, Some};
     pub use std::result::Result::{self, Err, Ok};
     pub use std::time::Duration;
+    pub use tokio::join as join_branches;
 
     /// Implemented by `#[step]` with the step's owned parameter tuple and
     /// output, so `#[compensate]` can check its signature against them.

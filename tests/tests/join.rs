@@ -170,7 +170,10 @@ async fn persisted_per_branch(store: impl Store + Clone, id: &str) {
         stored_state(&store, id).await["Join1"]["__branches"],
         serde_json::json!([{ "done": { "output": 1 } }, { "pending": { "attempt": 1 } }])
     );
-    assert_eq!(entries(&format!("{id} ")), [format!("{id} quick {id}/Join1/0")]);
+    assert_eq!(
+        entries(&format!("{id} ")),
+        [format!("{id} quick {id}/Join1/0")]
+    );
 
     gate(id).notify_one();
     assert_eq!(handle.outcome().await.unwrap(), Outcome::Completed(3));

@@ -137,7 +137,12 @@ impl Drop for ChildGuard {
 fn run_child_until_marker(scratch: &Scratch) -> String {
     let exe = std::env::current_exe().expect("current_exe");
     let child = Command::new(exe)
-        .args(["join_crash_child", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "join_crash_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(DIR_VAR, scratch.store())
         .env(EFFECTS_VAR, scratch.effects())
         .stdout(Stdio::piped())

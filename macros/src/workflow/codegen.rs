@@ -918,10 +918,11 @@ fn checks(machine: &Machine) -> TokenStream {
     let mut out = TokenStream::new();
     let mut seen = Vec::new();
     for &(a, b) in &machine.precedes {
-        for (first, second) in site_steps(&machine.sites[a])
-            .into_iter()
-            .flat_map(|first| site_steps(&machine.sites[b]).into_iter().map(move |second| (first, second)))
-        {
+        for (first, second) in site_steps(&machine.sites[a]).into_iter().flat_map(|first| {
+            site_steps(&machine.sites[b])
+                .into_iter()
+                .map(move |second| (first, second))
+        }) {
             out.extend(pair_checks(first, second, a == b, &mut seen));
         }
     }

@@ -115,9 +115,10 @@ pub fn branches(mac: &Macro, mut errors: Option<&mut Errors>) -> Option<Vec<Bran
         });
     }
     if exprs.len() < 2 {
-        let one = branches
-            .first()
-            .map_or_else(|| "step(..)".to_owned(), |branch| format!("{}(..)", branch_name(branch)));
+        let one = branches.first().map_or_else(
+            || "step(..)".to_owned(),
+            |branch| format!("{}(..)", branch_name(branch)),
+        );
         report(
             mac.path.span(),
             format!(

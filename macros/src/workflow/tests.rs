@@ -727,7 +727,11 @@ fn a_kept_join_result_and_a_join_statement() {
     });
     assert_eq!(
         states(&machine),
-        owned(&[("Start", &["job"]), ("Join1", &["job"]), ("Join2", &["job"])])
+        owned(&[
+            ("Start", &["job"]),
+            ("Join1", &["job"]),
+            ("Join2", &["job"])
+        ])
     );
     let outcome = machine
         .bindings
@@ -739,8 +743,16 @@ fn a_kept_join_result_and_a_join_statement() {
         "Result<(<left as Step>::Output, <right as Step>::Output), StepError>"
     );
     // `?` on the first join only: the second's error goes through the body.
-    assert!(machine.edges.contains(&edge(1, TargetIr::Error, LabelIr::Err)));
-    assert!(!machine.edges.contains(&edge(2, TargetIr::Error, LabelIr::Err)));
+    assert!(
+        machine
+            .edges
+            .contains(&edge(1, TargetIr::Error, LabelIr::Err))
+    );
+    assert!(
+        !machine
+            .edges
+            .contains(&edge(2, TargetIr::Error, LabelIr::Err))
+    );
 }
 
 #[test]
@@ -757,12 +769,24 @@ fn join_misuse_is_reported_with_the_rewrite() {
     });
     assert_eq!(errors.len(), 5, "{errors:#?}");
     assert!(errors[0].contains("without `.await`"), "{}", errors[0]);
-    assert!(errors[0].contains("write `book_flight(&trip)`"), "{}", errors[0]);
+    assert!(
+        errors[0].contains("write `book_flight(&trip)`"),
+        "{}",
+        errors[0]
+    );
     assert!(errors[1].contains("two or more branches"), "{}", errors[1]);
-    assert!(errors[1].contains("book_flight(..).await?"), "{}", errors[1]);
+    assert!(
+        errors[1].contains("book_flight(..).await?"),
+        "{}",
+        errors[1]
+    );
     assert!(errors[2].contains("must be a step call"), "{}", errors[2]);
     assert!(errors[3].contains("inside a closure"), "{}", errors[3]);
-    assert!(errors[4].contains("`tokio::join!` is not supported"), "{}", errors[4]);
+    assert!(
+        errors[4].contains("`tokio::join!` is not supported"),
+        "{}",
+        errors[4]
+    );
     assert!(errors[4].contains("sagaflow::join!"), "{}", errors[4]);
 }
 

@@ -472,7 +472,12 @@ impl Worker {
     ) -> Result<Flow, Error> {
         let now = self.now();
         let mut next = self.current.record.clone();
-        if let Err(reason) = join::set_slot(&mut next.state, state_name, checkpoint.branch, &checkpoint.slot) {
+        if let Err(reason) = join::set_slot(
+            &mut next.state,
+            state_name,
+            checkpoint.branch,
+            &checkpoint.slot,
+        ) {
             tracing::error!(reason, "instance left untouched");
             return Ok(Flow::Stop);
         }
