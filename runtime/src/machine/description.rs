@@ -472,7 +472,11 @@ impl StateDescription {
             (Some(step), _) => Some(step.name.clone()),
             (None, Some(wait)) => Some(wait.clone()),
             (None, None) if !self.branches.is_empty() => {
-                let names: Vec<&str> = self.branches.iter().map(|step| step.name.as_str()).collect();
+                let names: Vec<&str> = self
+                    .branches
+                    .iter()
+                    .map(|step| step.name.as_str())
+                    .collect();
                 Some(format!("join {}", names.join(", ")))
             }
             (None, None) => None,
