@@ -1,9 +1,12 @@
 //! A join survives `kill -9`: the child process runs a saga whose
-//! `sagaflow::join!` has a fast branch and a slow one; it is SIGKILLed once
-//! the fast branch's completion is in the store while the slow branch is
-//! still running. A new process on the same embedded store finishes the
-//! saga: the slow branch runs (under its own idempotency key), the fast one
-//! does not run again, and its output reaches the code after the join.
+//! `sagaflow::join!` has a fast branch and a slow one, and is SIGKILLed
+//! - once the fast branch's completion is in the store while the slow
+//!   branch is still running: a new process on the same embedded store
+//!   finishes the saga, the slow branch runs (under its own idempotency key),
+//!   the fast one does not run again, and its output reaches the code after
+//!   the join;
+//! - or while both branches run, the fast one past its side effect but not
+//!   yet stored: both run again, each under the key it had.
 #![cfg(unix)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -20,6 +23,8 @@ use serde::{Deserialize, Serialize};
 const DIR_VAR: &str = "SAGAFLOW_JOIN_CRASH_DIR";
 /// Set in the child: the effects file.
 const EFFECTS_VAR: &str = "SAGAFLOW_JOIN_CRASH_EFFECTS";
+/// Set in the child that is killed before any branch is stored.
+const NONE_STORED_VAR: &str = "SAGAFLOW_JOIN_CRASH_NONE_STORED";
 /// The line the child prints when it stands where it is to be killed.
 const MARKER: &str = "JOIN-CRASH-POINT";
 const WAIT_LIMIT: Duration = Duration::from_secs(60);
@@ -50,7 +55,12 @@ fn in_child() -> bool {
 
 #[step]
 async fn fast(job: &Job) -> Result<String, StepError> {
-    effect(job, "fast")
+    let key = effect(job, "fast")?;
+    if std::env::var_os(NONE_STORED_VAR).is_some() {
+        say(&format!("{MARKER} fast effect written"));
+        std::future::pending::<()>().await;
+    }
+    Ok(key)
 }
 
 #[compensate(fast)]
@@ -109,6 +119,10 @@ fn join_crash_child() {
         rt.start(fan_out, ID, Job { effects })
             .await
             .expect("child: start");
+        if std::env::var_os(NONE_STORED_VAR).is_some() {
+            // `fast` prints the marker itself, past its effect.
+            std::future::pending::<()>().await;
+        }
         loop {
             let status = rt.status(ID).await.expect("child: status");
             if let Some(status) = status
@@ -134,9 +148,13 @@ impl Drop for ChildGuard {
     }
 }
 
-fn run_child_until_marker(scratch: &Scratch) -> String {
+fn run_child_until_marker(scratch: &Scratch, none_stored: bool) -> String {
     let exe = std::env::current_exe().expect("current_exe");
-    let child = Command::new(exe)
+    let mut command = Command::new(exe);
+    if none_stored {
+        command.env(NONE_STORED_VAR, "1");
+    }
+    let child = command
         .args([
             "join_crash_child",
             "--exact",
@@ -182,20 +200,14 @@ fn effects(path: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
-#[test]
-fn a_join_killed_with_one_branch_done_finishes_without_repeating_it() {
-    let scratch = Scratch::new("join-crash", "one-done");
-    let marker = run_child_until_marker(&scratch);
-    assert!(marker.ends_with(" fast"), "{marker}");
-    let before = effects(&scratch.effects());
-    assert_eq!(before, [("fast".to_owned(), format!("{ID}/Join1/0"))]);
-
+/// Opens the store the killed child left and finishes the saga.
+fn resume_and_finish(scratch: &Scratch) -> Outcome<String> {
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("tokio");
-    let outcome = tokio.block_on(async {
+    tokio.block_on(async {
         let store = EmbeddedStore::open(scratch.store()).expect("reopen the store after kill -9");
         let rt = Runtime::builder()
             .store(store)
@@ -211,7 +223,17 @@ fn a_join_killed_with_one_branch_done_finishes_without_repeating_it() {
             .expect("an outcome");
         rt.shutdown().await;
         outcome
-    });
+    })
+}
+
+#[test]
+fn a_join_killed_with_one_branch_done_finishes_without_repeating_it() {
+    let scratch = Scratch::new("join-crash", "one-done");
+    let marker = run_child_until_marker(&scratch, false);
+    assert!(marker.ends_with(" fast"), "{marker}");
+    let before = effects(&scratch.effects());
+    assert_eq!(before, [("fast".to_owned(), format!("{ID}/Join1/0"))]);
+    let outcome = resume_and_finish(&scratch);
     assert_eq!(
         outcome,
         Outcome::Completed(format!("{ID}/Join1/0 + {ID}/Join1/1"))
@@ -225,4 +247,33 @@ fn a_join_killed_with_one_branch_done_finishes_without_repeating_it() {
         ],
         "the fast branch ran once, before the crash"
     );
+}
+
+#[test]
+fn a_join_killed_before_any_branch_is_stored_runs_both_again_under_their_keys() {
+    let scratch = Scratch::new("join-crash", "none-stored");
+    run_child_until_marker(&scratch, true);
+    assert_eq!(
+        effects(&scratch.effects()),
+        [("fast".to_owned(), format!("{ID}/Join1/0"))]
+    );
+    let outcome = resume_and_finish(&scratch);
+    assert_eq!(
+        outcome,
+        Outcome::Completed(format!("{ID}/Join1/0 + {ID}/Join1/1"))
+    );
+    let after = effects(&scratch.effects());
+    // The fast branch's effect happened before the kill and again after it
+    // (steps are at-least-once), under the same key.
+    assert_eq!(after[0], ("fast".to_owned(), format!("{ID}/Join1/0")));
+    let mut rest = after[1..3].to_vec();
+    rest.sort();
+    assert_eq!(
+        rest,
+        [
+            ("fast".to_owned(), format!("{ID}/Join1/0")),
+            ("slow".to_owned(), format!("{ID}/Join1/1")),
+        ]
+    );
+    assert_eq!(after[3..], [("finish".to_owned(), format!("{ID}/Finish2"))]);
 }
