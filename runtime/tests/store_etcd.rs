@@ -139,3 +139,22 @@ async fn a_saga_runs_end_to_end_on_etcd() {
     let Some(endpoints) = endpoints() else { return };
     backends::saga_end_to_end(Arc::new(store(&endpoints).await)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_watches_due_hints() {
+    let Some(endpoints) = endpoints() else { return };
+    let store = store(&endpoints).await;
+    conformance::due_notifications(&store, &conformance::unique_prefix()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_on_a_client_wakes_a_worker_through_a_watch() {
+    let Some(endpoints) = endpoints() else { return };
+    let worker_store = store(&endpoints).await;
+    // Its own connection, as another process would have.
+    let client_store = EtcdStore::connect(&endpoints)
+        .await
+        .expect("connects")
+        .with_key_prefix(worker_store.key_prefix());
+    backends::client_start_wakes_the_worker(worker_store, Arc::new(client_store)).await;
+}

@@ -213,3 +213,23 @@ async fn a_saga_runs_end_to_end_on_postgres() {
     backends::saga_end_to_end(Arc::new(table.store().await)).await;
     table.drop_table().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_notifies_due_hints() {
+    let Some(url) = server() else { return };
+    let table = Table::new(&url);
+    let store = table.store().await;
+    conformance::due_notifications(&store, &conformance::unique_prefix()).await;
+    drop(store);
+    table.drop_table().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_on_a_client_wakes_a_worker_through_listen_notify() {
+    let Some(url) = server() else { return };
+    let table = Table::new(&url);
+    // Two pools, as two processes would have.
+    backends::client_start_wakes_the_worker(table.store().await, Arc::new(table.store().await))
+        .await;
+    table.drop_table().await;
+}

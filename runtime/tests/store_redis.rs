@@ -177,3 +177,24 @@ async fn a_saga_runs_end_to_end_on_redis() {
     backends::saga_end_to_end(store.clone()).await;
     drop_namespace(&url, store.namespace()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_publishes_due_hints() {
+    let Some(url) = server() else { return };
+    let store = store(&url).await;
+    conformance::due_notifications(&store, &conformance::unique_prefix()).await;
+    drop_namespace(&url, store.namespace()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_on_a_client_wakes_a_worker_through_pub_sub() {
+    let Some(url) = server() else { return };
+    let worker_store = store(&url).await;
+    // Its own connections, as another process would have.
+    let client_store = RedisStore::with_namespace(&url, worker_store.namespace())
+        .await
+        .expect("connects");
+    let namespace = worker_store.namespace().to_owned();
+    backends::client_start_wakes_the_worker(worker_store, Arc::new(client_store)).await;
+    drop_namespace(&url, &namespace).await;
+}

@@ -15,7 +15,7 @@ use super::{Inner, Runtime};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, StoreError};
 use crate::machine::{MachineDescription, machine_key};
-use crate::store::{Expect, Store};
+use crate::store::{Expect, GroupCommit, Store};
 use crate::workflow::Workflow;
 
 /// Configures a [`Runtime`]; calls may come in any order.
@@ -41,6 +41,7 @@ pub struct RuntimeBuilder {
     lease_ttl: Duration,
     recovery_interval: Option<Duration>,
     clock: Option<Arc<dyn Clock>>,
+    group_commit: bool,
 }
 
 impl RuntimeBuilder {
@@ -68,6 +69,7 @@ impl RuntimeBuilder {
             lease_ttl: Self::DEFAULT_LEASE_TTL,
             recovery_interval: None,
             clock: None,
+            group_commit: true,
         }
     }
 
@@ -101,7 +103,10 @@ impl RuntimeBuilder {
     }
 
     /// How often a worker runtime scans the due index for work written by
-    /// other processes (hints this process writes wake it at once), and how
+    /// other processes (hints this process writes wake it at once, and so
+    /// do other processes' hints on a store with change notification, see
+    /// [`Store::due_changes`]: then polling is only the fallback for a lost
+    /// notification, and a long interval costs little), and how
     /// often a waiting [`Handle`](super::Handle) re-reads the store to see
     /// instances another process advances (this process's own writes wake it
     /// at once). Default 1 s.
@@ -129,6 +134,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Whether to group concurrent writes into batches ([`GroupCommit`]) on
+    /// a store whose [`Store::batches_writes`] says it gains from it
+    /// (PostgreSQL, Redis). Default `true`; `false` sends every write on its
+    /// own, e.g. to compare the two.
+    pub fn group_commit(mut self, enabled: bool) -> RuntimeBuilder {
+        self.group_commit = enabled;
+        self
+    }
+
     /// The clock for record times, leases, due times, backoff and polling
     /// (default [`SystemClock::new()`], which follows tokio's paused time in
     /// tests). See [`crate::clock`].
@@ -147,7 +161,10 @@ impl RuntimeBuilder {
     /// whose lease is free or expired (instances leased by a live runtime
     /// are left to it), then follows the due index.
     pub async fn build(self) -> Result<Runtime, Error> {
-        let store = self.store.ok_or(Error::NoStore)?;
+        let mut store = self.store.ok_or(Error::NoStore)?;
+        if self.group_commit && store.batches_writes() {
+            store = Arc::new(GroupCommit::new(store));
+        }
         let mut workflows: HashMap<&'static str, Arc<dyn ErasedWorkflow>> = HashMap::new();
         for workflow in self.workflows {
             let name = workflow.name();
@@ -227,6 +244,7 @@ impl fmt::Debug for RuntimeBuilder {
             .field("lease_ttl", &self.lease_ttl)
             .field("recovery_interval", &self.recovery_interval)
             .field("clock", &self.clock)
+            .field("group_commit", &self.group_commit)
             .finish()
     }
 }

@@ -1,5 +1,9 @@
 //! The poller of a worker runtime: finds work through the due index and,
-//! on a slower cadence, instances whose owner's lease expired.
+//! on a slower cadence, instances whose owner's lease expired. Where the
+//! store has change notification ([`Store::due_changes`]), a due hint
+//! written by any process wakes it at once; polling stays the fallback.
+//!
+//! [`Store::due_changes`]: crate::store::Store::due_changes
 
 use std::sync::atomic::Ordering;
 
@@ -22,7 +26,8 @@ const CLAIMS_IN_FLIGHT: usize = 64;
 /// instance (what `build` resumes); later rounds scan the due index every
 /// poll interval, at the earliest hint, or when this process writes a hint
 /// (a poke with no hint written scans nothing), and every instance every
-/// recovery interval.
+/// recovery interval; and at once when the store reports a due hint written
+/// by any process.
 pub(super) async fn run(runtime: Runtime) {
     // Counted like a driver, so `shutdown` waits for a claim in progress.
     struct Running(Runtime);
@@ -43,6 +48,7 @@ pub(super) async fn run(runtime: Runtime) {
     let mut first = true;
     let mut scan = true;
     let mut next_hint = None;
+    let mut due_changes = inner.store.due_changes();
     loop {
         if *shutdown.borrow_and_update() {
             return;
@@ -57,6 +63,9 @@ pub(super) async fn run(runtime: Runtime) {
         if scan {
             // Cleared before the scan, so a hint written during it scans again.
             inner.hinted.store(false, Ordering::SeqCst);
+            if let Some(changes) = &mut due_changes {
+                changes.borrow_and_update();
+            }
             next_hint = match runtime.scan_due(&mut shutdown).await {
                 Ok(next_hint) => next_hint,
                 Err(error) => {
@@ -73,8 +82,25 @@ pub(super) async fn run(runtime: Runtime) {
         scan = tokio::select! {
             () = inner.clock.sleep_until(wake) => true,
             () = inner.poke.notified() => inner.hinted.load(Ordering::SeqCst),
+            changed = notified(&mut due_changes) => {
+                if changed.is_err() {
+                    // The store dropped its notifier: poll from now on.
+                    due_changes = None;
+                }
+                true
+            }
             _ = shutdown.changed() => true,
         };
+    }
+}
+
+/// Resolves when the store reports a due hint; never without notification.
+async fn notified(
+    changes: &mut Option<watch::Receiver<u64>>,
+) -> Result<(), watch::error::RecvError> {
+    match changes {
+        Some(changes) => changes.changed().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{Expect, ScanPage, Store, Versioned};
+use super::{Expect, ScanPage, Store, Versioned, WAKE_PREFIX, Write};
 use crate::error::StoreError;
 
 /// The size of the large value [`large_and_empty_values`] round-trips: 1 MiB.
@@ -80,6 +80,8 @@ pub async fn run_with_prefix<S: Store + ?Sized>(store: Arc<S>, prefix: &str) {
     concurrent_cas(store.clone(), prefix).await;
     concurrent_create(store.clone(), prefix).await;
     concurrent_increments(store.clone(), prefix).await;
+    put_batch_results(s, prefix).await;
+    concurrent_batches(store.clone(), prefix).await;
     cleanup(s, prefix).await;
 }
 
@@ -511,6 +513,149 @@ pub async fn concurrent_increments<S: Store + ?Sized>(store: Arc<S>, prefix: &st
             "{TASKS} tasks × {EACH} CAS increments must give {}, got {got:?}",
             TASKS * EACH
         )
+    });
+}
+
+/// [`Store::put_batch`] gives each write its own result, as `put` would,
+/// in order: a failed expectation fails only its write and writes nothing;
+/// two writes of one key apply one after the other.
+pub async fn put_batch_results<S: Store + ?Sized>(store: &S, prefix: &str) {
+    let c = Check::new(store, "put_batch");
+    let key = |name: &str| format!("{prefix}batch/{name}");
+    let present = c.put_ok(&key("present"), b"old", Expect::Absent).await;
+    let write = |name: &str, value: &[u8], expect| Write {
+        key: key(name),
+        value: value.to_vec(),
+        expect,
+    };
+    let results = store
+        .put_batch(vec![
+            write("new", b"new", Expect::Absent),
+            write("present", b"clobbered", Expect::Absent),
+            write("present", b"next", Expect::Version(present)),
+            write("present", b"stale", Expect::Version(present)),
+            write("missing", b"x", Expect::Version(present)),
+            write("any", b"any", Expect::Any),
+        ])
+        .await;
+    c.ensure(results.len() == 6, || {
+        format!("a batch of 6 writes must give 6 results, got {results:?}")
+    });
+    let version = |i: usize| match &results[i] {
+        Ok(version) => *version,
+        other => c.fail(format!(
+            "write {i} of the batch must succeed, got {other:?}"
+        )),
+    };
+    for i in [1, 3, 4] {
+        c.ensure(matches!(results[i], Err(StoreError::Conflict)), || {
+            format!(
+                "write {i} of the batch has a failed expectation: it must be Conflict, got {:?}",
+                results[i]
+            )
+        });
+    }
+    c.expect_value(&key("new"), b"new", version(0)).await;
+    let next = version(2);
+    c.ensure(next > present, || {
+        format!("a batched write must return a greater version: {present} then {next}")
+    });
+    c.expect_value(&key("present"), b"next", next).await;
+    c.expect_absent(&key("missing")).await;
+    c.expect_value(&key("any"), b"any", version(5)).await;
+    let empty = store.put_batch(Vec::new()).await;
+    c.ensure(empty.is_empty(), || {
+        format!("an empty batch must give no results, got {empty:?}")
+    });
+}
+
+/// [`RACERS`] tasks each send a batch: a CAS on one shared key (exactly
+/// one wins per round) and a create of a key of their own (all succeed).
+pub async fn concurrent_batches<S: Store + ?Sized>(store: Arc<S>, prefix: &str) {
+    let c = Check::new(&*store, "concurrent_batches");
+    let shared = format!("{prefix}batch-race/shared");
+    let mut version = c.put_ok(&shared, b"start", Expect::Absent).await;
+    for round in 0..3 {
+        let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+        let mut tasks = Vec::new();
+        for racer in 0..RACERS {
+            let (store, shared, barrier) = (store.clone(), shared.clone(), barrier.clone());
+            let own = format!("{prefix}batch-race/{round}-{racer}");
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                let writes = vec![
+                    Write {
+                        key: shared,
+                        value: format!("round {round} racer {racer}").into_bytes(),
+                        expect: Expect::Version(version),
+                    },
+                    Write {
+                        key: own,
+                        value: vec![racer as u8],
+                        expect: Expect::Absent,
+                    },
+                ];
+                (racer, store.put_batch(writes).await)
+            }));
+        }
+        let mut winners = Vec::new();
+        for task in tasks {
+            let (racer, results) = c.join(task).await;
+            match results.as_slice() {
+                [Ok(v), Ok(_)] => winners.push((racer, *v)),
+                [Err(StoreError::Conflict), Ok(_)] => {}
+                other => c.fail(format!(
+                    "racer {racer}: expected [Ok or Conflict, Ok], got {other:?}"
+                )),
+            }
+        }
+        c.ensure(winners.len() == 1, || {
+            format!(
+                "round {round}: exactly one of {RACERS} batched CAS writes must win, {} did: {winners:?}",
+                winners.len()
+            )
+        });
+        let (racer, v) = winners[0];
+        c.expect_value(
+            &shared,
+            format!("round {round} racer {racer}").as_bytes(),
+            v,
+        )
+        .await;
+        version = v;
+    }
+}
+
+/// If the store has change notification ([`Store::due_changes`]), a write
+/// of a key under [`WAKE_PREFIX`] wakes a subscriber. Not part of [`run`]:
+/// it writes (and deletes) one key outside `prefix`, in the due index, so
+/// run it where no runtime minds a stale hint. Waits up to a minute for the
+/// listener to be up: each round writes the key and waits a second for the
+/// notification.
+pub async fn due_notifications<S: Store + ?Sized>(store: &S, prefix: &str) {
+    let c = Check::new(store, "due_notifications");
+    let Some(mut changes) = store.due_changes() else {
+        return;
+    };
+    let key = format!("{WAKE_PREFIX}00000000000000000000/{prefix}notified");
+    let mut woken = false;
+    for round in 0..60u8 {
+        changes.borrow_and_update();
+        c.put_ok(&key, &[round], Expect::Any).await;
+        let wait = tokio::time::timeout(std::time::Duration::from_secs(1), changes.changed());
+        if let Ok(changed) = wait.await {
+            c.ensure(changed.is_ok(), || {
+                "the notification channel closed while subscribed".to_owned()
+            });
+            woken = true;
+            break;
+        }
+    }
+    if let Err(e) = store.delete(&key, Expect::Any).await {
+        c.fail(format!("cannot delete the due key: {e:?}"));
+    }
+    c.ensure(woken, || {
+        "writes of a due key never woke a subscriber within a minute".to_owned()
     });
 }
 

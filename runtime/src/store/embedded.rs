@@ -61,7 +61,7 @@ use async_trait::async_trait;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use tokio::sync::oneshot;
 
-use super::{Expect, ScanPage, Store, Versioned};
+use super::{DueSignal, Expect, ScanPage, Store, Versioned};
 use crate::error::StoreError;
 
 /// The largest value [`EmbeddedStore`] accepts, in bytes (16 MiB); larger
@@ -115,6 +115,8 @@ pub struct EmbeddedStore {
 
 struct Inner {
     path: PathBuf,
+    /// Wakes runtimes on this store object when a due hint is written.
+    due: DueSignal,
     data: Keyspace,
     queue: mpsc::Sender<Msg>,
     sequencer: Mutex<Option<JoinHandle<()>>>,
@@ -221,6 +223,7 @@ impl EmbeddedStore {
             })?;
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
+                due: DueSignal::new(),
                 path,
                 data,
                 queue,
@@ -622,6 +625,9 @@ impl Store for EmbeddedStore {
             )));
         }
         let version = self.submit(key, Some(value), expect).await?;
+        if DueSignal::is_due_key(key) {
+            self.inner.due.notify();
+        }
         version.ok_or_else(|| backend("the embedded store wrote a put without a version".into()))
     }
 
@@ -685,6 +691,10 @@ impl Store for EmbeddedStore {
 
     fn name(&self) -> &'static str {
         "embedded"
+    }
+
+    fn due_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.inner.due.subscribe())
     }
 }
 

@@ -27,6 +27,22 @@
 //! - every read is linearizable (etcd's default), so a read sees every
 //!   write acknowledged before it, whichever member answers.
 //!
+//! # Change notification
+//!
+//! The first [`Store::due_changes`] opens a watch on the due index (keys
+//! under [`WAKE_PREFIX`](super::WAKE_PREFIX), behind the key prefix), for
+//! puts only; it is re-established with backoff after an error or a
+//! cancel, waking its subscribers each time (events in between are not
+//! replayed), and closed when the last subscriber is dropped.
+//!
+//! # Failover
+//!
+//! The client balances over every endpoint given; HTTP/2 keep-alive pings,
+//! sent even while idle, find a dead member within seconds, so requests go
+//! to the live ones, and requests require a leader (a member cut off from
+//! the quorum answers "no leader", which is [`StoreError::Unavailable`],
+//! rather than stalling).
+//!
 //! # Durability
 //!
 //! etcd acknowledges a write once a majority of members has it in its
@@ -57,12 +73,18 @@
 //! - anything else: [`StoreError::Backend`].
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp, WatchClient,
+    WatchFilterType, WatchOptions,
+};
+use tokio::sync::watch;
 
-use super::{Expect, ScanPage, Store, Versioned, prefix_successor};
+use super::{DueSignal, Expect, ScanPage, Store, Versioned, WAKE_PREFIX, prefix_successor};
 use crate::error::StoreError;
 
 /// etcd's default `--max-request-bytes`: 1.5 MiB.
@@ -106,9 +128,29 @@ const MAX_RESPONSE_BYTES: usize = 1 << 30;
 #[derive(Clone)]
 pub struct EtcdStore {
     kv: KvClient,
+    listener: Arc<Listener>,
     key_prefix: String,
     timeout: Duration,
     max_value_size: usize,
+}
+
+/// The watching side of change notification, shared by clones with the
+/// same key prefix.
+struct Listener {
+    watch: WatchClient,
+    due: DueSignal,
+    /// Whether the watching task runs.
+    running: AtomicBool,
+}
+
+impl Listener {
+    fn new(watch: WatchClient) -> Arc<Listener> {
+        Arc::new(Listener {
+            watch,
+            due: DueSignal::new(),
+            running: AtomicBool::new(false),
+        })
+    }
 }
 
 impl fmt::Debug for EtcdStore {
@@ -133,11 +175,17 @@ impl EtcdStore {
         let connect_timeout = Duration::from_secs(10);
         let options = ConnectOptions::new()
             .with_connect_timeout(connect_timeout)
-            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+            // Pings while idle too, so a dead member's connection is found
+            // and left within seconds, not on the next request to it.
+            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2))
+            .with_keep_alive_while_idle(true)
+            .with_tcp_keepalive(Duration::from_secs(5))
+            .with_require_leader(true);
         let client = Client::connect(endpoints, Some(options))
             .await
             .map_err(|e| from_etcd(e, None))?;
         let store = EtcdStore {
+            listener: Listener::new(client.watch_client()),
             kv: client
                 .kv_client()
                 .max_decoding_message_size(MAX_RESPONSE_BYTES),
@@ -169,6 +217,8 @@ impl EtcdStore {
     /// keyspace; e.g. `"sagaflow/"`.
     pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> EtcdStore {
         self.key_prefix = prefix.into();
+        // It watches another key range.
+        self.listener = Listener::new(self.listener.watch.clone());
         self
     }
 
@@ -391,6 +441,79 @@ impl Store for EtcdStore {
 
     fn name(&self) -> &'static str {
         "etcd"
+    }
+
+    fn due_changes(&self) -> Option<watch::Receiver<u64>> {
+        let changes = self.listener.due.subscribe();
+        if !self.listener.running.swap(true, Ordering::SeqCst) {
+            tokio::spawn(listen(
+                Arc::clone(&self.listener),
+                self.etcd_key(WAKE_PREFIX),
+            ));
+        }
+        Some(changes)
+    }
+}
+
+/// Keeps a watch on the due index while anyone subscribes, re-establishing
+/// it with backoff, and wakes the subscribers on every put and after every
+/// (re)established watch.
+async fn listen(listener: Arc<Listener>, prefix: Vec<u8>) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        tokio::select! {
+            () = listen_once(&listener, &prefix, &mut backoff) => {}
+            () = listener.due.unsubscribed() => {}
+        }
+        if !listener.due.has_subscribers() {
+            listener.running.store(false, Ordering::SeqCst);
+            // A subscriber that came after the check found `running` still
+            // set and started nothing: carry on for it.
+            if !listener.due.has_subscribers() || listener.running.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            continue;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// One watch's life: returns when it fails or is cancelled.
+async fn listen_once(listener: &Listener, prefix: &[u8], backoff: &mut Duration) {
+    let options = WatchOptions::new()
+        .with_prefix()
+        .with_filters([WatchFilterType::NoDelete]);
+    let mut watch = listener.watch.clone();
+    let mut stream = match watch.watch(prefix.to_vec(), Some(options)).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch the etcd due index; polling meanwhile");
+            return;
+        }
+    };
+    loop {
+        match stream.message().await {
+            Ok(Some(response)) if response.canceled() => {
+                tracing::warn!(
+                    reason = response.cancel_reason(),
+                    "etcd cancelled the watch of the due index; re-establishing it"
+                );
+                return;
+            }
+            Ok(Some(response)) => {
+                if response.created() {
+                    *backoff = Duration::from_millis(50);
+                }
+                // On creation too: puts made while nothing watched are not replayed.
+                listener.due.notify();
+            }
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(%error, "the etcd watch of the due index failed; re-establishing it");
+                return;
+            }
+        }
     }
 }
 

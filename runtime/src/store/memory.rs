@@ -7,10 +7,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::{Expect, ScanPage, Store, Versioned};
+use tokio::sync::watch;
+
+use super::{DueSignal, Expect, ScanPage, Store, Versioned};
 use crate::error::StoreError;
 
 /// A store in memory: fast, shared by clones, gone when the process exits.
+///
+/// Runtimes sharing one `MemoryStore` (or clones of it) wake each other
+/// when one writes a due hint ([`Store::due_changes`]).
 ///
 /// ```
 /// let store = sagaflow::MemoryStore::new();
@@ -19,6 +24,7 @@ use crate::error::StoreError;
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
+    due: DueSignal,
 }
 
 #[derive(Debug, Default)]
@@ -64,13 +70,19 @@ impl Store for MemoryStore {
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, expect: Expect) -> Result<u64, StoreError> {
-        let mut inner = self.lock();
-        check(expect, inner.entries.get(key))?;
-        inner.last_version += 1;
-        let version = inner.last_version;
-        inner
-            .entries
-            .insert(key.to_owned(), Versioned { value, version });
+        let version = {
+            let mut inner = self.lock();
+            check(expect, inner.entries.get(key))?;
+            inner.last_version += 1;
+            let version = inner.last_version;
+            inner
+                .entries
+                .insert(key.to_owned(), Versioned { value, version });
+            version
+        };
+        if DueSignal::is_due_key(key) {
+            self.due.notify();
+        }
         Ok(version)
     }
 
@@ -110,5 +122,9 @@ impl Store for MemoryStore {
 
     fn name(&self) -> &'static str {
         "memory"
+    }
+
+    fn due_changes(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.due.subscribe())
     }
 }

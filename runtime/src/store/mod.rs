@@ -3,8 +3,26 @@
 //! The runtime needs only single-key compare-and-swap and an ordered prefix
 //! scan; never a multi-key transaction. A backend is usable as
 //! `Arc<dyn Store>`.
+//!
+//! Two optional methods let a backend offer more, with defaults that keep
+//! every other store working:
+//! - **change notification** ([`Store::due_changes`]): wakes worker
+//!   runtimes when a key under [`WAKE_PREFIX`] (the due index) is written,
+//!   by this process or another one, so new work starts within
+//!   milliseconds instead of at the next poll. PostgreSQL uses
+//!   `LISTEN`/`NOTIFY`, Redis pub/sub, etcd a watch, the in-process stores
+//!   a channel. Polling stays the fallback: a lost notification costs
+//!   latency, never work;
+//! - **batched writes** ([`Store::put_batch`]): many independent
+//!   compare-and-swaps in one round trip, each with its own result. When a
+//!   store says it batches ([`Store::batches_writes`]), the runtime sends
+//!   its writes through [`GroupCommit`], so concurrent transitions of many
+//!   workers share round trips and commits.
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio::sync::watch;
 
 use crate::error::StoreError;
 
@@ -13,6 +31,7 @@ pub mod conformance;
 pub mod embedded;
 #[cfg(feature = "etcd")]
 pub mod etcd;
+mod group;
 pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -31,6 +50,73 @@ pub(crate) fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+pub use group::GroupCommit;
+
+/// The prefix of the keys whose writes [`Store::due_changes`] reports: the
+/// runtime's due index (`due/{ms}/{id}`).
+pub const WAKE_PREFIX: &str = "due/";
+
+/// Wakes the subscribers of one store object when a key under
+/// [`WAKE_PREFIX`] is written: the in-process half of change notification,
+/// shared by every backend (a server-backed store bumps it from its
+/// listener). Cheap to clone; clones share the subscribers.
+#[derive(Clone, Debug)]
+pub struct DueSignal {
+    sender: Arc<watch::Sender<u64>>,
+}
+
+impl Default for DueSignal {
+    fn default() -> DueSignal {
+        DueSignal::new()
+    }
+}
+
+impl DueSignal {
+    /// A signal nobody subscribes to yet.
+    pub fn new() -> DueSignal {
+        DueSignal {
+            sender: Arc::new(watch::Sender::new(0)),
+        }
+    }
+
+    /// Whether a write of `key` is one to report.
+    pub fn is_due_key(key: &str) -> bool {
+        key.starts_with(WAKE_PREFIX)
+    }
+
+    /// Wakes every subscriber.
+    pub fn notify(&self) {
+        self.sender
+            .send_modify(|count| *count = count.wrapping_add(1));
+    }
+
+    /// A receiver that changes on every later [`notify`](Self::notify).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.sender.subscribe()
+    }
+
+    /// Whether anyone holds a receiver.
+    pub fn has_subscribers(&self) -> bool {
+        self.sender.receiver_count() > 0
+    }
+
+    /// Resolves once nobody holds a receiver: a listener task stops then.
+    pub async fn unsubscribed(&self) {
+        self.sender.closed().await;
+    }
+}
+
+/// One write of a [`Store::put_batch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Write {
+    /// The key.
+    pub key: String,
+    /// The bytes to store.
+    pub value: Vec<u8>,
+    /// The precondition, as for [`Store::put`].
+    pub expect: Expect,
 }
 
 /// The precondition of a write.
@@ -90,6 +176,40 @@ pub trait Store: Send + Sync + 'static {
 
     /// A short name for logs and errors (`memory`, `embedded`, `postgres`).
     fn name(&self) -> &'static str;
+
+    /// Change notification, where the backend has it: a receiver whose
+    /// value changes after a key under [`WAKE_PREFIX`] is written, by this
+    /// process or any other sharing the store (see [`DueSignal`]). Best
+    /// effort: a notification may be lost (a dropped connection), so a
+    /// subscriber still polls, less often. `None`, the default: the
+    /// backend has none and the runtime only polls.
+    ///
+    /// Called from within a tokio runtime; a backend may start its
+    /// listener then, and stop it when every receiver is dropped.
+    fn due_changes(&self) -> Option<watch::Receiver<u64>> {
+        None
+    }
+
+    /// Writes each of `writes` as [`put`](Self::put) would, independently
+    /// (one failing expectation fails only its own write), and returns
+    /// their results in order. A backend that can send them in one round
+    /// trip and make them durable together overrides this and
+    /// [`batches_writes`](Self::batches_writes); the default writes them
+    /// one after another.
+    async fn put_batch(&self, writes: Vec<Write>) -> Vec<Result<u64, StoreError>> {
+        let mut results = Vec::with_capacity(writes.len());
+        for write in writes {
+            results.push(self.put(&write.key, write.value, write.expect).await);
+        }
+        results
+    }
+
+    /// Whether [`put_batch`](Self::put_batch) is cheaper than separate
+    /// puts, so the runtime should group concurrent writes
+    /// ([`GroupCommit`]). Default `false`.
+    fn batches_writes(&self) -> bool {
+        false
+    }
 }
 
 #[async_trait]
@@ -113,5 +233,14 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn name(&self) -> &'static str {
         (**self).name()
+    }
+    fn due_changes(&self) -> Option<watch::Receiver<u64>> {
+        (**self).due_changes()
+    }
+    async fn put_batch(&self, writes: Vec<Write>) -> Vec<Result<u64, StoreError>> {
+        (**self).put_batch(writes).await
+    }
+    fn batches_writes(&self) -> bool {
+        (**self).batches_writes()
     }
 }

@@ -43,6 +43,26 @@
 //! never reused, even after a delete (a sequence never goes back, even when
 //! the transaction that drew a number rolls back).
 //!
+//! # Change notification
+//!
+//! A write of a due hint (a key under [`WAKE_PREFIX`](super::WAKE_PREFIX))
+//! also runs `pg_notify('{table}_due', '')` in the same statement, so the
+//! notification goes out when the write commits, and only if it does. The
+//! first [`Store::due_changes`] opens one more connection, outside the
+//! pool, that `LISTEN`s on that channel (reconnecting with backoff, and
+//! waking its subscribers after every reconnect, since notifications sent
+//! while it was away are lost); it closes when the last subscriber is
+//! dropped.
+//!
+//! # Batches
+//!
+//! [`Store::put_batch`] sends its writes pipelined on one connection inside
+//! one transaction, sorted by key (so concurrent batches lock rows in one
+//! order and cannot deadlock): one commit, one WAL flush for all of them.
+//! Each write keeps its own result: a failed expectation writes nothing and
+//! fails only that write. A runtime groups its concurrent writes this way
+//! ([`GroupCommit`](super::GroupCommit)).
+//!
 //! # Durability
 //!
 //! A write is acknowledged when PostgreSQL commits it: with the server's
@@ -70,14 +90,17 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod};
-use tokio_postgres::NoTls;
+use tokio::sync::watch;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{AsyncMessage, NoTls};
 
-use super::{Expect, ScanPage, Store, Versioned};
+use super::{DueSignal, Expect, ScanPage, Store, Versioned, Write};
 use crate::error::StoreError;
 
 /// The largest value [`PostgresStore`] accepts: 1 GiB less 1 MiB, leaving
@@ -154,8 +177,17 @@ pub enum PostgresStoreError {
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
-    sql: std::sync::Arc<Statements>,
+    sql: Arc<Statements>,
     timeout: Duration,
+    listener: Arc<Listener>,
+}
+
+/// The `LISTEN` side of change notification, shared by clones.
+struct Listener {
+    config: tokio_postgres::Config,
+    due: DueSignal,
+    /// Whether the listening task runs.
+    running: AtomicBool,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -179,6 +211,12 @@ struct Statements {
     exists: String,
     delete_version: String,
     delete_any: String,
+    /// `insert`, `update` and `upsert`, also notifying the due channel.
+    insert_notify: String,
+    update_notify: String,
+    upsert_notify: String,
+    /// `LISTEN` on the due channel.
+    listen: String,
     /// Indexed by (lower bound exclusive, has an upper bound).
     scan: [[String; 2]; 2],
 }
@@ -201,7 +239,32 @@ impl Statements {
                  ORDER BY key COLLATE \"C\" LIMIT $2"
             )
         };
+        let insert = format!(
+            "INSERT INTO {t} (key, value, version) VALUES ($1, $2, {next}) \
+             ON CONFLICT (key) DO NOTHING RETURNING version"
+        );
+        let update = format!(
+            "UPDATE {t} SET value = $2, version = {next} \
+             WHERE key = $1 AND version = $3 RETURNING version"
+        );
+        let upsert = format!(
+            "INSERT INTO {t} (key, value, version) VALUES ($1, $2, {next}) \
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version \
+             RETURNING version"
+        );
+        // A data-modifying CTE runs once; the notification goes per row
+        // written, so not on a failed expectation, and at commit.
+        let notify = |write: &str| {
+            format!("WITH w AS ({write}) SELECT version, pg_notify('{table}_due', '')::text FROM w")
+        };
         Statements {
+            insert_notify: notify(&insert),
+            update_notify: notify(&update),
+            upsert_notify: notify(&upsert),
+            listen: format!("LISTEN \"{table}_due\""),
+            insert,
+            update,
+            upsert,
             table: table.to_owned(),
             schema: format!(
                 "CREATE SEQUENCE IF NOT EXISTS {seq} AS bigint; \
@@ -211,19 +274,6 @@ impl Statements {
                      version bigint NOT NULL)"
             ),
             get: format!("SELECT value, version FROM {t} WHERE key = $1"),
-            insert: format!(
-                "INSERT INTO {t} (key, value, version) VALUES ($1, $2, {next}) \
-                 ON CONFLICT (key) DO NOTHING RETURNING version"
-            ),
-            update: format!(
-                "UPDATE {t} SET value = $2, version = {next} \
-                 WHERE key = $1 AND version = $3 RETURNING version"
-            ),
-            upsert: format!(
-                "INSERT INTO {t} (key, value, version) VALUES ($1, $2, {next}) \
-                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version \
-                 RETURNING version"
-            ),
             exists: format!("SELECT 1 FROM {t} WHERE key = $1"),
             delete_version: format!("DELETE FROM {t} WHERE key = $1 AND version = $2"),
             delete_any: format!("DELETE FROM {t} WHERE key = $1"),
@@ -231,6 +281,21 @@ impl Statements {
                 [scan(false, false), scan(false, true)],
                 [scan(true, false), scan(true, true)],
             ],
+        }
+    }
+}
+
+impl Statements {
+    /// The statement of a put of `key`: with a notification for a due hint.
+    fn put(&self, key: &str, expect: Expect) -> &str {
+        let due = DueSignal::is_due_key(key);
+        match (expect, due) {
+            (Expect::Absent, false) => &self.insert,
+            (Expect::Absent, true) => &self.insert_notify,
+            (Expect::Any, false) => &self.upsert,
+            (Expect::Any, true) => &self.upsert_notify,
+            (Expect::Version(_), false) => &self.update,
+            (Expect::Version(_), true) => &self.update_notify,
         }
     }
 }
@@ -264,6 +329,7 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("sagaflow");
         }
+        let manager_config = config.clone();
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -275,9 +341,15 @@ impl PostgresStore {
             .max_size(DEFAULT_POOL_SIZE)
             .build()
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let listener = Arc::new(Listener {
+            config: manager_config,
+            due: DueSignal::new(),
+            running: AtomicBool::new(false),
+        });
         let store = PostgresStore {
+            listener,
             pool,
-            sql: std::sync::Arc::new(Statements::new(table)),
+            sql: Arc::new(Statements::new(table)),
             // The first connection and the schema: the connect timeout.
             timeout: connect_timeout,
         };
@@ -296,6 +368,30 @@ impl PostgresStore {
     pub fn with_pool_size(self, connections: usize) -> PostgresStore {
         self.pool.resize(connections.max(1));
         self
+    }
+
+    /// Checks what PostgreSQL cannot store, before sending anything.
+    fn check_write(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        if value.len() > MAX_VALUE_SIZE {
+            return Err(StoreError::TooLarge {
+                size: value.len(),
+                limit: MAX_VALUE_SIZE,
+            });
+        }
+        if key.len() > MAX_KEY_SIZE {
+            return Err(StoreError::TooLarge {
+                size: key.len(),
+                limit: MAX_KEY_SIZE,
+            });
+        }
+        if key.contains('\0') {
+            return Err(StoreError::Backend(Box::new(
+                PostgresStoreError::NulInKey {
+                    key: key.to_owned(),
+                },
+            )));
+        }
+        Ok(())
     }
 
     /// The table this store keeps its keys in.
@@ -376,36 +472,15 @@ impl Store for PostgresStore {
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, expect: Expect) -> Result<u64, StoreError> {
-        if value.len() > MAX_VALUE_SIZE {
-            return Err(StoreError::TooLarge {
-                size: value.len(),
-                limit: MAX_VALUE_SIZE,
-            });
-        }
-        if key.len() > MAX_KEY_SIZE {
-            return Err(StoreError::TooLarge {
-                size: key.len(),
-                limit: MAX_KEY_SIZE,
-            });
-        }
-        if key.contains('\0') {
-            return Err(StoreError::Backend(Box::new(
-                PostgresStoreError::NulInKey {
-                    key: key.to_owned(),
-                },
-            )));
-        }
-        let rows = match expect {
-            Expect::Absent => self.query(&self.sql.insert, &[&key, &value]).await?,
-            Expect::Any => self.query(&self.sql.upsert, &[&key, &value]).await?,
-            Expect::Version(version) => match i64::try_from(version) {
-                Ok(version) => {
-                    self.query(&self.sql.update, &[&key, &value, &version])
-                        .await?
-                }
-                // No row has a version beyond bigint.
-                Err(_) => return Err(StoreError::Conflict),
-            },
+        self.check_write(key, &value)?;
+        let Some(version) = expected_version(expect) else {
+            // No row has a version beyond bigint.
+            return Err(StoreError::Conflict);
+        };
+        let sql = self.sql.put(key, expect);
+        let rows = match &version {
+            None => self.query(sql, &[&key, &value]).await?,
+            Some(version) => self.query(sql, &[&key, &value, version]).await?,
         };
         match rows.first() {
             None => Err(StoreError::Conflict),
@@ -489,6 +564,177 @@ impl Store for PostgresStore {
 
     fn name(&self) -> &'static str {
         "postgres"
+    }
+
+    fn due_changes(&self) -> Option<watch::Receiver<u64>> {
+        let changes = self.listener.due.subscribe();
+        if !self.listener.running.swap(true, Ordering::SeqCst) {
+            tokio::spawn(listen(Arc::clone(&self.listener), self.sql.listen.clone()));
+        }
+        Some(changes)
+    }
+
+    async fn put_batch(&self, writes: Vec<Write>) -> Vec<Result<u64, StoreError>> {
+        let mut results: Vec<Option<Result<u64, StoreError>>> = Vec::with_capacity(writes.len());
+        let mut versions = Vec::with_capacity(writes.len());
+        for write in &writes {
+            let version = expected_version(write.expect);
+            results.push(
+                match (self.check_write(&write.key, &write.value), version) {
+                    (Err(error), _) => Some(Err(error)),
+                    (Ok(()), None) => Some(Err(StoreError::Conflict)),
+                    (Ok(()), Some(_)) => None,
+                },
+            );
+            versions.push(version.flatten());
+        }
+        // Sorted by key, so concurrent batches lock rows in the same order.
+        let mut order: Vec<usize> = (0..writes.len())
+            .filter(|&i| results[i].is_none())
+            .collect();
+        order.sort_by(|&a, &b| writes[a].key.cmp(&writes[b].key));
+        if !order.is_empty() {
+            let written = self
+                .run(async {
+                    let mut client = self.pool.get().await.map_err(from_pool)?;
+                    let tx = client.transaction().await.map_err(from_pg)?;
+                    let mut statements = Vec::with_capacity(order.len());
+                    for &i in &order {
+                        let sql = self.sql.put(&writes[i].key, writes[i].expect);
+                        statements.push(tx.prepare_cached(sql).await.map_err(from_pg)?);
+                    }
+                    // Polled together, the queries go out pipelined, in order.
+                    let transaction = &tx;
+                    let queries = order.iter().zip(&statements).map(|(&i, statement)| {
+                        let write = &writes[i];
+                        let key: &(dyn ToSql + Sync) = &write.key;
+                        let value: &(dyn ToSql + Sync) = &write.value;
+                        let params: Vec<&(dyn ToSql + Sync)> = match &versions[i] {
+                            None => vec![key, value],
+                            Some(version) => vec![key, value, version],
+                        };
+                        async move { transaction.query(statement, &params).await }
+                    });
+                    let rows = futures_util::future::join_all(queries).await;
+                    let rows = rows
+                        .into_iter()
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(from_pg)?;
+                    tx.commit().await.map_err(from_pg)?;
+                    Ok(rows)
+                })
+                .await;
+            match written {
+                Ok(rows) => {
+                    for (&i, rows) in order.iter().zip(rows) {
+                        results[i] = Some(match rows.first() {
+                            None => Err(StoreError::Conflict),
+                            Some(row) => row
+                                .try_get(0)
+                                .map_err(from_pg)
+                                .and_then(|version| version_of(version, &writes[i].key)),
+                        });
+                    }
+                }
+                Err(error) => {
+                    // Nothing or everything was committed: each write is told.
+                    let message = error.to_string();
+                    for &i in &order {
+                        results[i] = Some(Err(same_kind(&error, &message)));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|result| result.unwrap_or(Err(StoreError::Conflict)))
+            .collect()
+    }
+
+    fn batches_writes(&self) -> bool {
+        true
+    }
+}
+
+/// `expect`'s version as a bigint: `Some(None)` without one, `None` when
+/// it is beyond bigint (no row has it).
+fn expected_version(expect: Expect) -> Option<Option<i64>> {
+    match expect {
+        Expect::Absent | Expect::Any => Some(None),
+        Expect::Version(version) => i64::try_from(version).ok().map(Some),
+    }
+}
+
+/// A copy of a batch's error for each of its writes.
+fn same_kind(error: &StoreError, message: &str) -> StoreError {
+    match error {
+        StoreError::Conflict => StoreError::Conflict,
+        StoreError::Unavailable(_) => StoreError::Unavailable(message.to_owned()),
+        StoreError::Timeout(_) => StoreError::Timeout(message.to_owned()),
+        _ => StoreError::Backend(message.to_owned().into()),
+    }
+}
+
+/// Keeps a `LISTEN` connection open while anyone subscribes, reconnecting
+/// with backoff, and wakes the subscribers on every notification and after
+/// every (re)connect.
+async fn listen(listener: Arc<Listener>, listen_sql: String) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        tokio::select! {
+            () = listen_once(&listener, &listen_sql, &mut backoff) => {}
+            () = listener.due.unsubscribed() => {}
+        }
+        if !listener.due.has_subscribers() {
+            listener.running.store(false, Ordering::SeqCst);
+            // A subscriber that came after the check found `running` still
+            // set and started nothing: carry on for it.
+            if !listener.due.has_subscribers() || listener.running.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            continue;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// One connection's life: returns when it fails.
+async fn listen_once(listener: &Listener, listen_sql: &str, backoff: &mut Duration) {
+    let (client, mut connection) = match listener.config.connect(NoTls).await {
+        Ok(connected) => connected,
+        Err(error) => {
+            tracing::warn!(%error, "cannot open the PostgreSQL LISTEN connection; polling meanwhile");
+            return;
+        }
+    };
+    let subscribe = client.batch_execute(listen_sql);
+    tokio::pin!(subscribe);
+    let mut subscribed = false;
+    loop {
+        tokio::select! {
+            done = &mut subscribe, if !subscribed => match done {
+                Ok(()) => {
+                    subscribed = true;
+                    *backoff = Duration::from_millis(50);
+                    // Notifications sent while no connection listened are lost.
+                    listener.due.notify();
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot LISTEN for due hints; polling meanwhile");
+                    return;
+                }
+            },
+            message = std::future::poll_fn(|cx| connection.poll_message(cx)) => match message {
+                Some(Ok(AsyncMessage::Notification(_))) => listener.due.notify(),
+                Some(Ok(_)) => {}
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "the PostgreSQL LISTEN connection failed; reconnecting");
+                    return;
+                }
+                None => return,
+            },
+        }
     }
 }
 

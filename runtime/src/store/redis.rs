@@ -52,6 +52,22 @@
 //! of a Redis Cluster (the scan script reads entry keys it cannot declare
 //! in advance, which a cluster allows within one slot).
 //!
+//! # Change notification
+//!
+//! A write of a due hint (a key under [`WAKE_PREFIX`](super::WAKE_PREFIX))
+//! also `PUBLISH`es to `{N}:due` from inside the write's script, so it is
+//! sent only when the write applies. The first [`Store::due_changes`] opens
+//! a pub/sub connection subscribed to that channel (reconnecting with
+//! backoff and waking its subscribers after every reconnect, since
+//! messages published meanwhile are lost); it closes when the last
+//! subscriber is dropped.
+//!
+//! # Batches
+//!
+//! [`Store::put_batch`] sends every write's script in one pipeline: one
+//! round trip, each write with its own result. A runtime groups its
+//! concurrent writes this way ([`GroupCommit`](super::GroupCommit)).
+//!
 //! # Limits and errors
 //!
 //! - values up to [`MAX_VALUE_SIZE`] (Redis's default `proto-max-bulk-len`,
@@ -67,13 +83,17 @@
 //!   [`StoreError::Backend`].
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, RedisError, Script};
 use async_trait::async_trait;
+use futures_util::StreamExt;
+use tokio::sync::watch;
 
-use super::{Expect, ScanPage, Store, Versioned, prefix_successor};
+use super::{DueSignal, Expect, ScanPage, Store, Versioned, Write, prefix_successor};
 use crate::error::StoreError;
 
 /// The largest value [`RedisStore`] accepts: Redis's default
@@ -102,7 +122,8 @@ pub enum RedisStoreError {
 }
 
 /// Checks the expectation, draws a version, writes the hash and indexes
-/// the key. Returns the new version, or nil on a failed expectation.
+/// the key; publishes to the channel ARGV[5] unless it is empty. Returns
+/// the new version, or nil on a failed expectation.
 const PUT: &str = r"
 local current = redis.call('HGET', KEYS[1], 'version')
 if ARGV[1] == 'absent' then
@@ -115,6 +136,7 @@ redis.call('INCR', KEYS[3])
 local version = redis.call('GET', KEYS[3])
 redis.call('HSET', KEYS[1], 'value', ARGV[3], 'version', version)
 redis.call('ZADD', KEYS[2], 0, ARGV[4])
+if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[5], '') end
 return version
 ";
 
@@ -178,8 +200,19 @@ return out
 #[derive(Clone)]
 pub struct RedisStore {
     connection: ConnectionManager,
-    scripts: std::sync::Arc<Scripts>,
+    scripts: Arc<Scripts>,
     timeout: Duration,
+    listener: Arc<Listener>,
+}
+
+/// The subscribing side of change notification, shared by clones.
+struct Listener {
+    client: Client,
+    /// `{N}:due`.
+    channel: String,
+    due: DueSignal,
+    /// Whether the subscribing task runs.
+    running: AtomicBool,
 }
 
 struct Scripts {
@@ -234,7 +267,7 @@ impl RedisStore {
             // Reconnecting is the manager's job, but a dead server must
             // not stall `connect`.
             .set_number_of_retries(1);
-        let connect = ConnectionManager::new_with_config(client, config);
+        let connect = ConnectionManager::new_with_config(client.clone(), config);
         let connection = match tokio::time::timeout(DEFAULT_TIMEOUT, connect).await {
             Ok(connection) => connection.map_err(from_redis)?,
             Err(_) => {
@@ -246,7 +279,13 @@ impl RedisStore {
         let tag = format!("{{{namespace}}}");
         Ok(RedisStore {
             connection,
-            scripts: std::sync::Arc::new(Scripts {
+            listener: Arc::new(Listener {
+                client,
+                channel: format!("{tag}:due"),
+                due: DueSignal::new(),
+                running: AtomicBool::new(false),
+            }),
+            scripts: Arc::new(Scripts {
                 namespace: namespace.to_owned(),
                 entry_prefix: format!("{tag}:k:"),
                 index: format!("{tag}:i"),
@@ -269,6 +308,33 @@ impl RedisStore {
     /// The namespace this store keeps its keys under.
     pub fn namespace(&self) -> &str {
         &self.scripts.namespace
+    }
+
+    /// The put script's call for one write.
+    fn put_invocation(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expect: Expect,
+    ) -> ::redis::ScriptInvocation<'_> {
+        let (mode, expected) = expectation(expect);
+        let s = &self.scripts;
+        let channel = if DueSignal::is_due_key(key) {
+            self.listener.channel.as_str()
+        } else {
+            ""
+        };
+        let mut invocation = s.put.prepare_invoke();
+        invocation
+            .key(self.entry_key(key))
+            .key(&s.index)
+            .key(&s.counter)
+            .arg(mode)
+            .arg(expected)
+            .arg(value)
+            .arg(key)
+            .arg(channel);
+        invocation
     }
 
     fn entry_key(&self, key: &str) -> String {
@@ -346,19 +412,10 @@ impl Store for RedisStore {
                 limit: MAX_VALUE_SIZE,
             });
         }
-        let (mode, expected) = expectation(expect);
         let mut connection = self.connection.clone();
-        let s = &self.scripts;
         let version: Option<Vec<u8>> = self
             .run(
-                s.put
-                    .key(self.entry_key(key))
-                    .key(&s.index)
-                    .key(&s.counter)
-                    .arg(mode)
-                    .arg(expected)
-                    .arg(value)
-                    .arg(key)
+                self.put_invocation(key, value, expect)
                     .invoke_async(&mut connection),
             )
             .await?;
@@ -456,6 +513,132 @@ impl Store for RedisStore {
     fn name(&self) -> &'static str {
         "redis"
     }
+
+    fn due_changes(&self) -> Option<watch::Receiver<u64>> {
+        let changes = self.listener.due.subscribe();
+        if !self.listener.running.swap(true, Ordering::SeqCst) {
+            tokio::spawn(listen(Arc::clone(&self.listener)));
+        }
+        Some(changes)
+    }
+
+    async fn put_batch(&self, writes: Vec<Write>) -> Vec<Result<u64, StoreError>> {
+        let mut results: Vec<Option<Result<u64, StoreError>>> = Vec::with_capacity(writes.len());
+        let mut invocations = Vec::new();
+        let mut sent = Vec::new();
+        for (i, write) in writes.iter().enumerate() {
+            if write.value.len() > MAX_VALUE_SIZE {
+                results.push(Some(Err(StoreError::TooLarge {
+                    size: write.value.len(),
+                    limit: MAX_VALUE_SIZE,
+                })));
+                continue;
+            }
+            results.push(None);
+            invocations.push(self.put_invocation(&write.key, write.value.clone(), write.expect));
+            sent.push(i);
+        }
+        if !invocations.is_empty() {
+            // Loaded first in the same pipeline: the calls then find it cached.
+            let mut pipeline = ::redis::pipe();
+            pipeline.load_script(&self.scripts.put);
+            for invocation in &invocations {
+                pipeline.invoke_script(invocation);
+            }
+            let mut connection = self.connection.clone();
+            let replies: Result<Vec<::redis::Value>, StoreError> =
+                self.run(pipeline.query_async(&mut connection)).await;
+            match replies {
+                Ok(replies) if replies.len() == sent.len() + 1 => {
+                    for (&i, reply) in sent.iter().zip(&replies[1..]) {
+                        let key = &writes[i].key;
+                        results[i] = Some(match reply {
+                            ::redis::Value::Nil => Err(StoreError::Conflict),
+                            ::redis::Value::BulkString(raw) => parse_version(raw, key),
+                            other => Err(StoreError::Backend(
+                                format!("Redis answered a put of {key:?} with {other:?}").into(),
+                            )),
+                        });
+                    }
+                }
+                Ok(replies) => {
+                    let message = format!(
+                        "Redis answered a pipeline of {} commands with {} replies",
+                        sent.len() + 1,
+                        replies.len()
+                    );
+                    for &i in &sent {
+                        results[i] = Some(Err(StoreError::Backend(message.clone().into())));
+                    }
+                }
+                Err(error) => {
+                    let message = error.to_string();
+                    for &i in &sent {
+                        results[i] = Some(Err(match &error {
+                            StoreError::Unavailable(_) => StoreError::Unavailable(message.clone()),
+                            StoreError::Timeout(_) => StoreError::Timeout(message.clone()),
+                            _ => StoreError::Backend(message.clone().into()),
+                        }));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|result| result.unwrap_or(Err(StoreError::Conflict)))
+            .collect()
+    }
+
+    fn batches_writes(&self) -> bool {
+        true
+    }
+}
+
+/// Keeps a pub/sub connection subscribed while anyone subscribes,
+/// reconnecting with backoff, and wakes the subscribers on every message
+/// and after every (re)subscribe.
+async fn listen(listener: Arc<Listener>) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        tokio::select! {
+            () = listen_once(&listener, &mut backoff) => {}
+            () = listener.due.unsubscribed() => {}
+        }
+        if !listener.due.has_subscribers() {
+            listener.running.store(false, Ordering::SeqCst);
+            // A subscriber that came after the check found `running` still
+            // set and started nothing: carry on for it.
+            if !listener.due.has_subscribers() || listener.running.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            continue;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// One subscription's life: returns when its connection fails.
+async fn listen_once(listener: &Listener, backoff: &mut Duration) {
+    let mut pubsub = match listener.client.get_async_pubsub().await {
+        Ok(pubsub) => pubsub,
+        Err(error) => {
+            tracing::warn!(%error, "cannot open the Redis pub/sub connection; polling meanwhile");
+            return;
+        }
+    };
+    if let Err(error) = pubsub.subscribe(&listener.channel).await {
+        tracing::warn!(%error, "cannot subscribe to due hints; polling meanwhile");
+        return;
+    }
+    *backoff = Duration::from_millis(50);
+    // Messages published while no connection subscribed are lost.
+    listener.due.notify();
+    let mut messages = pubsub.on_message();
+    while messages.next().await.is_some() {
+        listener.due.notify();
+    }
+    tracing::warn!("the Redis pub/sub connection closed; reconnecting");
 }
 
 fn from_redis(error: RedisError) -> StoreError {

@@ -175,3 +175,74 @@ pub async fn saga_end_to_end<S: Store>(store: Arc<S>) {
             .expect("deletes");
     }
 }
+
+/// A worker runtime that polls only once an hour and a client-only runtime
+/// (0 workers) share a backend, each through its own store object (as two
+/// processes would): sagas the client starts complete anyway. The worker's
+/// first scan may find the first saga; the later ones are started after it
+/// completed, with the worker asleep for an hour, so only the store's
+/// change notification can have woken it.
+pub async fn client_start_wakes_the_worker<W: Store, C: Store>(
+    worker_store: W,
+    client_store: Arc<C>,
+) {
+    const SAGAS: usize = 3;
+    let run = unique_name("wake");
+    let hour = Duration::from_secs(3600);
+    let worker = Runtime::builder()
+        .store(worker_store)
+        .register(deliver)
+        .poll_interval(hour)
+        .recovery_interval(hour)
+        .build()
+        .await
+        .expect("the worker runtime starts");
+    let client = Runtime::builder()
+        .store(client_store.clone())
+        .register(deliver)
+        .workers(0)
+        .poll_interval(Duration::from_millis(20))
+        .build()
+        .await
+        .expect("the client runtime starts");
+    let mut ids = Vec::new();
+    for n in 0..SAGAS {
+        let id = format!("{run}-{n}");
+        let order = Order {
+            id: id.clone(),
+            undeliverable: false,
+        };
+        let handle = client
+            .start(deliver, id.clone(), order)
+            .await
+            .expect("starts");
+        let outcome = tokio::time::timeout(Duration::from_secs(60), handle.outcome())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "saga {n} did not end within a minute: the worker (polling hourly) \
+                     was not woken by the store's change notification"
+                )
+            })
+            .expect("its outcome is read");
+        assert_eq!(
+            outcome,
+            Outcome::Completed(format!("reservation-{id} parcel-{id}"))
+        );
+        let status = client.status(&id).await.expect("reads").expect("exists");
+        assert_eq!(
+            status.lease.owner.as_deref(),
+            Some(worker.runtime_id()),
+            "the worker runtime ran saga {n}"
+        );
+        ids.push(id);
+    }
+    worker.shutdown().await;
+    client.shutdown().await;
+    for id in ids {
+        client_store
+            .delete(&sagaflow::record::key(&id), Expect::Any)
+            .await
+            .expect("deletes the saga's record");
+    }
+}

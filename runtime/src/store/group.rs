@@ -1,0 +1,150 @@
+//! Group commit over [`Store::put_batch`]: concurrent puts share round trips.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+use super::{Expect, ScanPage, Store, Versioned, Write};
+use crate::error::StoreError;
+
+/// The most writes sent in one batch.
+pub const MAX_BATCH: usize = 512;
+
+/// Batches in flight at once: while they are, new writes queue up and go
+/// together in the next one.
+pub const BATCHES_IN_FLIGHT: usize = 4;
+
+/// A store whose puts are grouped: a put waits in a queue while
+/// [`BATCHES_IN_FLIGHT`] batches are under way, then goes with every other
+/// waiting put (up to [`MAX_BATCH`]) in one [`Store::put_batch`]. Alone, a
+/// put goes at once, in a batch of one. Each put gets its own result,
+/// `Conflict` included. Other operations go straight to the store.
+///
+/// The runtime wraps a store in one when [`Store::batches_writes`] says so.
+/// Must be created inside a tokio runtime (it spawns its flusher, which
+/// stops when the last clone is dropped).
+#[derive(Clone)]
+pub struct GroupCommit {
+    store: Arc<dyn Store>,
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+struct Pending {
+    write: Write,
+    reply: oneshot::Sender<Result<u64, StoreError>>,
+}
+
+impl std::fmt::Debug for GroupCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit")
+            .field("store", &self.store.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl GroupCommit {
+    /// Groups the puts of `store`.
+    pub fn new(store: Arc<dyn Store>) -> GroupCommit {
+        let (queue, pending) = mpsc::unbounded_channel();
+        tokio::spawn(flush(Arc::clone(&store), pending));
+        GroupCommit { store, queue }
+    }
+}
+
+/// Sends the queued puts in batches until every [`GroupCommit`] is dropped.
+async fn flush(store: Arc<dyn Store>, mut pending: mpsc::UnboundedReceiver<Pending>) {
+    let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    while let Some(first) = pending.recv().await {
+        // The semaphore is never closed.
+        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+            return;
+        };
+        // Whatever queued while the batches in flight were busy goes now.
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match pending.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let (writes, replies): (Vec<Write>, Vec<_>) = batch
+                .into_iter()
+                .map(|pending| (pending.write, pending.reply))
+                .unzip();
+            let count = writes.len();
+            let mut results = store.put_batch(writes).await.into_iter();
+            for reply in replies {
+                let result = results.next().unwrap_or_else(|| {
+                    Err(StoreError::Backend(
+                        format!("the store answered fewer than the {count} writes of a batch")
+                            .into(),
+                    ))
+                });
+                // The writer may have stopped waiting (a timeout): nothing to tell.
+                let _ = reply.send(result);
+            }
+            drop(permit);
+        });
+    }
+}
+
+#[async_trait]
+impl Store for GroupCommit {
+    async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        self.store.get(key).await
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>, expect: Expect) -> Result<u64, StoreError> {
+        let (reply, result) = oneshot::channel();
+        let write = Write {
+            key: key.to_owned(),
+            value,
+            expect,
+        };
+        if self.queue.send(Pending { write, reply }).is_err() {
+            return Err(StoreError::Unavailable(
+                "the group commit of the store has stopped".into(),
+            ));
+        }
+        result.await.unwrap_or_else(|_| {
+            Err(StoreError::Timeout(
+                "the group commit of the store stopped before answering; \
+                 the write may or may not have been applied"
+                    .into(),
+            ))
+        })
+    }
+
+    async fn delete(&self, key: &str, expect: Expect) -> Result<(), StoreError> {
+        self.store.delete(key, expect).await
+    }
+
+    async fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ScanPage, StoreError> {
+        self.store.scan(prefix, after, limit).await
+    }
+
+    fn name(&self) -> &'static str {
+        self.store.name()
+    }
+
+    fn due_changes(&self) -> Option<watch::Receiver<u64>> {
+        self.store.due_changes()
+    }
+
+    async fn put_batch(&self, writes: Vec<Write>) -> Vec<Result<u64, StoreError>> {
+        self.store.put_batch(writes).await
+    }
+
+    fn batches_writes(&self) -> bool {
+        // Already grouped: wrapping it again would only add a hop.
+        false
+    }
+}
