@@ -847,10 +847,12 @@ impl Runtime {
         instance.updated_at = now;
         let written = match record::encode(&instance) {
             Ok(bytes) => {
-                self.inner
+                let written = self
+                    .inner
                     .store
                     .put(&record::key(id), bytes, Expect::Version(version))
-                    .await
+                    .await;
+                self.landed(id, &instance, written).await
             }
             Err(error) => {
                 local.driving.store(false, Ordering::SeqCst);
@@ -883,6 +885,27 @@ impl Runtime {
                     error => Err(error.into()),
                 }
             }
+        }
+    }
+
+    /// A write of `written` whose answer was lost (a timeout, a dropped
+    /// connection) may have applied: if the record now is exactly what was
+    /// written, it did, and its version is the answer.
+    async fn landed(
+        &self,
+        id: &str,
+        written: &InstanceRecord,
+        result: Result<u64, StoreError>,
+    ) -> Result<u64, StoreError> {
+        let Err(StoreError::Timeout(_) | StoreError::Unavailable(_)) = &result else {
+            return result;
+        };
+        match self.load(id).await {
+            Ok(Some((stored, version))) if stored == *written => {
+                tracing::debug!(id, "an unanswered write had landed");
+                Ok(version)
+            }
+            _ => result,
         }
     }
 

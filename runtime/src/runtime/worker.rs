@@ -1012,13 +1012,14 @@ impl Worker {
                     return Ok(Flow::Stop);
                 }
             };
-            match self
+            let written = self
                 .runtime
                 .inner
                 .store
                 .put(&key, bytes, Expect::Version(self.current.version))
-                .await
-            {
+                .await;
+            // An answer lost after the write applied: carry on from it.
+            match self.runtime.landed(&self.id, &next, written).await {
                 Ok(version) => {
                     let ended = next.phase.is_terminal().then(|| {
                         Arc::new(Ended {
