@@ -4,7 +4,18 @@
 //! ```text
 //! cargo run --release -p sagaflow-examples --example bench
 //! cargo run --release -p sagaflow-examples --example bench -- --workers 64,2000 --rounds 3
+//! # The server-backed stores (each behind its feature), with group commit
+//! # on and off, and the wake-up latency across runtimes:
+//! cargo run --release -p sagaflow-examples --features postgres,redis,etcd --example bench -- \
+//!     --stores postgres,redis,etcd --postgres postgres://postgres@127.0.0.1:5432/test \
+//!     --redis redis://127.0.0.1:6379 --etcd http://127.0.0.1:2379 \
+//!     --only throughput,wake --group-commit on,off
 //! ```
+//!
+//! The server addresses default to `SAGAFLOW_POSTGRES_URL`,
+//! `SAGAFLOW_REDIS_URL` and `SAGAFLOW_ETCD_ENDPOINTS`. A server store uses
+//! the table `sagaflow_bench`, the namespace `sagaflow-bench` or the key
+//! prefix `sagaflow-bench/`, emptied before each run and at the end.
 //!
 //! - **Throughput and latency**: a four-step saga with trivial steps
 //!   (two compensable steps, a pivot, a retriable step), one instance at a
@@ -22,6 +33,11 @@
 //!   a loop over a readonly step (the record holds the loop's position) and
 //!   over a compensable step (the record's compensation stack holds one
 //!   entry per completed compensable step: it grows with the saga).
+//!   Memory and embedded stores only.
+//! - **Wake-up** (`wake`): a worker runtime polling only hourly and a
+//!   client-only runtime, each on its own store object; the time from
+//!   `start` on the client to the first step running on the worker: what
+//!   the store's change notification costs.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -103,9 +119,13 @@ fn table() -> &'static [AtomicU64] {
 /// Records that instance `n` reached mark `k`, in ns since the epoch;
 /// lock-free, so 2,000 instances marking at once do not contend.
 fn mark(n: u32, k: usize) {
+    table()[n as usize * MARKS + k].store(now_ns(), Ordering::Relaxed);
+}
+
+/// Nanoseconds since the marks' epoch.
+fn now_ns() -> u64 {
     let epoch = *EPOCH.get_or_init(Instant::now);
-    let ns = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    table()[n as usize * MARKS + k].store(ns, Ordering::Relaxed);
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn reset_marks(count: usize) {
@@ -146,6 +166,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 enum Backend {
     Memory,
     Embedded,
+    #[cfg(feature = "postgres")]
+    Postgres,
+    #[cfg(feature = "redis")]
+    Redis,
+    #[cfg(feature = "etcd")]
+    Etcd,
 }
 
 impl Backend {
@@ -153,6 +179,112 @@ impl Backend {
         match self {
             Backend::Memory => "memory",
             Backend::Embedded => "embedded",
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => "postgres",
+            #[cfg(feature = "redis")]
+            Backend::Redis => "redis",
+            #[cfg(feature = "etcd")]
+            Backend::Etcd => "etcd",
+        }
+    }
+
+    fn parse(name: &str) -> Backend {
+        match name {
+            "memory" => Backend::Memory,
+            "embedded" => Backend::Embedded,
+            #[cfg(feature = "postgres")]
+            "postgres" => Backend::Postgres,
+            #[cfg(feature = "redis")]
+            "redis" => Backend::Redis,
+            #[cfg(feature = "etcd")]
+            "etcd" => Backend::Etcd,
+            _ => panic!(
+                "--stores takes memory, embedded, and postgres, redis, etcd when built \
+                 with the feature of that name; not {name:?}"
+            ),
+        }
+    }
+
+    /// Whether its store lives in this process (and survives a tokio runtime).
+    fn in_process(self) -> bool {
+        matches!(self, Backend::Memory | Backend::Embedded)
+    }
+}
+
+/// Where the server stores are: `--postgres`, `--redis`, `--etcd`, or the
+/// `SAGAFLOW_*` variables.
+#[derive(Clone, Debug, Default)]
+struct Servers {
+    postgres: Option<String>,
+    redis: Option<String>,
+    etcd: Option<String>,
+}
+
+static SERVERS: OnceLock<Servers> = OnceLock::new();
+
+fn servers() -> &'static Servers {
+    SERVERS.get_or_init(Servers::default)
+}
+
+/// A new connection to the bench's place on a server store (a second call
+/// gives a second connection to the same data, as another process would).
+#[allow(unused_variables, unreachable_code)]
+async fn server_store(backend: Backend) -> Arc<dyn Store> {
+    let missing = |what: &str| -> ! {
+        panic!(
+            "--stores {}: give --{what} or set its SAGAFLOW_ variable",
+            backend.name()
+        )
+    };
+    match backend {
+        Backend::Memory | Backend::Embedded => unreachable!("not a server store"),
+        #[cfg(feature = "postgres")]
+        Backend::Postgres => {
+            let url = servers()
+                .postgres
+                .clone()
+                .unwrap_or_else(|| missing("postgres"));
+            let store = sagaflow::PostgresStore::with_table(&url, "sagaflow_bench")
+                .await
+                .expect("connect to PostgreSQL")
+                .with_pool_size(32);
+            Arc::new(store)
+        }
+        #[cfg(feature = "redis")]
+        Backend::Redis => {
+            let url = servers().redis.clone().unwrap_or_else(|| missing("redis"));
+            let store = sagaflow::RedisStore::with_namespace(&url, "sagaflow-bench")
+                .await
+                .expect("connect to Redis");
+            Arc::new(store)
+        }
+        #[cfg(feature = "etcd")]
+        Backend::Etcd => {
+            let endpoints = servers().etcd.clone().unwrap_or_else(|| missing("etcd"));
+            let endpoints: Vec<&str> = endpoints.split(',').map(str::trim).collect();
+            let store = sagaflow::EtcdStore::connect(&endpoints)
+                .await
+                .expect("connect to etcd")
+                .with_key_prefix("sagaflow-bench/");
+            Arc::new(store)
+        }
+    }
+}
+
+/// Deletes every key of `store`: what an earlier run left.
+async fn wipe(store: &Arc<dyn Store>) {
+    loop {
+        let page = store.scan("", None, 1_000).await.expect("scan");
+        if page.entries.is_empty() {
+            return;
+        }
+        let mut deletes = tokio::task::JoinSet::new();
+        for (key, _) in page.entries {
+            let store = Arc::clone(store);
+            deletes.spawn(async move { store.delete(&key, Expect::Any).await });
+        }
+        while let Some(deleted) = deletes.join_next().await {
+            deleted.expect("a delete").expect("delete");
         }
     }
 }
@@ -175,16 +307,27 @@ impl Drop for Scratch {
     }
 }
 
-/// A fresh store of `backend`; the scratch directory lives as long as it.
-fn fresh_store(backend: Backend, label: &str) -> (Arc<dyn Store>, Option<Scratch>) {
+/// A fresh in-process store of `backend`; the scratch directory lives as
+/// long as it.
+fn fresh_local_store(backend: Backend, label: &str) -> (Arc<dyn Store>, Option<Scratch>) {
     match backend {
-        Backend::Memory => (Arc::new(MemoryStore::new()), None),
         Backend::Embedded => {
             let scratch = Scratch::new(label);
             let store = EmbeddedStore::open(&scratch.0).expect("open the embedded store");
             (Arc::new(store), Some(scratch))
         }
+        _ => (Arc::new(MemoryStore::new()), None),
     }
+}
+
+/// A fresh store of `backend`: a server store emptied.
+async fn fresh_store(backend: Backend, label: &str) -> (Arc<dyn Store>, Option<Scratch>) {
+    if backend.in_process() {
+        return fresh_local_store(backend, label);
+    }
+    let store = server_store(backend).await;
+    wipe(&store).await;
+    (store, None)
 }
 
 /// Counts the operations that reach a store.
@@ -253,11 +396,13 @@ async fn throughput(
     instances: usize,
     all_at_once: bool,
     workers: usize,
+    group_commit: bool,
 ) -> Run {
     let rt = Runtime::builder()
         .store(store)
         .register(four_steps)
         .workers(workers)
+        .group_commit(group_commit)
         .build()
         .await
         .expect("the runtime builds");
@@ -319,13 +464,14 @@ fn print_run(label: &str, run: &Run) {
 
 /// Store operations per step of a concurrent run.
 async fn operations_per_step(backend: Backend, instances: usize, workers: usize) {
-    let (store, _scratch) = fresh_store(backend, "count");
+    let (store, _scratch) = fresh_store(backend, "count").await;
     let counting = Arc::new(Counting::new(store));
     throughput(
         Arc::clone(&counting) as Arc<dyn Store>,
         instances,
         true,
         workers,
+        false,
     )
     .await;
     let steps = (instances * 4) as f64;
@@ -343,7 +489,7 @@ async fn operations_per_step(backend: Backend, instances: usize, workers: usize)
 /// Record-sized CAS updates by `writers` tasks for two seconds, straight to
 /// the store: the ceiling the runtime works under.
 async fn store_alone(backend: Backend, writers: usize) {
-    let (store, _scratch) = fresh_store(backend, "store");
+    let (store, _scratch) = fresh_store(backend, "store").await;
     let value = vec![b'x'; RECORD_BYTES];
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut tasks = Vec::new();
@@ -525,7 +671,7 @@ fn resume_once<W: Workflow<Input = u64> + Copy>(
     backend: Backend,
     done: u64,
 ) -> (usize, Duration, Duration) {
-    let (store, _scratch) = fresh_store(backend, "resume");
+    let (store, _scratch) = fresh_local_store(backend, "resume");
     let id = format!("long-{done}");
     let threads = || {
         tokio::runtime::Builder::new_multi_thread()
@@ -620,6 +766,60 @@ fn resume_figures<W: Workflow<Input = u64> + Copy>(
     }
 }
 
+// ---------------------------------------------------------------- wake-up
+
+/// `count` sagas started one at a time on a client-only runtime; a worker
+/// runtime polling hourly runs them, each on its own store object. Returns
+/// the times from `start` to the first step running, in µs, sorted.
+async fn wake_latency(backend: Backend, count: usize) -> Vec<f64> {
+    let (worker_store, _scratch) = fresh_store(backend, "wake").await;
+    let client_store = if backend.in_process() {
+        Arc::clone(&worker_store)
+    } else {
+        server_store(backend).await
+    };
+    let hour = Duration::from_secs(3600);
+    let worker = Runtime::builder()
+        .store(worker_store)
+        .register(four_steps)
+        .poll_interval(hour)
+        .recovery_interval(hour)
+        .build()
+        .await
+        .expect("the worker runtime builds");
+    let client = Runtime::builder()
+        .store(client_store)
+        .register(four_steps)
+        .workers(0)
+        .poll_interval(Duration::from_millis(2))
+        .build()
+        .await
+        .expect("the client runtime builds");
+    reset_marks(count + 1);
+    let mut latencies = Vec::with_capacity(count);
+    // Saga 0 warms up (the worker's listener connects); not counted.
+    for n in 0..=count {
+        let before = now_ns();
+        let handle = client
+            .start(four_steps, format!("wake-{n:06}"), Job { n: n as u32 })
+            .await
+            .expect("start");
+        let outcome = tokio::time::timeout(Duration::from_secs(60), handle.outcome())
+            .await
+            .expect("the worker was woken within a minute")
+            .expect("an outcome");
+        assert!(matches!(outcome, Outcome::Completed(_)), "{outcome:?}");
+        let first_step = table()[n * MARKS].load(Ordering::Relaxed);
+        if n > 0 {
+            latencies.push(first_step.saturating_sub(before) as f64 / 1e3);
+        }
+    }
+    worker.shutdown().await;
+    client.shutdown().await;
+    latencies.sort_by(f64::total_cmp);
+    latencies
+}
+
 // ---------------------------------------------------------------- main
 
 struct Options {
@@ -628,8 +828,10 @@ struct Options {
     concurrent: usize,
     sequential_memory: usize,
     sequential_embedded: usize,
+    sequential_server: usize,
     sections: Vec<String>,
     backends: Vec<Backend>,
+    group_commit: Vec<bool>,
 }
 
 fn options() -> Options {
@@ -639,14 +841,22 @@ fn options() -> Options {
         concurrent: 2_000,
         sequential_memory: 20_000,
         sequential_embedded: 500,
+        sequential_server: 500,
+        group_commit: vec![true],
         sections: vec![
             "throughput".into(),
             "ops".into(),
             "store".into(),
             "codec".into(),
             "resume".into(),
+            "wake".into(),
         ],
         backends: vec![Backend::Memory, Backend::Embedded],
+    };
+    let mut servers = Servers {
+        postgres: std::env::var("SAGAFLOW_POSTGRES_URL").ok(),
+        redis: std::env::var("SAGAFLOW_REDIS_URL").ok(),
+        etcd: std::env::var("SAGAFLOW_ETCD_ENDPOINTS").ok(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut args = args.iter();
@@ -671,13 +881,18 @@ fn options() -> Options {
             "--sequential-memory" => options.sequential_memory = number(),
             "--sequential-embedded" => options.sequential_embedded = number(),
             "--only" => options.sections = value.split(',').map(str::to_owned).collect(),
-            "--stores" => {
-                options.backends = value
+            "--sequential-server" => options.sequential_server = number(),
+            "--stores" => options.backends = value.split(',').map(Backend::parse).collect(),
+            "--postgres" => servers.postgres = Some(value.clone()),
+            "--redis" => servers.redis = Some(value.clone()),
+            "--etcd" => servers.etcd = Some(value.clone()),
+            "--group-commit" => {
+                options.group_commit = value
                     .split(',')
-                    .map(|name| match name {
-                        "memory" => Backend::Memory,
-                        "embedded" => Backend::Embedded,
-                        _ => panic!("--stores memory,embedded"),
+                    .map(|on| match on {
+                        "on" => true,
+                        "off" => false,
+                        _ => panic!("--group-commit on,off"),
                     })
                     .collect();
             }
@@ -685,6 +900,9 @@ fn options() -> Options {
         }
     }
     assert!(options.concurrent <= MAX_INSTANCES && options.sequential_memory <= MAX_INSTANCES);
+    SERVERS
+        .set(servers)
+        .expect("the servers are set once, before any run");
     options
 }
 
@@ -707,23 +925,47 @@ fn main() {
             let sequential = match backend {
                 Backend::Memory => options.sequential_memory,
                 Backend::Embedded => options.sequential_embedded,
+                #[allow(unreachable_patterns)]
+                _ => options.sequential_server,
             };
-            let (store, _scratch) = fresh_store(backend, "seq");
-            let run = tokio.block_on(throughput(store, sequential, false, 64));
-            print_run(
-                &format!("{}: 1 at a time ({sequential} instances)", backend.name()),
-                &run,
-            );
-            for &workers in &options.workers {
-                for round in 1..=options.rounds {
-                    let (store, _scratch) = fresh_store(backend, "conc");
-                    let run = tokio.block_on(throughput(store, options.concurrent, true, workers));
-                    let label = format!(
-                        "{}: {} at once, workers {workers} #{round}",
-                        backend.name(),
-                        options.concurrent
-                    );
-                    print_run(&label, &run);
+            for &group_commit in &options.group_commit {
+                // Group commit only changes a store that batches.
+                let batching = if backend.in_process() {
+                    String::new()
+                } else if group_commit {
+                    ", group commit".to_owned()
+                } else {
+                    ", one by one".to_owned()
+                };
+                let (store, _scratch) = tokio.block_on(fresh_store(backend, "seq"));
+                let run = tokio.block_on(throughput(store, sequential, false, 64, group_commit));
+                print_run(
+                    &format!(
+                        "{}: 1 at a time ({sequential} instances{batching})",
+                        backend.name()
+                    ),
+                    &run,
+                );
+                for &workers in &options.workers {
+                    for round in 1..=options.rounds {
+                        let (store, _scratch) = tokio.block_on(fresh_store(backend, "conc"));
+                        let run = tokio.block_on(throughput(
+                            store,
+                            options.concurrent,
+                            true,
+                            workers,
+                            group_commit,
+                        ));
+                        let label = format!(
+                            "{}: {} at once, workers {workers}{batching} #{round}",
+                            backend.name(),
+                            options.concurrent
+                        );
+                        print_run(&label, &run);
+                    }
+                }
+                if backend.in_process() {
+                    break;
                 }
             }
         }
@@ -749,6 +991,27 @@ fn main() {
         }
     }
 
+    if has("wake") {
+        println!(
+            "\nwake-up: start on a client runtime -> first step on a worker runtime polling hourly"
+        );
+        for &backend in &options.backends {
+            let latencies = tokio.block_on(wake_latency(backend, 200));
+            println!(
+                "  {:<9} p50 {:>9.1} us   p99 {:>9.1} us   max {:>9.1} us   (200 sagas, one at a time)",
+                backend.name(),
+                percentile(&latencies, 0.50),
+                percentile(&latencies, 0.99),
+                percentile(&latencies, 1.0)
+            );
+        }
+    }
+    for &backend in &options.backends {
+        if !backend.in_process() {
+            tokio.block_on(async { wipe(&server_store(backend).await).await });
+        }
+    }
+
     if has("codec") {
         println!("\nthe instance record's JSON codec (what every step pays at least once)");
         tokio.block_on(codec());
@@ -759,7 +1022,7 @@ fn main() {
         println!(
             "\nresume of an abandoned instance by a new runtime (load record + claim + one step)"
         );
-        for &backend in &options.backends {
+        for &backend in options.backends.iter().filter(|b| b.in_process()) {
             resume_figures("readonly steps in a loop", long_readonly, backend, 5);
             resume_figures("compensable steps", long_compensable, backend, 5);
         }
