@@ -33,12 +33,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, mpsc};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use sagaflow::prelude::*;
 use sagaflow::record::EventKind;
+use sagaflow::store::conformance::{server_from_env, unique_name};
 use sagaflow::{EtcdStore, Phase, PostgresStore, RedisStore, RuntimeBuilder, Status, StepError};
 use sagaflow_tests::harness::{Scratch, read_effect_lines, say};
 use serde::{Deserialize, Serialize};
@@ -239,39 +240,6 @@ impl Backend {
             }
         }
     }
-}
-
-/// The server address in the backend's variable, or `None` after printing
-/// why the test is skipped; under `CI=true` an unset variable fails.
-fn server_from_env(variable: &str, how_to_run: &str) -> Option<String> {
-    match std::env::var(variable) {
-        Ok(value) if !value.trim().is_empty() => Some(value),
-        _ => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!(
-                    "{variable} is not set, but CI=true: CI must run the multi-process tests \
-                     against a real server ({how_to_run})"
-                );
-            }
-            println!("skipped: {variable} is not set ({how_to_run})");
-            None
-        }
-    }
-}
-
-/// A name no other run uses, of identifier characters only.
-fn unique_name(base: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!(
-        "{base}_{}_{}_{n}",
-        std::process::id(),
-        nanos % 1_000_000_000_000
-    )
 }
 
 fn tokio_runtime() -> tokio::runtime::Runtime {
@@ -795,7 +763,26 @@ fn four_workers_one_killed(backend: Backend) {
             findings.rerun_keys,
             findings.rerun_instances,
         );
+        if backend == Backend::Postgres {
+            drop_table(&server, &name).await;
+        }
     });
+}
+
+/// Drops a run's PostgreSQL table and its version sequence.
+async fn drop_table(url: &str, table: &str) {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connects to drop the run's table");
+    let driver = tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS \"{table}\"; DROP SEQUENCE IF EXISTS \"{table}_version\""
+        ))
+        .await
+        .expect("drops the run's table");
+    drop(client);
+    let _ = driver.await;
 }
 
 #[test]

@@ -85,6 +85,55 @@ pub async fn run_with_prefix<S: Store + ?Sized>(store: Arc<S>, prefix: &str) {
     cleanup(s, prefix).await;
 }
 
+/// The server address in the environment variable `variable`, for a test
+/// against a real server: `None` after printing why the test is skipped
+/// (`how_to_run` says how to run it). Under `CI=true` an unset variable
+/// panics instead: CI must run such tests for real, never skip them.
+///
+/// ```no_run
+/// # fn demo() {
+/// let Some(url) = sagaflow::store::conformance::server_from_env(
+///     "MY_STORE_URL",
+///     "start the server and set MY_STORE_URL",
+/// ) else {
+///     return;
+/// };
+/// # let _ = url;
+/// # }
+/// ```
+pub fn server_from_env(variable: &str, how_to_run: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(value) if !value.trim().is_empty() => Some(value),
+        _ => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!(
+                    "{variable} is not set, but CI=true: CI must run this test against a real \
+                     server ({how_to_run})"
+                );
+            }
+            println!("skipped: {variable} is not set ({how_to_run})");
+            None
+        }
+    }
+}
+
+/// A name no other test run uses, for a table, namespace or key prefix of
+/// its own: `base`, the process id, the time and a counter, made of
+/// identifier characters only if `base` is.
+pub fn unique_name(base: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{base}_{}_{}_{n}",
+        std::process::id(),
+        nanos % 1_000_000_000_000
+    )
+}
+
 /// A prefix no other run of the suite uses: process id, time and a counter.
 pub fn unique_prefix() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);

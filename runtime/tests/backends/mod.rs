@@ -4,48 +4,15 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sagaflow::Phase;
 use sagaflow::prelude::*;
 use sagaflow::store::{Expect, Store};
 use serde::{Deserialize, Serialize};
 
-/// The server address in `variable`, or `None` after printing why the
-/// test is skipped. Under `CI=true` an unset variable fails the test: CI
-/// must run the backend tests for real.
-pub fn server_from_env(variable: &str, how_to_run: &str) -> Option<String> {
-    match std::env::var(variable) {
-        Ok(value) if !value.trim().is_empty() => Some(value),
-        _ => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!(
-                    "{variable} is not set, but CI=true: CI must run the backend tests \
-                     against a real server ({how_to_run})"
-                );
-            }
-            println!("skipped: {variable} is not set ({how_to_run})");
-            None
-        }
-    }
-}
-
-/// A name no other test run uses: process id, time and a counter, made of
-/// identifier characters only.
-pub fn unique_name(base: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!(
-        "{base}_{}_{}_{n}",
-        std::process::id(),
-        nanos % 1_000_000_000_000
-    )
-}
+// Shared with tests/tests/multi_process.rs through the crate.
+pub use sagaflow::store::conformance::{server_from_env, unique_name};
 
 /// An order for the test saga.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
