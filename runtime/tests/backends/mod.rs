@@ -12,6 +12,7 @@ use sagaflow::store::{Expect, Store};
 use serde::{Deserialize, Serialize};
 
 // Shared with tests/tests/multi_process.rs through the crate.
+#[allow(unused_imports)]
 pub use sagaflow::store::conformance::{server_from_env, unique_name};
 
 /// An order for the test saga.
