@@ -13,11 +13,13 @@ use sagaflow::store::{Expect, ScanPage, Store, Versioned};
 use sagaflow::{MemoryStore, Outcome, Runtime, StoreError};
 
 /// Applies every write of an instance record, but answers every other one
-/// with a timeout, as a server whose answer was lost would.
+/// with a timeout, as a server whose answer was lost would; or, `refusing`,
+/// refuses every other one without applying it, as a dead member would.
 #[derive(Clone, Default)]
 struct LostAnswers {
     inner: MemoryStore,
     record_writes: Arc<AtomicU64>,
+    refusing: bool,
 }
 
 #[async_trait]
@@ -26,7 +28,16 @@ impl Store for LostAnswers {
         self.inner.get(key).await
     }
     async fn put(&self, key: &str, value: Vec<u8>, expect: Expect) -> Result<u64, StoreError> {
+        if self.refusing
+            && key.starts_with(sagaflow::record::KEY_PREFIX)
+            && self.record_writes.fetch_add(1, Ordering::SeqCst) % 2 == 1
+        {
+            return Err(StoreError::Unavailable("connection refused".to_owned()));
+        }
         let version = self.inner.put(key, value, expect).await?;
+        if self.refusing {
+            return Ok(version);
+        }
         if key.starts_with(sagaflow::record::KEY_PREFIX)
             && self.record_writes.fetch_add(1, Ordering::SeqCst) % 2 == 1
         {
@@ -123,4 +134,40 @@ async fn a_claim_that_landed_without_an_answer_is_kept() {
     );
     worker.shutdown().await;
     client.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_transition_is_written_again_not_run_again() {
+    let store = LostAnswers {
+        refusing: true,
+        ..LostAnswers::default()
+    };
+    let rt = Runtime::builder()
+        .store(store.clone())
+        .register(place_order)
+        .build()
+        .await
+        .expect("builds");
+    let key = "refused-1";
+    let handle = rt
+        .start(place_order, key, Order::new(key))
+        .await
+        .expect("starts");
+    let outcome = handle.outcome().await.expect("ends");
+    assert!(matches!(outcome, Outcome::Completed(_)), "{outcome:?}");
+    assert!(
+        store.record_writes.load(Ordering::SeqCst) >= 8,
+        "every transition was refused once"
+    );
+    // The step's result was kept and written again: no step ran twice.
+    assert_eq!(
+        log_of(key),
+        [
+            "reserve_inventory#1",
+            "charge_payment#1",
+            "create_shipment#1",
+            "send_confirmation#1"
+        ]
+    );
+    rt.shutdown().await;
 }

@@ -993,6 +993,14 @@ fn etcd_three_member_cluster_survives_a_member_killed_mid_run() {
         // the member (the instance then re-ran after its lease expired);
         // allowed, counted.
         let findings = check_all(&run, CLUSTER_INSTANCES, &statuses, &all, |_, _| true);
+        // A write that fails while the member dies is written again, not
+        // given up: at most the steps in flight at the kill run again.
+        assert!(
+            findings.rerun_instances <= CHILD_WORKERS,
+            "{} instances re-ran a step after the member died; at most the {CHILD_WORKERS} \
+             in flight may",
+            findings.rerun_instances
+        );
         eprintln!(
             "etcd 3-member cluster: healthy at {healthy_in:.1?}; all started at \
              {started_in:.1?}; member m0 killed at \

@@ -28,6 +28,10 @@ use crate::workflow::{StepOutcome, Suspension};
 
 /// Backoff bounds when the store fails under a worker.
 const STORE_BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// How often a transition is written again after the store failed to
+/// answer, before the worker gives its result up (waiting 0.2, 0.4, 0.8,
+/// 1.6 s in between).
+const COMMIT_RETRIES: u32 = 4;
 const STORE_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// Where an instance is, as far as concurrent writers are concerned: two
@@ -978,6 +982,7 @@ impl Worker {
     async fn commit(&mut self, mut next: InstanceRecord) -> Result<Flow, Error> {
         let key = record::key(&self.id);
         let mut hinted = None;
+        let mut retries = 0;
         loop {
             let now = self.now();
             // Not due: waiting for a retry, a timer or a signal. A due hint
@@ -1061,6 +1066,17 @@ impl Worker {
                         next.phase = Phase::Running;
                     }
                     self.current.version = version;
+                }
+                // The store is briefly out of reach (a member died, a
+                // failover): the same compare-and-swap again keeps the
+                // step's result, where giving up would run the step again.
+                Err(StoreError::Timeout(_) | StoreError::Unavailable(_))
+                    if retries < COMMIT_RETRIES =>
+                {
+                    retries += 1;
+                    let clock = &self.runtime.inner.clock;
+                    let wait = duration_ms(STORE_BACKOFF_MIN).saturating_mul(1 << retries);
+                    clock.sleep_until(clock.now_ms().saturating_add(wait)).await;
                 }
                 Err(error) => return Err(error.into()),
             }
