@@ -15,6 +15,14 @@ async fn memory_store_conforms_on_many_threads() {
     conformance::run(Arc::new(MemoryStore::new())).await;
 }
 
+/// The runtime's group commit keeps the contract: its concurrent puts go
+/// in batches, each with its own result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_commit_conforms() {
+    let grouped = sagaflow::store::GroupCommit::new(Arc::new(MemoryStore::new()));
+    conformance::run(Arc::new(grouped)).await;
+}
+
 #[tokio::test]
 async fn memory_store_conforms_as_dyn_store() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());

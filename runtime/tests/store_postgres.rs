@@ -233,3 +233,12 @@ async fn a_start_on_a_client_wakes_a_worker_through_listen_notify() {
         .await;
     table.drop_table().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_group_commit_conforms() {
+    let Some(url) = server() else { return };
+    let table = Table::new(&url);
+    let grouped = sagaflow::store::GroupCommit::new(Arc::new(table.store().await));
+    conformance::run(Arc::new(grouped)).await;
+    table.drop_table().await;
+}

@@ -198,3 +198,13 @@ async fn a_start_on_a_client_wakes_a_worker_through_pub_sub() {
     backends::client_start_wakes_the_worker(worker_store, Arc::new(client_store)).await;
     drop_namespace(&url, &namespace).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_group_commit_conforms() {
+    let Some(url) = server() else { return };
+    let store = store(&url).await;
+    let namespace = store.namespace().to_owned();
+    let grouped = sagaflow::store::GroupCommit::new(Arc::new(store));
+    conformance::run(Arc::new(grouped)).await;
+    drop_namespace(&url, &namespace).await;
+}

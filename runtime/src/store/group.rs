@@ -1,6 +1,7 @@
 //! Group commit over [`Store::put_batch`]: concurrent puts share round trips.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -16,9 +17,10 @@ pub const MAX_BATCH: usize = 512;
 pub const BATCHES_IN_FLIGHT: usize = 4;
 
 /// A store whose puts are grouped: a put waits in a queue while
-/// [`BATCHES_IN_FLIGHT`] batches are under way, then goes with every other
-/// waiting put (up to [`MAX_BATCH`]) in one [`Store::put_batch`]. Alone, a
-/// put goes at once, in a batch of one. Each put gets its own result,
+/// [`BATCHES_IN_FLIGHT`] writes or batches are under way, then goes with
+/// every other waiting put (up to [`MAX_BATCH`]) in one
+/// [`Store::put_batch`]. With a slot free and nothing queued, a put goes
+/// straight to the store, as if there were no grouping. Each put gets its own result,
 /// `Conflict` included. Other operations go straight to the store.
 ///
 /// The runtime wraps a store in one when [`Store::batches_writes`] says so.
@@ -28,6 +30,10 @@ pub const BATCHES_IN_FLIGHT: usize = 4;
 pub struct GroupCommit {
     store: Arc<dyn Store>,
     queue: mpsc::UnboundedSender<Pending>,
+    /// Writes or batches under way, shared with the flusher.
+    in_flight: Arc<Semaphore>,
+    /// Puts waiting in the queue.
+    queued: Arc<AtomicUsize>,
 }
 
 struct Pending {
@@ -47,14 +53,30 @@ impl GroupCommit {
     /// Groups the puts of `store`.
     pub fn new(store: Arc<dyn Store>) -> GroupCommit {
         let (queue, pending) = mpsc::unbounded_channel();
-        tokio::spawn(flush(Arc::clone(&store), pending));
-        GroupCommit { store, queue }
+        let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+        let queued = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(flush(
+            Arc::clone(&store),
+            pending,
+            Arc::clone(&in_flight),
+            Arc::clone(&queued),
+        ));
+        GroupCommit {
+            store,
+            queue,
+            in_flight,
+            queued,
+        }
     }
 }
 
 /// Sends the queued puts in batches until every [`GroupCommit`] is dropped.
-async fn flush(store: Arc<dyn Store>, mut pending: mpsc::UnboundedReceiver<Pending>) {
-    let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+async fn flush(
+    store: Arc<dyn Store>,
+    mut pending: mpsc::UnboundedReceiver<Pending>,
+    in_flight: Arc<Semaphore>,
+    queued: Arc<AtomicUsize>,
+) {
     while let Some(first) = pending.recv().await {
         // The semaphore is never closed.
         let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
@@ -68,6 +90,7 @@ async fn flush(store: Arc<dyn Store>, mut pending: mpsc::UnboundedReceiver<Pendi
                 Err(_) => break,
             }
         }
+        queued.fetch_sub(batch.len(), Ordering::SeqCst);
         let store = Arc::clone(&store);
         tokio::spawn(async move {
             let (writes, replies): (Vec<Write>, Vec<_>) = batch
@@ -98,12 +121,19 @@ impl Store for GroupCommit {
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, expect: Expect) -> Result<u64, StoreError> {
+        if self.queued.load(Ordering::SeqCst) == 0
+            && let Ok(_slot) = Arc::clone(&self.in_flight).try_acquire_owned()
+        {
+            // Nothing to group with: straight to the store.
+            return self.store.put(key, value, expect).await;
+        }
         let (reply, result) = oneshot::channel();
         let write = Write {
             key: key.to_owned(),
             value,
             expect,
         };
+        self.queued.fetch_add(1, Ordering::SeqCst);
         if self.queue.send(Pending { write, reply }).is_err() {
             return Err(StoreError::Unavailable(
                 "the group commit of the store has stopped".into(),
