@@ -192,3 +192,67 @@ async fn run_with_captures_what_the_tool_prints() {
         );
     }
 }
+
+#[tokio::test]
+async fn show_links_a_parent_and_its_child_workflow() {
+    use sagaflow_examples::fulfilment::{self, fulfil_order, ship_order};
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let runtime = Runtime::builder()
+            .store(EmbeddedStore::open(dir.path()).unwrap())
+            .register(fulfil_order)
+            .register(ship_order)
+            .build()
+            .await
+            .unwrap();
+        let input = fulfilment::Order {
+            id: "ful-1".to_owned(),
+            items: vec!["kettle".to_owned()],
+            amount_cents: 4_000,
+            carrier_refuses: false,
+            invoice_fails: false,
+        };
+        let outcome = runtime
+            .start(fulfil_order, "ful-1", input)
+            .await
+            .unwrap()
+            .outcome()
+            .await
+            .unwrap();
+        assert!(matches!(outcome, Outcome::Completed(_)), "{outcome:?}");
+        runtime.shutdown().await;
+    }
+    let url = format!("embedded:{}", dir.path().display());
+    let show = |id: &'static str| {
+        let url = url.clone();
+        async move {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let code = run_with(
+                ["ops", "--store", &url, "show", id],
+                Registry::new().register(fulfil_order).register(ship_order),
+                &mut out,
+                &mut err,
+            )
+            .await;
+            assert_eq!(code, std::process::ExitCode::SUCCESS, "{err:?}");
+            String::from_utf8(out).unwrap()
+        }
+    };
+    let parent = show("ful-1").await;
+    let children = parent
+        .lines()
+        .find(|line| line.starts_with("children"))
+        .unwrap_or_else(|| panic!("{parent}"));
+    assert!(children.ends_with("  ful-1/ShipOrder2"), "{parent}");
+    assert!(
+        !parent.lines().any(|line| line.starts_with("parent")),
+        "{parent}"
+    );
+    let child = show("ful-1/ShipOrder2").await;
+    let parent_line = child
+        .lines()
+        .find(|line| line.starts_with("parent"))
+        .unwrap_or_else(|| panic!("{child}"));
+    assert!(parent_line.ends_with("  ful-1"), "{child}");
+    assert!(child.contains("ship_order"), "{child}");
+}

@@ -5,5 +5,6 @@ pub mod approval;
 pub mod batch;
 pub mod coffee;
 pub mod fanout;
+pub mod fulfilment;
 pub mod order;
 pub mod timeline;

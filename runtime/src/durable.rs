@@ -1,5 +1,6 @@
 //! What a workflow body may call besides steps: durable timers
 //! ([`sleep`], [`sleep_until`]), signals ([`signal`], [`signal_timeout`]),
+//! child workflows ([`child`]),
 //! a status for queries ([`set_status`]), and deterministic stand-ins for
 //! the clock and random numbers ([`now`], [`uuid`], [`random`]).
 //!
@@ -51,6 +52,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use crate::error::StepError;
+use crate::workflow::Workflow;
 
 /// Waits for `duration`: a durable timer in a workflow body.
 ///
@@ -111,6 +115,46 @@ pub async fn signal_timeout<T: DeserializeOwned>(name: &str, timeout: Duration) 
     let _ = name;
     tokio::time::sleep(timeout).await;
     None
+}
+
+/// Runs another `#[workflow]` as a child of this one and waits for its end:
+/// `Ok(output)` when the child completed, `Err` when it was compensated or
+/// failed (the error names the child's id and its failure).
+///
+/// ```ignore
+/// #[workflow]
+/// async fn fulfil_order(order: Order) -> Result<Receipt, WorkflowError> {
+///     let payment = charge_payment(&order).await?;
+///     let shipment = sagaflow::child(ship_order, order.clone()).await?;
+///     Ok(Receipt { payment, shipment })
+/// }
+/// ```
+///
+/// In a workflow body (written with the `sagaflow::` path) it is a
+/// suspension point, a state of its own (`ShipOrder2`): the child is an
+/// instance with its own record and id, `{parent id}/{state}` (plus
+/// `/{n}`, the parent's committed transitions, inside a loop), started
+/// once however often the parent's code runs again. The parent holds no
+/// lease or task while it waits; the child's end wakes it. The child must
+/// be registered on the runtime too ([`RuntimeBuilder::build`] checks).
+///
+/// A completed child with compensable steps goes on the parent's
+/// compensation stack: if the parent rolls back, the child runs its own
+/// compensations (in reverse order) before the parent undoes the steps it
+/// completed before the child. A child that passed its pivot cannot be
+/// undone: the parent passes its point of no return with it.
+///
+/// Outside a workflow body there is no parent to wait: it returns an error
+/// at once (start a workflow there with [`Runtime::start`]).
+///
+/// [`RuntimeBuilder::build`]: crate::RuntimeBuilder::build
+/// [`Runtime::start`]: crate::Runtime::start
+pub async fn child<W: Workflow>(workflow: W, input: W::Input) -> Result<W::Output, StepError> {
+    drop((workflow, input));
+    Err(StepError::permanent(format!(
+        "`sagaflow::child` runs child workflow `{}` only in a `#[workflow]` body; elsewhere, start it with `Runtime::start`",
+        W::NAME
+    )))
 }
 
 /// The time, deterministically: in a workflow body, the time the instance's

@@ -169,6 +169,18 @@ pub enum Error {
     /// A workflow was used with a runtime it was not registered with.
     #[error("workflow `{0}` is not registered: call `.register({0})` on the runtime builder")]
     UnknownWorkflow(String),
+    /// A registered workflow runs a child workflow (`sagaflow::child`) that
+    /// is not registered: `build()` refuses, so no instance ever waits for
+    /// a child nobody can run.
+    #[error(
+        "workflow `{parent}` runs child workflow `{child}`, which is not registered: call `.register({child})` on the runtime builder"
+    )]
+    UnregisteredChild {
+        /// The registered workflow that calls the child.
+        parent: String,
+        /// The child workflow's name.
+        child: String,
+    },
     /// Two registered workflows share a name.
     #[error("workflow `{0}` is registered twice")]
     DuplicateWorkflow(String),

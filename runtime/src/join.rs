@@ -205,6 +205,7 @@ impl JoinRun {
                     step: S::NAME.to_owned(),
                     args,
                     output: value.clone(),
+                    child: None,
                 });
                 (
                     BranchSlot::Done { output: value },

@@ -23,7 +23,9 @@ pub mod workflow;
 
 pub use clock::{Clock, SystemClock};
 pub use context::{StepContext, context, heartbeat};
-pub use durable::{now, random, set_status, signal, signal_timeout, sleep, sleep_until, uuid};
+pub use durable::{
+    child, now, random, set_status, signal, signal_timeout, sleep, sleep_until, uuid,
+};
 pub use error::{Error, StepError, StoreError, WorkflowError};
 pub use machine::{MachineDescription, StateMachine};
 pub use runtime::*;
@@ -154,4 +156,18 @@ pub mod __private {
     /// Compile-time check that a compensable step called in a workflow has a
     /// compensation (the diagnostic lives on [`Compensate`]).
     pub const fn require_compensation<S: Compensate>() {}
+
+    /// The input of child workflow `W`, typed: what a child's state stores.
+    /// Spanned on the child's name, so a non-workflow there is an error
+    /// about that name (the diagnostic lives on [`Workflow`]).
+    pub fn child_input<W: Workflow>(input: W::Input) -> W::Input {
+        input
+    }
+
+    /// A child's stored input as JSON, for the runtime that starts the
+    /// child. A value that does not serialize gives `null`: the state that
+    /// holds it does not serialize either, so it is never committed.
+    pub fn child_json<T: serde::Serialize>(input: &T) -> serde_json::Value {
+        serde_json::to_value(input).unwrap_or(serde_json::Value::Null)
+    }
 }

@@ -41,8 +41,8 @@ pub struct StateInfo {
     pub name: &'static str,
     /// The step this state runs, `None` for `Start` and for waits.
     pub step: Option<StepInfo>,
-    /// What a durable wait waits for (`sleep`, `signal approval`, ...),
-    /// `None` for `Start` and for steps.
+    /// What a durable wait waits for (`sleep`, `signal approval`,
+    /// `child ship_order`, ...), `None` for `Start` and for steps.
     pub wait: Option<&'static str>,
     /// The variables the state stores, with their types as written.
     pub variables: &'static [Variable],
@@ -121,6 +121,14 @@ impl EdgeLabel {
             EdgeLabel::Err => "err",
             EdgeLabel::Branch => "branch",
         }
+    }
+}
+
+impl StateInfo {
+    /// The workflow this state runs as a child (`sagaflow::child`), if it
+    /// is a child workflow's state: its `wait` is `child {name}`.
+    pub fn child_workflow(&self) -> Option<&'static str> {
+        self.wait.and_then(|wait| wait.strip_prefix("child "))
     }
 }
 

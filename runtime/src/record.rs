@@ -236,6 +236,18 @@ pub enum EventKind {
     SignalReceived,
     /// A `signal_timeout` wait ended without a signal (`step` holds its name).
     SignalTimedOut,
+    /// The workflow began waiting for a child workflow (`step` holds the
+    /// child's workflow name, `error` is empty; the record's
+    /// `awaiting_child` holds its id).
+    ChildStarted,
+    /// The awaited child workflow ended (`step` holds the child's id,
+    /// `error` its failure, if it did not complete).
+    ChildEnded,
+    /// The rollback asked a completed child workflow to compensate
+    /// (`step` holds the child's id).
+    ChildCompensating,
+    /// The child workflow's compensation finished (`step` holds its id).
+    ChildCompensated,
 }
 
 /// One entry of an instance's history.
@@ -352,6 +364,17 @@ pub struct InstanceRecord {
     /// The sequence number the next signal gets.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub signal_seq: u64,
+    /// The id of the workflow instance that started this one as its child
+    /// (`sagaflow::child`), if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// The child workflow instance this one waits for: to end (at a
+    /// `sagaflow::child(..).await`), or, while compensating, to finish
+    /// its compensation. The child's end makes the instance due (it sets
+    /// `next_run_at` to that time); `next_run_at` is otherwise a re-check
+    /// time, in case the wake-up was lost to a crash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaiting_child: Option<String>,
     /// The latest status the workflow body set with `sagaflow::set_status`,
     /// as JSON; read with `Runtime::query`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -378,6 +401,11 @@ impl InstanceRecord {
     pub fn is_due(&self, now: u64) -> bool {
         if self.phase.is_terminal() {
             return false;
+        }
+        // A wait for a child ends when the child's end (or the re-check
+        // time) sets `next_run_at`; a cancel reaches the child first.
+        if self.awaiting_child.is_some() {
+            return self.next_run_at.is_none_or(|due| due <= now);
         }
         if self.cancel_cuts_wait() {
             return true;
@@ -568,6 +596,7 @@ mod tests {
                 step: "reserve_inventory".into(),
                 args: serde_json::json!([{"id": 42}]),
                 output: serde_json::json!("R-1"),
+                child: None,
             }],
             pivot_passed: false,
             attempt: 1,
@@ -588,6 +617,8 @@ mod tests {
             awaiting_signal: None,
             inbox: BTreeMap::new(),
             signal_seq: 0,
+            parent: None,
+            awaiting_child: None,
             status: None,
             created_at: 1_700_000_000_000,
             updated_at: 1_700_000_000_500,

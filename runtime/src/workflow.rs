@@ -20,6 +20,12 @@ use crate::step::{CompensationFuture, Step, StepKind};
 ///
 /// println!("{}", place_order.state_machine().to_mermaid());
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a workflow",
+    label = "not a `#[workflow]`",
+    note = "a workflow is an `async fn` with `#[workflow]`, whose name is also a unit struct; pass that name: \
+            `sagaflow::child(ship_order, input).await?` in a workflow body, or `rt.start(ship_order, id, input)`"
+)]
 pub trait Workflow: Send + Sync + 'static {
     /// The workflow's name: the function's name.
     const NAME: &'static str;
@@ -134,6 +140,14 @@ pub enum Suspension {
         /// When to stop waiting, if ever.
         timeout: Option<Timer>,
     },
+    /// A child workflow (`sagaflow::child`): the runtime starts it (once)
+    /// and resumes the state when it has ended.
+    Child {
+        /// The child's workflow name (`Workflow::NAME`).
+        workflow: &'static str,
+        /// The child's input, as JSON.
+        input: serde_json::Value,
+    },
 }
 
 /// What a step attempt came to, as the generated code sees it.
@@ -155,6 +169,12 @@ pub struct CompensationEntry {
     pub args: serde_json::Value,
     /// The step's output.
     pub output: serde_json::Value,
+    /// For an entry that stands for a completed child workflow
+    /// (`sagaflow::child`): the child's instance id. Undoing it asks the
+    /// child to run its own compensation stack; `step` then holds the
+    /// child's workflow name and `args`/`output` are `null`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<String>,
 }
 
 /// The outcome of the step attempt made by one `resume` call.
@@ -219,6 +239,9 @@ pub struct Driver {
     join_retry: Option<Duration>,
     /// The step of the branch that failed a join, if one did.
     join_failed: Option<String>,
+    /// For a child workflow's state: how the child ended (its output, or
+    /// why it did not complete).
+    child: Option<Result<serde_json::Value, StepError>>,
 }
 
 impl Driver {
@@ -241,6 +264,7 @@ impl Driver {
             checkpoints: None,
             join_retry: None,
             join_failed: None,
+            child: None,
         }
     }
 
@@ -283,6 +307,32 @@ impl Driver {
     /// The step of the branch that failed the join, if one did.
     pub fn join_failed(&self) -> Option<&str> {
         self.join_failed.as_deref()
+    }
+
+    /// Gives a child workflow's state how the child ended: its output as
+    /// JSON, or the error the parent sees.
+    pub fn with_child(mut self, end: Result<serde_json::Value, StepError>) -> Driver {
+        self.child = Some(end);
+        self
+    }
+
+    /// How the awaited child workflow `W` ended: `Some(Ok(output))`,
+    /// `Some(Err(..))` when it did not complete (or its output does not
+    /// decode as `W::Output`), `None` when it has not ended (the resume
+    /// suspends and waits on).
+    pub fn child<W: Workflow>(&mut self) -> Option<Result<W::Output, StepError>> {
+        let Some(end) = self.child.take() else {
+            self.awaiting = true;
+            return None;
+        };
+        Some(end.and_then(|output| {
+            serde_json::from_value(output).map_err(|error| {
+                StepError::permanent(format!(
+                    "the output of child workflow `{}` does not decode: {error}",
+                    W::NAME
+                ))
+            })
+        }))
     }
 
     /// Sets the number of committed transitions (default 0), and whether the
@@ -436,6 +486,7 @@ impl Driver {
                             step: S::NAME.to_owned(),
                             args,
                             output,
+                            child: None,
                         }),
                         Err(error) => {
                             self.encode_error =

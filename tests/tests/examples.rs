@@ -4,6 +4,7 @@
 use sagaflow::prelude::*;
 use sagaflow_examples::coffee::{CoffeeOrder, coffee_order};
 use sagaflow_examples::fanout::{Trip, book_trip};
+use sagaflow_examples::fulfilment::{self, fulfil_order, ship_order};
 use sagaflow_examples::order::{Order, place_order};
 use sagaflow_examples::timeline::events_for;
 
@@ -34,6 +35,8 @@ async fn runtime() -> Runtime {
         .register(place_order)
         .store(MemoryStore::new())
         .register(coffee_order)
+        .register(fulfil_order)
+        .register(ship_order)
         .build()
         .await;
     built.expect("the runtime builds")
@@ -282,6 +285,112 @@ async fn a_trip_without_a_car_cancels_the_flight_then_the_hotel() {
             "t-trip-nocar: book flight to Porto",
             "t-trip-nocar: cancel flight tkt-t-trip-nocar",
             "t-trip-nocar: cancel hotel room-t-trip-nocar",
+        ]
+    );
+}
+
+fn fulfilment_order(id: &str, carrier_refuses: bool, invoice_fails: bool) -> fulfilment::Order {
+    fulfilment::Order {
+        id: id.into(),
+        items: vec!["grinder".into()],
+        amount_cents: 9_900,
+        carrier_refuses,
+        invoice_fails,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fulfilment_runs_its_shipping_as_a_child_workflow() {
+    let rt = runtime().await;
+    let handle = rt
+        .start(
+            fulfil_order,
+            "t-ful-ok",
+            fulfilment_order("t-ful-ok", false, false),
+        )
+        .await
+        .expect("start");
+    let Outcome::Completed(receipt) = handle.outcome().await.expect("outcome") else {
+        panic!("the order should be fulfilled")
+    };
+    assert_eq!(receipt.shipment.tracking, "trk-t-ful-ok");
+    assert_eq!(
+        events_for("t-ful-ok:"),
+        [
+            "t-ful-ok: charge 9900 cents",
+            "t-ful-ok: pack grinder",
+            "t-ful-ok: book a carrier for parcel-t-ful-ok",
+            "t-ful-ok: invoice for trk-t-ful-ok",
+        ]
+    );
+    let child = rt
+        .status("t-ful-ok/ShipOrder2")
+        .await
+        .expect("status")
+        .expect("the child's record");
+    assert_eq!(child.parent.as_deref(), Some("t-ful-ok"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_carrier_unpacks_in_the_child_then_refunds_in_the_parent() {
+    let rt = runtime().await;
+    let handle = rt
+        .start(
+            fulfil_order,
+            "t-ful-carrier",
+            fulfilment_order("t-ful-carrier", true, false),
+        )
+        .await
+        .expect("start");
+    let Outcome::Compensated(failure) = handle.outcome().await.expect("outcome") else {
+        panic!("the order should be rolled back")
+    };
+    assert!(
+        failure
+            .to_string()
+            .contains("the carrier refuses the parcel"),
+        "{failure}"
+    );
+    assert_eq!(
+        events_for("t-ful-carrier:"),
+        [
+            "t-ful-carrier: charge 9900 cents",
+            "t-ful-carrier: pack grinder",
+            "t-ful-carrier: the carrier refuses parcel-t-ful-carrier",
+            "t-ful-carrier: unpack parcel-t-ful-carrier",
+            "t-ful-carrier: refund txn-t-ful-carrier",
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_invoice_rolls_back_into_the_completed_child() {
+    let rt = runtime().await;
+    let handle = rt
+        .start(
+            fulfil_order,
+            "t-ful-invoice",
+            fulfilment_order("t-ful-invoice", false, true),
+        )
+        .await
+        .expect("start");
+    let Outcome::Compensated(failure) = handle.outcome().await.expect("outcome") else {
+        panic!("the order should be rolled back")
+    };
+    assert!(
+        failure.to_string().contains("rejects the invoice"),
+        "{failure}"
+    );
+    assert_eq!(
+        events_for("t-ful-invoice:"),
+        [
+            "t-ful-invoice: charge 9900 cents",
+            "t-ful-invoice: pack grinder",
+            "t-ful-invoice: book a carrier for parcel-t-ful-invoice",
+            "t-ful-invoice: the invoice cannot be issued",
+            "t-ful-invoice: cancel booking trk-t-ful-invoice of parcel-t-ful-invoice",
+            "t-ful-invoice: unpack parcel-t-ful-invoice",
+            "t-ful-invoice: refund txn-t-ful-invoice",
         ]
     );
 }

@@ -7,6 +7,7 @@ use sagaflow_examples::approval::approval;
 use sagaflow_examples::batch::reserve_batch;
 use sagaflow_examples::coffee::coffee_order;
 use sagaflow_examples::fanout::book_trip;
+use sagaflow_examples::fulfilment::{fulfil_order, ship_order};
 use sagaflow_examples::order::{Order, place_order};
 
 #[test]
@@ -42,6 +43,17 @@ fn fanout_dot() {
 #[test]
 fn approval_mermaid() {
     insta::assert_snapshot!(approval.state_machine().to_mermaid());
+}
+
+#[test]
+fn fulfilment_mermaid() {
+    // The parent's child state says which workflow it runs.
+    insta::assert_snapshot!(fulfil_order.state_machine().to_mermaid());
+}
+
+#[test]
+fn fulfilment_child_mermaid() {
+    insta::assert_snapshot!(ship_order.state_machine().to_mermaid());
 }
 
 #[test]

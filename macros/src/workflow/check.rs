@@ -41,9 +41,6 @@ struct Checker<'a> {
     closure: usize,
 }
 
-/// Durable features that come in a later version.
-const LATER: [&str; 1] = ["child"];
-
 impl Checker<'_> {
     fn awaited(&mut self, expr_await: &syn::ExprAwait) {
         let call = match &*expr_await.base {
@@ -56,27 +53,11 @@ impl Checker<'_> {
         let Some((_, path)) = call else {
             self.errors.push(syn::Error::new_spanned(
                 expr_await,
-                "only steps, durable timers and signals can be awaited in a workflow; other futures would run outside the saga: not retried, not compensated and lost on a crash; move this code into a `#[step]` and await the step: `step_name(args).await?`, or wait with `sagaflow::sleep(duration).await` or `sagaflow::signal(\"name\").await`",
+                "only steps, durable timers, signals and child workflows can be awaited in a workflow; other futures would run outside the saga: not retried, not compensated and lost on a crash; move this code into a `#[step]` and await the step: `step_name(args).await?`, or wait with `sagaflow::sleep(duration).await` or `sagaflow::signal(\"name\").await`",
             ));
             return;
         };
         let name = type_string(path);
-        let last = path
-            .segments
-            .last()
-            .map(|s| s.ident.to_string())
-            .unwrap_or_default();
-        if path.segments.first().is_some_and(|s| s.ident == "sagaflow")
-            && LATER.contains(&last.as_str())
-        {
-            self.errors.at(
-                path.span(),
-                format!(
-                    "`{name}` is not supported yet; durable timers, signals and clocks come in a later version; for now, do the waiting inside a step"
-                ),
-            );
-            return;
-        }
         let span = path
             .segments
             .last()
@@ -87,6 +68,11 @@ impl Checker<'_> {
                     (
                         "a durable timer",
                         format!("`sagaflow::{wait}(..).await;` before or after the closure"),
+                    )
+                } else if wait == "child" {
+                    (
+                        "a child workflow",
+                        "`let output = sagaflow::child(workflow, input).await?;`, then use `output` in the closure".to_owned(),
                     )
                 } else {
                     (
@@ -99,7 +85,7 @@ impl Checker<'_> {
                 self.errors.at(
                     span,
                     format!(
-                        "`sagaflow::{wait}` is {what} inside a closure, async block or nested fn; the workflow can only stop and resume at timers and signals in its own body; await it in the workflow body: {instead}"
+                        "`sagaflow::{wait}` is {what} inside a closure, async block or nested fn; the workflow can only stop and resume at timers, signals and child workflows in its own body; await it in the workflow body: {instead}"
                     ),
                 );
             }

@@ -56,7 +56,15 @@ pub fn generate(func: &WorkflowFn, machine: &Machine) -> TokenStream {
             .then(|| quote!(__timer: ::sagaflow::__private::Timer));
         let slots = (index > 0 && matches!(machine.sites[index - 1].kind, SiteKind::Join { .. }))
             .then(|| quote!(__branches: ::sagaflow::__private::JoinSlots));
-        let fields = fields.chain(timer).chain(slots);
+        let child = index
+            .checked_sub(1)
+            .and_then(|site| match &machine.sites[site].kind {
+                SiteKind::Child { workflow, .. } => {
+                    Some(quote!(__child: <#workflow as ::sagaflow::__private::Workflow>::Input))
+                }
+                _ => None,
+            });
+        let fields = fields.chain(timer).chain(slots).chain(child);
         quote!(#variant { #(#fields),* })
     });
     let state_names = (0..machine.stored.len()).map(|index| {
@@ -147,6 +155,14 @@ fn suspension_fn(machine: &Machine, state: &Ident) -> TokenStream {
             let variant = &site.variant;
             let arm = match &site.kind {
                 SiteKind::Step | SiteKind::Join { .. } => return None,
+                SiteKind::Child { workflow, .. } => quote! {
+                    #state::#variant { __child, .. } => ::sagaflow::__private::Some(
+                        ::sagaflow::__private::Suspension::Child {
+                            workflow: <#workflow as ::sagaflow::__private::Workflow>::NAME,
+                            input: ::sagaflow::__private::child_json(__child),
+                        },
+                    ),
+                },
                 SiteKind::Sleep { .. } => quote! {
                     #state::#variant { __timer, .. } => ::sagaflow::__private::Some(
                         ::sagaflow::__private::Suspension::Timer(*__timer),
@@ -193,6 +209,12 @@ fn type_tokens(ty: &VarType) -> TokenStream {
         VarType::StepOutput(step) => quote!(<#step as ::sagaflow::__private::Step>::Output),
         VarType::StepResult(step) => quote!(
             ::sagaflow::__private::Result<<#step as ::sagaflow::__private::Step>::Output, ::sagaflow::__private::StepError>
+        ),
+        VarType::ChildOutput(child) => {
+            quote!(<#child as ::sagaflow::__private::Workflow>::Output)
+        }
+        VarType::ChildResult(child) => quote!(
+            ::sagaflow::__private::Result<<#child as ::sagaflow::__private::Workflow>::Output, ::sagaflow::__private::StepError>
         ),
         VarType::StepError => quote!(::sagaflow::__private::StepError),
         VarType::Element(collection) => {
@@ -298,8 +320,9 @@ fn resume_arm(machine: &Machine, names: &Names, index: usize) -> TokenStream {
     }
     if let Some(result) = wait_result(&site.kind, site.span) {
         let timer = site.kind.has_timer().then(|| quote!(__timer: _,));
+        let child = matches!(site.kind, SiteKind::Child { .. }).then(|| quote!(__child: _,));
         return quote! {
-            #state::#variant { #(mut #fields,)* #timer } => {
+            #state::#variant { #(mut #fields,)* #timer #child } => {
                 #result
                 #segment
             }
@@ -385,6 +408,13 @@ fn wait_result(kind: &SiteKind, span: Span) -> Option<TokenStream> {
         SiteKind::Step | SiteKind::Join { .. } => return None,
         // The runtime resumes a timer's state only once it has fired.
         SiteKind::Sleep { .. } => quote!(let __result = ();),
+        // The runtime resumes a child's state only once the child has ended.
+        SiteKind::Child { workflow, .. } => quote! {
+            let __result = match __driver.child::<#workflow>() {
+                ::sagaflow::__private::Some(result) => result,
+                ::sagaflow::__private::None => return ::sagaflow::__private::Transition::Suspend,
+            };
+        },
         SiteKind::Signal {
             name,
             value,
@@ -563,9 +593,22 @@ impl Emit<'_> {
                         }
                         _ => None,
                     };
+                    let child = match &site.kind {
+                        SiteKind::Child { workflow, input } => {
+                            let mut input = input.clone();
+                            ReturnRewriter.visit_expr_mut(&mut input);
+                            let span = syn::spanned::Spanned::span(workflow);
+                            let start = quote_spanned!(span=> ::sagaflow::__private::child_input::<#workflow>(#input));
+                            // Evaluated before the fields move into the state.
+                            Some(quote!(let __child = #start;))
+                        }
+                        _ => None,
+                    };
+                    let child_field = child.as_ref().map(|_| quote!(__child,));
                     out.extend(quote! {
                         #timer
-                        return ::sagaflow::__private::Ok(::sagaflow::__private::Transition::Next(#state::#variant { #(#fields,)* #timer_field #slots }));
+                        #child
+                        return ::sagaflow::__private::Ok(::sagaflow::__private::Transition::Next(#state::#variant { #(#fields,)* #timer_field #slots #child_field }));
                     });
                     break;
                 }
@@ -744,6 +787,9 @@ pub fn structural_fingerprint(machine: &Machine, name: &str) -> u64 {
                 SiteKind::Sleep { until, .. } => {
                     text.push_str(if *until { "sleep until\n" } else { "sleep\n" });
                 }
+                SiteKind::Child { workflow, .. } => {
+                    text.push_str(&format!("child {}\n", type_string(workflow)));
+                }
                 SiteKind::Signal {
                     name,
                     value,
@@ -810,6 +856,14 @@ fn state_machine(machine: &Machine, name: &str) -> TokenStream {
                 let text = format!("signal {}{or_timeout}", name.value());
                 quote!(::sagaflow::__private::Some(#text))
             }
+            Some(SiteKind::Child { workflow, .. }) => {
+                let name = workflow
+                    .segments
+                    .last()
+                    .map_or_else(String::new, |segment| segment.ident.to_string());
+                let text = format!("child {name}");
+                quote!(::sagaflow::__private::Some(#text))
+            }
             Some(SiteKind::Step | SiteKind::Join { .. }) | None => quote!(::sagaflow::__private::None),
         };
         quote!(::sagaflow::__private::StateInfo { name: #state_name, step: #step, wait: #wait, variables: &[#(#variables),*], branches: #branches })
@@ -869,7 +923,7 @@ fn site_steps(site: &super::lower::Site) -> Vec<(&syn::Path, Span)> {
             .iter()
             .map(|branch| (&branch.step, branch.span))
             .collect(),
-        SiteKind::Sleep { .. } | SiteKind::Signal { .. } => Vec::new(),
+        SiteKind::Sleep { .. } | SiteKind::Signal { .. } | SiteKind::Child { .. } => Vec::new(),
     }
 }
 
@@ -917,7 +971,19 @@ fn checks(machine: &Machine) -> TokenStream {
     // more use with another note would repeat the error.
     let mut out = TokenStream::new();
     let mut seen = Vec::new();
+    let mut child_seen = Vec::new();
     for &(a, b) in &machine.precedes {
+        if let SiteKind::Child { workflow, .. } = &machine.sites[b].kind {
+            let span = machine.sites[b].span;
+            for (step, _) in site_steps(&machine.sites[a]) {
+                let key = (type_string(step), type_string(workflow));
+                if !child_seen.contains(&key) {
+                    child_seen.push(key);
+                    out.extend(child_after_pivot(step, workflow, span));
+                }
+            }
+            continue;
+        }
         for (first, second) in site_steps(&machine.sites[a]).into_iter().flat_map(|first| {
             site_steps(&machine.sites[b])
                 .into_iter()
@@ -1020,6 +1086,22 @@ fn pair_checks(
         });
     }
     out
+}
+
+// Input:  step `ship` may run before `sagaflow::child(bill, ..)`
+// Output: `const _: () = if <ship as Step>::KIND.is_pivot() { panic!("saga structure: ..") };`
+/// A child workflow counts as a compensable step of its parent's saga: it
+/// may not run after the parent's pivot.
+fn child_after_pivot(pivot: &syn::Path, workflow: &syn::Path, span: Span) -> TokenStream {
+    let (a_name, b_name) = (type_string(pivot), type_string(workflow));
+    let message = format!(
+        "saga structure: child workflow `{b_name}` runs after the pivot `{a_name}`; a child workflow is undone with its parent, and nothing after the point of no return can be undone: start `{b_name}` before `{a_name}`, or make `{a_name}` compensable"
+    );
+    quote_spanned! {span=>
+        const _: () = if <#pivot as ::sagaflow::__private::Step>::KIND.is_pivot() {
+            ::std::panic!(#message)
+        };
+    }
 }
 
 // Input:  a workflow with mistakes

@@ -29,6 +29,10 @@ pub enum VarType {
     StepOutput(Path),
     /// `let r = step(..).await`: the step's result, kept.
     StepResult(Path),
+    /// `let x = sagaflow::child(wf, ..).await?`: the child workflow's output.
+    ChildOutput(Path),
+    /// `let r = sagaflow::child(wf, ..).await`: the child's result, kept.
+    ChildResult(Path),
     /// The `Err` of a kept step result.
     StepError,
     /// `<C as IntoIterator>::Item`: an element of a collection `for` iterates.
@@ -53,6 +57,8 @@ impl VarType {
             (VarType::StepResult(_), "Err") => VarType::StepError,
             (VarType::JoinResult(steps), "Ok") => VarType::JoinOutput(steps.clone()),
             (VarType::JoinResult(_), "Err") => VarType::StepError,
+            (VarType::ChildResult(child), "Ok") => VarType::ChildOutput(child.clone()),
+            (VarType::ChildResult(_), "Err") => VarType::StepError,
             (VarType::Written(ty), _) => {
                 let mut ty = ty;
                 while let Type::Paren(inner) = ty {
@@ -93,6 +99,15 @@ impl VarType {
             VarType::StepOutput(step) => format!("<{} as Step>::Output", type_string(step)),
             VarType::StepResult(step) => {
                 format!("Result<<{} as Step>::Output, StepError>", type_string(step))
+            }
+            VarType::ChildOutput(child) => {
+                format!("<{} as Workflow>::Output", type_string(child))
+            }
+            VarType::ChildResult(child) => {
+                format!(
+                    "Result<<{} as Workflow>::Output, StepError>",
+                    type_string(child)
+                )
             }
             VarType::StepError => "StepError".to_owned(),
             VarType::Element(collection) => {
@@ -254,6 +269,14 @@ pub enum SiteKind {
         /// The branches, in the order written.
         branches: Vec<super::join::Branch>,
     },
+    /// `sagaflow::child(workflow, input)`: a child workflow, started when
+    /// the state is entered (the input is evaluated then and stored).
+    Child {
+        /// The child workflow, as written (its unit struct).
+        workflow: Path,
+        /// The input expression.
+        input: Expr,
+    },
 }
 
 impl SiteKind {
@@ -283,7 +306,7 @@ impl SiteKind {
 }
 
 /// The durable waits `#[workflow]` knows, by their last path segment.
-pub const WAITS: [&str; 4] = ["sleep", "sleep_until", "signal", "signal_timeout"];
+pub const WAITS: [&str; 5] = ["sleep", "sleep_until", "signal", "signal_timeout", "child"];
 
 /// `sagaflow::sleep`, `::sagaflow::signal`, ...: the wait's name, if `path` is one.
 pub fn wait_name(path: &Path) -> Option<String> {
@@ -747,6 +770,9 @@ impl Lowerer<'_> {
                 {
                     let ty = match wait_value_type(path) {
                         Some(ty) => ty,
+                        None if wait_name(path).as_deref() == Some("child") => {
+                            child_value_type(call, has_try)
+                        }
                         None if wait_name(path).is_some() => VarType::Unknown,
                         None if has_try => VarType::StepOutput(path.clone()),
                         None => VarType::StepResult(path.clone()),
@@ -889,7 +915,12 @@ impl Lowerer<'_> {
         if has_try {
             self.nodes[node].succ.push((EXIT_ERR, EdgeKind::StepErr));
         }
-        let last = path.segments.last().expect("a path has a segment");
+        // A child's state is named after the child workflow, not `child`.
+        let named = match &kind {
+            SiteKind::Child { workflow, .. } => workflow.clone(),
+            _ => path.clone(),
+        };
+        let last = named.segments.last().expect("a path has a segment");
         let variant = Ident::new(
             &format!("{}{}", camel_case(&last.ident.to_string()), index + 1),
             last.ident.span(),
@@ -1041,6 +1072,9 @@ impl Lowerer<'_> {
             .segments
             .last()
             .map_or_else(Span::call_site, |s| s.ident.span());
+        if wait == "child" {
+            return self.child_kind(call, span);
+        }
         if has_try {
             self.error(
                 span,
@@ -1107,6 +1141,35 @@ impl Lowerer<'_> {
                     name,
                     value,
                     timeout: (expected == 2).then(|| args[1].clone()),
+                }
+            }
+        }
+    }
+
+    // Input:  `sagaflow::child(ship_order, order.clone())`
+    // Output: `SiteKind::Child { workflow: ship_order, input: order.clone() }`
+    /// A child workflow's suspension point; reports a call of another shape.
+    fn child_kind(&mut self, call: &ExprCall, span: Span) -> SiteKind {
+        let args: Vec<&Expr> = call.args.iter().collect();
+        let workflow = match args.first() {
+            Some(Expr::Path(path)) if path.qself.is_none() && args.len() == 2 => {
+                Some(path.path.clone())
+            }
+            _ => None,
+        };
+        match workflow {
+            Some(workflow) => SiteKind::Child {
+                workflow,
+                input: args[1].clone(),
+            },
+            None => {
+                self.error(
+                    span,
+                    "`sagaflow::child` takes the child workflow's name and its input; the child is another `#[workflow] async fn`, named by the unit struct it generates; write `let output = sagaflow::child(ship_order, input).await?;`",
+                );
+                SiteKind::Child {
+                    workflow: syn::parse_quote!(__unknown_child),
+                    input: syn::parse_quote!(()),
                 }
             }
         }
@@ -2050,6 +2113,21 @@ pub fn step_call(expr: &Expr) -> Option<(&ExprCall, &Path, bool)> {
         return None;
     }
     Some((call, &path.path, has_try))
+}
+
+/// The type of `sagaflow::child(wf, ..).await`, with or without `?`.
+fn child_value_type(call: &ExprCall, has_try: bool) -> VarType {
+    match call.args.first() {
+        Some(Expr::Path(path)) if path.qself.is_none() => {
+            let workflow = path.path.clone();
+            if has_try {
+                VarType::ChildOutput(workflow)
+            } else {
+                VarType::ChildResult(workflow)
+            }
+        }
+        _ => VarType::Unknown,
+    }
 }
 
 /// `T` of `sagaflow::signal::<T>`, if written.

@@ -802,3 +802,118 @@ fn snapshot_join() {
         },
     )));
 }
+
+#[test]
+fn a_child_workflow_is_a_state_named_after_the_child() {
+    let machine = lowered(quote! {
+        async fn fulfil(order: Order, note: String) -> Result<Receipt, WorkflowError> {
+            let payment = charge(&order).await?;
+            let shipment = sagaflow::child(ship_order, make_input(&order, &note)).await?;
+            let kept = sagaflow::child(flows::audit, order.id.clone()).await;
+            invoice(&order, &shipment).await?;
+            Ok(Receipt { payment, shipment, audited: kept.is_ok() })
+        }
+    });
+    // `note` is read by the code that enters the child's state (the input is
+    // stored in the state's `__child` field), never stored past it.
+    assert_eq!(
+        states(&machine),
+        owned(&[
+            ("Start", &["order", "note"]),
+            ("Charge1", &["order", "note"]),
+            ("ShipOrder2", &["order", "payment"]),
+            ("Audit3", &["order", "payment", "shipment"]),
+            ("Invoice4", &["order", "payment", "shipment", "kept"]),
+        ])
+    );
+    assert_eq!(
+        machine.edges,
+        [
+            edge(0, TargetIr::State(1), LabelIr::Ok),
+            edge(1, TargetIr::State(2), LabelIr::Ok),
+            edge(1, TargetIr::Error, LabelIr::Err),
+            edge(2, TargetIr::State(3), LabelIr::Ok),
+            edge(2, TargetIr::Error, LabelIr::Err),
+            edge(3, TargetIr::State(4), LabelIr::Ok),
+            edge(4, TargetIr::Complete, LabelIr::Ok),
+            edge(4, TargetIr::Error, LabelIr::Err),
+        ]
+    );
+    let type_of = |name: &str| {
+        machine
+            .bindings
+            .iter()
+            .find(|binding| binding.ident == name)
+            .expect("bound")
+            .ty
+            .display()
+    };
+    assert_eq!(type_of("shipment"), "<ship_order as Workflow>::Output");
+    assert_eq!(
+        type_of("kept"),
+        "Result<<flows::audit as Workflow>::Output, StepError>"
+    );
+    assert!(matches!(
+        &machine.sites[1].kind,
+        super::lower::SiteKind::Child { workflow, .. } if workflow.is_ident("ship_order")
+    ));
+}
+
+#[test]
+fn child_misuse_is_reported_with_the_rewrite() {
+    let errors = lowering_errors(quote! {
+        async fn misuse(order: Order) -> Result<(), WorkflowError> {
+            let a = sagaflow::child(ship_order).await?;
+            let b = sagaflow::child(pick_flow(), order.clone()).await?;
+            Ok(())
+        }
+    });
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    for error in &errors {
+        assert!(
+            error.contains("write `let output = sagaflow::child(ship_order, input).await?;`"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn a_child_in_a_closure_is_reported() {
+    let mut errors = Errors::default();
+    let func = parse::parse(
+        TokenStream::new(),
+        quote! {
+            async fn misuse(orders: Vec<Order>) -> Result<(), WorkflowError> {
+                let run = || async { sagaflow::child(ship_order, orders[0].clone()).await };
+                Ok(())
+            }
+        },
+        &mut errors,
+    )
+    .expect("a function");
+    let _ = super::check::check(&func, &mut errors);
+    let errors: Vec<String> = errors
+        .take()
+        .map(|error| error.into_iter().map(|e| e.to_string()).collect())
+        .unwrap_or_default();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].contains("`sagaflow::child` is a child workflow inside a closure"),
+        "{}",
+        errors[0]
+    );
+}
+
+#[test]
+fn snapshot_child_workflow() {
+    insta::assert_snapshot!(pretty(expand(
+        quote!(),
+        quote! {
+            pub async fn fulfil_order(order: Order) -> Result<Receipt, WorkflowError> {
+                let payment = charge_card(&order).await?;
+                let shipment = sagaflow::child(ship_order, order.clone()).await?;
+                Ok(Receipt { payment, shipment })
+            }
+        },
+    )));
+}

@@ -251,6 +251,16 @@ pub struct InstanceSummary {
     /// The signal the instance waits for, if it waits for one (until
     /// `next_run_at`, when the wait has a timeout).
     pub awaiting_signal: Option<String>,
+    /// The instance that started this one as its child workflow, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// The child workflow instance this one waits for (to end, or, while
+    /// compensating, to finish its compensation), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub awaiting_child: Option<String>,
+    /// The completed child workflow instances on the compensation stack.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<String>,
     /// When the instance was created (ms since the Unix epoch).
     pub created_at: u64,
     /// When its record was last written (ms since the Unix epoch).
@@ -976,6 +986,13 @@ impl Admin {
             pivot_passed: instance.pivot_passed,
             cancel_requested: instance.cancel_requested,
             awaiting_signal: instance.awaiting_signal.clone(),
+            parent: instance.parent.clone(),
+            awaiting_child: instance.awaiting_child.clone(),
+            children: instance
+                .compensation_stack
+                .iter()
+                .filter_map(|entry| entry.child.clone())
+                .collect(),
             created_at: instance.created_at,
             updated_at: instance.updated_at,
         }

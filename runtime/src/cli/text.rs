@@ -209,6 +209,10 @@ pub(crate) fn note(instance: &InstanceSummary, now: u64) -> String {
             ));
         }
         (Some(signal), None) => parts.push(format!("waits for signal `{signal}`")),
+        (None, _) if instance.awaiting_child.is_some() => {
+            let child = instance.awaiting_child.as_deref().unwrap_or_default();
+            parts.push(format!("waits for child `{child}`"));
+        }
         (None, Some(at)) => parts.push(format!("next run {}", age(at, now))),
         (None, None) => {}
     }
@@ -327,8 +331,18 @@ pub(crate) fn show(style: Style, detail: &InstanceDetail, now: u64) -> String {
     };
     field("state", format!("{}{step}", summary.state));
     field("attempt", summary.attempt.to_string());
-    match (&summary.awaiting_signal, summary.next_run_at) {
-        (Some(signal), Some(at)) => field(
+    if let Some(parent) = &summary.parent {
+        field("parent", parent.clone());
+    }
+    if !summary.children.is_empty() {
+        field("children", summary.children.join(", "));
+    }
+    match (
+        &summary.awaiting_signal,
+        &summary.awaiting_child,
+        summary.next_run_at,
+    ) {
+        (Some(signal), _, Some(at)) => field(
             "waits for",
             format!(
                 "signal `{signal}` until {} ({})",
@@ -336,12 +350,21 @@ pub(crate) fn show(style: Style, detail: &InstanceDetail, now: u64) -> String {
                 age(at, now)
             ),
         ),
-        (Some(signal), None) => field("waits for", format!("signal `{signal}`, no timeout")),
-        (None, Some(at)) => field(
+        (Some(signal), _, None) => field("waits for", format!("signal `{signal}`, no timeout")),
+        (None, Some(child), at) => {
+            field("waits for", format!("child workflow `{child}`"));
+            if let Some(at) = at {
+                field(
+                    "re-check",
+                    format!("{} ({})", format_time(at), age(at, now)),
+                );
+            }
+        }
+        (None, None, Some(at)) => field(
             "next run",
             format!("{} ({})", format_time(at), age(at, now)),
         ),
-        (None, None) => {}
+        (None, None, None) => {}
     }
     if let Some(status) = &detail.status {
         field("status", json_inline(status));

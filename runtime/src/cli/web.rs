@@ -415,6 +415,19 @@ fn instance_body(detail: &InstanceDetail) -> String {
         format!("{}{step}", escape(&summary.state)),
     );
     fact("attempt", "attempt", summary.attempt.to_string());
+    if let Some(parent) = &summary.parent {
+        fact("parent", "parent", escape(parent));
+    }
+    if !summary.children.is_empty() {
+        fact("children", "children", escape(&summary.children.join(", ")));
+    }
+    if let Some(child) = &summary.awaiting_child {
+        fact(
+            "waits for",
+            "awaiting-child",
+            format!("child workflow <b>{}</b>", escape(child)),
+        );
+    }
     match (&summary.awaiting_signal, summary.next_run_at) {
         (Some(signal), Some(at)) => fact(
             "waits for",
@@ -432,7 +445,11 @@ fn instance_body(detail: &InstanceDetail) -> String {
             format!("signal <b>{}</b>, no timeout", escape(signal)),
         ),
         (None, Some(at)) => fact(
-            "next run",
+            if summary.awaiting_child.is_some() {
+                "re-check"
+            } else {
+                "next run"
+            },
             "next-run",
             format!("{} ({})", text::format_time(at), text::age(at, now)),
         ),

@@ -172,6 +172,18 @@ impl RuntimeBuilder {
                 return Err(Error::DuplicateWorkflow(name.to_owned()));
             }
         }
+        for workflow in workflows.values() {
+            for state in workflow.machine().states {
+                if let Some(child) = state.child_workflow()
+                    && !workflows.contains_key(child)
+                {
+                    return Err(Error::UnregisteredChild {
+                        parent: workflow.name().to_owned(),
+                        child: child.to_owned(),
+                    });
+                }
+            }
+        }
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock::new()));
         let runtime = Runtime {
             inner: Arc::new(Inner {

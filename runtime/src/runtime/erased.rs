@@ -7,7 +7,7 @@ use std::pin::Pin;
 use serde::Deserialize as _;
 use serde_json::Value;
 
-use crate::error::WorkflowError;
+use crate::error::{StepError, WorkflowError};
 use crate::machine::StateMachine;
 use crate::step::CompensationFuture;
 use crate::workflow::{Driver, StepOutcome, Suspension, Transition, Workflow};
@@ -90,6 +90,8 @@ pub(crate) struct ResumeInput {
     pub timed_out: bool,
     /// For a join's state: where its branches report their ends.
     pub checkpoints: Option<tokio::sync::mpsc::UnboundedSender<crate::join::Checkpoint>>,
+    /// For a child workflow's state: how the child ended.
+    pub child: Option<Result<Value, StepError>>,
 }
 
 /// A registered workflow, seen through JSON.
@@ -104,6 +106,13 @@ pub(crate) trait ErasedWorkflow: Send + Sync + 'static {
 
     /// Starts the compensation of `step`, if the workflow knows that step.
     fn compensate(&self, step: &str, args: Value, output: Value) -> Option<CompensationFuture>;
+
+    /// The first state of an instance with `input` (JSON): the state as
+    /// JSON and its name.
+    fn begin(&self, input: Value) -> Result<(Value, &'static str), String>;
+
+    /// For a child workflow's state: the child's workflow name and input.
+    fn child_call(&self, state: &Value) -> Option<(&'static str, Value)>;
 }
 
 /// The erased form of workflow `W`.
@@ -135,6 +144,7 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
             signal,
             timed_out,
             checkpoints,
+            child,
         } = input;
         let state = match W::State::deserialize(state) {
             Ok(state) => state,
@@ -155,6 +165,9 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
             }
             if let Some(checkpoints) = checkpoints {
                 driver = driver.with_checkpoints(checkpoints);
+            }
+            if let Some(end) = child {
+                driver = driver.with_child(end);
             }
             let moved = match W::resume(state, &mut driver).await {
                 Transition::Next(state) => {
@@ -193,5 +206,27 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
 
     fn compensate(&self, step: &str, args: Value, output: Value) -> Option<CompensationFuture> {
         W::compensate(step, args, output)
+    }
+
+    fn begin(&self, input: Value) -> Result<(Value, &'static str), String> {
+        let input = W::Input::deserialize(input).map_err(|error| {
+            format!(
+                "the input of workflow `{}` does not decode: {error}",
+                W::NAME
+            )
+        })?;
+        let state = W::begin(input);
+        let name = W::state_name(&state);
+        let state = serde_json::to_value(&state)
+            .map_err(|error| format!("the initial state of workflow `{}`: {error}", W::NAME))?;
+        Ok((state, name))
+    }
+
+    fn child_call(&self, state: &Value) -> Option<(&'static str, Value)> {
+        let state = W::State::deserialize(state).ok()?;
+        match W::suspension(&state) {
+            Some(Suspension::Child { workflow, input }) => Some((workflow, input)),
+            _ => None,
+        }
     }
 }

@@ -145,6 +145,18 @@ impl Written {
     }
 }
 
+/// What [`Runtime::start_child`] found.
+enum ChildStart {
+    /// It created the child's record.
+    Started,
+    /// The child exists (started by an earlier run of the parent's code).
+    Exists(Box<InstanceRecord>),
+}
+
+/// A boxed future borrowing the runtime (for the recursion of a cancel
+/// through a chain of children).
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 /// Why a claim did not run an instance, or that it did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Claim {
@@ -222,6 +234,11 @@ pub struct Status {
     /// Why this runtime will not advance the instance (an unregistered
     /// workflow, another fingerprint, an undecodable state), if it will not.
     pub blocked: Option<String>,
+    /// The instance that started this one as its child workflow, if any.
+    pub parent: Option<String>,
+    /// The child workflow instances this one started and keeps: the child
+    /// it waits for, then the completed ones on its compensation stack.
+    pub children: Vec<String>,
     /// When the instance was created (ms since the Unix epoch).
     pub created_at: u64,
     /// When its record was last written (ms since the Unix epoch).
@@ -328,37 +345,14 @@ impl Runtime {
         let state =
             serde_json::to_value(&state).map_err(|error| codec("the initial state", &error))?;
         let now = self.inner.clock.now_ms();
-        let mut instance = InstanceRecord {
-            workflow: W::NAME.to_owned(),
-            id: id.clone(),
-            fingerprint: record::format_fingerprint(workflow.state_machine().fingerprint),
-            phase: Phase::Running,
-            state_name: state_name.to_owned(),
+        let mut instance = new_record(
+            W::NAME,
+            workflow.state_machine().fingerprint,
+            &id,
+            state_name,
             state,
-            compensation_stack: Vec::new(),
-            pivot_passed: false,
-            attempt: 1,
-            next_run_at: None,
-            cancel_requested: false,
-            lease: Lease::default(),
-            heartbeat: None,
-            output: None,
-            failure: None,
-            last_error: None,
-            history: Default::default(),
-            transitions: 0,
-            committed_at: now,
-            awaiting_signal: None,
-            inbox: Default::default(),
-            signal_seq: 0,
-            status: None,
-            created_at: now,
-            updated_at: now,
-        };
-        instance.push_event(HistoryEvent {
-            state: Some(state_name.to_owned()),
-            ..HistoryEvent::new(now, EventKind::Created)
-        });
+            now,
+        );
         if let Some((name, value, _)) = &signal {
             instance.push_signal(name, value.clone(), now);
         }
@@ -627,6 +621,12 @@ impl Runtime {
                     if !instance.lease.is_live(now) {
                         self.hint(now, id).await;
                     }
+                    // A parent waiting for its child cancels the child
+                    // first; the child's end wakes the parent, which then
+                    // rolls back (its worker repeats this after a crash).
+                    if let Some(child) = &instance.awaiting_child {
+                        self.cancel_child(child).await;
+                    }
                     break;
                 }
                 Err(StoreError::Conflict) => continue,
@@ -637,6 +637,120 @@ impl Runtime {
         local.changed.send_modify(Written::bump);
         self.release_local(id, local);
         Ok(())
+    }
+
+    /// Cancels child instance `id` for its cancelled parent. Best effort:
+    /// the parent's worker asks again at each re-check while it waits.
+    fn cancel_child<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            match self.cancel(id).await {
+                Ok(()) => {}
+                Err(Error::PastPivot { .. }) => {
+                    tracing::info!(
+                        child = id,
+                        "the child has passed its pivot; it runs to its end"
+                    )
+                }
+                Err(error) => tracing::warn!(child = id, %error, "cannot cancel the child yet"),
+            }
+        })
+    }
+
+    /// Starts child instance `id` of workflow `workflow` with `input` (JSON)
+    /// for instance `parent`, or finds it started: creating it is one
+    /// write with [`Expect::Absent`], so a parent that runs its code again
+    /// attaches to the child it started before. The child is created
+    /// unclaimed, with a due hint, for whichever worker runtime is free.
+    async fn start_child(
+        &self,
+        parent: &str,
+        id: &str,
+        workflow: &str,
+        input: serde_json::Value,
+    ) -> Result<ChildStart, Error> {
+        let Some(registered) = self.inner.workflows.get(workflow) else {
+            return Err(Error::UnknownWorkflow(workflow.to_owned()));
+        };
+        let (state, state_name) = registered.begin(input).map_err(|reason| Error::Codec {
+            what: format!("the input of child `{id}`"),
+            reason,
+        })?;
+        let now = self.inner.clock.now_ms();
+        let mut instance = new_record(
+            workflow,
+            registered.machine().fingerprint,
+            id,
+            state_name,
+            state,
+            now,
+        );
+        instance.parent = Some(parent.to_owned());
+        let bytes =
+            record::encode(&instance).map_err(|error| codec("the instance record", &error))?;
+        match self
+            .inner
+            .store
+            .put(&record::key(id), bytes, Expect::Absent)
+            .await
+        {
+            Ok(_) => {
+                tracing::debug!(workflow, id, parent, "child started");
+                self.hint(now, id).await;
+                Ok(ChildStart::Started)
+            }
+            Err(StoreError::Conflict) => match self.load(id).await? {
+                Some((existing, _)) if existing.workflow == workflow => {
+                    Ok(ChildStart::Exists(Box::new(existing)))
+                }
+                Some((existing, _)) => Err(Error::IdInUse {
+                    id: id.to_owned(),
+                    existing: existing.workflow,
+                    requested: workflow.to_owned(),
+                }),
+                None => Err(Error::NotFound(id.to_owned())),
+            },
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Wakes instance `parent` if it waits for child `child`, which has
+    /// just ended: makes it due now (one compare-and-swap) and writes a due
+    /// hint. A wake-up lost to a crash is covered by the parent's re-check
+    /// time.
+    async fn wake_parent(&self, parent: &str, child: &str) -> Result<(), Error> {
+        loop {
+            let Some((mut instance, version)) = self.load(parent).await? else {
+                return Ok(());
+            };
+            if instance.phase.is_terminal() || instance.awaiting_child.as_deref() != Some(child) {
+                return Ok(());
+            }
+            let now = self.inner.clock.now_ms();
+            if instance.next_run_at.is_some_and(|due| due <= now) {
+                self.hint(now, parent).await;
+                return Ok(());
+            }
+            instance.next_run_at = Some(now);
+            instance.updated_at = now;
+            let bytes =
+                record::encode(&instance).map_err(|error| codec("the instance record", &error))?;
+            match self
+                .inner
+                .store
+                .put(&record::key(parent), bytes, Expect::Version(version))
+                .await
+            {
+                Ok(_) => {
+                    self.hint(now, parent).await;
+                    let local = self.local(parent);
+                    local.changed.send_modify(Written::bump);
+                    self.release_local(parent, local);
+                    return Ok(());
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     /// Stops the workers: each finishes the attempt it runs, writes it,
@@ -723,9 +837,23 @@ impl Runtime {
                 name,
                 timeout_at: instance.next_run_at,
             });
+        let mut children: Vec<String> = instance
+            .awaiting_child
+            .iter()
+            .chain(
+                instance
+                    .compensation_stack
+                    .iter()
+                    .filter_map(|entry| entry.child.as_ref()),
+            )
+            .cloned()
+            .collect();
+        children.dedup();
         Status {
             awaiting_signal,
             fingerprint,
+            parent: instance.parent,
+            children,
             id: instance.id,
             workflow: instance.workflow,
             phase: instance.phase,
@@ -995,6 +1123,51 @@ impl fmt::Debug for Runtime {
             .field("workers", &self.inner.workers)
             .finish_non_exhaustive()
     }
+}
+
+/// A new instance's record, in its first state, with its `Created` event.
+fn new_record(
+    workflow: &str,
+    fingerprint: u64,
+    id: &str,
+    state_name: &str,
+    state: serde_json::Value,
+    now: u64,
+) -> InstanceRecord {
+    let mut instance = InstanceRecord {
+        workflow: workflow.to_owned(),
+        id: id.to_owned(),
+        fingerprint: record::format_fingerprint(fingerprint),
+        phase: Phase::Running,
+        state_name: state_name.to_owned(),
+        state,
+        compensation_stack: Vec::new(),
+        pivot_passed: false,
+        attempt: 1,
+        next_run_at: None,
+        cancel_requested: false,
+        lease: Lease::default(),
+        heartbeat: None,
+        output: None,
+        failure: None,
+        last_error: None,
+        history: Default::default(),
+        transitions: 0,
+        committed_at: now,
+        awaiting_signal: None,
+        inbox: Default::default(),
+        signal_seq: 0,
+        parent: None,
+        awaiting_child: None,
+        status: None,
+        created_at: now,
+        updated_at: now,
+    };
+    instance.push_event(HistoryEvent {
+        state: Some(state_name.to_owned()),
+        ..HistoryEvent::new(now, EventKind::Created)
+    });
+    instance
 }
 
 /// Decodes the stored bytes of instance `id`.

@@ -15,7 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 use tracing::Instrument as _;
 
 use super::erased::{ErasedWorkflow, Moved, ResumeError, ResumeInput, ResumeReport};
-use super::{Ended, Local, Runtime};
+use super::{ChildStart, Ended, Local, Runtime};
 use crate::clock::duration_ms;
 use crate::context::{self, AttemptLink, StepContext};
 use crate::error::{Error, StepError, StoreError};
@@ -24,7 +24,7 @@ use crate::machine::{StateMachine, Target};
 use crate::record::{self, EventKind, Failure, Heartbeat, HistoryEvent, InstanceRecord, Phase};
 use crate::step::{RetryPolicy, StepKind};
 use crate::store::{Expect, Versioned};
-use crate::workflow::{StepOutcome, Suspension};
+use crate::workflow::{CompensationEntry, StepOutcome, Suspension};
 
 /// Backoff bounds when the store fails under a worker.
 const STORE_BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -527,6 +527,15 @@ impl Worker {
     /// Runs one step attempt (and the pure code after it) and writes where
     /// it left the instance.
     async fn advance(&mut self, workflow: &dyn ErasedWorkflow) -> Result<Flow, Error> {
+        // A state waiting for a child workflow resumes once the child ended.
+        let mut child_end = None;
+        if let Some(child) = self.current.record.awaiting_child.clone() {
+            match self.child_ended(workflow, &child).await? {
+                Some(end) => child_end = Some(end),
+                None => return self.wait_for_child(child).await,
+            }
+        }
+        let is_child = child_end.is_some();
         let instance = &self.current.record;
         if instance.cancel_requested && !instance.pivot_passed {
             let next = self.begin_rollback(instance.clone(), Failure::cancelled());
@@ -586,6 +595,7 @@ impl Worker {
                 signal,
                 timed_out,
                 checkpoints: checkpoint_sender,
+                child: child_end,
             },
         );
         let resume = context::attempt_scope(Arc::clone(&link), resume).instrument(span);
@@ -674,7 +684,7 @@ impl Worker {
                 step: Some(name.clone()),
                 ..HistoryEvent::new(now, EventKind::SignalTimedOut)
             });
-        } else if fired && awaited.is_none() && !report.awaiting {
+        } else if fired && awaited.is_none() && !report.awaiting && !is_child {
             next.push_event(HistoryEvent {
                 state: Some(state_name.clone()),
                 ..HistoryEvent::new(now, EventKind::TimerFired)
@@ -698,6 +708,7 @@ impl Worker {
         let failed_step = failed_step.or(report.join_failed.as_deref());
         let failure_step = failed_step.or(step_name).map(str::to_owned);
         let written = report.outcome.is_some() || fired;
+        let mut entering_child = None;
         let mut next = match moved {
             Ok(Moved::Next {
                 state,
@@ -743,6 +754,16 @@ impl Worker {
                             step: Some(name.to_owned()),
                             ..HistoryEvent::new(now, EventKind::SignalAwaited)
                         });
+                    }
+                    Suspension::Child { workflow, input } => {
+                        next.phase = Phase::Waiting;
+                        next.next_run_at = Some(now.saturating_add(self.child_recheck_ms()));
+                        next.push_event(HistoryEvent {
+                            state: Some(state_name.to_owned()),
+                            step: Some(workflow.to_owned()),
+                            ..HistoryEvent::new(now, EventKind::ChildStarted)
+                        });
+                        entering_child = Some((workflow, input, state_name));
                     }
                 }
                 next
@@ -810,7 +831,260 @@ impl Worker {
             next.transitions = next.transitions.saturating_add(1);
             next.committed_at = now;
         }
+        let Some((child_workflow, input, child_state)) = entering_child else {
+            return self.commit(next).await;
+        };
+        // The child's id is fixed by the committed record, so code that
+        // runs again names the same child; it is created after the parent
+        // durably waits for it, so its end always finds the parent waiting.
+        let child = if on_cycle(workflow.machine(), child_state) {
+            format!("{}/{child_state}/{}", self.id, next.transitions)
+        } else {
+            format!("{}/{child_state}", self.id)
+        };
+        next.awaiting_child = Some(child.clone());
+        let flow = self.commit(next).await?;
+        if matches!(flow, Flow::Continue) {
+            self.begin_child(&child, child_workflow, input).await;
+        }
+        Ok(flow)
+    }
+
+    /// How long a parent waits for a child before it reads the child's
+    /// record again, in case the child's wake-up was lost to a crash.
+    fn child_recheck_ms(&self) -> u64 {
+        duration_ms(self.runtime.inner.recovery_interval)
+    }
+
+    /// Starts child `child` (once). A failure here is logged: the parent's
+    /// re-check starts it later.
+    async fn begin_child(&self, child: &str, workflow: &str, input: serde_json::Value) {
+        match self
+            .runtime
+            .start_child(&self.id, child, workflow, input)
+            .await
+        {
+            Ok(ChildStart::Started) => {}
+            // Started before (an id reused): if it has ended, go on now.
+            Ok(ChildStart::Exists(existing)) => {
+                if existing.phase.is_terminal()
+                    && let Err(error) = self.runtime.wake_parent(&self.id, child).await
+                {
+                    tracing::warn!(child, %error, "cannot wake the parent; its re-check will");
+                }
+            }
+            Err(error) => {
+                tracing::error!(child, %error, "cannot start the child workflow yet; the parent retries at its re-check");
+            }
+        }
+    }
+
+    /// Reads child `child` of the instance: how it ended, or `None` while it
+    /// runs (or when it had to be started). On its end, the working record
+    /// stops waiting for it and, if it completed with something to undo,
+    /// gets its compensation entry (a child past its pivot makes the parent
+    /// pass its pivot instead: nothing in it can be undone).
+    async fn child_ended(
+        &mut self,
+        workflow: &dyn ErasedWorkflow,
+        child: &str,
+    ) -> Result<Option<Result<serde_json::Value, StepError>>, Error> {
+        let found = match self.runtime.load(child).await {
+            Ok(found) => found.map(|(record, _)| record),
+            Err(Error::Corrupt { reason, .. }) => {
+                tracing::error!(child, reason, "the child's record cannot be decoded");
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
+        let record = match found {
+            Some(record) => record,
+            // Not started yet (a crash after the parent's write): start it.
+            None => {
+                let Some((name, input)) = workflow.child_call(&self.current.record.state) else {
+                    tracing::error!(child, "the state names no child workflow");
+                    return Ok(None);
+                };
+                match self.runtime.start_child(&self.id, child, name, input).await {
+                    Ok(ChildStart::Started) => return Ok(None),
+                    Ok(ChildStart::Exists(record)) => *record,
+                    Err(error @ Error::IdInUse { .. }) => {
+                        return Ok(Some(Err(StepError::permanent(error.to_string()))));
+                    }
+                    Err(error @ Error::Store(_)) => return Err(error),
+                    Err(error) => {
+                        tracing::error!(child, %error, "cannot start the child workflow; waiting");
+                        return Ok(None);
+                    }
+                }
+            }
+        };
+        if !record.phase.is_terminal() {
+            if self.current.record.cancel_requested && !record.cancel_requested {
+                self.runtime.cancel_child(child).await;
+            }
+            return Ok(None);
+        }
+        let now = self.now();
+        let parent = &mut self.current.record;
+        parent.awaiting_child = None;
+        parent.push_event(HistoryEvent {
+            state: Some(parent.state_name.clone()),
+            step: Some(child.to_owned()),
+            error: record.failure.as_ref().map(ToString::to_string),
+            ..HistoryEvent::new(now, EventKind::ChildEnded)
+        });
+        Ok(Some(match record.phase {
+            Phase::Completed => {
+                if record.pivot_passed {
+                    parent.pivot_passed = true;
+                } else if !record.compensation_stack.is_empty() {
+                    parent.compensation_stack.push(CompensationEntry {
+                        step: record.workflow.clone(),
+                        args: serde_json::Value::Null,
+                        output: serde_json::Value::Null,
+                        child: Some(child.to_owned()),
+                    });
+                }
+                Ok(record.output.unwrap_or(serde_json::Value::Null))
+            }
+            phase => Err(StepError::permanent(format!(
+                "child workflow `{}` (instance `{child}`) ended {phase}: {}",
+                record.workflow,
+                record.failure.map_or_else(
+                    || "no reason recorded".to_owned(),
+                    |failure| failure.to_string()
+                )
+            ))),
+        }))
+    }
+
+    /// Waits (on) for child `child`: releases the lease until the child's
+    /// end wakes the instance, or until the re-check time.
+    async fn wait_for_child(&mut self, child: String) -> Result<Flow, Error> {
+        let mut next = self.current.record.clone();
+        if next.phase != Phase::Compensating {
+            next.phase = Phase::Waiting;
+        }
+        next.awaiting_child = Some(child);
+        next.next_run_at = Some(self.now().saturating_add(self.child_recheck_ms()));
         self.commit(next).await
+    }
+
+    /// Undoes a completed child workflow (the compensation entry on top of
+    /// the stack stands for it): asks the child to run its own compensation
+    /// stack, waits for it without a lease, and pops the entry once the
+    /// child is `Compensated`. A child whose compensation failed leaves the
+    /// parent `Failed` too, for an operator.
+    async fn compensate_child(
+        &mut self,
+        entry: &CompensationEntry,
+        child: &str,
+    ) -> Result<Flow, Error> {
+        let now = self.now();
+        let mut next = self.current.record.clone();
+        let Some((record, version)) = self.runtime.load(child).await? else {
+            let failure = Failure {
+                message: format!(
+                    "the record of child workflow instance `{child}` is gone, so it cannot be compensated"
+                ),
+                step: Some(entry.step.clone()),
+            };
+            return self.commit(self.fail_compensation(next, failure)).await;
+        };
+        match record.phase {
+            Phase::Completed => {
+                let mut undo = record;
+                undo.phase = Phase::Compensating;
+                undo.attempt = 1;
+                undo.next_run_at = None;
+                undo.updated_at = now;
+                let failure = Failure::new(format!("its parent `{}` rolls back", self.id));
+                undo.push_event(HistoryEvent {
+                    error: Some(failure.to_string()),
+                    ..HistoryEvent::new(now, EventKind::Compensating)
+                });
+                undo.failure = Some(failure);
+                let bytes = record::encode(&undo).map_err(|error| Error::Codec {
+                    what: "the child's record".to_owned(),
+                    reason: error.to_string(),
+                })?;
+                match self
+                    .runtime
+                    .inner
+                    .store
+                    .put(&record::key(child), bytes, Expect::Version(version))
+                    .await
+                {
+                    Ok(_) => self.runtime.hint(now, child).await,
+                    // Written meanwhile: read it again at once.
+                    Err(StoreError::Conflict) => return Ok(Flow::Continue),
+                    Err(error) => return Err(error.into()),
+                }
+                next.push_event(HistoryEvent {
+                    step: Some(child.to_owned()),
+                    ..HistoryEvent::new(now, EventKind::ChildCompensating)
+                });
+                self.wait_for_child_in(next, child).await
+            }
+            Phase::Compensated => {
+                next.compensation_stack.pop();
+                next.awaiting_child = None;
+                next.attempt = 1;
+                next.next_run_at = None;
+                next.push_event(HistoryEvent {
+                    step: Some(child.to_owned()),
+                    ..HistoryEvent::new(now, EventKind::ChildCompensated)
+                });
+                if next.compensation_stack.is_empty() {
+                    next.phase = Phase::Compensated;
+                    next.push_event(HistoryEvent::new(now, EventKind::RolledBack));
+                }
+                self.commit(next).await
+            }
+            Phase::Failed => {
+                let reason = record.failure.map_or_else(
+                    || "no reason recorded".to_owned(),
+                    |failure| failure.to_string(),
+                );
+                let failure = Failure {
+                    message: format!(
+                        "compensation of child workflow `{}` (instance `{child}`) failed: {reason}",
+                        entry.step
+                    ),
+                    step: Some(entry.step.clone()),
+                };
+                self.commit(self.fail_compensation(next, failure)).await
+            }
+            Phase::Running | Phase::Waiting | Phase::Compensating => {
+                self.wait_for_child_in(next, child).await
+            }
+        }
+    }
+
+    /// Commits `next` waiting for child `child` until its end or the re-check.
+    async fn wait_for_child_in(
+        &mut self,
+        mut next: InstanceRecord,
+        child: &str,
+    ) -> Result<Flow, Error> {
+        next.awaiting_child = Some(child.to_owned());
+        next.next_run_at = Some(self.now().saturating_add(self.child_recheck_ms()));
+        self.commit(next).await
+    }
+
+    /// The rollback cannot finish: the instance ends `Failed` with `failure`.
+    fn fail_compensation(&self, mut next: InstanceRecord, failure: Failure) -> InstanceRecord {
+        let now = self.now();
+        next.push_event(HistoryEvent {
+            error: Some(failure.to_string()),
+            ..HistoryEvent::new(now, EventKind::Failed)
+        });
+        next.phase = Phase::Failed;
+        next.awaiting_child = None;
+        next.next_run_at = None;
+        next.failure = Some(failure);
+        next
     }
 
     /// The workflow failed: roll back, or, after the pivot, stop for an operator.
@@ -859,6 +1133,9 @@ impl Worker {
             next.push_event(HistoryEvent::new(self.now(), EventKind::RolledBack));
             return self.commit(next).await;
         };
+        if let Some(child) = entry.child.clone() {
+            return self.compensate_child(&entry, &child).await;
+        }
         let attempt = self.current.record.attempt.max(1);
         let index = self.current.record.compensation_stack.len() - 1;
         let state_name = format!("compensate/{index}/{}", entry.step);
@@ -1026,6 +1303,7 @@ impl Worker {
             // An answer lost after the write applied: carry on from it.
             match self.runtime.landed(&self.id, &next, written).await {
                 Ok(version) => {
+                    let wake_parent = next.parent.clone().filter(|_| next.phase.is_terminal());
                     let ended = next.phase.is_terminal().then(|| {
                         Arc::new(Ended {
                             phase: next.phase,
@@ -1044,6 +1322,13 @@ impl Worker {
                         // The poller sleeps until the earliest hint it knows.
                         self.runtime.wake_poller();
                     }
+                    // A child's end wakes its parent; if this process dies
+                    // first, the parent's re-check finds the end.
+                    if let Some(parent) = wake_parent
+                        && let Err(error) = self.runtime.wake_parent(&parent, &self.id).await
+                    {
+                        tracing::warn!(parent, %error, "cannot wake the parent; its re-check will");
+                    }
                     return Ok(Flow::Continue);
                 }
                 Err(StoreError::Conflict) => {
@@ -1056,6 +1341,7 @@ impl Worker {
                     }
                     merge_cancel(&mut next, &fresh);
                     next.merge_signals(&fresh);
+                    merge_child_wake(&mut next, &fresh);
                     if next
                         .awaiting_signal
                         .as_deref()
@@ -1149,6 +1435,18 @@ async fn next_checkpoint(checkpoints: Option<&mut JoinCheckpoints>) -> Checkpoin
             None => std::future::pending().await,
         },
         None => std::future::pending().await,
+    }
+}
+
+/// Takes into `next` the wake-up its awaited child wrote meanwhile (an
+/// earlier `next_run_at`), so a re-wait does not hide the child's end.
+fn merge_child_wake(next: &mut InstanceRecord, fresh: &InstanceRecord) {
+    if next.awaiting_child.is_some()
+        && next.awaiting_child == fresh.awaiting_child
+        && let Some(woken) = fresh.next_run_at
+        && next.next_run_at.is_some_and(|due| woken < due)
+    {
+        next.next_run_at = Some(woken);
     }
 }
 
