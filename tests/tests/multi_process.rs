@@ -50,6 +50,8 @@ const CHILD_VAR: &str = "SAGAFLOW_MP_CHILD";
 const NAME_VAR: &str = "SAGAFLOW_MP_NAME";
 /// After how many effects the child prints [`MARKER`] (0: never).
 const MARK_VAR: &str = "SAGAFLOW_MP_MARK_AFTER";
+/// Set (to anything) for a child that polls and recovers only hourly.
+const HOURLY_VAR: &str = "SAGAFLOW_MP_POLL_HOURLY";
 /// What a child prints once its runtime runs.
 const READY: &str = "MP-READY";
 /// What the victim prints after [`MARK_AFTER`] effects.
@@ -267,6 +269,11 @@ fn mp_worker_child() {
         .unwrap_or(0);
     MARK_AT.store(mark, Ordering::SeqCst);
     let server = std::env::var(backend.variable()).expect("child: the server address");
+    let (poll, recovery) = if std::env::var(HOURLY_VAR).is_ok() {
+        (Duration::from_secs(3600), Duration::from_secs(3600))
+    } else {
+        (POLL_INTERVAL, RECOVERY_INTERVAL)
+    };
     tokio_runtime().block_on(async {
         let _rt = backend
             .builder(&server, &name)
@@ -274,8 +281,8 @@ fn mp_worker_child() {
             .register(fulfil)
             .workers(CHILD_WORKERS)
             .lease_ttl(LEASE_TTL)
-            .recovery_interval(RECOVERY_INTERVAL)
-            .poll_interval(POLL_INTERVAL)
+            .recovery_interval(recovery)
+            .poll_interval(poll)
             .build()
             .await
             .expect("child: the runtime builds");
@@ -299,12 +306,24 @@ struct Children {
 
 impl Children {
     fn spawn(backend: Backend, name: &str, count: usize, victim: usize) -> Children {
+        Children::spawn_with(backend, name, count, victim, false)
+    }
+
+    /// `hourly`: the children poll and recover only once an hour.
+    fn spawn_with(
+        backend: Backend,
+        name: &str,
+        count: usize,
+        victim: usize,
+        hourly: bool,
+    ) -> Children {
         let exe = std::env::current_exe().expect("current_exe");
         let (tx, lines) = mpsc::channel();
         let mut children = Vec::new();
         for index in 0..count {
             let mark = if index == victim { MARK_AFTER } else { 0 };
-            let mut child = Command::new(&exe)
+            let mut command = Command::new(&exe);
+            command
                 .args([
                     "mp_worker_child",
                     "--exact",
@@ -315,9 +334,11 @@ impl Children {
                 .env(NAME_VAR, name)
                 .env(MARK_VAR, mark.to_string())
                 .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("spawn a worker child");
+                .stderr(Stdio::inherit());
+            if hourly {
+                command.env(HOURLY_VAR, "1");
+            }
+            let mut child = command.spawn().expect("spawn a worker child");
             let stdout = child.stdout.take().expect("piped stdout");
             let tx = tx.clone();
             std::thread::spawn(move || {
@@ -783,6 +804,73 @@ async fn drop_table(url: &str, table: &str) {
         .expect("drops the run's table");
     drop(client);
     let _ = driver.await;
+}
+
+/// A worker process that polls only hourly runs what a client in this
+/// process starts, one saga after another: only the store's change
+/// notification (LISTEN/NOTIFY, pub/sub, a watch) can have woken it.
+fn a_worker_process_is_woken_by_notification(backend: Backend) {
+    let Some(server) = server_from_env(backend.variable(), backend.how_to_run()) else {
+        return;
+    };
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let name = unique_name(&format!("sagaflow_wake_{}", backend.name()));
+    let scratch = Scratch::new("wake", &name);
+    let mut children = Children::spawn_with(backend, &name, 1, usize::MAX, true);
+    children.wait_for("the worker child is ready", |_, line| line.contains(READY));
+    tokio_runtime().block_on(async move {
+        let client = backend
+            .builder(&server, &name)
+            .await
+            .register(fulfil)
+            .workers(0)
+            .poll_interval(Duration::from_millis(20))
+            .build()
+            .await
+            .expect("the client runtime builds");
+        let effects = scratch.effects();
+        for n in 0..3 {
+            let job = Job {
+                effects: effects.display().to_string(),
+                reject: false,
+            };
+            let handle = client
+                .start(fulfil, format!("wake-{name}-{n}"), job)
+                .await
+                .expect("starts");
+            let outcome = tokio::time::timeout(Duration::from_secs(60), handle.outcome())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "{}: saga {n} did not end within a minute: the worker process \
+                         (polling hourly) was not woken by a notification",
+                        backend.name()
+                    )
+                })
+                .expect("its outcome is read");
+            assert!(matches!(outcome, Outcome::Completed(_)), "{outcome:?}");
+        }
+        client.shutdown().await;
+        if backend == Backend::Postgres {
+            drop_table(&server, &name).await;
+        }
+    });
+    drop(children);
+}
+
+#[test]
+fn postgres_worker_process_is_woken_by_notify() {
+    a_worker_process_is_woken_by_notification(Backend::Postgres);
+}
+
+#[test]
+fn redis_worker_process_is_woken_by_pub_sub() {
+    a_worker_process_is_woken_by_notification(Backend::Redis);
+}
+
+#[test]
+fn etcd_worker_process_is_woken_by_a_watch() {
+    a_worker_process_is_woken_by_notification(Backend::Etcd);
 }
 
 #[test]
