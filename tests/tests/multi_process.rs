@@ -816,7 +816,7 @@ fn a_worker_process_is_woken_by_notification(backend: Backend) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let name = unique_name(&format!("sagaflow_wake_{}", backend.name()));
     let scratch = Scratch::new("wake", &name);
-    let mut children = Children::spawn_with(backend, &name, 1, usize::MAX, true);
+    let children = Children::spawn_with(backend, &name, 1, usize::MAX, true);
     children.wait_for("the worker child is ready", |_, line| line.contains(READY));
     tokio_runtime().block_on(async move {
         let client = backend
