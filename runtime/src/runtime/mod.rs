@@ -837,18 +837,18 @@ impl Runtime {
                 name,
                 timeout_at: instance.next_run_at,
             });
-        let mut children: Vec<String> = instance
-            .awaiting_child
+        // The child a parent waits for, then the completed ones it can
+        // still compensate (the one being compensated is both: once).
+        let mut children: Vec<String> = Vec::new();
+        let stacked = instance
+            .compensation_stack
             .iter()
-            .chain(
-                instance
-                    .compensation_stack
-                    .iter()
-                    .filter_map(|entry| entry.child.as_ref()),
-            )
-            .cloned()
-            .collect();
-        children.dedup();
+            .filter_map(|entry| entry.child.as_ref());
+        for child in instance.awaiting_child.iter().chain(stacked) {
+            if !children.contains(child) {
+                children.push(child.clone());
+            }
+        }
         Status {
             awaiting_signal,
             fingerprint,
