@@ -670,3 +670,44 @@ async fn a_lost_child_start_and_a_lost_wake_up_are_made_up_by_the_re_check() {
     assert!(started.elapsed() >= recheck * 2, "{:?}", started.elapsed());
     assert_eq!(entries(id), ["open", "pack", "book 7", "bill trk-7"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_parent_cancelled_before_its_lost_child_started_never_starts_it() {
+    use std::sync::atomic::AtomicBool;
+    let id = "cancel-before-child";
+    let child_id = format!("{id}/Ship2");
+    let store = std::sync::Arc::new(LosesHandOvers {
+        inner: MemoryStore::new(),
+        child_key: format!("instances/{child_id}"),
+        lost_start: AtomicBool::new(false),
+        lost_wake: AtomicBool::new(true),
+    });
+    let rt = Runtime::builder()
+        .store(std::sync::Arc::clone(&store))
+        .register(order)
+        .register(ship)
+        .build()
+        .await
+        .unwrap();
+    let handle = rt.start(order, id, job(id)).await.unwrap();
+    // The parent waits for a child whose start was lost.
+    loop {
+        let parent = rt.status(id).await.unwrap().unwrap();
+        if parent.phase == Phase::Waiting {
+            assert_eq!(parent.children, std::slice::from_ref(&child_id));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(rt.status(&child_id).await.unwrap().is_none());
+    rt.cancel(id).await.unwrap();
+    let Outcome::Compensated(failure) = handle.outcome().await.unwrap() else {
+        panic!("the cancelled parent rolls back")
+    };
+    assert!(failure.is_cancelled(), "{failure}");
+    assert_eq!(entries(id), ["open", &format!("close acct-{id}")]);
+    assert!(
+        rt.status(&child_id).await.unwrap().is_none(),
+        "the child is never started"
+    );
+}

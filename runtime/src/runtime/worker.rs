@@ -899,6 +899,14 @@ impl Worker {
         };
         let record = match found {
             Some(record) => record,
+            // Cancelled before the child was started: it never will be.
+            None if self.current.record.cancel_requested => {
+                let parent = &mut self.current.record;
+                parent.awaiting_child = None;
+                return Ok(Some(Err(StepError::permanent(format!(
+                    "cancelled before child workflow instance `{child}` started"
+                )))));
+            }
             // Not started yet (a crash after the parent's write): start it.
             None => {
                 let Some((name, input)) = workflow.child_call(&self.current.record.state) else {
