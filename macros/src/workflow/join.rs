@@ -108,6 +108,21 @@ pub fn branches(mac: &Macro, mut errors: Option<&mut Errors>) -> Option<Vec<Bran
             .segments
             .last()
             .map_or_else(|| path.span(), |segment| segment.ident.span());
+        if let Some(wait) = super::lower::wait_name(path) {
+            let instead = if wait == "child" {
+                "`let output = sagaflow::child(workflow, input).await?;`".to_owned()
+            } else {
+                format!("`sagaflow::{wait}(..).await`")
+            };
+            report(
+                span,
+                format!(
+                    "`sagaflow::{wait}` cannot be a branch of `sagaflow::join!`; a join runs steps concurrently and stores one slot per step; await it before or after the join: {instead}"
+                ),
+            );
+            ok = false;
+            continue;
+        }
         branches.push(Branch {
             step: path.clone(),
             args: call.args.iter().cloned().collect(),
