@@ -340,3 +340,13 @@ fn killed_before_the_childs_last_compensation() {
 fn killed_in_the_parents_compensation_after_the_childs() {
     crash_and_finish("refund-before", true, "refund:before");
 }
+
+#[test]
+fn killed_in_the_parents_step_before_it_starts_the_child() {
+    crash_and_finish("charge-after", false, "charge:after");
+}
+
+#[test]
+fn killed_in_the_childs_last_step_before_its_effect() {
+    crash_and_finish("book-before", true, "book:before");
+}
