@@ -234,6 +234,9 @@ async fn a_worker_built_before_a_client_start_picks_it_up_through_the_due_index(
         "picked up within a poll interval: {:?}",
         started.elapsed()
     );
+    // A claim deletes its hint after it spawned the driver, so the instance
+    // may end first; shutdown waits for the poller's claims in flight.
+    worker.shutdown().await;
     assert_eq!(store.count("delete due/"), 3, "the hints were consumed");
 }
 
