@@ -74,7 +74,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -84,7 +83,8 @@ use etcd_client::{
 };
 use tokio::sync::watch;
 
-use super::{DueSignal, Expect, ScanPage, Store, Versioned, WAKE_PREFIX, prefix_successor};
+use super::listening::Listening;
+use super::{Expect, ScanPage, Store, Versioned, WAKE_PREFIX, prefix_successor};
 use crate::error::StoreError;
 
 /// etcd's default `--max-request-bytes`: 1.5 MiB.
@@ -138,17 +138,14 @@ pub struct EtcdStore {
 /// same key prefix.
 struct Listener {
     watch: WatchClient,
-    due: DueSignal,
-    /// Whether the watching task runs.
-    running: AtomicBool,
+    listening: Listening,
 }
 
 impl Listener {
     fn new(watch: WatchClient) -> Arc<Listener> {
         Arc::new(Listener {
             watch,
-            due: DueSignal::new(),
-            running: AtomicBool::new(false),
+            listening: Listening::new(),
         })
     }
 }
@@ -444,14 +441,12 @@ impl Store for EtcdStore {
     }
 
     fn due_changes(&self) -> Option<watch::Receiver<u64>> {
-        let changes = self.listener.due.subscribe();
-        if !self.listener.running.swap(true, Ordering::SeqCst) {
+        Some(self.listener.listening.subscribe(|| {
             tokio::spawn(listen(
                 Arc::clone(&self.listener),
                 self.etcd_key(WAKE_PREFIX),
             ));
-        }
-        Some(changes)
+        }))
     }
 }
 
@@ -459,28 +454,14 @@ impl Store for EtcdStore {
 /// it with backoff, and wakes the subscribers on every put and after every
 /// (re)established watch.
 async fn listen(listener: Arc<Listener>, prefix: Vec<u8>) {
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        tokio::select! {
-            () = listen_once(&listener, &prefix, &mut backoff) => {}
-            () = listener.due.unsubscribed() => {}
-        }
-        if !listener.due.has_subscribers() {
-            listener.running.store(false, Ordering::SeqCst);
-            // A subscriber that came after the check found `running` still
-            // set and started nothing: carry on for it.
-            if !listener.due.has_subscribers() || listener.running.swap(true, Ordering::SeqCst) {
-                return;
-            }
-            continue;
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
-    }
+    listener
+        .listening
+        .supervise(|| listen_once(&listener, &prefix))
+        .await;
 }
 
 /// One watch's life: returns when it fails or is cancelled.
-async fn listen_once(listener: &Listener, prefix: &[u8], backoff: &mut Duration) {
+async fn listen_once(listener: &Listener, prefix: &[u8]) {
     let options = WatchOptions::new()
         .with_prefix()
         .with_filters([WatchFilterType::NoDelete]);
@@ -503,10 +484,11 @@ async fn listen_once(listener: &Listener, prefix: &[u8], backoff: &mut Duration)
             }
             Ok(Some(response)) => {
                 if response.created() {
-                    *backoff = Duration::from_millis(50);
+                    // Puts made while nothing watched are not replayed.
+                    listener.listening.connected();
+                } else {
+                    listener.listening.due.notify();
                 }
-                // On creation too: puts made while nothing watched are not replayed.
-                listener.due.notify();
             }
             Ok(None) => return,
             Err(error) => {

@@ -32,6 +32,8 @@ pub mod embedded;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 mod group;
+#[cfg(any(feature = "postgres", feature = "redis", feature = "etcd"))]
+mod listening;
 pub mod memory;
 #[cfg(feature = "postgres")]
 pub mod postgres;

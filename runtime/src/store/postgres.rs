@@ -91,7 +91,6 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -100,6 +99,7 @@ use tokio::sync::watch;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use super::listening::Listening;
 use super::{DueSignal, Expect, ScanPage, Store, Versioned, Write};
 use crate::error::StoreError;
 
@@ -185,9 +185,7 @@ pub struct PostgresStore {
 /// The `LISTEN` side of change notification, shared by clones.
 struct Listener {
     config: tokio_postgres::Config,
-    due: DueSignal,
-    /// Whether the listening task runs.
-    running: AtomicBool,
+    listening: Listening,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -343,8 +341,7 @@ impl PostgresStore {
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
         let listener = Arc::new(Listener {
             config: manager_config,
-            due: DueSignal::new(),
-            running: AtomicBool::new(false),
+            listening: Listening::new(),
         });
         let store = PostgresStore {
             listener,
@@ -567,11 +564,9 @@ impl Store for PostgresStore {
     }
 
     fn due_changes(&self) -> Option<watch::Receiver<u64>> {
-        let changes = self.listener.due.subscribe();
-        if !self.listener.running.swap(true, Ordering::SeqCst) {
+        Some(self.listener.listening.subscribe(|| {
             tokio::spawn(listen(Arc::clone(&self.listener), self.sql.listen.clone()));
-        }
-        Some(changes)
+        }))
     }
 
     async fn put_batch(&self, writes: Vec<Write>) -> Vec<Result<u64, StoreError>> {
@@ -687,28 +682,14 @@ fn same_kind(error: &StoreError, message: &str) -> StoreError {
 /// with backoff, and wakes the subscribers on every notification and after
 /// every (re)connect.
 async fn listen(listener: Arc<Listener>, listen_sql: String) {
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        tokio::select! {
-            () = listen_once(&listener, &listen_sql, &mut backoff) => {}
-            () = listener.due.unsubscribed() => {}
-        }
-        if !listener.due.has_subscribers() {
-            listener.running.store(false, Ordering::SeqCst);
-            // A subscriber that came after the check found `running` still
-            // set and started nothing: carry on for it.
-            if !listener.due.has_subscribers() || listener.running.swap(true, Ordering::SeqCst) {
-                return;
-            }
-            continue;
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
-    }
+    listener
+        .listening
+        .supervise(|| listen_once(&listener, &listen_sql))
+        .await;
 }
 
 /// One connection's life: returns when it fails.
-async fn listen_once(listener: &Listener, listen_sql: &str, backoff: &mut Duration) {
+async fn listen_once(listener: &Listener, listen_sql: &str) {
     let (client, mut connection) = match listener.config.connect(NoTls).await {
         Ok(connected) => connected,
         Err(error) => {
@@ -724,9 +705,8 @@ async fn listen_once(listener: &Listener, listen_sql: &str, backoff: &mut Durati
             done = &mut subscribe, if !subscribed => match done {
                 Ok(()) => {
                     subscribed = true;
-                    *backoff = Duration::from_millis(50);
                     // Notifications sent while no connection listened are lost.
-                    listener.due.notify();
+                    listener.listening.connected();
                 }
                 Err(error) => {
                     tracing::warn!(%error, "cannot LISTEN for due hints; polling meanwhile");
@@ -734,7 +714,7 @@ async fn listen_once(listener: &Listener, listen_sql: &str, backoff: &mut Durati
                 }
             },
             message = std::future::poll_fn(|cx| connection.poll_message(cx)) => match message {
-                Some(Ok(AsyncMessage::Notification(_))) => listener.due.notify(),
+                Some(Ok(AsyncMessage::Notification(_))) => listener.listening.due.notify(),
                 Some(Ok(_)) => {}
                 Some(Err(error)) => {
                     tracing::warn!(%error, "the PostgreSQL LISTEN connection failed; reconnecting");

@@ -84,7 +84,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -93,6 +92,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
+use super::listening::Listening;
 use super::{DueSignal, Expect, ScanPage, Store, Versioned, Write, prefix_successor};
 use crate::error::StoreError;
 
@@ -210,9 +210,7 @@ struct Listener {
     client: Client,
     /// `{N}:due`.
     channel: String,
-    due: DueSignal,
-    /// Whether the subscribing task runs.
-    running: AtomicBool,
+    listening: Listening,
 }
 
 struct Scripts {
@@ -282,8 +280,7 @@ impl RedisStore {
             listener: Arc::new(Listener {
                 client,
                 channel: format!("{tag}:due"),
-                due: DueSignal::new(),
-                running: AtomicBool::new(false),
+                listening: Listening::new(),
             }),
             scripts: Arc::new(Scripts {
                 namespace: namespace.to_owned(),
@@ -515,11 +512,9 @@ impl Store for RedisStore {
     }
 
     fn due_changes(&self) -> Option<watch::Receiver<u64>> {
-        let changes = self.listener.due.subscribe();
-        if !self.listener.running.swap(true, Ordering::SeqCst) {
+        Some(self.listener.listening.subscribe(|| {
             tokio::spawn(listen(Arc::clone(&self.listener)));
-        }
-        Some(changes)
+        }))
     }
 
     async fn put_batch(&self, writes: Vec<Write>) -> Vec<Result<u64, StoreError>> {
@@ -606,28 +601,14 @@ impl Store for RedisStore {
 /// reconnecting with backoff, and wakes the subscribers on every message
 /// and after every (re)subscribe.
 async fn listen(listener: Arc<Listener>) {
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        tokio::select! {
-            () = listen_once(&listener, &mut backoff) => {}
-            () = listener.due.unsubscribed() => {}
-        }
-        if !listener.due.has_subscribers() {
-            listener.running.store(false, Ordering::SeqCst);
-            // A subscriber that came after the check found `running` still
-            // set and started nothing: carry on for it.
-            if !listener.due.has_subscribers() || listener.running.swap(true, Ordering::SeqCst) {
-                return;
-            }
-            continue;
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
-    }
+    listener
+        .listening
+        .supervise(|| listen_once(&listener))
+        .await;
 }
 
 /// One subscription's life: returns when its connection fails.
-async fn listen_once(listener: &Listener, backoff: &mut Duration) {
+async fn listen_once(listener: &Listener) {
     let mut pubsub = match listener.client.get_async_pubsub().await {
         Ok(pubsub) => pubsub,
         Err(error) => {
@@ -639,12 +620,11 @@ async fn listen_once(listener: &Listener, backoff: &mut Duration) {
         tracing::warn!(%error, "cannot subscribe to due hints; polling meanwhile");
         return;
     }
-    *backoff = Duration::from_millis(50);
     // Messages published while no connection subscribed are lost.
-    listener.due.notify();
+    listener.listening.connected();
     let mut messages = pubsub.on_message();
     while messages.next().await.is_some() {
-        listener.due.notify();
+        listener.listening.due.notify();
     }
     tracing::warn!("the Redis pub/sub connection closed; reconnecting");
 }
