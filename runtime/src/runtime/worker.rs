@@ -72,6 +72,14 @@ impl Current {
             version,
         }
     }
+
+    /// Moves the working record out to build the next one from it, instead
+    /// of copying it (history and all) on every transition. Until the next
+    /// record is committed, or the stored one reloaded, what is left in its
+    /// place is empty and must not be used.
+    fn take(&mut self) -> InstanceRecord {
+        std::mem::replace(&mut self.record, InstanceRecord::empty())
+    }
 }
 
 /// What the worker does after a transition.
@@ -216,11 +224,18 @@ impl Worker {
                         return;
                     }
                     checked = None;
-                    match self.reload().await {
-                        Ok(Flow::Continue) => {}
-                        Ok(Flow::Stop) => return,
-                        Err(error) => {
-                            tracing::warn!(%error, "cannot read the instance; retrying");
+                    // The working record was moved into the failed write:
+                    // nothing goes on before the stored one is read back.
+                    loop {
+                        match self.reload().await {
+                            Ok(Flow::Continue) => break,
+                            Ok(Flow::Stop) => return,
+                            Err(error) => {
+                                tracing::warn!(%error, "cannot read the instance; retrying");
+                                if !self.back_off(&mut store_backoff, &mut shutdown).await {
+                                    return;
+                                }
+                            }
                         }
                     }
                 }
@@ -538,7 +553,8 @@ impl Worker {
         let is_child = child_end.is_some();
         let instance = &self.current.record;
         if instance.cancel_requested && !instance.pivot_passed {
-            let next = self.begin_rollback(instance.clone(), Failure::cancelled());
+            let next = self.current.take();
+            let next = self.begin_rollback(next, Failure::cancelled());
             return self.commit(next).await;
         }
         let attempt = instance.attempt.max(1);
@@ -614,7 +630,7 @@ impl Worker {
             ))))
         });
         let now = self.now();
-        let mut next = self.current.record.clone();
+        let mut next = self.current.take();
         // Progress is kept for the next attempt of this step only.
         next.heartbeat = match (&report.moved, &report.outcome) {
             (Ok(Moved::Suspend), Some(StepOutcome::Retry { .. })) => {
@@ -1135,7 +1151,7 @@ impl Worker {
     /// the result.
     async fn compensate_next(&mut self, workflow: &dyn ErasedWorkflow) -> Result<Flow, Error> {
         let Some(entry) = self.current.record.compensation_stack.last().cloned() else {
-            let mut next = self.current.record.clone();
+            let mut next = self.current.take();
             next.phase = Phase::Compensated;
             next.heartbeat = None;
             next.push_event(HistoryEvent::new(self.now(), EventKind::RolledBack));
@@ -1198,8 +1214,8 @@ impl Worker {
                 }
             };
         let now = self.now();
-        let mut next = self.current.record.clone();
-        next.heartbeat = None;
+        let mut next = self.current.take();
+        let previous_heartbeat = next.heartbeat.take();
         let event = |kind| HistoryEvent {
             step: Some(entry.step.clone()),
             attempt: Some(attempt),
@@ -1227,8 +1243,8 @@ impl Worker {
                     next.attempt = attempt.saturating_add(1);
                     next.next_run_at =
                         Some(now.saturating_add(duration_ms(policy.delay_after(attempt))));
-                    next.heartbeat = heartbeat_of(&link, &state_name, attempt, now)
-                        .or_else(|| self.current.record.heartbeat.clone());
+                    next.heartbeat =
+                        heartbeat_of(&link, &state_name, attempt, now).or(previous_heartbeat);
                 } else {
                     next.push_event(HistoryEvent {
                         error: Some(error.to_string()),
@@ -1321,10 +1337,15 @@ impl Worker {
                     });
                     self.current = Current::new(next, version);
                     self.renew_at = now.saturating_add(self.runtime.lease_ttl_ms() / 3);
-                    self.local.changed.send_modify(|written| {
+                    // Handles act on this worker's writes only once one ends
+                    // the instance: waking them for every step would cost a
+                    // task wake-up per step for nothing.
+                    let wakes = ended.is_some();
+                    self.local.changed.send_if_modified(|written| {
                         written.generation += 1;
                         written.by_worker = true;
                         written.ended = ended;
+                        wakes
                     });
                     if hinted.is_some() {
                         // The poller sleeps until the earliest hint it knows.
