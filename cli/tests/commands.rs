@@ -451,7 +451,7 @@ async fn records_that_cannot_be_decoded_are_named_with_their_key_and_why() {
     );
     assert!(
         list.stdout
-            .contains("  instances/order-ok: checksum mismatch: stored fnv1a64:"),
+            .contains("  instances/order-ok: checksum mismatch: stored xxh3-64:"),
         "{}",
         list.stdout
     );
