@@ -106,9 +106,11 @@ impl<T: DeserializeOwned> Handle<T> {
             read = tokio::select! {
                 _ = changed.changed() => !changed.borrow().by_worker,
                 _ = shutdown.changed() => true,
+                // While a worker here drives it, it tells its end: the poll
+                // is for instances run elsewhere.
                 () = inner.clock.sleep_until(
                     inner.clock.now_ms().saturating_add(crate::clock::duration_ms(inner.poll_interval)),
-                ) => true,
+                ) => !local.driving.load(Ordering::SeqCst),
             };
         }
     }
