@@ -732,10 +732,7 @@ fn write_event(out: &mut Vec<u8>, event: &HistoryEvent) -> Result<(), serde_json
 /// A JSON string: copied as it is when nothing in it needs escaping (the
 /// common case: names, ids, states), else escaped by serde_json.
 fn write_str(out: &mut Vec<u8>, text: &str) -> Result<(), serde_json::Error> {
-    let plain = text
-        .bytes()
-        .all(|byte| byte >= 0x20 && byte != b'"' && byte != b'\\');
-    if plain {
+    if is_plain(text.as_bytes()) {
         out.reserve(text.len() + 2);
         out.push(b'"');
         out.extend_from_slice(text.as_bytes());
@@ -744,6 +741,26 @@ fn write_str(out: &mut Vec<u8>, text: &str) -> Result<(), serde_json::Error> {
     } else {
         serde_json::to_writer(&mut *out, text)
     }
+}
+
+/// Whether no byte of `bytes` needs escaping in JSON (a control character,
+/// `"` or `\\`): eight bytes at a time, with the classic "has a zero byte"
+/// and "has a byte less than n" word tricks.
+fn is_plain(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
+    let (words, rest) = bytes.as_chunks::<8>();
+    let words_plain = words.iter().all(|word| {
+        let word = u64::from_le_bytes(*word);
+        let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+        (below_space | has_zero(word ^ (ONES * u64::from(b'"'))) | has_zero(word ^ (ONES * u64::from(b'\\'))))
+            == 0
+    });
+    words_plain
+        && rest
+            .iter()
+            .all(|&byte| byte >= 0x20 && byte != b'"' && byte != b'\\')
 }
 
 fn write_int(out: &mut Vec<u8>, value: impl itoa::Integer) {
@@ -914,6 +931,22 @@ mod tests {
         }
         let record = rich();
         assert_eq!(decode(&encode(&record).expect("encodes")), Ok(record));
+    }
+
+    #[test]
+    fn plain_strings_are_told_from_those_that_need_escaping() {
+        let simple = |bytes: &[u8]| {
+            bytes
+                .iter()
+                .all(|&byte| byte >= 0x20 && byte != b'"' && byte != b'\\')
+        };
+        for byte in 0..=u8::MAX {
+            for at in 0..19 {
+                let mut bytes = b"order-42 step \xc3\xa9 ok".to_vec();
+                bytes[at] = byte;
+                assert_eq!(is_plain(&bytes), simple(&bytes), "byte {byte:#x} at {at}");
+            }
+        }
     }
 
     #[test]

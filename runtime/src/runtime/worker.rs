@@ -140,7 +140,9 @@ pub(super) async fn drive(
         current,
         permit: Some(permit),
     };
-    worker.run().instrument(span).await;
+    // Boxed: the worker's future is several kilobytes, which `spawn` would
+    // otherwise copy around for every instance started.
+    Box::pin(worker.run()).instrument(span).await;
     // The slot is free again; a poller waiting for one gets it.
     drop(worker.permit.take());
     if hinted {
