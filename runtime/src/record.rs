@@ -412,6 +412,8 @@ impl InstanceRecord {
             awaiting_signal: None,
             inbox: BTreeMap::new(),
             signal_seq: 0,
+            parent: None,
+            awaiting_child: None,
             status: None,
             created_at: 0,
             updated_at: 0,
@@ -613,6 +615,37 @@ pub fn encode(record: &InstanceRecord) -> Result<Vec<u8>, serde_json::Error> {
 /// string was most of the cost of a step. The rarely present parts go
 /// through serde.
 fn write_record(out: &mut Vec<u8>, record: &InstanceRecord) -> Result<(), serde_json::Error> {
+    // Names every field, so a field added to the record without being
+    // added here is a compile error rather than a field silently not stored.
+    let InstanceRecord {
+        workflow: _,
+        id: _,
+        fingerprint: _,
+        phase: _,
+        state_name: _,
+        state: _,
+        compensation_stack: _,
+        pivot_passed: _,
+        attempt: _,
+        next_run_at: _,
+        cancel_requested: _,
+        lease: _,
+        heartbeat: _,
+        output: _,
+        failure: _,
+        last_error: _,
+        history: _,
+        transitions: _,
+        committed_at: _,
+        awaiting_signal: _,
+        inbox: _,
+        signal_seq: _,
+        parent: _,
+        awaiting_child: _,
+        status: _,
+        created_at: _,
+        updated_at: _,
+    } = record;
     out.extend_from_slice(b"{\"workflow\":");
     write_str(out, &record.workflow)?;
     out.extend_from_slice(b",\"id\":");
@@ -630,12 +663,22 @@ fn write_record(out: &mut Vec<u8>, record: &InstanceRecord) -> Result<(), serde_
         if index > 0 {
             out.push(b',');
         }
+        let CompensationEntry {
+            step,
+            args,
+            output,
+            child,
+        } = entry;
         out.extend_from_slice(b"{\"step\":");
-        write_str(out, &entry.step)?;
+        write_str(out, step)?;
         out.extend_from_slice(b",\"args\":");
-        serde_json::to_writer(&mut *out, &entry.args)?;
+        serde_json::to_writer(&mut *out, args)?;
         out.extend_from_slice(b",\"output\":");
-        serde_json::to_writer(&mut *out, &entry.output)?;
+        serde_json::to_writer(&mut *out, output)?;
+        if let Some(child) = child {
+            out.extend_from_slice(b",\"child\":");
+            write_str(out, child)?;
+        }
         out.push(b'}');
     }
     out.extend_from_slice(b"],\"pivot_passed\":");
@@ -646,15 +689,20 @@ fn write_record(out: &mut Vec<u8>, record: &InstanceRecord) -> Result<(), serde_
     write_opt_int(out, record.next_run_at);
     out.extend_from_slice(b",\"cancel_requested\":");
     write_bool(out, record.cancel_requested);
+    let Lease {
+        owner,
+        expires_at,
+        epoch,
+    } = &record.lease;
     out.extend_from_slice(b",\"lease\":{\"owner\":");
-    match &record.lease.owner {
+    match owner {
         Some(owner) => write_str(out, owner)?,
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"expires_at\":");
-    write_opt_int(out, record.lease.expires_at);
+    write_opt_int(out, *expires_at);
     out.extend_from_slice(b",\"epoch\":");
-    write_int(out, record.lease.epoch);
+    write_int(out, *epoch);
     out.push(b'}');
     if let Some(heartbeat) = &record.heartbeat {
         out.extend_from_slice(b",\"heartbeat\":");
@@ -692,6 +740,14 @@ fn write_record(out: &mut Vec<u8>, record: &InstanceRecord) -> Result<(), serde_
         out.extend_from_slice(b",\"signal_seq\":");
         write_int(out, record.signal_seq);
     }
+    if let Some(parent) = &record.parent {
+        out.extend_from_slice(b",\"parent\":");
+        write_str(out, parent)?;
+    }
+    if let Some(child) = &record.awaiting_child {
+        out.extend_from_slice(b",\"awaiting_child\":");
+        write_str(out, child)?;
+    }
     if let Some(status) = &record.status {
         out.extend_from_slice(b",\"status\":");
         serde_json::to_writer(&mut *out, status)?;
@@ -705,23 +761,31 @@ fn write_record(out: &mut Vec<u8>, record: &InstanceRecord) -> Result<(), serde_
 }
 
 fn write_event(out: &mut Vec<u8>, event: &HistoryEvent) -> Result<(), serde_json::Error> {
+    let HistoryEvent {
+        at,
+        kind,
+        state,
+        step,
+        attempt,
+        error,
+    } = event;
     out.extend_from_slice(b"{\"at\":");
-    write_int(out, event.at);
+    write_int(out, *at);
     out.extend_from_slice(b",\"kind\":");
-    serde_json::to_writer(&mut *out, &event.kind)?;
-    if let Some(state) = &event.state {
+    serde_json::to_writer(&mut *out, kind)?;
+    if let Some(state) = state {
         out.extend_from_slice(b",\"state\":");
         write_str(out, state)?;
     }
-    if let Some(step) = &event.step {
+    if let Some(step) = step {
         out.extend_from_slice(b",\"step\":");
         write_str(out, step)?;
     }
-    if let Some(attempt) = event.attempt {
+    if let Some(attempt) = attempt {
         out.extend_from_slice(b",\"attempt\":");
-        write_int(out, attempt);
+        write_int(out, *attempt);
     }
-    if let Some(error) = &event.error {
+    if let Some(error) = error {
         out.extend_from_slice(b",\"error\":");
         write_str(out, error)?;
     }
@@ -754,7 +818,9 @@ fn is_plain(bytes: &[u8]) -> bool {
     let words_plain = words.iter().all(|word| {
         let word = u64::from_le_bytes(*word);
         let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
-        (below_space | has_zero(word ^ (ONES * u64::from(b'"'))) | has_zero(word ^ (ONES * u64::from(b'\\'))))
+        (below_space
+            | has_zero(word ^ (ONES * u64::from(b'"')))
+            | has_zero(word ^ (ONES * u64::from(b'\\'))))
             == 0
     });
     words_plain
@@ -887,6 +953,14 @@ mod tests {
         record.awaiting_signal = Some("approval".into());
         record.push_signal("approval", serde_json::json!(true), 9);
         record.status = Some(serde_json::json!("half way"));
+        record.parent = Some("parent \"1\"".into());
+        record.awaiting_child = Some("child-1".into());
+        record.compensation_stack.push(CompensationEntry {
+            step: "child_flow".into(),
+            args: serde_json::Value::Null,
+            output: serde_json::Value::Null,
+            child: Some("child-1".into()),
+        });
         record.lease = Lease::default();
         let kinds = [
             EventKind::Created,
@@ -907,6 +981,10 @@ mod tests {
             EventKind::SignalAwaited,
             EventKind::SignalReceived,
             EventKind::SignalTimedOut,
+            EventKind::ChildStarted,
+            EventKind::ChildEnded,
+            EventKind::ChildCompensating,
+            EventKind::ChildCompensated,
         ];
         for (at, kind) in kinds.into_iter().enumerate() {
             record.push_event(HistoryEvent {
