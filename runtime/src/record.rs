@@ -597,13 +597,18 @@ pub fn encode(record: &InstanceRecord) -> Result<Vec<u8>, serde_json::Error> {
     let mut out = Vec::with_capacity(2_048);
     write!(out, "{{\"format\":{FORMAT},\"checksum\":\"").map_err(serde_json::Error::io)?;
     let checksum_at = out.len();
-    out.extend_from_slice(&[b'0'; CHECKSUM_LEN]);
+    out.extend_from_slice(XXH3.as_bytes());
+    out.extend_from_slice(&[b'0'; 16]);
     out.extend_from_slice(b"\",\"record\":");
     let record_at = out.len();
     write_record(&mut out, record)?;
-    let sum = checksum(&out[record_at..]);
-    debug_assert_eq!(sum.len(), CHECKSUM_LEN);
-    out[checksum_at..checksum_at + CHECKSUM_LEN].copy_from_slice(sum.as_bytes());
+    // The hash's 16 hex digits, written in place: no string to format.
+    let hash = xxhash_rust::xxh3::xxh3_64(&out[record_at..]);
+    let digits_at = checksum_at + XXH3.len();
+    for (index, digit) in out[digits_at..digits_at + 16].iter_mut().enumerate() {
+        let nibble = (hash >> (60 - 4 * index)) & 0xf;
+        *digit = b"0123456789abcdef"[nibble as usize];
+    }
     out.push(b'}');
     Ok(out)
 }
@@ -843,9 +848,6 @@ fn write_opt_int(out: &mut Vec<u8>, value: Option<u64>) {
 fn write_bool(out: &mut Vec<u8>, value: bool) {
     out.extend_from_slice(if value { b"true" } else { b"false" });
 }
-
-/// The length of a checksum: `xxh3-64:` and 16 hex digits.
-const CHECKSUM_LEN: usize = 24;
 
 /// Reads a record from its envelope, checking format and checksum.
 pub fn decode(bytes: &[u8]) -> Result<InstanceRecord, DecodeError> {
