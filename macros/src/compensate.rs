@@ -1,5 +1,5 @@
 //! `#[compensate(step)]`: keeps the `async fn` and implements `Compensate`
-//! for the named step, decoding the step's stored arguments and output and
+//! for the named step (through `CompensationOf<kind::Compensable>`), decoding the step's stored arguments and output and
 //! calling the function with them.
 //!
 //! Whether the parameters match the step is left to the compiler: the
@@ -92,9 +92,10 @@ fn parse_step_path(args: TokenStream, errors: &mut Errors) -> Option<Path> {
 //     #[compensate(reserve_inventory)]
 //     async fn release_inventory(order: &Order, reservation: Reservation) -> Result<(), StepError> { .. }
 // Output: the function unchanged, then
-//     impl Compensate for reserve_inventory {
+//     impl CompensationOf<kind::Compensable> for reserve_inventory {  // `Compensate` follows
 //         const COMPENSATION = Some("release_inventory");
 //         fn compensate(args, output) -> CompensationFuture {
+//             compensation_allowed::<Self>();  // the step is compensable, not pivot/retriable/readonly
 //             compensation_matches::<Self, (Order,), Reservation>();  // the compile-time signature check
 //             Box::pin(async move { decode args as (Order,), output as Reservation; release_inventory(&arg0, output).await })
 //         }
@@ -150,10 +151,16 @@ fn codegen(func: &ItemFn, step: &Path, signature: &Signature) -> TokenStream {
     let signature_check = quote_spanned! {signature.params_span=>
         ::sagaflow::__private::compensation_matches::<Self, #args_tuple, #owned_output>();
     };
+    // Spanned on the step's name: a pivot, retriable or readonly step there
+    // is one error naming its kind (the impl itself never conflicts with the
+    // one `#[step]` gave it, being for another kind).
+    let kind_check = quote_spanned! {step.span()=>
+        ::sagaflow::__private::compensation_allowed::<Self>();
+    };
     let cfgs = signature::cfg_attributes(func);
     quote_spanned! {step.span()=>
         #(#cfgs)*
-        impl ::sagaflow::__private::Compensate for #step {
+        impl ::sagaflow::__private::CompensationOf<::sagaflow::__private::kind::Compensable> for #step {
             const COMPENSATION: ::sagaflow::__private::Option<&'static str> =
                 ::sagaflow::__private::Some(#compensation_name);
 
@@ -161,6 +168,7 @@ fn codegen(func: &ItemFn, step: &Path, signature: &Signature) -> TokenStream {
                 #args_value: ::sagaflow::__private::serde_json::Value,
                 #output_value: ::sagaflow::__private::serde_json::Value,
             ) -> ::sagaflow::__private::CompensationFuture {
+                #kind_check
                 #signature_check
                 ::sagaflow::__private::Box::pin(async move {
                     let (#(#bindings,)*): #args_tuple = ::sagaflow::__private::decode(#args_what, #args_value)?;

@@ -504,7 +504,8 @@ pub fn args_tuple(signature: &Signature) -> TokenStream {
 //     struct create_shipment {}
 //     impl Step for create_shipment { NAME, KIND, OPTIONS, FINGERPRINT, Args = (Order,), Output = Shipment }
 //     impl StepSignature<(Order,), Shipment> for create_shipment {}
-//     impl Compensate for create_shipment { COMPENSATION = None, .. }  // not for compensable steps
+//     impl StepKindOf for create_shipment { type Kind = kind::Pivot; }
+//     impl CompensationOf<kind::Pivot> for create_shipment { COMPENSATION = None, .. }  // not for compensable steps
 fn codegen(func: &ItemFn, attr: &StepAttr, signature: &Signature) -> TokenStream {
     let ident = &signature.ident;
     let vis = &func.vis;
@@ -557,6 +558,11 @@ fn codegen(func: &ItemFn, attr: &StepAttr, signature: &Signature) -> TokenStream
 
         #(#cfgs)*
         impl ::sagaflow::__private::StepSignature<#args, #output> for #ident {}
+
+        #(#cfgs)*
+        impl ::sagaflow::__private::StepKindOf for #ident {
+            type Kind = ::sagaflow::__private::kind::#kind_variant;
+        }
     };
 
     if kind != Kind::Compensable {
@@ -566,7 +572,7 @@ fn codegen(func: &ItemFn, attr: &StepAttr, signature: &Signature) -> TokenStream
         );
         tokens.extend(quote_spanned! {ident.span()=>
             #(#cfgs)*
-            impl ::sagaflow::__private::Compensate for #ident {
+            impl ::sagaflow::__private::CompensationOf<::sagaflow::__private::kind::#kind_variant> for #ident {
                 const COMPENSATION: ::sagaflow::__private::Option<&'static str> = ::sagaflow::__private::None;
 
                 fn compensate(
@@ -929,7 +935,7 @@ mod tests {
         );
         assert_eq!(
             text.matches("#[cfg(feature = \"shipping\")]").count(),
-            5,
+            6,
             "{text}"
         );
     }

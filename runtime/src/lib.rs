@@ -112,7 +112,10 @@ pub mod __private {
     pub use crate::machine::{
         Edge, EdgeLabel, StateInfo, StateMachine, StepInfo, Target, Variable,
     };
-    pub use crate::step::{Compensate, CompensationFuture, Step, StepKind, StepOptions};
+    pub use crate::step::{
+        Compensate, CompensationFuture, CompensationOf, Step, StepKind, StepKindOf, StepOptions,
+        compensation_allowed, kind,
+    };
     pub use crate::workflow::{
         Attempt, Driver, Suspension, Timer, Transition, Workflow, complete, decode, segment,
     };

@@ -178,9 +178,14 @@ pub trait Step: Send + Sync + 'static {
     type Output: Serialize + DeserializeOwned + Send + 'static;
 }
 
-/// How a step is undone. `#[compensate(step)]` implements it for a
-/// compensable step; `#[step(pivot | retriable | readonly)]` implements it
-/// with no compensation.
+/// How a step is undone: every step has it, through what `#[step]` and
+/// `#[compensate]` generate.
+///
+/// `#[compensate(step)]` supplies it for a compensable step;
+/// `#[step(pivot | retriable | readonly)]` supplies it with no compensation.
+/// Not implemented by hand: the blanket implementation picks the one that
+/// matches the step's kind, so a `#[compensate]` on a pivot step is a clear
+/// error instead of two conflicting implementations.
 #[diagnostic::on_unimplemented(
     message = "step `{Self}` has no compensation",
     label = "`{Self}` is compensable, so the saga must know how to undo it",
@@ -194,4 +199,104 @@ pub trait Compensate: Step {
     /// Runs the compensation on the step's stored arguments and output.
     /// A decoding failure is a permanent [`StepError`].
     fn compensate(args: serde_json::Value, output: serde_json::Value) -> CompensationFuture;
+}
+
+// `do_not_recommend`: a step with no compensation is reported as not
+// implementing `Compensate` (with its message), not as the hidden trait.
+#[diagnostic::do_not_recommend]
+impl<S> Compensate for S
+where
+    S: StepKindOf + CompensationOf<<S as StepKindOf>::Kind>,
+{
+    const COMPENSATION: Option<&'static str> = <S as CompensationOf<S::Kind>>::COMPENSATION;
+
+    fn compensate(args: serde_json::Value, output: serde_json::Value) -> CompensationFuture {
+        <S as CompensationOf<S::Kind>>::compensate(args, output)
+    }
+}
+
+/// The step's kind as a type (one of [`kind`]'s markers), so the compensation
+/// a step gets can depend on it. Implemented by `#[step]`.
+#[doc(hidden)]
+pub trait StepKindOf: Step {
+    /// `kind::Compensable`, `kind::Pivot`, `kind::Retriable` or `kind::Readonly`.
+    type Kind;
+}
+
+/// How a step of kind `Kind` is undone: `#[compensate(step)]` implements it
+/// with `Kind = kind::Compensable`, `#[step(pivot)]` (and the other kinds with
+/// no compensation) with its own kind. The two never conflict, whatever the
+/// user writes; [`compensation_allowed`] then says what is wrong.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "step `{Self}` has no compensation",
+    label = "`{Self}` is compensable, so the saga must know how to undo it",
+    note = "add `#[compensate({Self})] async fn undo_{Self}(<the step's parameters>, output: <its output type>) -> Result<(), StepError>`",
+    note = "or, if it needs no undo, declare it `#[step(pivot)]`, `#[step(retriable)]` or `#[step(readonly)]`"
+)]
+pub trait CompensationOf<Kind>: Step {
+    /// The compensation function's name, `None` for steps that need none.
+    const COMPENSATION: Option<&'static str>;
+
+    /// Runs the compensation on the step's stored arguments and output.
+    fn compensate(args: serde_json::Value, output: serde_json::Value) -> CompensationFuture;
+}
+
+/// The step kinds as types, for [`StepKindOf`].
+#[doc(hidden)]
+pub mod kind {
+    /// [`StepKind::Compensable`](super::StepKind::Compensable).
+    pub struct Compensable;
+    /// [`StepKind::Pivot`](super::StepKind::Pivot).
+    pub struct Pivot;
+    /// [`StepKind::Retriable`](super::StepKind::Retriable).
+    pub struct Retriable;
+    /// [`StepKind::Readonly`](super::StepKind::Readonly).
+    pub struct Readonly;
+}
+
+/// Holds for every step kind but pivot; `S` is the step, for the message.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{S}` is a pivot step: a pivot has no compensation (once it succeeds there is no way back)",
+    label = "`{S}` is declared `#[step(pivot)]`",
+    note = "remove this `#[compensate]`, or declare `{S}` compensable: `#[step] async fn {S}(..)`"
+)]
+pub trait NotPivot<S> {}
+impl<S> NotPivot<S> for kind::Compensable {}
+impl<S> NotPivot<S> for kind::Retriable {}
+impl<S> NotPivot<S> for kind::Readonly {}
+
+/// Holds for every step kind but retriable; `S` is the step, for the message.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{S}` is a retriable step: a retriable step has no compensation (it is retried until it succeeds, and only runs after the pivot)",
+    label = "`{S}` is declared `#[step(retriable)]`",
+    note = "remove this `#[compensate]`, or declare `{S}` compensable: `#[step] async fn {S}(..)`"
+)]
+pub trait NotRetriable<S> {}
+impl<S> NotRetriable<S> for kind::Compensable {}
+impl<S> NotRetriable<S> for kind::Pivot {}
+impl<S> NotRetriable<S> for kind::Readonly {}
+
+/// Holds for every step kind but readonly; `S` is the step, for the message.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{S}` is a readonly step: a readonly step has no compensation (it changes nothing, so there is nothing to undo)",
+    label = "`{S}` is declared `#[step(readonly)]`",
+    note = "remove this `#[compensate]`, or declare `{S}` compensable: `#[step] async fn {S}(..)`"
+)]
+pub trait NotReadonly<S> {}
+impl<S> NotReadonly<S> for kind::Compensable {}
+impl<S> NotReadonly<S> for kind::Pivot {}
+impl<S> NotReadonly<S> for kind::Retriable {}
+
+/// Compile-time check, emitted by `#[compensate(step)]`, that `step` is
+/// compensable; otherwise one error naming its kind.
+#[doc(hidden)]
+pub const fn compensation_allowed<S>()
+where
+    S: StepKindOf,
+    S::Kind: NotPivot<S> + NotRetriable<S> + NotReadonly<S>,
+{
 }
