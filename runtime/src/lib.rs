@@ -160,17 +160,79 @@ pub mod __private {
     /// compensation (the diagnostic lives on [`Compensate`]).
     pub const fn require_compensation<S: Compensate>() {}
 
-    /// The input of child workflow `W`, typed: what a child's state stores.
-    /// Spanned on the child's name, so a non-workflow there is an error
-    /// about that name (the diagnostic lives on [`Workflow`]).
-    pub fn child_input<W: Workflow>(input: W::Input) -> W::Input {
-        input
+    /// The input of child workflow `name`, encoded as the parent reaches
+    /// the child: what the parent's state stores. The macro passes
+    /// `I = <W as Workflow>::Input` and `name = <W as Workflow>::NAME`, both
+    /// spanned on the child's name like every other use of `W`: a name that
+    /// is not a workflow is then one error there (the diagnostic lives on
+    /// [`Workflow`]), and an input of another type a mismatch on the input.
+    pub fn child_input<I: serde::Serialize>(name: &str, input: I) -> ChildInput {
+        ChildInput(serde_json::to_value(&input).map_err(|error| {
+            format!("the input of child workflow `{name}` does not serialize: {error}")
+        }))
+    }
+
+    /// A child workflow's input as the parent's state stores it: the JSON the
+    /// typed input serializes to, so the stored state reads the same as if it
+    /// held the typed value. An input that did not serialize makes the state
+    /// fail to serialize with that error, so it is never committed.
+    #[derive(Clone, Debug)]
+    pub struct ChildInput(Result<serde_json::Value, String>);
+
+    impl serde::Serialize for ChildInput {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            match &self.0 {
+                Ok(value) => value.serialize(serializer),
+                Err(error) => Err(<S::Error as serde::ser::Error>::custom(error)),
+            }
+        }
+    }
+
+    impl<'de> serde::Deserialize<'de> for ChildInput {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            <serde_json::Value as serde::Deserialize>::deserialize(deserializer)
+                .map(|value| ChildInput(Ok(value)))
+        }
     }
 
     /// A child's stored input as JSON, for the runtime that starts the
-    /// child. A value that does not serialize gives `null`: the state that
+    /// child. An input that did not serialize gives `null`: the state that
     /// holds it does not serialize either, so it is never committed.
-    pub fn child_json<T: serde::Serialize>(input: &T) -> serde_json::Value {
-        serde_json::to_value(input).unwrap_or(serde_json::Value::Null)
+    pub fn child_json(input: &ChildInput) -> serde_json::Value {
+        input.0.clone().unwrap_or(serde_json::Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::__private::{ChildInput, child_input, child_json};
+
+    #[test]
+    fn a_child_input_is_stored_as_the_json_of_the_typed_input() {
+        let input = child_input("ship_order", (7_u32, "express"));
+        assert_eq!(
+            serde_json::to_value(&input).expect("serializes"),
+            serde_json::json!([7, "express"])
+        );
+        assert_eq!(child_json(&input), serde_json::json!([7, "express"]));
+        let stored: ChildInput =
+            serde_json::from_value(serde_json::json!([7, "express"])).expect("deserializes");
+        assert_eq!(child_json(&stored), serde_json::json!([7, "express"]));
+    }
+
+    #[test]
+    fn an_input_that_does_not_serialize_makes_the_state_fail_to_serialize() {
+        // A map with tuple keys has no JSON form.
+        let input = child_input("ship_order", BTreeMap::from([((1, 2), 3)]));
+        let error = serde_json::to_value(&input).expect_err("the state must not serialize");
+        assert!(
+            error
+                .to_string()
+                .contains("the input of child workflow `ship_order` does not serialize"),
+            "{error}"
+        );
+        assert_eq!(child_json(&input), serde_json::Value::Null);
     }
 }

@@ -59,9 +59,9 @@ pub fn generate(func: &WorkflowFn, machine: &Machine) -> TokenStream {
         let child = index
             .checked_sub(1)
             .and_then(|site| match &machine.sites[site].kind {
-                SiteKind::Child { workflow, .. } => {
-                    Some(quote!(__child: <#workflow as ::sagaflow::__private::Workflow>::Input))
-                }
+                // The input as JSON: the state names no child's type, so a
+                // name that is not a workflow is not an error here as well.
+                SiteKind::Child { .. } => Some(quote!(__child: ::sagaflow::__private::ChildInput)),
                 _ => None,
             });
         let fields = fields.chain(timer).chain(slots).chain(child);
@@ -155,14 +155,19 @@ fn suspension_fn(machine: &Machine, state: &Ident) -> TokenStream {
             let variant = &site.variant;
             let arm = match &site.kind {
                 SiteKind::Step | SiteKind::Join { .. } => return None,
-                SiteKind::Child { workflow, .. } => quote! {
+                SiteKind::Child { workflow, .. } => {
+                    // On the child's name, like every use of it: a name that
+                    // is not a workflow is then one error, not one per use.
+                    let name = quote_spanned!(syn::spanned::Spanned::span(workflow)=> <#workflow as ::sagaflow::__private::Workflow>::NAME);
+                    quote! {
                     #state::#variant { __child, .. } => ::sagaflow::__private::Some(
                         ::sagaflow::__private::Suspension::Child {
-                            workflow: <#workflow as ::sagaflow::__private::Workflow>::NAME,
+                            workflow: #name,
                             input: ::sagaflow::__private::child_json(__child),
                         },
                     ),
-                },
+                    }
+                }
                 SiteKind::Sleep { .. } => quote! {
                     #state::#variant { __timer, .. } => ::sagaflow::__private::Some(
                         ::sagaflow::__private::Suspension::Timer(*__timer),
@@ -409,7 +414,7 @@ fn wait_result(kind: &SiteKind, span: Span) -> Option<TokenStream> {
         // The runtime resumes a timer's state only once it has fired.
         SiteKind::Sleep { .. } => quote!(let __result = ();),
         // The runtime resumes a child's state only once the child has ended.
-        SiteKind::Child { workflow, .. } => quote! {
+        SiteKind::Child { workflow, .. } => quote_spanned! {syn::spanned::Spanned::span(workflow)=>
             let __result = match __driver.child::<#workflow>() {
                 ::sagaflow::__private::Some(result) => result,
                 ::sagaflow::__private::None => return ::sagaflow::__private::Transition::Suspend,
@@ -598,7 +603,10 @@ impl Emit<'_> {
                             let mut input = input.clone();
                             ReturnRewriter.visit_expr_mut(&mut input);
                             let span = syn::spanned::Spanned::span(workflow);
-                            let start = quote_spanned!(span=> ::sagaflow::__private::child_input::<#workflow>(#input));
+                            let start = quote_spanned!(span=> ::sagaflow::__private::child_input::<<#workflow as ::sagaflow::__private::Workflow>::Input>(
+                                <#workflow as ::sagaflow::__private::Workflow>::NAME,
+                                #input,
+                            ));
                             // Evaluated before the fields move into the state.
                             Some(quote!(let __child = #start;))
                         }
