@@ -337,11 +337,14 @@ fn resume_arm(machine: &Machine, names: &Names, index: usize) -> TokenStream {
         .map(|i| format_ident!("__arg{}", i))
         .collect();
     let args = &site.args;
+    // `(#step)`: in parentheses the step is only looked up as a type, so a
+    // plain `async fn` there is one "expected type, found function" error,
+    // not that and "constant provided when a type was expected".
     quote! {
         #state::#variant { #(mut #fields),* } => {
             #(let #arg_names = #args;)*
-            let __args = __driver.args::<#step, _>(&(#(&#arg_names,)*));
-            let __result = match __driver.attempt::<#step, _>(__args, #step(#(#arg_names),*)).await {
+            let __args = __driver.args::<(#step), _>(&(#(&#arg_names,)*));
+            let __result = match __driver.attempt::<(#step), _>(__args, #step(#(#arg_names),*)).await {
                 ::sagaflow::__private::Attempt::Done(result) => result,
                 ::sagaflow::__private::Attempt::Suspend => return ::sagaflow::__private::Transition::Suspend,
             };
@@ -367,10 +370,10 @@ fn join_run(branches: &[super::join::Branch]) -> TokenStream {
         let encoded = format_ident!("__branch{}_args", i);
         prepare.extend(quote_spanned! {branch.span=>
             #(let #names = #args;)*
-            let #encoded = __join.args::<#step, _>(&(#(&#names,)*));
+            let #encoded = __join.args::<(#step), _>(&(#(&#names,)*));
         });
         runs.push(quote_spanned! {branch.span=>
-            __join.branch::<#step, _>(#i, #encoded, #step(#(#names),*))
+            __join.branch::<(#step), _>(#i, #encoded, #step(#(#names),*))
         });
     }
     let results: Vec<Ident> = (0..branches.len())
@@ -967,7 +970,8 @@ fn compensate_fn(machine: &Machine) -> TokenStream {
 
 fn require_compensation(step: &syn::Path, span: Span) -> TokenStream {
     quote_spanned! {span=>
-        const _: () = ::sagaflow::__private::require_compensation::<#step>();
+        #[allow(unused_parens)]
+        const _: () = ::sagaflow::__private::require_compensation::<(#step)>();
     }
 }
 
