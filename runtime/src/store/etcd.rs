@@ -72,19 +72,20 @@
 //!   may not have been applied;
 //! - anything else: [`StoreError::Backend`].
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp, WatchClient,
-    WatchFilterType, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse,
+    WatchClient, WatchFilterType, WatchOptions,
 };
 use tokio::sync::watch;
 
 use super::listening::Listening;
-use super::{Expect, ScanPage, Store, Versioned, WAKE_PREFIX, prefix_successor};
+use super::{Expect, ScanPage, Store, Versioned, WAKE_PREFIX, Write, prefix_successor};
 use crate::error::StoreError;
 
 /// etcd's default `--max-request-bytes`: 1.5 MiB.
@@ -97,6 +98,15 @@ const REQUEST_OVERHEAD: usize = 16 * 1024;
 /// The largest value [`EtcdStore`] accepts from a server with the default
 /// request limit: 1.5 MiB less 16 KiB.
 pub const MAX_VALUE_SIZE: usize = DEFAULT_MAX_REQUEST_BYTES - REQUEST_OVERHEAD;
+
+/// The most writes in one transaction of [`Store::put_batch`]: etcd's
+/// default `--max-txn-ops` (128) bounds the outer transaction's operations
+/// plus those of each nested one (one put).
+const MAX_TXN_OPS: usize = 127;
+
+/// What one nested transaction of a batch adds besides its key (twice)
+/// and value: its framing and condition.
+const NESTED_WRITE_OVERHEAD: usize = 64;
 
 /// The longest key, in bytes (key prefix included), [`EtcdStore`] accepts.
 pub const MAX_KEY_SIZE: usize = 4096;
@@ -264,6 +274,89 @@ impl EtcdStore {
             })
     }
 
+    /// The etcd key of a write of `value` to `key`, or
+    /// [`StoreError::TooLarge`] if either is larger than etcd takes.
+    fn checked_key(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        if value.len() > self.max_value_size {
+            return Err(StoreError::TooLarge {
+                size: value.len(),
+                limit: self.max_value_size,
+            });
+        }
+        let etcd_key = self.etcd_key(key);
+        if etcd_key.len() > MAX_KEY_SIZE {
+            return Err(StoreError::TooLarge {
+                size: etcd_key.len(),
+                limit: MAX_KEY_SIZE,
+            });
+        }
+        Ok(etcd_key)
+    }
+
+    /// Writes `batch` (checked writes to distinct keys) in one transaction
+    /// of nested transactions, each with its own condition, and puts each
+    /// write's result in `results`.
+    async fn put_together(
+        &self,
+        batch: Vec<BatchedWrite>,
+        results: &mut [Option<Result<u64, StoreError>>],
+    ) {
+        let mut indices = Vec::with_capacity(batch.len());
+        let mut nested = Vec::with_capacity(batch.len());
+        let size = batch.iter().map(|write| write.value.len()).sum();
+        for write in batch {
+            indices.push(write.index);
+            let put = TxnOp::put(write.etcd_key, write.value, None);
+            let mut txn = Txn::new();
+            if let Some(compare) = write.compare {
+                txn = txn.when([compare]);
+            }
+            nested.push(TxnOp::txn(txn.and_then([put])));
+        }
+        let mut kv = self.kv.clone();
+        let answer = self
+            .run(Some(size), kv.txn(Txn::new().and_then(nested)))
+            .await
+            .and_then(|response| {
+                let revision = revision_of(response.header())?;
+                let succeeded: Vec<bool> = response
+                    .op_responses()
+                    .into_iter()
+                    .map(|op| matches!(op, TxnOpResponse::Txn(txn) if txn.succeeded()))
+                    .collect();
+                if succeeded.len() == indices.len() {
+                    Ok((revision, succeeded))
+                } else {
+                    Err(StoreError::Backend(
+                        format!(
+                            "etcd answered {} of the {} writes of a transaction",
+                            succeeded.len(),
+                            indices.len()
+                        )
+                        .into(),
+                    ))
+                }
+            });
+        match answer {
+            Ok((revision, succeeded)) => {
+                for (index, succeeded) in indices.into_iter().zip(succeeded) {
+                    results[index] = Some(if succeeded {
+                        Ok(revision)
+                    } else {
+                        Err(StoreError::Conflict)
+                    });
+                }
+            }
+            Err(error) => {
+                // Nothing or everything was applied: each write is told.
+                let message = error.to_string();
+                for index in indices {
+                    results[index] = Some(Err(same_kind(&error, &message)));
+                }
+            }
+        }
+    }
+
     /// Runs `operation` under the store's timeout; `value_size` names the
     /// value a request carried, for [`StoreError::TooLarge`].
     async fn run<T>(
@@ -298,6 +391,52 @@ fn version_of(mod_revision: i64, key: &str) -> Result<u64, StoreError> {
     })
 }
 
+/// A checked write waiting for its transaction: where its result goes,
+/// and what to write under which condition.
+struct BatchedWrite {
+    index: usize,
+    etcd_key: Vec<u8>,
+    value: Vec<u8>,
+    compare: Option<Compare>,
+}
+
+/// The condition of a write to `etcd_key` under `expect`; `None` for
+/// [`Expect::Any`]. [`StoreError::Conflict`] for a version no key has.
+fn compare_of(etcd_key: &[u8], expect: Expect) -> Result<Option<Compare>, StoreError> {
+    match expect {
+        Expect::Any => Ok(None),
+        Expect::Absent => Ok(Some(Compare::create_revision(
+            etcd_key.to_vec(),
+            CompareOp::Equal,
+            0,
+        ))),
+        Expect::Version(version) => match i64::try_from(version) {
+            // An absent key compares as revision 0, and no present key
+            // has it: `Version(0)` must not create the key.
+            Ok(version) if version > 0 => Ok(Some(Compare::mod_revision(
+                etcd_key.to_vec(),
+                CompareOp::Equal,
+                version,
+            ))),
+            _ => Err(StoreError::Conflict),
+        },
+    }
+}
+
+/// `error` again, for another write of the same failed transaction.
+fn same_kind(error: &StoreError, message: &str) -> StoreError {
+    match error {
+        StoreError::Conflict => StoreError::Conflict,
+        StoreError::Unavailable(_) => StoreError::Unavailable(message.to_owned()),
+        StoreError::Timeout(_) => StoreError::Timeout(message.to_owned()),
+        StoreError::TooLarge { size, limit } => StoreError::TooLarge {
+            size: *size,
+            limit: *limit,
+        },
+        StoreError::Backend(_) => StoreError::Backend(message.to_owned().into()),
+    }
+}
+
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
@@ -313,35 +452,12 @@ impl Store for EtcdStore {
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, expect: Expect) -> Result<u64, StoreError> {
-        if value.len() > self.max_value_size {
-            return Err(StoreError::TooLarge {
-                size: value.len(),
-                limit: self.max_value_size,
-            });
-        }
-        let etcd_key = self.etcd_key(key);
-        if etcd_key.len() > MAX_KEY_SIZE {
-            return Err(StoreError::TooLarge {
-                size: etcd_key.len(),
-                limit: MAX_KEY_SIZE,
-            });
-        }
+        let etcd_key = self.checked_key(key, &value)?;
         let size = Some(value.len());
         let mut kv = self.kv.clone();
-        let compare = match expect {
-            Expect::Any => {
-                let response = self.run(size, kv.put(etcd_key, value, None)).await?;
-                return revision_of(response.header());
-            }
-            Expect::Absent => Compare::create_revision(etcd_key.clone(), CompareOp::Equal, 0),
-            Expect::Version(version) => match i64::try_from(version) {
-                // An absent key compares as revision 0, and no present key
-                // has it: `Version(0)` must not create the key.
-                Ok(version) if version > 0 => {
-                    Compare::mod_revision(etcd_key.clone(), CompareOp::Equal, version)
-                }
-                _ => return Err(StoreError::Conflict),
-            },
+        let Some(compare) = compare_of(&etcd_key, expect)? else {
+            let response = self.run(size, kv.put(etcd_key, value, None)).await?;
+            return revision_of(response.header());
         };
         let txn = Txn::new()
             .when([compare])
@@ -434,6 +550,74 @@ impl Store for EtcdStore {
             None
         };
         Ok(ScanPage { entries, next })
+    }
+
+    async fn put_batch(&self, writes: Vec<Write>) -> Vec<Result<u64, StoreError>> {
+        if let [_] = writes.as_slice() {
+            // Alone, a plain put skips the nested transaction.
+            let mut writes = writes;
+            let Some(write) = writes.pop() else {
+                return Vec::new();
+            };
+            return vec![self.put(&write.key, write.value, write.expect).await];
+        }
+        let mut results: Vec<Option<Result<u64, StoreError>>> =
+            std::iter::repeat_with(|| None).take(writes.len()).collect();
+        // etcd refuses a transaction writing one key twice, more than
+        // `--max-txn-ops` operations or more than `--max-request-bytes`:
+        // such a batch is cut into several transactions, sent in order.
+        let request_budget = self.max_value_size + REQUEST_OVERHEAD;
+        let mut batch: Vec<BatchedWrite> = Vec::new();
+        let mut batch_keys: HashSet<Vec<u8>> = HashSet::new();
+        let mut batch_bytes = 0;
+        for (index, write) in writes.into_iter().enumerate() {
+            let checked = self
+                .checked_key(&write.key, &write.value)
+                .and_then(|etcd_key| Ok((compare_of(&etcd_key, write.expect)?, etcd_key)));
+            let (compare, etcd_key) = match checked {
+                Ok(checked) => checked,
+                Err(error) => {
+                    results[index] = Some(Err(error));
+                    continue;
+                }
+            };
+            let bytes = write.value.len() + 2 * etcd_key.len() + NESTED_WRITE_OVERHEAD;
+            if !batch.is_empty()
+                && (batch.len() == MAX_TXN_OPS
+                    || batch_bytes + bytes > request_budget
+                    || batch_keys.contains(&etcd_key))
+            {
+                self.put_together(std::mem::take(&mut batch), &mut results)
+                    .await;
+                batch_keys.clear();
+                batch_bytes = 0;
+            }
+            batch_keys.insert(etcd_key.clone());
+            batch_bytes += bytes;
+            batch.push(BatchedWrite {
+                index,
+                etcd_key,
+                value: write.value,
+                compare,
+            });
+        }
+        if !batch.is_empty() {
+            self.put_together(batch, &mut results).await;
+        }
+        results
+            .into_iter()
+            .map(|result| {
+                result.unwrap_or_else(|| {
+                    Err(StoreError::Backend(
+                        "a write of the batch was never sent".into(),
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    fn batches_writes(&self) -> bool {
+        true
     }
 
     fn name(&self) -> &'static str {
