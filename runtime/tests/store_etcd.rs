@@ -12,7 +12,7 @@ mod backends;
 use std::sync::Arc;
 
 use sagaflow::store::etcd::{MAX_KEY_SIZE, MAX_VALUE_SIZE};
-use sagaflow::store::{Expect, Store, conformance};
+use sagaflow::store::{Expect, Store, Write, conformance};
 use sagaflow::{EtcdStore, StoreError};
 
 const HOW_TO_RUN: &str = "start etcd and run with \
@@ -84,6 +84,74 @@ async fn versions_are_mod_revisions_and_never_reused() {
     let v2 = store.put("k", b"2".to_vec(), Expect::Absent).await.unwrap();
     assert!(v2 > v1);
     store.delete("k", Expect::Any).await.unwrap();
+}
+
+/// A batch etcd would refuse as one transaction (more writes than
+/// `--max-txn-ops`, values together past `--max-request-bytes`, a key
+/// written twice) is cut into several: every write gets its own result and
+/// lands, the second write of a key after the first.
+#[tokio::test]
+async fn a_batch_larger_than_one_transaction_is_written_in_several() {
+    let Some(endpoints) = endpoints() else { return };
+    let store = store(&endpoints).await;
+    assert!(store.batches_writes());
+    let mut writes: Vec<Write> = (0..300)
+        .map(|i| Write {
+            key: format!("small/{i:03}"),
+            value: format!("value {i}").into_bytes(),
+            expect: Expect::Absent,
+        })
+        .collect();
+    for i in 0..3 {
+        writes.push(Write {
+            key: format!("large/{i}"),
+            value: vec![i; MAX_VALUE_SIZE / 2],
+            expect: Expect::Absent,
+        });
+    }
+    writes.push(Write {
+        key: "small/000".into(),
+        value: b"rewritten".to_vec(),
+        expect: Expect::Any,
+    });
+    writes.push(Write {
+        key: "small/001".into(),
+        value: b"clobbered".to_vec(),
+        expect: Expect::Absent,
+    });
+    let results = store.put_batch(writes).await;
+    assert_eq!(results.len(), 305);
+    let versions: Vec<u64> = results[..304]
+        .iter()
+        .map(|result| *result.as_ref().expect("every write but the last lands"))
+        .collect();
+    assert!(
+        matches!(results[304], Err(StoreError::Conflict)),
+        "{:?}",
+        results[304]
+    );
+    assert!(
+        versions[303] > versions[0],
+        "the rewrite comes after the create"
+    );
+
+    let page = store.scan("small/", None, 1000).await.unwrap();
+    assert_eq!(page.entries.len(), 300);
+    for (i, (key, entry)) in page.entries.iter().enumerate() {
+        assert_eq!(key, &format!("small/{i:03}"));
+        let expected = match i {
+            0 => b"rewritten".to_vec(),
+            _ => format!("value {i}").into_bytes(),
+        };
+        assert_eq!(entry.value, expected, "{key}");
+        let version = if i == 0 { versions[303] } else { versions[i] };
+        assert_eq!(entry.version, version, "{key}");
+    }
+    for i in 0..3u8 {
+        let entry = store.get(&format!("large/{i}")).await.unwrap().unwrap();
+        assert_eq!(entry.value, vec![i; MAX_VALUE_SIZE / 2]);
+        assert_eq!(entry.version, versions[300 + usize::from(i)]);
+    }
 }
 
 #[tokio::test]

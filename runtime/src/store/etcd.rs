@@ -24,6 +24,11 @@
 //!   "the key does not exist"): one round trip, no lock;
 //! - [`scan`](Store::scan) is a range request `[start, prefix end)` with a
 //!   limit; etcd returns keys in byte order and says whether more remain;
+//! - [`put_batch`](Store::put_batch) is one transaction whose operations
+//!   are nested transactions, one per write, each with its own condition:
+//!   every write gets its own result, all in one Raft entry and fsync, at
+//!   one revision. A batch etcd would refuse whole (over 127 writes, past
+//!   `--max-request-bytes`, a key written twice) goes as several, in order;
 //! - every read is linearizable (etcd's default), so a read sees every
 //!   write acknowledged before it, whichever member answers.
 //!
