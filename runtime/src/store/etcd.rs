@@ -558,14 +558,6 @@ impl Store for EtcdStore {
     }
 
     async fn put_batch(&self, writes: Vec<Write>) -> Vec<Result<u64, StoreError>> {
-        if let [_] = writes.as_slice() {
-            // Alone, a plain put skips the nested transaction.
-            let mut writes = writes;
-            let Some(write) = writes.pop() else {
-                return Vec::new();
-            };
-            return vec![self.put(&write.key, write.value, write.expect).await];
-        }
         let mut results: Vec<Option<Result<u64, StoreError>>> =
             std::iter::repeat_with(|| None).take(writes.len()).collect();
         // etcd refuses a transaction writing one key twice, more than

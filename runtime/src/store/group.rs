@@ -98,7 +98,12 @@ async fn flush(
                 .map(|pending| (pending.write, pending.reply))
                 .unzip();
             let count = writes.len();
-            let mut results = store.put_batch(writes).await.into_iter();
+            let results = match <[Write; 1]>::try_from(writes) {
+                // Alone, a plain put: one round trip without a batch's framing.
+                Ok([write]) => vec![store.put(&write.key, write.value, write.expect).await],
+                Err(writes) => store.put_batch(writes).await,
+            };
+            let mut results = results.into_iter();
             for reply in replies {
                 let result = results.next().unwrap_or_else(|| {
                     Err(StoreError::Backend(

@@ -570,14 +570,6 @@ impl Store for PostgresStore {
     }
 
     async fn put_batch(&self, writes: Vec<Write>) -> Vec<Result<u64, StoreError>> {
-        if let [_] = writes.as_slice() {
-            // Alone, a plain put is one round trip, not a batch's framing.
-            let mut writes = writes;
-            let Some(write) = writes.pop() else {
-                return Vec::new();
-            };
-            return vec![self.put(&write.key, write.value, write.expect).await];
-        }
         let mut results: Vec<Option<Result<u64, StoreError>>> = Vec::with_capacity(writes.len());
         let mut versions = Vec::with_capacity(writes.len());
         for write in &writes {
