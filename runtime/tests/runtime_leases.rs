@@ -193,6 +193,10 @@ async fn a_worker_built_before_a_client_start_picks_it_up_through_the_due_index(
             .recovery_interval(Duration::from_secs(3600))
     })
     .await;
+    // Let the worker's poller finish its first round (a scan of every
+    // instance, which would claim them directly) before anything is started:
+    // on paused time this sleep ends only once every task is idle.
+    tokio::time::sleep(Duration::from_millis(1)).await;
     let client = Runtime::builder()
         .workers(0)
         .store(store.clone())
