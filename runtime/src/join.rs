@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::context::StepContext;
 use crate::error::StepError;
+use crate::record::RawJson;
 use crate::step::{Step, StepKind};
 use crate::workflow::{CompensationEntry, StepOutcome};
 
@@ -304,17 +305,19 @@ impl JoinRun {
 /// Writes `slot` as branch `branch` of the join state `state_name` in the
 /// stored state `state` (the state enum serialized: `{"Join1": {.., "__branches": [..]}}`).
 pub(crate) fn set_slot(
-    state: &mut serde_json::Value,
+    stored: &mut RawJson,
     state_name: &str,
     branch: usize,
     slot: &BranchSlot,
 ) -> Result<(), String> {
+    let mut state = stored.to_value().map_err(|error| error.to_string())?;
     let target = state
         .get_mut(state_name)
         .and_then(|fields| fields.get_mut("__branches"))
         .and_then(|slots| slots.get_mut(branch))
         .ok_or_else(|| format!("the stored state `{state_name}` has no join slot {branch}"))?;
     *target = serde_json::to_value(slot).map_err(|error| error.to_string())?;
+    *stored = RawJson::from_value(&state);
     Ok(())
 }
 
@@ -324,15 +327,15 @@ mod tests {
 
     #[test]
     fn a_slot_is_written_into_the_stored_state() {
-        let mut state = serde_json::json!({
+        let mut state = RawJson::from_value(&serde_json::json!({
             "Join1": { "trip": "t", "__branches": serde_json::to_value(JoinSlots::new(2)).unwrap() }
-        });
+        }));
         let done = BranchSlot::Done {
             output: serde_json::json!(7),
         };
         set_slot(&mut state, "Join1", 1, &done).unwrap();
         assert_eq!(
-            state,
+            state.to_value().unwrap(),
             serde_json::json!({
                 "Join1": { "trip": "t", "__branches": [
                     { "pending": { "attempt": 1 } },

@@ -138,6 +138,28 @@ impl StateMachine {
         self.states.iter().find(|state| state.name == name)
     }
 
+    /// Whether the state at index `start` is on a cycle (inside a loop
+    /// with suspension points): then its steps' idempotency keys carry the
+    /// transition count.
+    pub(crate) fn is_on_cycle(&self, start: usize) -> bool {
+        let mut seen = vec![false; self.states.len()];
+        let mut stack = vec![start];
+        while let Some(from) = stack.pop() {
+            for edge in self.edges.iter().filter(|edge| edge.from == from) {
+                if let Target::State(to) = edge.to {
+                    if to == start {
+                        return true;
+                    }
+                    if !seen[to] {
+                        seen[to] = true;
+                        stack.push(to);
+                    }
+                }
+            }
+        }
+        false
+    }
+
     /// The fingerprint (see [`StateMachine::fingerprint`](Self#structfield.fingerprint)).
     pub fn fingerprint(&self) -> u64 {
         self.fingerprint

@@ -250,6 +250,42 @@ pub enum EventKind {
     ChildCompensated,
 }
 
+impl EventKind {
+    /// The name as stored (`step_started`, ...).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Created => "created",
+            EventKind::StepStarted => "step_started",
+            EventKind::StepSucceeded => "step_succeeded",
+            EventKind::StepRetried => "step_retried",
+            EventKind::StepFailed => "step_failed",
+            EventKind::CancelRequested => "cancel_requested",
+            EventKind::Compensating => "compensating",
+            EventKind::Compensated => "compensated",
+            EventKind::CompensationRetried => "compensation_retried",
+            EventKind::CompensationFailed => "compensation_failed",
+            EventKind::Completed => "completed",
+            EventKind::RolledBack => "rolled_back",
+            EventKind::Failed => "failed",
+            EventKind::TimerStarted => "timer_started",
+            EventKind::TimerFired => "timer_fired",
+            EventKind::SignalAwaited => "signal_awaited",
+            EventKind::SignalReceived => "signal_received",
+            EventKind::SignalTimedOut => "signal_timed_out",
+            EventKind::ChildStarted => "child_started",
+            EventKind::ChildEnded => "child_ended",
+            EventKind::ChildCompensating => "child_compensating",
+            EventKind::ChildCompensated => "child_compensated",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One entry of an instance's history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEvent {
@@ -297,6 +333,67 @@ pub struct SignalMessage {
     pub value: serde_json::Value,
 }
 
+/// JSON text kept as it was written: an instance's state, stored and handed
+/// to the workflow without being built into a [`serde_json::Value`] tree
+/// (which cost more than a step on every transition).
+///
+/// Two values are equal when their texts are: the runtime writes JSON
+/// compactly and in one order, so the same state is the same text.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RawJson(Box<RawValue>);
+
+impl RawJson {
+    /// `null`.
+    pub fn null() -> RawJson {
+        RawJson(RawValue::NULL.to_owned())
+    }
+
+    /// The JSON text of `value`.
+    pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<RawJson, serde_json::Error> {
+        serde_json::value::to_raw_value(value).map(RawJson)
+    }
+
+    /// The JSON text of `value`.
+    pub fn from_value(value: &serde_json::Value) -> RawJson {
+        // A `Value` always serializes: its map keys are strings.
+        RawJson::to_json(value).unwrap_or_else(|_| RawJson::null())
+    }
+
+    /// The text, e.g. `{"Charge1":{"order":42}}`.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// Decodes the text into `T`.
+    pub fn parse<'a, T: Deserialize<'a>>(&'a self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.get())
+    }
+
+    /// The text as a [`serde_json::Value`] tree.
+    pub fn to_value(&self) -> Result<serde_json::Value, serde_json::Error> {
+        self.parse()
+    }
+}
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &RawJson) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl fmt::Debug for RawJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.get())
+    }
+}
+
+impl fmt::Display for RawJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.get())
+    }
+}
+
 /// The record of one workflow instance.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InstanceRecord {
@@ -310,8 +407,9 @@ pub struct InstanceRecord {
     pub phase: Phase,
     /// The name of the state variant (the resume point).
     pub state_name: String,
-    /// The serialized state variant: the variables live at the resume point.
-    pub state: serde_json::Value,
+    /// The serialized state variant: the variables live at the resume point,
+    /// as the JSON text stored (`{"ChargePayment1":{"order":…}}`).
+    pub state: RawJson,
     /// Completed compensable steps, oldest first; popped from the end.
     pub compensation_stack: Vec<CompensationEntry>,
     /// Whether the saga's pivot step has succeeded (no way back after it).
@@ -395,7 +493,7 @@ impl InstanceRecord {
             fingerprint: String::new(),
             phase: Phase::Running,
             state_name: String::new(),
-            state: serde_json::Value::Null,
+            state: RawJson::null(),
             compensation_stack: Vec::new(),
             pivot_passed: false,
             attempt: 0,
@@ -662,7 +760,7 @@ fn write_record(out: &mut Vec<u8>, record: &InstanceRecord) -> Result<(), serde_
     out.extend_from_slice(b",\"state_name\":");
     write_str(out, &record.state_name)?;
     out.extend_from_slice(b",\"state\":");
-    serde_json::to_writer(&mut *out, &record.state)?;
+    out.extend_from_slice(record.state.get().as_bytes());
     out.extend_from_slice(b",\"compensation_stack\":[");
     for (index, entry) in record.compensation_stack.iter().enumerate() {
         if index > 0 {
@@ -677,9 +775,9 @@ fn write_record(out: &mut Vec<u8>, record: &InstanceRecord) -> Result<(), serde_
         out.extend_from_slice(b"{\"step\":");
         write_str(out, step)?;
         out.extend_from_slice(b",\"args\":");
-        serde_json::to_writer(&mut *out, args)?;
+        write_value(out, args)?;
         out.extend_from_slice(b",\"output\":");
-        serde_json::to_writer(&mut *out, output)?;
+        write_value(out, output)?;
         if let Some(child) = child {
             out.extend_from_slice(b",\"child\":");
             write_str(out, child)?;
@@ -714,7 +812,10 @@ fn write_record(out: &mut Vec<u8>, record: &InstanceRecord) -> Result<(), serde_
         serde_json::to_writer(&mut *out, heartbeat)?;
     }
     out.extend_from_slice(b",\"output\":");
-    serde_json::to_writer(&mut *out, &record.output)?;
+    match &record.output {
+        Some(output) => write_value(out, output)?,
+        None => out.extend_from_slice(b"null"),
+    }
     out.extend_from_slice(b",\"failure\":");
     serde_json::to_writer(&mut *out, &record.failure)?;
     out.extend_from_slice(b",\"last_error\":");
@@ -755,7 +856,7 @@ fn write_record(out: &mut Vec<u8>, record: &InstanceRecord) -> Result<(), serde_
     }
     if let Some(status) = &record.status {
         out.extend_from_slice(b",\"status\":");
-        serde_json::to_writer(&mut *out, status)?;
+        write_value(out, status)?;
     }
     out.extend_from_slice(b",\"created_at\":");
     write_int(out, record.created_at);
@@ -776,8 +877,9 @@ fn write_event(out: &mut Vec<u8>, event: &HistoryEvent) -> Result<(), serde_json
     } = event;
     out.extend_from_slice(b"{\"at\":");
     write_int(out, *at);
-    out.extend_from_slice(b",\"kind\":");
-    serde_json::to_writer(&mut *out, kind)?;
+    out.extend_from_slice(b",\"kind\":\"");
+    out.extend_from_slice(kind.as_str().as_bytes());
+    out.push(b'"');
     if let Some(state) = state {
         out.extend_from_slice(b",\"state\":");
         write_str(out, state)?;
@@ -795,6 +897,45 @@ fn write_event(out: &mut Vec<u8>, event: &HistoryEvent) -> Result<(), serde_json
         write_str(out, error)?;
     }
     out.push(b'}');
+    Ok(())
+}
+
+/// A JSON value, as serde_json writes it, with its strings and keys
+/// through [`write_str`] and its integers through `itoa`.
+fn write_value(out: &mut Vec<u8>, value: &serde_json::Value) -> Result<(), serde_json::Error> {
+    use serde_json::Value;
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(value) => write_bool(out, *value),
+        Value::Number(number) => match (number.as_u64(), number.as_i64()) {
+            (Some(value), _) => write_int(out, value),
+            (None, Some(value)) => write_int(out, value),
+            (None, None) => serde_json::to_writer(&mut *out, number)?,
+        },
+        Value::String(text) => write_str(out, text)?,
+        Value::Array(items) => {
+            out.push(b'[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_value(out, item)?;
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            out.push(b'{');
+            for (index, (key, item)) in map.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_str(out, key)?;
+                out.push(b':');
+                write_value(out, item)?;
+            }
+            out.push(b'}');
+        }
+    }
     Ok(())
 }
 
@@ -878,7 +1019,9 @@ mod tests {
             fingerprint: format_fingerprint(0x0123_4567_89ab_cdef),
             phase: Phase::Running,
             state_name: "ChargePayment1".into(),
-            state: serde_json::json!({"ChargePayment1": {"order": {"id": 42}, "reservation": "R-1"}}),
+            state: RawJson::from_value(
+                &serde_json::json!({"ChargePayment1": {"order": {"id": 42}, "reservation": "R-1"}}),
+            ),
             compensation_stack: vec![CompensationEntry {
                 step: "reserve_inventory".into(),
                 args: serde_json::json!([{"id": 42}]),
@@ -946,7 +1089,14 @@ mod tests {
             at: 5,
             details: serde_json::json!({"done": 3}),
         });
-        record.output = Some(serde_json::json!({"receipt": [1, 2.5, null, "\u{7f}"]}));
+        record.output = Some(serde_json::json!({
+            "receipt": [1, 2.5, null, "\u{7f}"],
+            "numbers": [-5, u64::MAX, i64::MIN, 1e-7, 1e300, -0.0, 0.1],
+            "key \"quoted\"\n": {"é": [true, false, [], {}], "": "\u{1f600}"},
+        }));
+        record.state = RawJson::from_value(
+            &serde_json::json!({"Charge1": {"order": {"id": -42, "tags": ["a\\b"]}}}),
+        );
         record.failure = Some(Failure {
             message: "boom\r".into(),
             step: Some("charge".into()),

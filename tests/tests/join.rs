@@ -134,7 +134,11 @@ async fn stored_state(store: &dyn Store, id: &str) -> serde_json::Value {
         .await
         .expect("read the store")
         .expect("the instance's record");
-    record::decode(&stored.value).expect("a record").state
+    record::decode(&stored.value)
+        .expect("a record")
+        .state
+        .to_value()
+        .expect("the state is JSON")
 }
 
 /// Waits (at most 10 s of the runtime's clock) until `id`'s compensation

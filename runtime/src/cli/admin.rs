@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize as _, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Error, StoreError};
@@ -14,7 +14,8 @@ use crate::machine::{
     DescriptionError, MACHINES_PREFIX, MachineDescription, StateDescription, StateMachine,
 };
 use crate::record::{
-    self, EventKind, Failure, Heartbeat, HistoryEvent, InstanceRecord, Lease, Phase, SignalMessage,
+    self, EventKind, Failure, Heartbeat, HistoryEvent, InstanceRecord, Lease, Phase, RawJson,
+    SignalMessage,
 };
 use crate::runtime::Runtime;
 use crate::store::{Expect, Store};
@@ -41,11 +42,12 @@ struct RegisteredWorkflow {
     machine: &'static StateMachine,
     /// The machine as drawn, made once.
     description: Arc<MachineDescription>,
-    check_state: fn(&Value) -> Result<(), String>,
+    check_state: fn(&RawJson) -> Result<(), String>,
 }
 
-fn check_state<W: Workflow>(state: &Value) -> Result<(), String> {
-    W::State::deserialize(state)
+fn check_state<W: Workflow>(state: &RawJson) -> Result<(), String> {
+    state
+        .parse::<W::State>()
         .map(drop)
         .map_err(|error| format!("the stored state does not decode: {error}"))
 }
@@ -1028,7 +1030,9 @@ impl Admin {
                 }
             }
         };
-        let variables = variables(&instance.state, &instance.state_name, info);
+        // A stored state is valid JSON (the record decoded): never `null` here.
+        let state = instance.state.to_value().unwrap_or_default();
+        let variables = variables(&state, &instance.state_name, info);
         let step_kind = info
             .and_then(|info| info.step.as_ref())
             .map(|step| step.kind.to_string());

@@ -82,7 +82,7 @@ impl RuntimeBuilder {
     /// A workflow this runtime can start and run. Every workflow whose
     /// instances are in the store must be registered for them to run.
     pub fn register<W: Workflow>(mut self, workflow: W) -> RuntimeBuilder {
-        self.workflows.push(Arc::new(Erased(workflow)));
+        self.workflows.push(Arc::new(Erased::new(workflow)));
         self
     }
 

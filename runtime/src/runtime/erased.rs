@@ -4,11 +4,11 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use serde::Deserialize as _;
 use serde_json::Value;
 
 use crate::error::{StepError, WorkflowError};
 use crate::machine::StateMachine;
+use crate::record::RawJson;
 use crate::step::CompensationFuture;
 use crate::workflow::{Driver, StepOutcome, Suspension, Transition, Workflow};
 
@@ -19,7 +19,7 @@ pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>
 #[derive(Debug)]
 pub(crate) enum Moved {
     Next {
-        state: Value,
+        state: RawJson,
         state_name: &'static str,
         /// What the new state waits for (a timer or a signal), if anything.
         wait: Option<Suspension>,
@@ -98,25 +98,41 @@ pub(crate) struct ResumeInput {
 pub(crate) trait ErasedWorkflow: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     fn machine(&self) -> &'static StateMachine;
+    /// Whether state `name` is on a cycle of the machine (precomputed).
+    fn on_cycle(&self, name: &str) -> bool;
     /// Whether `state` decodes into the workflow's state type.
-    fn check_state(&self, state: &Value) -> Result<(), String>;
+    fn check_state(&self, state: &RawJson) -> Result<(), String>;
     /// Runs one resume of `state` (decoded here, from the record's value
     /// in place rather than from a copy of it).
-    fn resume(&self, state: &Value, input: ResumeInput) -> BoxFuture<ResumeReport>;
+    fn resume(&self, state: &RawJson, input: ResumeInput) -> BoxFuture<ResumeReport>;
 
     /// Starts the compensation of `step`, if the workflow knows that step.
     fn compensate(&self, step: &str, args: Value, output: Value) -> Option<CompensationFuture>;
 
     /// The first state of an instance with `input` (JSON): the state as
     /// JSON and its name.
-    fn begin(&self, input: Value) -> Result<(Value, &'static str), String>;
+    fn begin(&self, input: Value) -> Result<(RawJson, &'static str), String>;
 
     /// For a child workflow's state: the child's workflow name and input.
-    fn child_call(&self, state: &Value) -> Option<(&'static str, Value)>;
+    fn child_call(&self, state: &RawJson) -> Option<(&'static str, Value)>;
 }
 
 /// The erased form of workflow `W`.
-pub(crate) struct Erased<W>(pub W);
+pub(crate) struct Erased<W> {
+    workflow: W,
+    /// Per state (in the machine's order): whether it is on a cycle.
+    cycles: Box<[bool]>,
+}
+
+impl<W: Workflow> Erased<W> {
+    pub(crate) fn new(workflow: W) -> Erased<W> {
+        let machine = workflow.state_machine();
+        let cycles = (0..machine.states.len())
+            .map(|index| machine.is_on_cycle(index))
+            .collect();
+        Erased { workflow, cycles }
+    }
+}
 
 impl<W: Workflow> ErasedWorkflow for Erased<W> {
     fn name(&self) -> &'static str {
@@ -124,16 +140,26 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
     }
 
     fn machine(&self) -> &'static StateMachine {
-        self.0.state_machine()
+        self.workflow.state_machine()
     }
 
-    fn check_state(&self, state: &Value) -> Result<(), String> {
-        W::State::deserialize(state)
+    fn on_cycle(&self, name: &str) -> bool {
+        let machine = self.workflow.state_machine();
+        machine
+            .states
+            .iter()
+            .position(|state| state.name == name)
+            .is_some_and(|index| self.cycles[index])
+    }
+
+    fn check_state(&self, state: &RawJson) -> Result<(), String> {
+        state
+            .parse::<W::State>()
             .map(drop)
             .map_err(|error| format!("the stored state does not decode: {error}"))
     }
 
-    fn resume(&self, state: &Value, input: ResumeInput) -> BoxFuture<ResumeReport> {
+    fn resume(&self, state: &RawJson, input: ResumeInput) -> BoxFuture<ResumeReport> {
         let ResumeInput {
             id,
             state_name,
@@ -146,7 +172,7 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
             checkpoints,
             child,
         } = input;
-        let state = match W::State::deserialize(state) {
+        let state = match state.parse::<W::State>() {
             Ok(state) => state,
             Err(error) => {
                 let report = ResumeReport::failed(Err(ResumeError::Corrupt(format!(
@@ -173,7 +199,7 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
                 Transition::Next(state) => {
                     let state_name = W::state_name(&state);
                     let wait = W::suspension(&state);
-                    serde_json::to_value(&state)
+                    RawJson::to_json(&state)
                         .map(|state| Moved::Next {
                             state,
                             state_name,
@@ -208,8 +234,8 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
         W::compensate(step, args, output)
     }
 
-    fn begin(&self, input: Value) -> Result<(Value, &'static str), String> {
-        let input = W::Input::deserialize(input).map_err(|error| {
+    fn begin(&self, input: Value) -> Result<(RawJson, &'static str), String> {
+        let input = serde_json::from_value::<W::Input>(input).map_err(|error| {
             format!(
                 "the input of workflow `{}` does not decode: {error}",
                 W::NAME
@@ -217,13 +243,13 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
         })?;
         let state = W::begin(input);
         let name = W::state_name(&state);
-        let state = serde_json::to_value(&state)
+        let state = RawJson::to_json(&state)
             .map_err(|error| format!("the initial state of workflow `{}`: {error}", W::NAME))?;
         Ok((state, name))
     }
 
-    fn child_call(&self, state: &Value) -> Option<(&'static str, Value)> {
-        let state = W::State::deserialize(state).ok()?;
+    fn child_call(&self, state: &RawJson) -> Option<(&'static str, Value)> {
+        let state = state.parse::<W::State>().ok()?;
         match W::suspension(&state) {
             Some(Suspension::Child { workflow, input }) => Some((workflow, input)),
             _ => None,

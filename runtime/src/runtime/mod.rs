@@ -68,7 +68,7 @@ pub use handle::{Handle, Outcome};
 
 use crate::clock::{Clock, duration_ms};
 use crate::error::{Error, StoreError};
-use crate::record::{self, InstanceRecord};
+use crate::record::{self, InstanceRecord, RawJson};
 pub use crate::record::{EventKind, Failure, Heartbeat, HistoryEvent, Lease, Phase};
 use crate::store::{Expect, Store};
 use crate::workflow::{CompensationEntry, Workflow};
@@ -342,8 +342,7 @@ impl Runtime {
         drop(encoded);
         let state = W::begin(input);
         let state_name = W::state_name(&state);
-        let state =
-            serde_json::to_value(&state).map_err(|error| codec("the initial state", &error))?;
+        let state = RawJson::to_json(&state).map_err(|error| codec("the initial state", &error))?;
         let now = self.inner.clock.now_ms();
         let mut instance = new_record(
             W::NAME,
@@ -1131,7 +1130,7 @@ fn new_record(
     fingerprint: u64,
     id: &str,
     state_name: &str,
-    state: serde_json::Value,
+    state: RawJson,
     now: u64,
 ) -> InstanceRecord {
     let mut instance = InstanceRecord {

@@ -20,7 +20,6 @@ use crate::clock::duration_ms;
 use crate::context::{self, AttemptLink, StepContext};
 use crate::error::{Error, StepError, StoreError};
 use crate::join::{self, Checkpoint};
-use crate::machine::{StateMachine, Target};
 use crate::record::{self, EventKind, Failure, Heartbeat, HistoryEvent, InstanceRecord, Phase};
 use crate::step::{RetryPolicy, StepKind};
 use crate::store::{Expect, Versioned};
@@ -394,6 +393,13 @@ impl Worker {
         mut checkpoints: Option<&mut JoinCheckpoints>,
     ) -> Option<Result<T, Panic>> {
         let mut task = pin!(catch_panic(attempt_future));
+        // Most attempts end on their first poll: they need no renewal
+        // timer (whose registration would cost more than the step).
+        if let Poll::Ready(joined) =
+            std::future::poll_fn(|cx| Poll::Ready(task.as_mut().poll(cx))).await
+        {
+            return Some(joined);
+        }
         loop {
             let renew = self.runtime.inner.clock.sleep_until(self.renew_at);
             tokio::select! {
@@ -608,7 +614,7 @@ impl Worker {
                 state_name: state_name.clone(),
                 attempt,
                 transitions: instance.transitions,
-                on_cycle: on_cycle(workflow.machine(), &state_name),
+                on_cycle: workflow.on_cycle(&state_name),
                 now_ms: wait_ended_at(instance, fired, signal_at, timed_out),
                 signal,
                 timed_out,
@@ -625,7 +631,7 @@ impl Worker {
         else {
             return Ok(Flow::Stop);
         };
-        let report = joined.unwrap_or_else(|error| {
+        let mut report = joined.unwrap_or_else(|error| {
             ResumeReport::failed(Err(ResumeError::Encode(format!(
                 "the step panicked: {}",
                 panic_message(error)
@@ -642,6 +648,11 @@ impl Worker {
         };
 
         let mut failed_step = None;
+        // Moved onto the stack rather than copied.
+        let compensation = match &mut report.outcome {
+            Some(StepOutcome::Succeeded { compensation, .. }) => compensation.take(),
+            _ => None,
+        };
         if let Some(outcome) = &report.outcome {
             let (step, error) = match outcome {
                 StepOutcome::Succeeded { step, .. } => (*step, None),
@@ -657,12 +668,10 @@ impl Worker {
             };
             next.push_event(event(started, EventKind::StepStarted));
             match outcome {
-                StepOutcome::Succeeded {
-                    kind, compensation, ..
-                } => {
+                StepOutcome::Succeeded { kind, .. } => {
                     next.push_event(event(now, EventKind::StepSucceeded));
                     if let Some(entry) = compensation {
-                        next.compensation_stack.push(entry.clone());
+                        next.compensation_stack.push(entry);
                     }
                     if *kind == StepKind::Pivot {
                         next.pivot_passed = true;
@@ -855,7 +864,7 @@ impl Worker {
         // The child's id is fixed by the committed record, so code that
         // runs again names the same child; it is created after the parent
         // durably waits for it, so its end always finds the parent waiting.
-        let child = if on_cycle(workflow.machine(), child_state) {
+        let child = if workflow.on_cycle(child_state) {
             format!("{}/{child_state}/{}", self.id, next.transitions)
         } else {
             format!("{}/{child_state}", self.id)
@@ -1343,6 +1352,13 @@ impl Worker {
                     // the instance: waking them for every step would cost a
                     // task wake-up per step for nothing.
                     let wakes = ended.is_some();
+                    if wakes {
+                        // The worker slot is free before anyone learns of the
+                        // end: a caller that starts its next instance then
+                        // finds it free (else that instance would wait for
+                        // the poller).
+                        drop(self.permit.take());
+                    }
                     self.local.changed.send_if_modified(|written| {
                         written.generation += 1;
                         written.by_worker = true;
@@ -1423,31 +1439,6 @@ fn wait_ended_at(
         None => None,
     };
     ended.map_or(committed, |ended| ended.max(committed))
-}
-
-/// Whether state `name` is on a cycle of `machine` (inside a loop with
-/// suspension points): then its steps' idempotency keys carry the
-/// transition count.
-fn on_cycle(machine: &StateMachine, name: &str) -> bool {
-    let Some(start) = machine.states.iter().position(|state| state.name == name) else {
-        return false;
-    };
-    let mut seen = vec![false; machine.states.len()];
-    let mut stack = vec![start];
-    while let Some(from) = stack.pop() {
-        for edge in machine.edges.iter().filter(|edge| edge.from == from) {
-            if let Target::State(to) = edge.to {
-                if to == start {
-                    return true;
-                }
-                if !seen[to] {
-                    seen[to] = true;
-                    stack.push(to);
-                }
-            }
-        }
-    }
-    false
 }
 
 /// Where a join's resume sends its branches' checkpoints, and what the
