@@ -1,6 +1,7 @@
 //! What a step can learn about the attempt it runs in, and how it reports
 //! progress ([`heartbeat`]).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,7 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::error::Error;
 
 tokio::task_local! {
-    static CONTEXT: StepContext;
+    static CONTEXT: AttemptContext;
     static ATTEMPT: Arc<AttemptLink>;
 }
 
@@ -83,7 +84,30 @@ impl fmt::Display for StepContext {
 /// The context of the step attempt running on this task, or `None` outside
 /// a step (for example when a step function is called directly in a test).
 pub fn context() -> Option<StepContext> {
-    CONTEXT.try_with(Clone::clone).ok()
+    CONTEXT.try_with(AttemptContext::to_public).ok()
+}
+
+/// What [`StepContext`] is made from, kept without copying the instance's
+/// id and state name for every attempt: most steps never ask.
+#[derive(Debug)]
+pub(crate) struct AttemptContext {
+    pub(crate) workflow_id: Arc<str>,
+    pub(crate) state: Cow<'static, str>,
+    pub(crate) step: &'static str,
+    pub(crate) attempt: u32,
+    pub(crate) iteration: Option<u64>,
+}
+
+impl AttemptContext {
+    fn to_public(&self) -> StepContext {
+        StepContext {
+            workflow_id: self.workflow_id.to_string(),
+            state: self.state.clone().into_owned(),
+            step: self.step,
+            attempt: self.attempt,
+            iteration: self.iteration,
+        }
+    }
 }
 
 /// Records progress of the running step attempt, and tells the runtime the
@@ -113,7 +137,7 @@ pub async fn heartbeat(details: impl Serialize) -> Result<(), Error> {
     };
     if link.lost.load(Ordering::SeqCst) {
         return Err(Error::LeaseLost {
-            id: link.workflow_id.clone(),
+            id: link.workflow_id.to_string(),
         });
     }
     let details = serde_json::to_value(details).map_err(|error| Error::Codec {
@@ -129,14 +153,14 @@ pub async fn heartbeat(details: impl Serialize) -> Result<(), Error> {
 /// whether the lease was lost.
 #[derive(Debug)]
 pub(crate) struct AttemptLink {
-    workflow_id: String,
+    workflow_id: Arc<str>,
     previous: Option<serde_json::Value>,
     latest: Mutex<Option<serde_json::Value>>,
     lost: AtomicBool,
 }
 
 impl AttemptLink {
-    pub(crate) fn new(workflow_id: String, previous: Option<serde_json::Value>) -> AttemptLink {
+    pub(crate) fn new(workflow_id: Arc<str>, previous: Option<serde_json::Value>) -> AttemptLink {
         AttemptLink {
             workflow_id,
             previous,
@@ -164,7 +188,7 @@ impl AttemptLink {
 }
 
 /// Runs `fut` with `ctx` as its step context.
-pub(crate) async fn scope<F: std::future::Future>(ctx: StepContext, fut: F) -> F::Output {
+pub(crate) async fn scope<F: std::future::Future>(ctx: AttemptContext, fut: F) -> F::Output {
     CONTEXT.scope(ctx, fut).await
 }
 

@@ -12,14 +12,15 @@
 //! write before it returns. After a crash only the unfinished branches run
 //! again.
 
+use std::borrow::Cow;
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::context::StepContext;
+use crate::context::AttemptContext;
 use crate::error::StepError;
 use crate::record::RawJson;
 use crate::step::{Step, StepKind};
@@ -95,8 +96,8 @@ pub enum JoinEnd {
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct JoinRun {
-    workflow_id: String,
-    state: String,
+    workflow_id: Arc<str>,
+    state: Cow<'static, str>,
     iteration: Option<u64>,
     slots: Mutex<Vec<BranchSlot>>,
     /// The shortest retry delay a branch scheduled in this resume.
@@ -106,8 +107,8 @@ pub struct JoinRun {
 
 impl JoinRun {
     pub(crate) fn new(
-        workflow_id: String,
-        state: String,
+        workflow_id: Arc<str>,
+        state: Cow<'static, str>,
         iteration: Option<u64>,
         slots: JoinSlots,
         checkpoints: Option<mpsc::UnboundedSender<Checkpoint>>,
@@ -180,9 +181,9 @@ impl JoinRun {
         let result = match args {
             Err(error) => Err(error),
             Ok(args) => {
-                let ctx = StepContext {
-                    workflow_id: self.workflow_id.clone(),
-                    state: format!("{}/{index}", self.state),
+                let ctx = AttemptContext {
+                    workflow_id: Arc::clone(&self.workflow_id),
+                    state: Cow::Owned(format!("{}/{index}", self.state)),
                     step: S::NAME,
                     attempt,
                     iteration: self.iteration,

@@ -11,6 +11,7 @@
 //! The checksum covers the exact bytes of `record`, so a torn or hand-edited
 //! record is detected instead of being resumed with wrong data.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
@@ -30,7 +31,7 @@ pub const KEY_PREFIX: &str = "instances/";
 
 /// The store key of instance `id`.
 pub fn key(id: &str) -> String {
-    format!("{KEY_PREFIX}{id}")
+    [KEY_PREFIX, id].concat()
 }
 
 /// Where an instance is in its life.
@@ -293,12 +294,13 @@ pub struct HistoryEvent {
     pub at: u64,
     /// What happened.
     pub kind: EventKind,
-    /// The state the instance was in.
+    /// The state the instance was in. (Borrowed from the state machine when
+    /// the runtime records it: an event costs no copy of its names.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    pub state: Option<Cow<'static, str>>,
     /// The step (or, for compensation events, the step being undone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step: Option<String>,
+    pub step: Option<Cow<'static, str>>,
     /// The attempt number, for step and compensation attempts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
@@ -341,17 +343,20 @@ pub struct SignalMessage {
 /// compactly and in one order, so the same state is the same text.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct RawJson(Box<RawValue>);
+pub struct RawJson(
+    /// `None`: `null`, which needs no allocation (an emptied record holds it).
+    Option<Box<RawValue>>,
+);
 
 impl RawJson {
     /// `null`.
-    pub fn null() -> RawJson {
-        RawJson(RawValue::NULL.to_owned())
+    pub const fn null() -> RawJson {
+        RawJson(None)
     }
 
     /// The JSON text of `value`.
     pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<RawJson, serde_json::Error> {
-        serde_json::value::to_raw_value(value).map(RawJson)
+        serde_json::value::to_raw_value(value).map(|raw| RawJson(Some(raw)))
     }
 
     /// The JSON text of `value`.
@@ -362,7 +367,7 @@ impl RawJson {
 
     /// The text, e.g. `{"Charge1":{"order":42}}`.
     pub fn get(&self) -> &str {
-        self.0.get()
+        self.0.as_deref().map_or("null", RawValue::get)
     }
 
     /// Decodes the text into `T`.
@@ -688,6 +693,22 @@ fn checksum_like(stored: &str, bytes: &[u8]) -> String {
 
 /// Serializes a record into its envelope.
 pub fn encode(record: &InstanceRecord) -> Result<Vec<u8>, serde_json::Error> {
+    encode_into(record, None)
+}
+
+/// [`encode`], re-using the encoded events of `cache` that the record's
+/// history still holds, and leaving the record's in it.
+pub(crate) fn encode_with(
+    record: &InstanceRecord,
+    cache: &mut HistoryCache,
+) -> Result<Vec<u8>, serde_json::Error> {
+    encode_into(record, Some(cache))
+}
+
+fn encode_into(
+    record: &InstanceRecord,
+    cache: Option<&mut HistoryCache>,
+) -> Result<Vec<u8>, serde_json::Error> {
     use std::io::Write as _;
     // The envelope is written around the record's JSON in one buffer, the
     // checksum filled in after it: through a `RawValue`, serde_json would
@@ -699,7 +720,7 @@ pub fn encode(record: &InstanceRecord) -> Result<Vec<u8>, serde_json::Error> {
     out.extend_from_slice(&[b'0'; 16]);
     out.extend_from_slice(b"\",\"record\":");
     let record_at = out.len();
-    write_record(&mut out, record)?;
+    write_record(&mut out, record, cache)?;
     // The hash's 16 hex digits, written in place: no string to format.
     let hash = xxhash_rust::xxh3::xxh3_64(&out[record_at..]);
     let digits_at = checksum_at + XXH3.len();
@@ -717,7 +738,11 @@ pub fn encode(record: &InstanceRecord) -> Result<Vec<u8>, serde_json::Error> {
 /// on every transition, serde_json's byte-by-byte escaping of every name and
 /// string was most of the cost of a step. The rarely present parts go
 /// through serde.
-fn write_record(out: &mut Vec<u8>, record: &InstanceRecord) -> Result<(), serde_json::Error> {
+fn write_record(
+    out: &mut Vec<u8>,
+    record: &InstanceRecord,
+    cache: Option<&mut HistoryCache>,
+) -> Result<(), serde_json::Error> {
     // Names every field, so a field added to the record without being
     // added here is a compile error rather than a field silently not stored.
     let InstanceRecord {
@@ -823,14 +848,21 @@ fn write_record(out: &mut Vec<u8>, record: &InstanceRecord) -> Result<(), serde_
         Some(error) => write_str(out, error)?,
         None => out.extend_from_slice(b"null"),
     }
-    out.extend_from_slice(b",\"history\":[");
-    for (index, event) in record.history.iter().enumerate() {
-        if index > 0 {
-            out.push(b',');
+    out.extend_from_slice(b",\"history\":");
+    match cache {
+        Some(cache) => cache.write(out, &record.history)?,
+        None => {
+            out.push(b'[');
+            for (index, event) in record.history.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_event(out, event)?;
+            }
+            out.push(b']');
         }
-        write_event(out, event)?;
     }
-    out.extend_from_slice(b"],\"transitions\":");
+    out.extend_from_slice(b",\"transitions\":");
     write_int(out, record.transitions);
     out.extend_from_slice(b",\"committed_at\":");
     write_int(out, record.committed_at);
@@ -898,6 +930,82 @@ fn write_event(out: &mut Vec<u8>, event: &HistoryEvent) -> Result<(), serde_json
     }
     out.push(b'}');
     Ok(())
+}
+
+/// The encoded events of the last record a worker wrote. A history only
+/// grows at its end and loses its oldest events at its front, so the next
+/// record's encoding re-uses the bytes of the events it still holds and
+/// encodes only the new ones: a step costs the same whether the history
+/// holds 3 events or [`HISTORY_LIMIT`]. Every cached event is compared with
+/// the record's before its bytes are used, so a cache that does not match
+/// the record (another record, a reloaded one) costs time, never bytes.
+#[derive(Debug)]
+pub(crate) struct HistoryCache {
+    /// The cached events, oldest first, with the length of their bytes.
+    events: VecDeque<(HistoryEvent, usize)>,
+    /// Their JSON, each event preceded by a comma.
+    bytes: Vec<u8>,
+}
+
+impl Default for HistoryCache {
+    fn default() -> HistoryCache {
+        // Sized for a short saga's history, so it is not regrown event by event.
+        HistoryCache {
+            events: VecDeque::with_capacity(16),
+            bytes: Vec::with_capacity(1_024),
+        }
+    }
+}
+
+impl HistoryCache {
+    /// Writes `history` as a JSON array, and keeps it cached.
+    fn write(
+        &mut self,
+        out: &mut Vec<u8>,
+        history: &VecDeque<HistoryEvent>,
+    ) -> Result<(), serde_json::Error> {
+        self.align(history);
+        for event in history.iter().skip(self.events.len()) {
+            let start = self.bytes.len();
+            self.bytes.push(b',');
+            if let Err(error) = write_event(&mut self.bytes, event) {
+                self.bytes.truncate(start);
+                return Err(error);
+            }
+            self.events
+                .push_back((event.clone(), self.bytes.len() - start));
+        }
+        out.push(b'[');
+        out.extend_from_slice(self.bytes.get(1..).unwrap_or_default());
+        out.push(b']');
+        Ok(())
+    }
+
+    /// Keeps only the longest run of cached events that `history` starts
+    /// with, after dropping those it lost from its front.
+    fn align(&mut self, history: &VecDeque<HistoryEvent>) {
+        let lost = history.front().map_or(self.events.len(), |first| {
+            self.events
+                .iter()
+                .position(|(cached, _)| cached == first)
+                .unwrap_or(self.events.len())
+        });
+        if lost > 0 {
+            let bytes: usize = self.events.drain(..lost).map(|(_, len)| len).sum();
+            self.bytes.drain(..bytes);
+        }
+        let same = self
+            .events
+            .iter()
+            .zip(history)
+            .take_while(|((cached, _), event)| cached == *event)
+            .count();
+        while self.events.len() > same {
+            if let Some((_, len)) = self.events.pop_back() {
+                self.bytes.truncate(self.bytes.len() - len);
+            }
+        }
+    }
 }
 
 /// A JSON value, as serde_json writes it, with its strings and keys
@@ -1070,6 +1178,38 @@ mod tests {
     }
 
     #[test]
+    fn a_cached_history_encodes_what_a_fresh_one_does() {
+        let mut cache = HistoryCache::default();
+        let mut record = rich();
+        let check = |record: &InstanceRecord, cache: &mut HistoryCache| {
+            assert_eq!(
+                encode_with(record, cache).expect("encodes"),
+                encode(record).expect("encodes")
+            );
+        };
+        check(&record, &mut cache);
+        // Events appended, then the oldest ones dropped past the limit.
+        for at in 0..(2 * HISTORY_LIMIT as u64) {
+            record.push_event(HistoryEvent {
+                state: Some(Cow::Borrowed("Charge1")),
+                attempt: Some(1),
+                ..HistoryEvent::new(at, EventKind::StepStarted)
+            });
+            check(&record, &mut cache);
+        }
+        // An event changed in the middle, one removed, the history emptied.
+        record.history[10].attempt = Some(7);
+        check(&record, &mut cache);
+        record.history.remove(20);
+        check(&record, &mut cache);
+        // Another record altogether, then back.
+        check(&sample(), &mut cache);
+        check(&record, &mut cache);
+        record.history.clear();
+        check(&record, &mut cache);
+    }
+
+    #[test]
     fn round_trips() {
         let record = sample();
         let bytes = encode(&record).expect("encodes");
@@ -1152,7 +1292,7 @@ mod tests {
     fn the_hand_written_encoder_writes_what_serde_writes() {
         for record in [sample(), rich(), InstanceRecord::empty()] {
             let mut ours = Vec::new();
-            write_record(&mut ours, &record).expect("encodes");
+            write_record(&mut ours, &record, None).expect("encodes");
             let serde = serde_json::to_vec(&record).expect("encodes");
             assert_eq!(
                 String::from_utf8_lossy(&ours),

@@ -1,12 +1,14 @@
 //! The `Workflow` trait `#[workflow]` implements, and the driver its
 //! generated resume code talks to.
 
+use std::borrow::Cow;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::context::{self, StepContext};
+use crate::context::{self, AttemptContext};
 use crate::error::{StepError, WorkflowError};
 use crate::machine::StateMachine;
 use crate::step::{CompensationFuture, Step, StepKind};
@@ -212,8 +214,8 @@ pub enum StepOutcome {
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct Driver {
-    workflow_id: String,
-    state: String,
+    workflow_id: Arc<str>,
+    state: Cow<'static, str>,
     attempt: u32,
     outcome: Option<StepOutcome>,
     encode_error: Option<String>,
@@ -247,9 +249,22 @@ pub struct Driver {
 impl Driver {
     /// A driver for attempt `attempt` (1-based) of the step at `state`.
     pub fn new(workflow_id: impl Into<String>, state: impl Into<String>, attempt: u32) -> Driver {
+        Driver::resuming(
+            Arc::from(workflow_id.into()),
+            Cow::Owned(state.into()),
+            attempt,
+        )
+    }
+
+    /// [`Driver::new`] with the id and state name shared rather than copied.
+    pub(crate) fn resuming(
+        workflow_id: Arc<str>,
+        state: Cow<'static, str>,
+        attempt: u32,
+    ) -> Driver {
         Driver {
-            workflow_id: workflow_id.into(),
-            state: state.into(),
+            workflow_id,
+            state,
             attempt: attempt.max(1),
             outcome: None,
             encode_error: None,
@@ -283,7 +298,7 @@ impl Driver {
     /// iteration inside a loop).
     pub fn join(&mut self, slots: crate::join::JoinSlots) -> crate::join::JoinRun {
         crate::join::JoinRun::new(
-            self.workflow_id.clone(),
+            Arc::clone(&self.workflow_id),
             self.state.clone(),
             self.iteration(),
             slots,
@@ -470,8 +485,8 @@ impl Driver {
         S: Step,
         F: Future<Output = Result<S::Output, StepError>> + Send,
     {
-        let ctx = StepContext {
-            workflow_id: self.workflow_id.clone(),
+        let ctx = AttemptContext {
+            workflow_id: Arc::clone(&self.workflow_id),
             state: self.state.clone(),
             step: S::NAME,
             attempt: self.attempt,
@@ -527,7 +542,7 @@ impl Driver {
 
 /// Runs one attempt of step `S` in its step context, bounded by the step's
 /// timeout (a timeout is a retryable error).
-pub(crate) async fn run_attempt<S, F>(ctx: StepContext, step: F) -> Result<S::Output, StepError>
+pub(crate) async fn run_attempt<S, F>(ctx: AttemptContext, step: F) -> Result<S::Output, StepError>
 where
     S: Step,
     F: Future<Output = Result<S::Output, StepError>> + Send,

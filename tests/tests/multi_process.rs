@@ -622,7 +622,10 @@ fn check_all(
                     | EventKind::RolledBack
             ) {
                 *seen
-                    .entry((format!("{:?}", event.kind), event.step.clone()))
+                    .entry((
+                        format!("{:?}", event.kind),
+                        event.step.as_deref().map(str::to_owned),
+                    ))
                     .or_default() += 1;
             }
         }

@@ -1,6 +1,7 @@
 //! [`Admin`]: what an operator asks of a store, as a library: list, show,
 //! cancel, retry, and how many instances sit in each state of a machine.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -645,8 +646,8 @@ impl Admin {
                 instance.phase = Phase::Running;
                 instance.failure = None;
                 instance.push_event(HistoryEvent {
-                    state: Some(instance.state_name.clone()),
-                    step: step.clone(),
+                    state: Some(Cow::Owned(instance.state_name.clone())),
+                    step: step.clone().map(Cow::Owned),
                     error: Some(why),
                     ..HistoryEvent::new(now, EventKind::StepRetried)
                 });
@@ -669,7 +670,7 @@ impl Admin {
                     instance.failure = Some(cause);
                 }
                 instance.push_event(HistoryEvent {
-                    step: Some(step.clone()),
+                    step: Some(Cow::Owned(step.clone())),
                     error: Some(why),
                     ..HistoryEvent::new(now, EventKind::CompensationRetried)
                 });
@@ -1148,8 +1149,8 @@ pub(crate) fn timeline<'a>(history: impl Iterator<Item = &'a HistoryEvent>) -> V
         let entry = TimelineEntry {
             at: event.at,
             kind: event.kind,
-            state: event.state.clone(),
-            step: event.step.clone(),
+            state: event.state.as_deref().map(str::to_owned),
+            step: event.step.as_deref().map(str::to_owned),
             attempt: event.attempt,
             duration_ms: None,
             error: event.error.clone(),
@@ -1193,8 +1194,8 @@ fn succeeded_then_failed(instance: &InstanceRecord) -> Option<String> {
     })?;
     (last.kind == EventKind::StepSucceeded).then(|| {
         last.step
-            .clone()
-            .unwrap_or_else(|| instance.state_name.clone())
+            .as_deref()
+            .map_or_else(|| instance.state_name.clone(), str::to_owned)
     })
 }
 

@@ -1,8 +1,10 @@
 //! Registered workflows with their types erased, so one runtime (not generic
 //! over anything) can hold many and work on their records as JSON.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -75,8 +77,8 @@ impl ResumeReport {
 /// What the runtime gives one resume besides the state.
 #[derive(Debug)]
 pub(crate) struct ResumeInput {
-    pub id: String,
-    pub state_name: String,
+    pub id: Arc<str>,
+    pub state_name: Cow<'static, str>,
     pub attempt: u32,
     /// Committed transitions so far.
     pub transitions: u64,
@@ -182,7 +184,7 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
             }
         };
         Box::pin(async move {
-            let mut driver = Driver::new(id, state_name, attempt)
+            let mut driver = Driver::resuming(id, state_name, attempt)
                 .with_transitions(transitions, on_cycle)
                 .with_now_ms(now_ms)
                 .with_timed_out(timed_out);

@@ -55,6 +55,7 @@ mod handle;
 mod poller;
 mod worker;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -1129,7 +1130,7 @@ fn new_record(
     workflow: &str,
     fingerprint: u64,
     id: &str,
-    state_name: &str,
+    state_name: &'static str,
     state: RawJson,
     now: u64,
 ) -> InstanceRecord {
@@ -1146,7 +1147,7 @@ fn new_record(
         ..InstanceRecord::empty()
     };
     instance.push_event(HistoryEvent {
-        state: Some(state_name.to_owned()),
+        state: Some(Cow::Borrowed(state_name)),
         ..HistoryEvent::new(now, EventKind::Created)
     });
     instance

@@ -3,6 +3,7 @@
 //! a step runs, and writes each transition with one compare-and-swap.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
@@ -17,7 +18,7 @@ use tracing::Instrument as _;
 use super::erased::{ErasedWorkflow, Moved, ResumeError, ResumeInput, ResumeReport};
 use super::{ChildStart, Ended, Local, Runtime};
 use crate::clock::duration_ms;
-use crate::context::{self, AttemptLink, StepContext};
+use crate::context::{self, AttemptContext, AttemptLink};
 use crate::error::{Error, StepError, StoreError};
 use crate::join::{self, Checkpoint};
 use crate::record::{self, EventKind, Failure, Heartbeat, HistoryEvent, InstanceRecord, Phase};
@@ -36,10 +37,12 @@ const STORE_BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Where an instance is, as far as concurrent writers are concerned: two
 /// records with the same position differ only in flags others may set
 /// (`cancel_requested`), so a write based on one may be rebased on the other.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Position {
     phase: Phase,
-    state_name: String,
+    /// The state's name, hashed (64-bit XXH3): taken on every transition,
+    /// where a copy of the name would be an allocation.
+    state_name: u64,
     attempt: u32,
     compensations: usize,
 }
@@ -48,7 +51,7 @@ impl Position {
     fn of(instance: &InstanceRecord) -> Position {
         Position {
             phase: instance.phase,
-            state_name: instance.state_name.clone(),
+            state_name: xxhash_rust::xxh3::xxh3_64(instance.state_name.as_bytes()),
             attempt: instance.attempt,
             compensations: instance.compensation_stack.len(),
         }
@@ -134,7 +137,9 @@ pub(super) async fn drive(
         epoch: current.record.lease.epoch,
         renew_at: now.saturating_add(runtime.lease_ttl_ms() / 3),
         runtime,
-        id,
+        key: record::key(&id),
+        history: record::HistoryCache::default(),
+        id: Arc::from(id),
         local,
         current,
         permit: Some(permit),
@@ -151,7 +156,12 @@ pub(super) async fn drive(
 
 struct Worker {
     runtime: Runtime,
-    id: String,
+    /// The instance's id, shared with each attempt's context.
+    id: Arc<str>,
+    /// The store key of the instance's record.
+    key: String,
+    /// The encoded history of the last record written.
+    history: record::HistoryCache,
     local: Arc<Local>,
     current: Current,
     /// The epoch of this worker's claim; a record with another is not ours.
@@ -257,8 +267,7 @@ impl Worker {
 
     /// Reads the stored record of the instance.
     async fn read(&self) -> Result<Option<(InstanceRecord, u64)>, Error> {
-        let stored: Option<Versioned> =
-            self.runtime.inner.store.get(&record::key(&self.id)).await?;
+        let stored: Option<Versioned> = self.runtime.inner.store.get(&self.key).await?;
         let Some(stored) = stored else {
             tracing::warn!("the instance's record was deleted");
             return Ok(None);
@@ -314,17 +323,13 @@ impl Worker {
             .runtime
             .inner
             .store
-            .put(
-                &record::key(&self.id),
-                bytes,
-                Expect::Version(self.current.version),
-            )
+            .put(&self.key, bytes, Expect::Version(self.current.version))
             .await
         {
             Ok(version) => {
                 self.epoch = next.lease.epoch;
                 self.renew_at = now.saturating_add(self.runtime.lease_ttl_ms() / 3);
-                let persisted = self.current.persisted.clone();
+                let persisted = self.current.persisted;
                 self.current = Current {
                     record: next,
                     version,
@@ -357,11 +362,7 @@ impl Worker {
             .runtime
             .inner
             .store
-            .put(
-                &record::key(&self.id),
-                bytes,
-                Expect::Version(self.current.version),
-            )
+            .put(&self.key, bytes, Expect::Version(self.current.version))
             .await;
         match released {
             Ok(version) => {
@@ -447,7 +448,6 @@ impl Worker {
         state: &str,
         attempt: u32,
     ) -> Result<bool, Error> {
-        let key = record::key(&self.id);
         loop {
             let now = self.now();
             let mut next = self.current.record.clone();
@@ -463,7 +463,7 @@ impl Worker {
                 .runtime
                 .inner
                 .store
-                .put(&key, bytes, Expect::Version(self.current.version))
+                .put(&self.key, bytes, Expect::Version(self.current.version))
                 .await
             {
                 Ok(version) => {
@@ -515,8 +515,8 @@ impl Worker {
             }
         };
         let event = |at, kind| HistoryEvent {
-            state: Some(state_name.to_owned()),
-            step: Some(step.to_owned()),
+            state: Some(Cow::Owned(state_name.to_owned())),
+            step: Some(Cow::Borrowed(step)),
             attempt: Some(checkpoint.attempt),
             ..HistoryEvent::new(at, kind)
         };
@@ -566,10 +566,13 @@ impl Worker {
             return self.commit(next).await;
         }
         let attempt = instance.attempt.max(1);
-        let state_name = instance.state_name.clone();
-        let step_name = workflow
-            .machine()
-            .state(&state_name)
+        // The machine's own name for the state: no copy of the record's.
+        let state_info = workflow.machine().state(&instance.state_name);
+        let state_name: Cow<'static, str> = match state_info {
+            Some(state) => Cow::Borrowed(state.name),
+            None => Cow::Owned(instance.state_name.clone()),
+        };
+        let step_name = state_info
             .and_then(|state| state.step.as_ref())
             .map(|step| step.name);
         let previous = previous_details(instance, &state_name);
@@ -591,16 +594,13 @@ impl Worker {
             .states
             .first()
             .is_some_and(|start| start.name == state_name);
-        let join_state = workflow
-            .machine()
-            .state(&state_name)
-            .is_some_and(|state| !state.branches.is_empty());
+        let join_state = state_info.is_some_and(|state| !state.branches.is_empty());
         let fired = step_name.is_none() && !is_start && !join_state;
         let (checkpoint_sender, mut checkpoints) = if join_state {
             let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
             let commits = JoinCheckpoints {
                 receiver,
-                state_name: state_name.clone(),
+                state_name: state_name.clone().into_owned(),
                 started,
             };
             (Some(sender), Some(commits))
@@ -610,7 +610,7 @@ impl Worker {
         let resume = workflow.resume(
             &instance.state,
             ResumeInput {
-                id: self.id.clone(),
+                id: Arc::clone(&self.id),
                 state_name: state_name.clone(),
                 attempt,
                 transitions: instance.transitions,
@@ -662,7 +662,7 @@ impl Worker {
             };
             let event = |at, kind| HistoryEvent {
                 state: Some(state_name.clone()),
-                step: Some(step.to_owned()),
+                step: Some(Cow::Borrowed(step)),
                 attempt: Some(attempt),
                 ..HistoryEvent::new(at, kind)
             };
@@ -702,13 +702,13 @@ impl Worker {
             next.remove_signal(name, seq);
             next.push_event(HistoryEvent {
                 state: Some(state_name.clone()),
-                step: Some(name.clone()),
+                step: Some(Cow::Owned(name.clone())),
                 ..HistoryEvent::new(now, EventKind::SignalReceived)
             });
         } else if let (Some(name), true) = (&awaited, timed_out && !report.awaiting) {
             next.push_event(HistoryEvent {
                 state: Some(state_name.clone()),
-                step: Some(name.clone()),
+                step: Some(Cow::Owned(name.clone())),
                 ..HistoryEvent::new(now, EventKind::SignalTimedOut)
             });
         } else if fired && awaited.is_none() && !report.awaiting && !is_child {
@@ -766,7 +766,7 @@ impl Worker {
                         next.next_run_at = Some(timer.deadline(now));
                         next.phase = Phase::Waiting;
                         next.push_event(HistoryEvent {
-                            state: Some(state_name.to_owned()),
+                            state: Some(Cow::Borrowed(state_name)),
                             ..HistoryEvent::new(now, EventKind::TimerStarted)
                         });
                     }
@@ -777,8 +777,8 @@ impl Worker {
                             next.phase = Phase::Waiting;
                         }
                         next.push_event(HistoryEvent {
-                            state: Some(state_name.to_owned()),
-                            step: Some(name.to_owned()),
+                            state: Some(Cow::Borrowed(state_name)),
+                            step: Some(Cow::Borrowed(name)),
                             ..HistoryEvent::new(now, EventKind::SignalAwaited)
                         });
                     }
@@ -786,8 +786,8 @@ impl Worker {
                         next.phase = Phase::Waiting;
                         next.next_run_at = Some(now.saturating_add(self.child_recheck_ms()));
                         next.push_event(HistoryEvent {
-                            state: Some(state_name.to_owned()),
-                            step: Some(workflow.to_owned()),
+                            state: Some(Cow::Borrowed(state_name)),
+                            step: Some(Cow::Borrowed(workflow)),
                             ..HistoryEvent::new(now, EventKind::ChildStarted)
                         });
                         entering_child = Some((workflow, input, state_name));
@@ -964,8 +964,8 @@ impl Worker {
         let parent = &mut self.current.record;
         parent.awaiting_child = None;
         parent.push_event(HistoryEvent {
-            state: Some(parent.state_name.clone()),
-            step: Some(child.to_owned()),
+            state: Some(Cow::Owned(parent.state_name.clone())),
+            step: Some(Cow::Owned(child.to_owned())),
             error: record.failure.as_ref().map(ToString::to_string),
             ..HistoryEvent::new(now, EventKind::ChildEnded)
         });
@@ -1057,7 +1057,7 @@ impl Worker {
                     Err(error) => return Err(error.into()),
                 }
                 next.push_event(HistoryEvent {
-                    step: Some(child.to_owned()),
+                    step: Some(Cow::Owned(child.to_owned())),
                     ..HistoryEvent::new(now, EventKind::ChildCompensating)
                 });
                 self.wait_for_child_in(next, child).await
@@ -1068,7 +1068,7 @@ impl Worker {
                 next.attempt = 1;
                 next.next_run_at = None;
                 next.push_event(HistoryEvent {
-                    step: Some(child.to_owned()),
+                    step: Some(Cow::Owned(child.to_owned())),
                     ..HistoryEvent::new(now, EventKind::ChildCompensated)
                 });
                 if next.compensation_stack.is_empty() {
@@ -1195,9 +1195,9 @@ impl Worker {
                         .flat_map(|state| state.steps())
                         .find(|step| step.name == entry.step)
                         .map(|step| step.name);
-                    let ctx = step.map(|step| StepContext {
-                        workflow_id: self.id.clone(),
-                        state: state_name.clone(),
+                    let ctx = step.map(|step| AttemptContext {
+                        workflow_id: Arc::clone(&self.id),
+                        state: Cow::Owned(state_name.clone()),
                         step,
                         attempt,
                         iteration: None,
@@ -1228,7 +1228,7 @@ impl Worker {
         let mut next = self.current.take();
         let previous_heartbeat = next.heartbeat.take();
         let event = |kind| HistoryEvent {
-            step: Some(entry.step.clone()),
+            step: Some(Cow::Owned(entry.step.clone())),
             attempt: Some(attempt),
             ..HistoryEvent::new(now, kind)
         };
@@ -1292,7 +1292,6 @@ impl Worker {
     /// tries again; on any other conflict the lease was lost: the result is
     /// discarded and the worker stops.
     async fn commit(&mut self, mut next: InstanceRecord) -> Result<Flow, Error> {
-        let key = record::key(&self.id);
         let mut hinted = None;
         let mut retries = 0;
         loop {
@@ -1322,7 +1321,7 @@ impl Worker {
             } else {
                 now.saturating_add(self.runtime.lease_ttl_ms())
             });
-            let bytes = match record::encode(&next) {
+            let bytes = match record::encode_with(&next, &mut self.history) {
                 Ok(bytes) => bytes,
                 Err(error) => {
                     tracing::error!(%error, "cannot encode the instance record; instance left as stored");
@@ -1333,7 +1332,7 @@ impl Worker {
                 .runtime
                 .inner
                 .store
-                .put(&key, bytes, Expect::Version(self.current.version))
+                .put(&self.key, bytes, Expect::Version(self.current.version))
                 .await;
             // An answer lost after the write applied: carry on from it.
             match self.runtime.landed(&self.id, &next, written).await {

@@ -72,12 +72,21 @@ impl Store for MemoryStore {
     async fn put(&self, key: &str, value: Vec<u8>, expect: Expect) -> Result<u64, StoreError> {
         let version = {
             let mut inner = self.lock();
-            check(expect, inner.entries.get(key))?;
-            inner.last_version += 1;
-            let version = inner.last_version;
-            inner
-                .entries
-                .insert(key.to_owned(), Versioned { value, version });
+            let version = inner.last_version + 1;
+            // One lookup, and no key to copy when the key exists.
+            match inner.entries.get_mut(key) {
+                Some(entry) => {
+                    check(expect, Some(entry))?;
+                    *entry = Versioned { value, version };
+                }
+                None => {
+                    check(expect, None)?;
+                    inner
+                        .entries
+                        .insert(key.to_owned(), Versioned { value, version });
+                }
+            }
+            inner.last_version = version;
             version
         };
         if DueSignal::is_due_key(key) {
