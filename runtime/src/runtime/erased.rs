@@ -14,6 +14,10 @@ use crate::record::RawJson;
 use crate::step::CompensationFuture;
 use crate::workflow::{Driver, StepOutcome, Suspension, Transition, Workflow};
 
+/// A workflow's state as its own type (`W::State`), erased: kept by the
+/// worker that made it, so the next resume needs no decoding of its JSON.
+pub(crate) type TypedState = Box<dyn std::any::Any + Send>;
+
 /// A boxed, `Send`, `'static` future.
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -57,6 +61,8 @@ pub(crate) struct ResumeReport {
     pub join_retry: Option<std::time::Duration>,
     /// The step of the branch that failed a join.
     pub join_failed: Option<String>,
+    /// For [`Moved::Next`]: the new state as its type (its JSON is in `moved`).
+    pub typed: Option<TypedState>,
 }
 
 impl ResumeReport {
@@ -70,6 +76,7 @@ impl ResumeReport {
             awaiting: false,
             join_retry: None,
             join_failed: None,
+            typed: None,
         }
     }
 }
@@ -104,9 +111,14 @@ pub(crate) trait ErasedWorkflow: Send + Sync + 'static {
     fn on_cycle(&self, name: &str) -> bool;
     /// Whether `state` decodes into the workflow's state type.
     fn check_state(&self, state: &RawJson) -> Result<(), String>;
-    /// Runs one resume of `state` (decoded here, from the record's value
-    /// in place rather than from a copy of it).
-    fn resume(&self, state: &RawJson, input: ResumeInput) -> BoxFuture<ResumeReport>;
+    /// Runs one resume of `state`: `typed` when it is that state as the
+    /// workflow's type (from the resume that made it), else decoded here.
+    fn resume(
+        &self,
+        state: &RawJson,
+        typed: Option<TypedState>,
+        input: ResumeInput,
+    ) -> BoxFuture<ResumeReport>;
 
     /// Starts the compensation of `step`, if the workflow knows that step.
     fn compensate(&self, step: &str, args: Value, output: Value) -> Option<CompensationFuture>;
@@ -161,7 +173,12 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
             .map_err(|error| format!("the stored state does not decode: {error}"))
     }
 
-    fn resume(&self, state: &RawJson, input: ResumeInput) -> BoxFuture<ResumeReport> {
+    fn resume(
+        &self,
+        state: &RawJson,
+        typed: Option<TypedState>,
+        input: ResumeInput,
+    ) -> BoxFuture<ResumeReport> {
         let ResumeInput {
             id,
             state_name,
@@ -174,7 +191,8 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
             checkpoints,
             child,
         } = input;
-        let state = match state.parse::<W::State>() {
+        let typed = typed.and_then(|typed| typed.downcast::<W::State>().ok());
+        let state = match typed.map_or_else(|| state.parse::<W::State>(), |typed| Ok(*typed)) {
             Ok(state) => state,
             Err(error) => {
                 let report = ResumeReport::failed(Err(ResumeError::Corrupt(format!(
@@ -197,11 +215,12 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
             if let Some(end) = child {
                 driver = driver.with_child(end);
             }
+            let mut typed: Option<TypedState> = None;
             let moved = match W::resume(state, &mut driver).await {
                 Transition::Next(state) => {
                     let state_name = W::state_name(&state);
                     let wait = W::suspension(&state);
-                    RawJson::to_json(&state)
+                    let moved = RawJson::to_json(&state)
                         .map(|state| Moved::Next {
                             state,
                             state_name,
@@ -209,7 +228,9 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
                         })
                         .map_err(|error| {
                             ResumeError::Encode(format!("state `{state_name}`: {error}"))
-                        })
+                        });
+                    typed = Some(Box::new(state));
+                    moved
                 }
                 Transition::Complete(output) => serde_json::to_value(&output)
                     .map(Moved::Complete)
@@ -228,6 +249,7 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
                 join_retry: driver.join_retry(),
                 join_failed: driver.join_failed().map(str::to_owned),
                 outcome: driver.take_outcome(),
+                typed,
             }
         })
     }

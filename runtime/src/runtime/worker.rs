@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tracing::Instrument as _;
 
-use super::erased::{ErasedWorkflow, Moved, ResumeError, ResumeInput, ResumeReport};
+use super::erased::{ErasedWorkflow, Moved, ResumeError, ResumeInput, ResumeReport, TypedState};
 use super::{ChildStart, Ended, Local, Runtime};
 use crate::clock::duration_ms;
 use crate::context::{self, AttemptContext, AttemptLink};
@@ -139,6 +139,7 @@ pub(super) async fn drive(
         runtime,
         key: record::key(&id),
         history: record::HistoryCache::default(),
+        typed: std::sync::Mutex::new(None),
         id: Arc::from(id),
         local,
         current,
@@ -162,6 +163,11 @@ struct Worker {
     key: String,
     /// The encoded history of the last record written.
     history: record::HistoryCache,
+    /// The record's state as the workflow's type, when this worker's last
+    /// resume made it: the next resume starts from it without decoding.
+    /// Taken by every resume, so it is never older than the record. (In a
+    /// mutex only to be `Sync`: it is only reached through `&mut self`.)
+    typed: std::sync::Mutex<Option<TypedState>>,
     local: Arc<Local>,
     current: Current,
     /// The epoch of this worker's claim; a record with another is not ours.
@@ -373,6 +379,12 @@ impl Worker {
         }
     }
 
+    fn typed_slot(&mut self) -> &mut Option<TypedState> {
+        self.typed
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn now(&self) -> u64 {
         self.runtime.inner.clock.now_ms()
     }
@@ -559,6 +571,7 @@ impl Worker {
             }
         }
         let is_child = child_end.is_some();
+        let typed = self.typed_slot().take();
         let instance = &self.current.record;
         if instance.cancel_requested && !instance.pivot_passed {
             let next = self.current.take();
@@ -609,6 +622,7 @@ impl Worker {
         };
         let resume = workflow.resume(
             &instance.state,
+            typed,
             ResumeInput {
                 id: Arc::clone(&self.id),
                 state_name: state_name.clone(),
@@ -726,6 +740,8 @@ impl Worker {
             next.awaiting_signal = None;
         }
 
+        // The new state as its type, kept once the record holding it is.
+        let next_typed = report.typed.take();
         let moved = match (report.moved, report.encode_error) {
             // A value the compensation would need could not be stored: the
             // step cannot be undone later, so roll back what can be now.
@@ -753,11 +769,16 @@ impl Worker {
                         // pure and runs again after a crash, so it needs no
                         // write of its own.
                         self.current.record = next;
+                        *self.typed_slot() = next_typed;
                         return Ok(Flow::Continue);
                     }
                     next.transitions = next.transitions.saturating_add(1);
                     next.committed_at = now;
-                    return self.commit(next).await;
+                    let flow = self.commit(next).await?;
+                    if matches!(flow, Flow::Continue) {
+                        *self.typed_slot() = next_typed;
+                    }
+                    return Ok(flow);
                 };
                 // Entering a timer or a signal wait is always written: the
                 // wake-up time and the awaited name must be durable.
