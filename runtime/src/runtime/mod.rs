@@ -284,7 +284,9 @@ impl Runtime {
         id: impl Into<String>,
         input: W::Input,
     ) -> Result<Handle<W::Output>, Error> {
-        self.start_with(workflow, id.into(), input, None).await
+        // Boxed: the caller's future (often a task of its own) then holds
+        // a pointer, not the kilobytes of a record being written.
+        Box::pin(self.start_with(workflow, id.into(), input, None)).await
     }
 
     /// Sends signal `name` to instance `id` of `workflow`, starting the
@@ -332,15 +334,16 @@ impl Runtime {
         signal: Option<(&str, serde_json::Value, Arc<AtomicBool>)>,
     ) -> Result<Handle<W::Output>, Error> {
         self.registered(&workflow)?;
-        let encoded =
-            serde_json::to_vec(&input).map_err(|error| codec("the workflow input", &error))?;
-        if encoded.len() > self.inner.max_input_bytes {
+        // Measured, not kept: the input is stored inside the first state.
+        let mut size = ByteCount(0);
+        serde_json::to_writer(&mut size, &input)
+            .map_err(|error| codec("the workflow input", &error))?;
+        if size.0 > self.inner.max_input_bytes {
             return Err(Error::InputTooLarge {
-                size: encoded.len(),
+                size: size.0,
                 limit: self.inner.max_input_bytes,
             });
         }
-        drop(encoded);
         let state = W::begin(input);
         let state_name = W::state_name(&state);
         let state = RawJson::to_json(&state).map_err(|error| codec("the initial state", &error))?;
@@ -1122,6 +1125,20 @@ impl fmt::Debug for Runtime {
             .field("workflows", &workflows)
             .field("workers", &self.inner.workers)
             .finish_non_exhaustive()
+    }
+}
+
+/// A writer that only counts the bytes written to it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 = self.0.saturating_add(bytes.len());
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -95,14 +95,14 @@ enum Flow {
 /// lease, or the runtime shuts down. `permit` is the worker slot it holds.
 /// `hinted`: the instance may have due hints, for the poller to delete
 /// once this driver is done.
-pub(super) async fn drive(
+pub(super) fn drive(
     runtime: Runtime,
     id: String,
     local: Arc<Local>,
     current: Current,
     permit: OwnedSemaphorePermit,
     hinted: bool,
-) {
+) -> impl Future<Output = ()> + Send + 'static {
     // Releases the in-process claim however the worker ends, even by a panic.
     struct Claim {
         runtime: Runtime,
@@ -121,7 +121,7 @@ pub(super) async fn drive(
                 .send_modify(|running| *running = running.saturating_sub(1));
         }
     }
-    let _claim = Claim {
+    let claim = Claim {
         runtime: runtime.clone(),
         id: id.clone(),
         local: Some(Arc::clone(&local)),
@@ -133,7 +133,10 @@ pub(super) async fn drive(
         epoch = current.record.lease.epoch
     );
     let now = runtime.inner.clock.now_ms();
-    let mut worker = Worker {
+    // Built here and boxed, with its future boxed too: the task `spawn`
+    // moves around (several times per instance) is then a few pointers,
+    // not the kilobytes of a worker and its record.
+    let mut worker = Box::new(Worker {
         epoch: current.record.lease.epoch,
         renew_at: now.saturating_add(runtime.lease_ttl_ms() / 3),
         runtime,
@@ -144,14 +147,15 @@ pub(super) async fn drive(
         local,
         current,
         permit: Some(permit),
-    };
-    // Boxed: the worker's future is several kilobytes, which `spawn` would
-    // otherwise copy around for every instance started.
-    Box::pin(worker.run()).instrument(span).await;
-    // The slot is free again; a poller waiting for one gets it.
-    drop(worker.permit.take());
-    if hinted {
-        worker.runtime.wake_poller();
+    });
+    async move {
+        let _claim = claim;
+        Box::pin(worker.run()).instrument(span).await;
+        // The slot is free again; a poller waiting for one gets it.
+        drop(worker.permit.take());
+        if hinted {
+            worker.runtime.wake_poller();
+        }
     }
 }
 
