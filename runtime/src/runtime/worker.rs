@@ -302,6 +302,8 @@ impl Worker {
             return Ok(Flow::Stop);
         }
         self.current = Current::new(instance, version);
+        // The stored state is the truth now, whatever this worker last made.
+        *self.typed_slot() = None;
         Ok(Flow::Continue)
     }
 
