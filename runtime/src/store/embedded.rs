@@ -121,8 +121,9 @@ pub const MAX_BATCH_OPS: usize = 8192;
 pub const MAX_BATCH_BYTES: usize = 32 << 20;
 
 /// How many keys' versions the sequencer keeps before it drops the
-/// committed ones (about 100 bytes each).
-const VERSION_CACHE_ENTRIES: usize = 1 << 17;
+/// committed ones (about 100 bytes each); a few in unit tests, so they
+/// cross the bound.
+const VERSION_CACHE_ENTRIES: usize = if cfg!(test) { 64 } else { 1 << 17 };
 
 /// Bytes of the version header before each stored value.
 const HEADER: usize = 8;
@@ -854,6 +855,68 @@ mod tests {
             store.get("k").await.expect("get").map(|v| v.value),
             Some(b"v".to_vec())
         );
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Past the version map's bound, every expectation is still checked
+    /// exactly: against the map for keys written recently or not yet
+    /// committed, against the database for the keys dropped from it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn expectations_stay_exact_past_the_version_map_bound() {
+        let dir = temp_dir("bound");
+        let store = EmbeddedStore::open(&dir).expect("open");
+        let writers = (0..VERSION_CACHE_ENTRIES * 4).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let key = format!("k/{i:04}");
+                // Two creates decided before either is committed: exactly
+                // one wins, the other sees it.
+                let (one, other) = tokio::join!(
+                    store.put(&key, b"1".to_vec(), Expect::Absent),
+                    store.put(&key, b"1".to_vec(), Expect::Absent)
+                );
+                let first = match (one, other) {
+                    (Ok(first), Err(StoreError::Conflict))
+                    | (Err(StoreError::Conflict), Ok(first)) => first,
+                    outcomes => panic!("{key}: two creates gave {outcomes:?}"),
+                };
+                let second = store
+                    .put(&key, b"2".to_vec(), Expect::Version(first))
+                    .await?;
+                let stale = store
+                    .put(&key, b"stale".to_vec(), Expect::Version(first))
+                    .await;
+                let third = store
+                    .put(&key, b"3".to_vec(), Expect::Version(second))
+                    .await?;
+                Ok::<_, StoreError>((key, stale.err(), third))
+            })
+        });
+        let writers: Vec<_> = writers.collect();
+        for writer in writers {
+            let (key, stale, third) = writer.await.expect("a writer").expect("its writes");
+            assert!(
+                matches!(stale, Some(StoreError::Conflict)),
+                "{key}: {stale:?}"
+            );
+            let stored = store.get(&key).await.expect("get").expect("present");
+            assert_eq!((stored.value, stored.version), (b"3".to_vec(), third));
+        }
+        // Long after: every key's version comes from the database again.
+        let page = store.scan("k/", None, usize::MAX).await.expect("scan");
+        for (key, stored) in page.entries {
+            let next = store
+                .put(&key, b"4".to_vec(), Expect::Version(stored.version))
+                .await
+                .expect("the stored version holds");
+            assert!(next > stored.version, "{key}");
+            let err = store
+                .put(&key, b"x".to_vec(), Expect::Version(stored.version))
+                .await
+                .expect_err("the old version no longer holds");
+            assert!(matches!(err, StoreError::Conflict), "{key}: {err:?}");
+        }
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }
