@@ -709,12 +709,20 @@ fn encode_into(
     record: &InstanceRecord,
     cache: Option<&mut HistoryCache>,
 ) -> Result<Vec<u8>, serde_json::Error> {
-    use std::io::Write as _;
     // The envelope is written around the record's JSON in one buffer, the
     // checksum filled in after it: through a `RawValue`, serde_json would
     // parse the record's JSON again to validate it, and copy it twice.
-    let mut out = Vec::with_capacity(2_048);
-    write!(out, "{{\"format\":{FORMAT},\"checksum\":\"").map_err(serde_json::Error::io)?;
+    // Sized from what the record holds, so the buffer (which a store may
+    // keep) is neither regrown nor mostly empty.
+    let history = cache
+        .as_ref()
+        .map_or(record.history.len() * 128, |cache| cache.bytes.len());
+    let mut out = Vec::with_capacity(
+        768 + record.state.get().len() + history + 96 * record.compensation_stack.len(),
+    );
+    out.extend_from_slice(b"{\"format\":");
+    write_int(&mut out, FORMAT);
+    out.extend_from_slice(b",\"checksum\":\"");
     let checksum_at = out.len();
     out.extend_from_slice(XXH3.as_bytes());
     out.extend_from_slice(&[b'0'; 16]);

@@ -230,7 +230,7 @@ impl Worker {
                 }
             }
             let step = match self.current.record.phase {
-                Phase::Running | Phase::Waiting => self.advance(&*workflow).await,
+                Phase::Running | Phase::Waiting => self.advance(&*workflow, now).await,
                 Phase::Compensating => self.compensate_next(&*workflow).await,
                 Phase::Completed | Phase::Compensated | Phase::Failed => return,
             };
@@ -567,7 +567,12 @@ impl Worker {
 
     /// Runs one step attempt (and the pure code after it) and writes where
     /// it left the instance.
-    async fn advance(&mut self, workflow: &dyn ErasedWorkflow) -> Result<Flow, Error> {
+    /// `started`: the clock's time as the worker decided to run it.
+    async fn advance(
+        &mut self,
+        workflow: &dyn ErasedWorkflow,
+        started: u64,
+    ) -> Result<Flow, Error> {
         // A state waiting for a child workflow resumes once the child ended.
         let mut child_end = None;
         if let Some(child) = self.current.record.awaiting_child.clone() {
@@ -596,7 +601,6 @@ impl Worker {
             .map(|step| step.name);
         let previous = previous_details(instance, &state_name);
         let link = Arc::new(AttemptLink::new(self.id.clone(), previous));
-        let started = self.now();
         let span = tracing::info_span!("step", step = step_name.unwrap_or(""), attempt);
         // A state waiting for a signal gets the oldest one of its name, and
         // learns whether its timeout passed.
@@ -780,7 +784,7 @@ impl Worker {
                     }
                     next.transitions = next.transitions.saturating_add(1);
                     next.committed_at = now;
-                    let flow = self.commit(next).await?;
+                    let flow = self.commit_at(next, now).await?;
                     if matches!(flow, Flow::Continue) {
                         *self.typed_slot() = next_typed;
                     }
@@ -886,7 +890,7 @@ impl Worker {
             next.committed_at = now;
         }
         let Some((child_workflow, input, child_state)) = entering_child else {
-            return self.commit(next).await;
+            return self.commit_at(next, now).await;
         };
         // The child's id is fixed by the committed record, so code that
         // runs again names the same child; it is created after the parent
@@ -897,7 +901,7 @@ impl Worker {
             format!("{}/{child_state}", self.id)
         };
         next.awaiting_child = Some(child.clone());
-        let flow = self.commit(next).await?;
+        let flow = self.commit_at(next, now).await?;
         if matches!(flow, Flow::Continue) {
             self.begin_child(&child, child_workflow, input).await;
         }
@@ -1318,11 +1322,23 @@ impl Worker {
     /// instance where it was and the lease ours (a `cancel`), merges it and
     /// tries again; on any other conflict the lease was lost: the result is
     /// discarded and the worker stops.
-    async fn commit(&mut self, mut next: InstanceRecord) -> Result<Flow, Error> {
+    async fn commit(&mut self, next: InstanceRecord) -> Result<Flow, Error> {
+        let now = self.now();
+        self.commit_at(next, now).await
+    }
+
+    /// [`commit`](Self::commit) at the clock's time `now`, just read (each
+    /// read of the clock is a system call's worth of time).
+    async fn commit_at(&mut self, mut next: InstanceRecord, now: u64) -> Result<Flow, Error> {
         let mut hinted = None;
         let mut retries = 0;
+        let mut now = now;
+        let mut again = false;
         loop {
-            let now = self.now();
+            if again {
+                now = self.now();
+            }
+            again = true;
             // Not due: waiting for a retry, a timer or a signal. A due hint
             // for the time it wakes, if it wakes at a time.
             let waiting = !next.phase.is_terminal() && !next.is_due(now);
