@@ -955,7 +955,7 @@ fn main() {
             };
             for &group_commit in &options.group_commit {
                 // Group commit only changes a store that batches.
-                let batching = if backend.in_process() {
+                let batching = if backend == Backend::Memory {
                     String::new()
                 } else if group_commit {
                     ", group commit".to_owned()
@@ -1007,7 +1007,7 @@ fn main() {
                         print_run(&label, &run);
                     }
                 }
-                if backend.in_process() {
+                if backend == Backend::Memory {
                     break;
                 }
             }

@@ -37,6 +37,17 @@ async fn embedded_store_conforms() {
     conformance::run(Arc::new(EmbeddedStore::open(&dir.0).unwrap())).await;
 }
 
+/// As the runtime uses it: its writes grouped into `put_batch` calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_store_conforms_under_group_commit() {
+    let dir = TempDir::new("conform-grouped");
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&dir.0).unwrap());
+    assert!(store.batches_writes());
+    conformance::run(Arc::new(sagaflow::store::GroupCommit::new(store))).await;
+    // The last handle gone, the directory is free again at once.
+    EmbeddedStore::open(&dir.0).expect("reopens");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn embedded_store_conforms_on_many_threads() {
     let dir = TempDir::new("conform-mt");

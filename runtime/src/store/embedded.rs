@@ -42,6 +42,15 @@
 //! A write whose caller stops waiting (a dropped future, a timeout) is
 //! still decided and, if its expectation holds, committed.
 //!
+//! The store also says it [batches writes](Store::batches_writes), so the
+//! runtime sends its transitions through [`GroupCommit`](super::GroupCommit):
+//! [`put_batch`](Store::put_batch) queues a whole group at once and collects
+//! the answers, so the runtime's one flusher task is woken per commit instead
+//! of each of 2,000 writers being woken from the sequencer's thread. Measured
+//! with the bench's four-step saga, 2,000 at once (`--group-commit off,on`,
+//! two alternating series on an idle machine): 68k–91k durable steps/s
+//! one by one, 86k–117k grouped.
+//!
 //! Reads ([`get`](Store::get), [`scan`](Store::scan)) go straight to fjall
 //! on the calling thread; they are short (memtable or block cache) and never
 //! wait for a commit.
@@ -100,7 +109,7 @@ use byteview::ByteView;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use tokio::sync::oneshot;
 
-use super::{DueSignal, Expect, ScanPage, Store, Versioned};
+use super::{DueSignal, Expect, ScanPage, Store, Versioned, Write};
 use crate::error::StoreError;
 
 /// The largest value [`EmbeddedStore`] accepts, in bytes (16 MiB); larger
@@ -702,6 +711,70 @@ impl Store for EmbeddedStore {
             self.inner.due.notify();
         }
         version.ok_or_else(|| backend("the embedded store wrote a put without a version".into()))
+    }
+
+    /// Queues every write at once, then collects the answers: the writes
+    /// share commits, and the caller (the runtime's [`GroupCommit`]) is woken
+    /// once per commit rather than each of its writers from this store's
+    /// thread.
+    ///
+    /// [`GroupCommit`]: super::GroupCommit
+    async fn put_batch(&self, writes: Vec<Write>) -> Vec<Result<u64, StoreError>> {
+        let mut answers = Vec::with_capacity(writes.len());
+        for Write { key, value, expect } in writes {
+            if value.len() > MAX_VALUE_SIZE {
+                answers.push(Err(StoreError::TooLarge {
+                    size: value.len(),
+                    limit: MAX_VALUE_SIZE,
+                }));
+                continue;
+            }
+            if key.len() > MAX_KEY_SIZE {
+                answers.push(Err(backend(format!(
+                    "a key of {} bytes exceeds the embedded store's key limit of {MAX_KEY_SIZE} bytes",
+                    key.len()
+                ))));
+                continue;
+            }
+            let (reply, answer) = oneshot::channel();
+            let due = DueSignal::is_due_key(&key);
+            let op = Op {
+                key,
+                value: Some(value),
+                expect,
+                reply,
+            };
+            match self.inner.queue.send(Msg::Op(op)) {
+                Ok(()) => answers.push(Ok((answer, due))),
+                Err(_) => answers.push(Err(stopped())),
+            }
+        }
+        let mut results = Vec::with_capacity(answers.len());
+        let mut notify = false;
+        for answer in answers {
+            results.push(match answer {
+                Err(error) => Err(error),
+                Ok((answer, due)) => match answer.await {
+                    Err(_) => Err(stopped()),
+                    Ok(Err(error)) => Err(error),
+                    Ok(Ok(Some(version))) => {
+                        notify |= due;
+                        Ok(version)
+                    }
+                    Ok(Ok(None)) => Err(backend(
+                        "the embedded store wrote a put without a version".into(),
+                    )),
+                },
+            });
+        }
+        if notify {
+            self.inner.due.notify();
+        }
+        results
+    }
+
+    fn batches_writes(&self) -> bool {
+        true
     }
 
     async fn delete(&self, key: &str, expect: Expect) -> Result<(), StoreError> {

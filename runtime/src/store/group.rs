@@ -1,7 +1,7 @@
 //! Group commit over [`Store::put_batch`]: concurrent puts share round trips.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -56,7 +56,7 @@ impl GroupCommit {
         let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
         let queued = Arc::new(AtomicUsize::new(0));
         tokio::spawn(flush(
-            Arc::clone(&store),
+            Arc::downgrade(&store),
             pending,
             Arc::clone(&in_flight),
             Arc::clone(&queued),
@@ -71,8 +71,11 @@ impl GroupCommit {
 }
 
 /// Sends the queued puts in batches until every [`GroupCommit`] is dropped.
+/// It holds the store weakly: once the last `GroupCommit` is gone the store
+/// is dropped at once (an embedded store's directory is free to reopen),
+/// not whenever this task next runs.
 async fn flush(
-    store: Arc<dyn Store>,
+    store: Weak<dyn Store>,
     mut pending: mpsc::UnboundedReceiver<Pending>,
     in_flight: Arc<Semaphore>,
     queued: Arc<AtomicUsize>,
@@ -91,7 +94,15 @@ async fn flush(
             }
         }
         queued.fetch_sub(batch.len(), Ordering::SeqCst);
-        let store = Arc::clone(&store);
+        // Its writers hold a `GroupCommit`, so the store is there.
+        let Some(store) = store.upgrade() else {
+            for pending in batch {
+                let _ = pending
+                    .reply
+                    .send(Err(StoreError::Unavailable("the store was dropped".into())));
+            }
+            continue;
+        };
         tokio::spawn(async move {
             let (writes, replies): (Vec<Write>, Vec<_>) = batch
                 .into_iter()
