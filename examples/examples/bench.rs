@@ -973,38 +973,36 @@ fn main() {
                 );
                 for &workers in &options.workers {
                     for round in 1..=options.rounds {
-                        let (store, _scratch) = tokio.block_on(fresh_store(backend, "conc"));
-                        let run = tokio.block_on(throughput(
-                            store,
-                            options.concurrent,
-                            options.concurrent,
-                            workers,
-                            group_commit,
-                        ));
-                        let label = format!(
-                            "{}: {} at once, workers {workers}{batching} #{round}",
-                            backend.name(),
-                            options.concurrent
-                        );
-                        print_run(&label, &run);
-                        if options.sustained == 0 {
-                            continue;
+                        // A burst of `concurrent` instances, then the
+                        // sustained run: `concurrent` at once until
+                        // `sustained` ran.
+                        let runs = [
+                            (options.concurrent, "conc", String::new()),
+                            (
+                                options.sustained,
+                                "sust",
+                                format!(" for {}", options.sustained),
+                            ),
+                        ];
+                        for (instances, scratch, sustained) in runs {
+                            if instances == 0 {
+                                continue;
+                            }
+                            let (store, _scratch) = tokio.block_on(fresh_store(backend, scratch));
+                            let run = tokio.block_on(throughput(
+                                store,
+                                instances,
+                                options.concurrent,
+                                workers,
+                                group_commit,
+                            ));
+                            let label = format!(
+                                "{}: {} at once{sustained}, workers {workers}{batching} #{round}",
+                                backend.name(),
+                                options.concurrent
+                            );
+                            print_run(&label, &run);
                         }
-                        let (store, _scratch) = tokio.block_on(fresh_store(backend, "sust"));
-                        let run = tokio.block_on(throughput(
-                            store,
-                            options.sustained,
-                            options.concurrent,
-                            workers,
-                            group_commit,
-                        ));
-                        let label = format!(
-                            "{}: {} at once for {}, workers {workers}{batching} #{round}",
-                            backend.name(),
-                            options.concurrent,
-                            options.sustained
-                        );
-                        print_run(&label, &run);
                     }
                 }
                 if backend == Backend::Memory {

@@ -46,7 +46,9 @@
 //! `set_status` does nothing, `signal` never completes and
 //! `signal_timeout` returns `None` after its timeout.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -205,7 +207,7 @@ pub fn random() -> u64 {
     match with_segment(|segment| {
         let draw = segment.draws;
         segment.draws += 1;
-        segment.seed ^ splitmix(draw.wrapping_add(1))
+        segment.seed() ^ splitmix(draw.wrapping_add(1))
     }) {
         Some(value) => splitmix(value),
         None => {
@@ -240,29 +242,75 @@ pub fn set_status<T: Serialize>(status: T) {
 /// The deterministic context of the segment running on this thread.
 pub(crate) struct SegmentContext {
     now_ms: u64,
-    seed: u64,
+    seed: Seed,
     draws: u64,
     status: Option<serde_json::Value>,
 }
 
+/// What `uuid()` and `random()` derive their values from: hashed on the
+/// first draw, as most segments draw nothing.
+enum Seed {
+    Pending {
+        id: Arc<str>,
+        state: Cow<'static, str>,
+        transitions: u64,
+    },
+    Ready(u64),
+}
+
 impl SegmentContext {
+    #[cfg(test)]
     pub(crate) fn new(id: &str, state: &str, transitions: u64, now_ms: u64) -> SegmentContext {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in id
-            .bytes()
-            .chain([0])
-            .chain(state.bytes())
-            .chain([0])
-            .chain(transitions.to_le_bytes())
-        {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
+        SegmentContext::for_segment(
+            Arc::from(id),
+            Cow::Owned(state.to_owned()),
+            transitions,
+            now_ms,
+        )
+    }
+
+    /// The context of a segment of instance `id` at `state`, after
+    /// `transitions` committed transitions.
+    pub(crate) fn for_segment(
+        id: Arc<str>,
+        state: Cow<'static, str>,
+        transitions: u64,
+        now_ms: u64,
+    ) -> SegmentContext {
         SegmentContext {
             now_ms,
-            seed: hash,
+            seed: Seed::Pending {
+                id,
+                state,
+                transitions,
+            },
             draws: 0,
             status: None,
+        }
+    }
+
+    fn seed(&mut self) -> u64 {
+        match &self.seed {
+            Seed::Ready(seed) => *seed,
+            Seed::Pending {
+                id,
+                state,
+                transitions,
+            } => {
+                let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+                for byte in id
+                    .bytes()
+                    .chain([0])
+                    .chain(state.bytes())
+                    .chain([0])
+                    .chain(transitions.to_le_bytes())
+                {
+                    hash ^= u64::from(byte);
+                    hash = hash.wrapping_mul(0x0100_0000_01b3);
+                }
+                self.seed = Seed::Ready(hash);
+                hash
+            }
         }
     }
 }

@@ -429,9 +429,9 @@ impl Driver {
         &mut self,
         run: impl FnOnce() -> Result<Transition<S, T>, E>,
     ) -> Transition<S, T> {
-        let context = crate::durable::SegmentContext::new(
-            &self.workflow_id,
-            &self.state,
+        let context = crate::durable::SegmentContext::for_segment(
+            Arc::clone(&self.workflow_id),
+            self.state.clone(),
             self.transitions,
             self.now_ms,
         );
