@@ -418,14 +418,15 @@ pub struct InstanceRecord {
     /// Completed compensable steps, oldest first; popped from the end.
     pub compensation_stack: Vec<CompensationEntry>,
     /// Whether the saga's pivot step has succeeded (no way back after it).
+    #[serde(default, skip_serializing_if = "is_false")]
     pub pivot_passed: bool,
     /// The attempt number of the next step or compensation attempt (1-based).
     pub attempt: u32,
     /// When the next attempt is due (ms since the Unix epoch); `None`: now.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_run_at: Option<u64>,
     /// Whether `cancel` was called; the instance compensates at its next step.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub cancel_requested: bool,
     /// Who runs the instance.
     #[serde(default)]
@@ -435,13 +436,13 @@ pub struct InstanceRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat: Option<Heartbeat>,
     /// The workflow's output, when `Completed`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<serde_json::Value>,
     /// Why it did not complete, when compensating, `Compensated` or `Failed`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
     /// The error of the last failed attempt, if any.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     /// The last [`HISTORY_LIMIT`] events, oldest first.
     #[serde(default)]
@@ -626,6 +627,10 @@ pub fn format_fingerprint(fingerprint: u64) -> String {
 
 fn is_zero(value: &u64) -> bool {
     *value == 0
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 pub(crate) fn parse_fingerprint(text: &str) -> Option<u64> {
@@ -817,14 +822,20 @@ fn write_record(
         }
         out.push(b'}');
     }
-    out.extend_from_slice(b"],\"pivot_passed\":");
-    write_bool(out, record.pivot_passed);
+    out.push(b']');
+    // The fields at their default are left out, as serde's derive does.
+    if record.pivot_passed {
+        out.extend_from_slice(b",\"pivot_passed\":true");
+    }
     out.extend_from_slice(b",\"attempt\":");
     write_int(out, record.attempt);
-    out.extend_from_slice(b",\"next_run_at\":");
-    write_opt_int(out, record.next_run_at);
-    out.extend_from_slice(b",\"cancel_requested\":");
-    write_bool(out, record.cancel_requested);
+    if let Some(at) = record.next_run_at {
+        out.extend_from_slice(b",\"next_run_at\":");
+        write_int(out, at);
+    }
+    if record.cancel_requested {
+        out.extend_from_slice(b",\"cancel_requested\":true");
+    }
     let Lease {
         owner,
         expires_at,
@@ -844,17 +855,17 @@ fn write_record(
         out.extend_from_slice(b",\"heartbeat\":");
         serde_json::to_writer(&mut *out, heartbeat)?;
     }
-    out.extend_from_slice(b",\"output\":");
-    match &record.output {
-        Some(output) => write_value(out, output)?,
-        None => out.extend_from_slice(b"null"),
+    if let Some(output) = &record.output {
+        out.extend_from_slice(b",\"output\":");
+        write_value(out, output)?;
     }
-    out.extend_from_slice(b",\"failure\":");
-    serde_json::to_writer(&mut *out, &record.failure)?;
-    out.extend_from_slice(b",\"last_error\":");
-    match &record.last_error {
-        Some(error) => write_str(out, error)?,
-        None => out.extend_from_slice(b"null"),
+    if let Some(failure) = &record.failure {
+        out.extend_from_slice(b",\"failure\":");
+        serde_json::to_writer(&mut *out, failure)?;
+    }
+    if let Some(error) = &record.last_error {
+        out.extend_from_slice(b",\"last_error\":");
+        write_str(out, error)?;
     }
     out.extend_from_slice(b",\"history\":");
     match cache {
