@@ -381,6 +381,8 @@ struct Op {
 enum Msg {
     /// A caller's write.
     Op(Op),
+    /// A caller's writes, in order (`put_batch`): one message for all.
+    Ops(Vec<Op>),
     /// The commit thread finished batch number `.0`: answer its writers.
     Committed(u64, Result<(), String>, Vec<Answer>),
     /// The last store handle is gone.
@@ -482,11 +484,10 @@ impl Sequencer {
                 break;
             }
             match messages.recv() {
-                Ok(Msg::Op(op)) => {
-                    if self.building.is_full() || !self.waiting.is_empty() {
-                        self.waiting.push_back(op);
-                    } else {
-                        self.add(op);
+                Ok(Msg::Op(op)) => self.arrive(op),
+                Ok(Msg::Ops(ops)) => {
+                    for op in ops {
+                        self.arrive(op);
                     }
                 }
                 Ok(Msg::Committed(number, result, answers)) => {
@@ -513,6 +514,16 @@ impl Sequencer {
         // Closing the job queue stops the commit thread.
         drop(self.jobs);
         let _ = self.committer.join();
+    }
+
+    /// Takes a write as it arrives: into the batch being filled, or behind
+    /// the writes waiting for room.
+    fn arrive(&mut self, op: Op) {
+        if self.building.is_full() || !self.waiting.is_empty() {
+            self.waiting.push_back(op);
+        } else {
+            self.add(op);
+        }
     }
 
     fn hand_off(&mut self) {
@@ -721,6 +732,7 @@ impl Store for EmbeddedStore {
     /// [`GroupCommit`]: super::GroupCommit
     async fn put_batch(&self, writes: Vec<Write>) -> Vec<Result<u64, StoreError>> {
         let mut answers = Vec::with_capacity(writes.len());
+        let mut ops = Vec::with_capacity(writes.len());
         for Write { key, value, expect } in writes {
             if value.len() > MAX_VALUE_SIZE {
                 answers.push(Err(StoreError::TooLarge {
@@ -737,18 +749,16 @@ impl Store for EmbeddedStore {
                 continue;
             }
             let (reply, answer) = oneshot::channel();
-            let due = DueSignal::is_due_key(&key);
-            let op = Op {
+            answers.push(Ok((answer, DueSignal::is_due_key(&key))));
+            ops.push(Op {
                 key,
                 value: Some(value),
                 expect,
                 reply,
-            };
-            match self.inner.queue.send(Msg::Op(op)) {
-                Ok(()) => answers.push(Ok((answer, due))),
-                Err(_) => answers.push(Err(stopped())),
-            }
+            });
         }
+        // A failed send drops the replies: their answers say unavailable.
+        let _ = self.inner.queue.send(Msg::Ops(ops));
         let mut results = Vec::with_capacity(answers.len());
         let mut notify = false;
         for answer in answers {
