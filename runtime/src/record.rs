@@ -1376,6 +1376,15 @@ mod tests {
     }
 
     #[test]
+    fn reads_records_that_spell_out_fields_at_their_default() {
+        // `sample()` as the releases before this one wrote it, with
+        // `"pivot_passed":false`, `"next_run_at":null` and the like.
+        let old = r#"{"format":1,"checksum":"xxh3-64:992a223b9b12cb5c","record":{"workflow":"place_order","id":"order-42","fingerprint":"0123456789abcdef","phase":"Running","state_name":"ChargePayment1","state":{"ChargePayment1":{"order":{"id":42},"reservation":"R-1"}},"compensation_stack":[{"step":"reserve_inventory","args":[{"id":42}],"output":"R-1"}],"pivot_passed":false,"attempt":1,"next_run_at":null,"cancel_requested":false,"lease":{"owner":"worker-1","expires_at":1700000030000,"epoch":1},"output":null,"failure":null,"last_error":null,"history":[{"at":1700000000000,"kind":"created"},{"at":1700000000100,"kind":"step_started","state":"ReserveInventory0","step":"reserve_inventory","attempt":1},{"at":1700000000500,"kind":"step_succeeded","state":"ReserveInventory0","step":"reserve_inventory","attempt":1}],"transitions":1,"committed_at":1700000000500,"created_at":1700000000000,"updated_at":1700000000500}}"#;
+        assert!(old.contains("\"next_run_at\":null"));
+        assert_eq!(decode(old.as_bytes()), Ok(sample()));
+    }
+
+    #[test]
     fn rejects_garbage_and_other_formats() {
         assert!(matches!(
             decode(b"\x00\xffnot json"),
