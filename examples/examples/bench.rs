@@ -849,6 +849,16 @@ struct Options {
     group_commit: Vec<bool>,
 }
 
+/// What `--help` prints.
+const USAGE: &str = "\
+usage: bench [--only SECTIONS] [--stores STORES] [--workers N,N] [--rounds N]
+             [--concurrent N] [--sustained N] [--group-commit on,off]
+             [--sequential-memory N] [--sequential-embedded N] [--sequential-server N]
+             [--postgres URL] [--redis URL] [--etcd ENDPOINTS]
+  SECTIONS: throughput,ops,store,codec,resume,wake (default: all)
+  STORES:   memory,embedded, and postgres,redis,etcd with their features
+  --sustained N: N instances, --concurrent (2,000) at once; 0 skips the run";
+
 fn options() -> Options {
     let mut options = Options {
         workers: vec![64, 2_000],
@@ -877,9 +887,13 @@ fn options() -> Options {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut args = args.iter();
     while let Some(flag) = args.next() {
+        if flag == "--help" || flag == "-h" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
         let value = args
             .next()
-            .unwrap_or_else(|| panic!("{flag} needs a value"));
+            .unwrap_or_else(|| panic!("{flag} needs a value\n\n{USAGE}"));
         let number = || {
             value
                 .parse::<usize>()
@@ -913,7 +927,7 @@ fn options() -> Options {
                     })
                     .collect();
             }
-            _ => panic!("unknown flag {flag}"),
+            _ => panic!("unknown flag {flag}\n\n{USAGE}"),
         }
     }
     assert!(
