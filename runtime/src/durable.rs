@@ -259,16 +259,6 @@ enum Seed {
 }
 
 impl SegmentContext {
-    #[cfg(test)]
-    pub(crate) fn new(id: &str, state: &str, transitions: u64, now_ms: u64) -> SegmentContext {
-        SegmentContext::for_segment(
-            Arc::from(id),
-            Cow::Owned(state.to_owned()),
-            transitions,
-            now_ms,
-        )
-    }
-
     /// The context of a segment of instance `id` at `state`, after
     /// `transitions` committed transitions.
     pub(crate) fn for_segment(
@@ -361,8 +351,17 @@ fn splitmix(mut x: u64) -> u64 {
 mod tests {
     use super::*;
 
+    fn context(id: &str, state: &str, transitions: u64, now_ms: u64) -> SegmentContext {
+        SegmentContext::for_segment(
+            Arc::from(id),
+            Cow::Owned(state.to_owned()),
+            transitions,
+            now_ms,
+        )
+    }
+
     fn draw(id: &str, state: &str, n: u64) -> (SystemTime, String, u64, String) {
-        let context = SegmentContext::new(id, state, n, 1_000);
+        let context = context(id, state, n, 1_000);
         let ((now, a, b, c), _) = in_segment(context, || (now(), uuid(), random(), uuid()));
         assert_ne!(a, c, "two draws in one segment differ");
         (now, a, b, c)
@@ -392,7 +391,7 @@ mod tests {
 
     #[test]
     fn status_is_collected_and_nothing_leaks_outside() {
-        let (_, status) = in_segment(SegmentContext::new("x", "Start", 0, 0), || {
+        let (_, status) = in_segment(context("x", "Start", 0, 0), || {
             set_status("a");
             set_status(serde_json::json!({"stage": "b"}));
         });

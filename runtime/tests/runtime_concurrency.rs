@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Order, log_of, place_order};
+use common::{EACH_STEP_ONCE, Order, log_of, place_order};
 use sagaflow::{MemoryStore, Outcome, Phase, Runtime};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -53,15 +53,7 @@ async fn many_instances_each_run_their_steps_exactly_once() {
                 matches!(outcome, Outcome::Completed(_)),
                 "{key}: {outcome:?}"
             );
-            assert_eq!(
-                log_of(&key),
-                [
-                    "reserve_inventory#1",
-                    "charge_payment#1",
-                    "create_shipment#1",
-                    "send_confirmation#1"
-                ]
-            );
+            assert_eq!(log_of(&key), EACH_STEP_ONCE);
         }
     }
     let page = rt.list(None, 100).await.expect("lists");
@@ -116,15 +108,7 @@ async fn an_instance_survives_a_restart_on_the_embedded_store() {
         .await
         .expect("ends");
     assert!(matches!(outcome, Outcome::Completed(_)), "{outcome:?}");
-    assert_eq!(
-        log_of("durable"),
-        [
-            "reserve_inventory#1",
-            "charge_payment#1",
-            "create_shipment#1",
-            "send_confirmation#1"
-        ]
-    );
+    assert_eq!(log_of("durable"), EACH_STEP_ONCE);
     rt.shutdown().await;
     drop(rt);
     let _ = std::fs::remove_dir_all(&dir);

@@ -19,6 +19,7 @@ use crate::record::{
     SignalMessage,
 };
 use crate::runtime::Runtime;
+use crate::runtime::erased::check_state;
 use crate::store::{Expect, Store};
 use crate::workflow::{CompensationEntry, Workflow};
 
@@ -44,13 +45,6 @@ struct RegisteredWorkflow {
     /// The machine as drawn, made once.
     description: Arc<MachineDescription>,
     check_state: fn(&RawJson) -> Result<(), String>,
-}
-
-fn check_state<W: Workflow>(state: &RawJson) -> Result<(), String> {
-    state
-        .parse::<W::State>()
-        .map(drop)
-        .map_err(|error| format!("the stored state does not decode: {error}"))
 }
 
 impl Registry {

@@ -131,6 +131,14 @@ pub(crate) trait ErasedWorkflow: Send + Sync + 'static {
     fn child_call(&self, state: &RawJson) -> Option<(&'static str, Value)>;
 }
 
+/// Whether `state` decodes into `W`'s state type; the reason if not.
+pub(crate) fn check_state<W: Workflow>(state: &RawJson) -> Result<(), String> {
+    state
+        .parse::<W::State>()
+        .map(drop)
+        .map_err(|error| format!("the stored state does not decode: {error}"))
+}
+
 /// The erased form of workflow `W`.
 pub(crate) struct Erased<W> {
     workflow: W,
@@ -167,10 +175,7 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
     }
 
     fn check_state(&self, state: &RawJson) -> Result<(), String> {
-        state
-            .parse::<W::State>()
-            .map(drop)
-            .map_err(|error| format!("the stored state does not decode: {error}"))
+        check_state::<W>(state)
     }
 
     fn resume(

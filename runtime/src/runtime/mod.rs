@@ -50,7 +50,7 @@
 //! or handed-over work, never per step.
 
 mod builder;
-mod erased;
+pub(crate) mod erased;
 mod handle;
 mod poller;
 mod worker;

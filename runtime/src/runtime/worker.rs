@@ -1329,16 +1329,10 @@ impl Worker {
 
     /// [`commit`](Self::commit) at the clock's time `now`, just read (each
     /// read of the clock is a system call's worth of time).
-    async fn commit_at(&mut self, mut next: InstanceRecord, now: u64) -> Result<Flow, Error> {
+    async fn commit_at(&mut self, mut next: InstanceRecord, mut now: u64) -> Result<Flow, Error> {
         let mut hinted = None;
         let mut retries = 0;
-        let mut now = now;
-        let mut again = false;
         loop {
-            if again {
-                now = self.now();
-            }
-            again = true;
             // Not due: waiting for a retry, a timer or a signal. A due hint
             // for the time it wakes, if it wakes at a time.
             let waiting = !next.phase.is_terminal() && !next.is_due(now);
@@ -1455,6 +1449,8 @@ impl Worker {
                 }
                 Err(error) => return Err(error.into()),
             }
+            // Written again, at the time it then is.
+            now = self.now();
         }
     }
 }

@@ -299,18 +299,40 @@ impl EmbeddedStore {
         value: Option<Vec<u8>>,
         expect: Expect,
     ) -> Result<Option<u64>, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let op = Op {
-            key: key.to_owned(),
-            value,
-            expect,
-            reply,
-        };
+        let (op, answer) = Op::new(key.to_owned(), value, expect);
         self.inner.queue.send(Msg::Op(op)).map_err(|_| stopped())?;
-        // A dropped reply means a store thread died with the operation
-        // queued: whether it was written is unknown, so say unavailable.
-        answer.await.map_err(|_| stopped())?
+        answered(answer).await
     }
+}
+
+/// A write's answer, once its commit is over.
+async fn answered(answer: Answering) -> Result<Option<u64>, StoreError> {
+    // A dropped reply means a store thread died with the operation queued
+    // (or the queue was gone): whether it was written is unknown, so say
+    // unavailable.
+    answer.await.map_err(|_| stopped())?
+}
+
+/// Refuses a put the store cannot hold, before it is queued.
+fn admit(key: &str, value: &[u8]) -> Result<(), StoreError> {
+    if value.len() > MAX_VALUE_SIZE {
+        return Err(StoreError::TooLarge {
+            size: value.len(),
+            limit: MAX_VALUE_SIZE,
+        });
+    }
+    if key.len() > MAX_KEY_SIZE {
+        return Err(backend(format!(
+            "a key of {} bytes exceeds the embedded store's key limit of {MAX_KEY_SIZE} bytes",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A put's version, which its answer always carries.
+fn put_version(version: Option<u64>) -> Result<u64, StoreError> {
+    version.ok_or_else(|| backend("the embedded store wrote a put without a version".into()))
 }
 
 fn stopped() -> StoreError {
@@ -369,12 +391,29 @@ fn holds(expect: Expect, current: Option<u64>) -> bool {
 /// The answer to a write: its new version (`None` for a delete).
 type Reply = oneshot::Sender<Result<Option<u64>, StoreError>>;
 
+/// Where a caller waits for a write's answer.
+type Answering = oneshot::Receiver<Result<Option<u64>, StoreError>>;
+
 /// A write from a caller: a put, or a delete when `value` is `None`.
 struct Op {
     key: String,
     value: Option<Vec<u8>>,
     expect: Expect,
     reply: Reply,
+}
+
+impl Op {
+    /// A write, and where its answer will come.
+    fn new(key: String, value: Option<Vec<u8>>, expect: Expect) -> (Op, Answering) {
+        let (reply, answer) = oneshot::channel();
+        let op = Op {
+            key,
+            value,
+            expect,
+            reply,
+        };
+        (op, answer)
+    }
 }
 
 /// What the sequencer receives.
@@ -705,23 +744,15 @@ impl Store for EmbeddedStore {
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, expect: Expect) -> Result<u64, StoreError> {
-        if value.len() > MAX_VALUE_SIZE {
-            return Err(StoreError::TooLarge {
-                size: value.len(),
-                limit: MAX_VALUE_SIZE,
-            });
-        }
-        if key.len() > MAX_KEY_SIZE {
-            return Err(backend(format!(
-                "a key of {} bytes exceeds the embedded store's key limit of {MAX_KEY_SIZE} bytes",
-                key.len()
-            )));
-        }
-        let version = self.submit(key, Some(value), expect).await?;
+        admit(key, &value)?;
+        let version = self
+            .submit(key, Some(value), expect)
+            .await
+            .and_then(put_version)?;
         if DueSignal::is_due_key(key) {
             self.inner.due.notify();
         }
-        version.ok_or_else(|| backend("the embedded store wrote a put without a version".into()))
+        Ok(version)
     }
 
     /// Queues every write at once, then collects the answers: the writes
@@ -734,28 +765,14 @@ impl Store for EmbeddedStore {
         let mut answers = Vec::with_capacity(writes.len());
         let mut ops = Vec::with_capacity(writes.len());
         for Write { key, value, expect } in writes {
-            if value.len() > MAX_VALUE_SIZE {
-                answers.push(Err(StoreError::TooLarge {
-                    size: value.len(),
-                    limit: MAX_VALUE_SIZE,
-                }));
+            if let Err(error) = admit(&key, &value) {
+                answers.push(Err(error));
                 continue;
             }
-            if key.len() > MAX_KEY_SIZE {
-                answers.push(Err(backend(format!(
-                    "a key of {} bytes exceeds the embedded store's key limit of {MAX_KEY_SIZE} bytes",
-                    key.len()
-                ))));
-                continue;
-            }
-            let (reply, answer) = oneshot::channel();
-            answers.push(Ok((answer, DueSignal::is_due_key(&key))));
-            ops.push(Op {
-                key,
-                value: Some(value),
-                expect,
-                reply,
-            });
+            let due = DueSignal::is_due_key(&key);
+            let (op, answer) = Op::new(key, Some(value), expect);
+            answers.push(Ok((answer, due)));
+            ops.push(op);
         }
         // A failed send drops the replies: their answers say unavailable.
         let _ = self.inner.queue.send(Msg::Ops(ops));
@@ -764,17 +781,11 @@ impl Store for EmbeddedStore {
         for answer in answers {
             results.push(match answer {
                 Err(error) => Err(error),
-                Ok((answer, due)) => match answer.await {
-                    Err(_) => Err(stopped()),
-                    Ok(Err(error)) => Err(error),
-                    Ok(Ok(Some(version))) => {
-                        notify |= due;
-                        Ok(version)
-                    }
-                    Ok(Ok(None)) => Err(backend(
-                        "the embedded store wrote a put without a version".into(),
-                    )),
-                },
+                Ok((answer, due)) => {
+                    let version = answered(answer).await.and_then(put_version);
+                    notify |= due && version.is_ok();
+                    version
+                }
             });
         }
         if notify {

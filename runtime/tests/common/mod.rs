@@ -53,6 +53,14 @@ pub fn log(key: &str, entry: String) {
         .push(entry);
 }
 
+/// The log of a `place_order` whose four steps each ran once, in order.
+pub const EACH_STEP_ONCE: [&str; 4] = [
+    "reserve_inventory#1",
+    "charge_payment#1",
+    "create_shipment#1",
+    "send_confirmation#1",
+];
+
 /// The log of `key` so far.
 pub fn log_of(key: &str) -> Vec<String> {
     logs()
