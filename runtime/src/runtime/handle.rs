@@ -100,17 +100,30 @@ impl<T: DeserializeOwned> Handle<T> {
             if *shutdown.borrow_and_update() {
                 return Err(Error::Shutdown);
             }
+            // While a worker here drives it, it tells its end, or that it
+            // stopped without one (read after marking the generation seen,
+            // so a stop from here on wakes us): the poll is for instances
+            // run elsewhere, and needs no timer meanwhile.
+            let poll = (!local.driving.load(Ordering::SeqCst)).then(|| {
+                inner.clock.sleep_until(
+                    inner
+                        .clock
+                        .now_ms()
+                        .saturating_add(crate::clock::duration_ms(inner.poll_interval)),
+                )
+            });
             // A write by this process's worker that did not end the instance
-            // needs no read; anything else (a cancel, a signal, the poll for
-            // other processes' writes, shutdown) does.
+            // needs no read; anything else (a cancel, a signal, the worker
+            // stopping, the poll for other processes' writes, shutdown) does.
             read = tokio::select! {
                 _ = changed.changed() => !changed.borrow().by_worker,
                 _ = shutdown.changed() => true,
-                // While a worker here drives it, it tells its end: the poll
-                // is for instances run elsewhere.
-                () = inner.clock.sleep_until(
-                    inner.clock.now_ms().saturating_add(crate::clock::duration_ms(inner.poll_interval)),
-                ) => !local.driving.load(Ordering::SeqCst),
+                () = async {
+                    match poll {
+                        Some(poll) => poll.await,
+                        None => std::future::pending().await,
+                    }
+                } => !local.driving.load(Ordering::SeqCst),
             };
         }
     }

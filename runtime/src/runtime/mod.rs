@@ -138,6 +138,23 @@ struct Ended {
     failure: Option<Failure>,
 }
 
+impl Local {
+    /// No worker of this process drives the instance any more. Handles
+    /// waiting on it without polling the store (a worker here would tell
+    /// them its end) learn that they must read it: it waits, failed to be
+    /// claimed, or went to another process.
+    fn stop_driving(&self) {
+        self.driving.store(false, Ordering::SeqCst);
+        self.changed.send_if_modified(|written| {
+            if written.ended.is_some() {
+                return false;
+            }
+            written.bump();
+            true
+        });
+    }
+}
+
 impl Written {
     /// A write by `cancel` or `signal`: the handles re-read the record.
     fn bump(&mut self) {
@@ -333,7 +350,7 @@ impl Runtime {
         input: W::Input,
         signal: Option<(&str, serde_json::Value, Arc<AtomicBool>)>,
     ) -> Result<Handle<W::Output>, Error> {
-        self.registered(&workflow)?;
+        let registered = self.registered(&workflow)?;
         // Measured, not kept: the input is stored inside the first state.
         let mut size = ByteCount(0);
         serde_json::to_writer(&mut size, &input)
@@ -346,14 +363,14 @@ impl Runtime {
         }
         let state = W::begin(input);
         let state_name = W::state_name(&state);
-        let state = RawJson::to_json(&state).map_err(|error| codec("the initial state", &error))?;
+        let json = RawJson::to_json(&state).map_err(|error| codec("the initial state", &error))?;
         let now = self.inner.clock.now_ms();
         let mut instance = new_record(
             W::NAME,
             workflow.state_machine().fingerprint,
             &id,
             state_name,
-            state,
+            json,
             now,
         );
         if let Some((name, value, _)) = &signal {
@@ -382,12 +399,20 @@ impl Runtime {
                             // it to its lease's expiry rather than run it twice.
                             self.release_local(&id, local);
                         } else {
+                            // The driver starts from the state as its type,
+                            // made here from a registered workflow: nothing
+                            // to decode or check.
+                            let started = worker::Started {
+                                workflow: registered,
+                                typed: Box::new(state),
+                            };
                             self.spawn_driver(
                                 id.clone(),
                                 local,
                                 worker::Current::new(instance, version),
                                 permit,
                                 false,
+                                Some(started),
                             );
                         }
                     }
@@ -775,12 +800,12 @@ impl Runtime {
     }
 
     /// The workflow registered as `workflow`'s name, with its fingerprint.
-    fn registered<W: Workflow>(&self, workflow: &W) -> Result<(), Error> {
+    fn registered<W: Workflow>(&self, workflow: &W) -> Result<Arc<dyn ErasedWorkflow>, Error> {
         match self.inner.workflows.get(W::NAME) {
             Some(registered)
                 if registered.machine().fingerprint == workflow.state_machine().fingerprint =>
             {
-                Ok(())
+                Ok(Arc::clone(registered))
             }
             _ => Err(Error::UnknownWorkflow(W::NAME.to_owned())),
         }
@@ -986,7 +1011,7 @@ impl Runtime {
                 self.landed(id, &instance, written).await
             }
             Err(error) => {
-                local.driving.store(false, Ordering::SeqCst);
+                local.stop_driving();
                 self.release_local(id, local);
                 return Err(codec("the instance record", &error));
             }
@@ -1005,11 +1030,12 @@ impl Runtime {
                     worker::Current::new(instance, version),
                     permit,
                     true,
+                    None,
                 );
                 Ok(true)
             }
             Err(error) => {
-                local.driving.store(false, Ordering::SeqCst);
+                local.stop_driving();
                 self.release_local(id, local);
                 match error {
                     StoreError::Conflict => Ok(false),
@@ -1075,6 +1101,7 @@ impl Runtime {
         current: worker::Current,
         permit: OwnedSemaphorePermit,
         hinted: bool,
+        started: Option<worker::Started>,
     ) {
         self.inner.drivers.send_modify(|running| *running += 1);
         // An end seen in an earlier life (before an operator's retry) is over.
@@ -1090,6 +1117,7 @@ impl Runtime {
             current,
             permit,
             hinted,
+            started,
         ));
     }
 

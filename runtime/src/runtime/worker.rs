@@ -8,7 +8,6 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -66,6 +65,15 @@ pub(super) struct Current {
     persisted: Position,
 }
 
+/// What `start` knows of the record it created, so that its driver neither
+/// checks nor decodes the state it was made from.
+pub(super) struct Started {
+    /// The registered workflow the record was made for.
+    pub(super) workflow: Arc<dyn ErasedWorkflow>,
+    /// The record's state as the workflow's type.
+    pub(super) typed: TypedState,
+}
+
 impl Current {
     pub(super) fn new(record: InstanceRecord, version: u64) -> Current {
         Current {
@@ -94,7 +102,8 @@ enum Flow {
 /// claim is in `current`), until it ends, waits for a retry, loses its
 /// lease, or the runtime shuts down. `permit` is the worker slot it holds.
 /// `hinted`: the instance may have due hints, for the poller to delete
-/// once this driver is done.
+/// once this driver is done. `started`: the record was just created by this
+/// runtime, from that state.
 pub(super) fn drive(
     runtime: Runtime,
     id: String,
@@ -102,6 +111,7 @@ pub(super) fn drive(
     current: Current,
     permit: OwnedSemaphorePermit,
     hinted: bool,
+    started: Option<Started>,
 ) -> impl Future<Output = ()> + Send + 'static {
     // Releases the in-process claim however the worker ends, even by a panic.
     struct Claim {
@@ -112,7 +122,7 @@ pub(super) fn drive(
     impl Drop for Claim {
         fn drop(&mut self) {
             if let Some(local) = self.local.take() {
-                local.driving.store(false, Ordering::SeqCst);
+                local.stop_driving();
                 self.runtime.release_local(&self.id, local);
             }
             self.runtime
@@ -133,6 +143,10 @@ pub(super) fn drive(
         epoch = current.record.lease.epoch
     );
     let now = runtime.inner.clock.now_ms();
+    let (checked, typed) = match started {
+        Some(Started { workflow, typed }) => (Some(workflow), Some(typed)),
+        None => (None, None),
+    };
     // Built here and boxed, with its future boxed too: the task `spawn`
     // moves around (several times per instance) is then a few pointers,
     // not the kilobytes of a worker and its record.
@@ -142,7 +156,8 @@ pub(super) fn drive(
         runtime,
         key: record::key(&id),
         history: record::HistoryCache::default(),
-        typed: std::sync::Mutex::new(None),
+        typed: std::sync::Mutex::new(typed),
+        checked,
         id: Arc::from(id),
         local,
         current,
@@ -172,6 +187,8 @@ struct Worker {
     /// Taken by every resume, so it is never older than the record. (In a
     /// mutex only to be `Sync`: it is only reached through `&mut self`.)
     typed: std::sync::Mutex<Option<TypedState>>,
+    /// The workflow of a record this runtime created, known to be runnable.
+    checked: Option<Arc<dyn ErasedWorkflow>>,
     local: Arc<Local>,
     current: Current,
     /// The epoch of this worker's claim; a record with another is not ours.
@@ -187,7 +204,7 @@ impl Worker {
         let mut store_backoff = STORE_BACKOFF_MIN;
         // Checked on a record read from the store; the states this worker
         // writes are its workflow's own, so they need no second decode.
-        let mut checked: Option<Arc<dyn ErasedWorkflow>> = None;
+        let mut checked: Option<Arc<dyn ErasedWorkflow>> = self.checked.take();
         loop {
             if self.current.record.phase.is_terminal() {
                 return;

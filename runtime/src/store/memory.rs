@@ -1,7 +1,7 @@
 //! `MemoryStore`: a store in memory, for tests and examples that need no
 //! durability.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -27,9 +27,13 @@ pub struct MemoryStore {
     due: DueSignal,
 }
 
+/// Entries by key, and their keys in order: a write to an existing key (most
+/// writes: an instance's record, step after step) is one hash lookup, and
+/// only creating or deleting a key touches the ordered set scans walk.
 #[derive(Debug, Default)]
 struct Inner {
-    entries: BTreeMap<String, Versioned>,
+    entries: HashMap<Arc<str>, Versioned>,
+    keys: BTreeSet<Arc<str>>,
     /// Versions come from one counter, so a key re-created after a delete
     /// never gets a version it had before.
     last_version: u64,
@@ -43,7 +47,8 @@ impl MemoryStore {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave a half-applied write:
-        // every operation mutates with a single insert or remove.
+        // an operation's inserts and removes cannot panic (a failed
+        // allocation aborts), and nothing else runs between them.
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -81,9 +86,9 @@ impl Store for MemoryStore {
                 }
                 None => {
                     check(expect, None)?;
-                    inner
-                        .entries
-                        .insert(key.to_owned(), Versioned { value, version });
+                    let key: Arc<str> = Arc::from(key);
+                    inner.keys.insert(Arc::clone(&key));
+                    inner.entries.insert(key, Versioned { value, version });
                 }
             }
             inner.last_version = version;
@@ -98,7 +103,9 @@ impl Store for MemoryStore {
     async fn delete(&self, key: &str, expect: Expect) -> Result<(), StoreError> {
         let mut inner = self.lock();
         check(expect, inner.entries.get(key))?;
-        inner.entries.remove(key);
+        if inner.entries.remove(key).is_some() {
+            inner.keys.remove(key);
+        }
         Ok(())
     }
 
@@ -110,15 +117,18 @@ impl Store for MemoryStore {
     ) -> Result<ScanPage, StoreError> {
         let inner = self.lock();
         let start = match after {
-            Some(after) if after >= prefix => Bound::Excluded(after.to_owned()),
-            _ => Bound::Included(prefix.to_owned()),
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
         };
         let mut entries: Vec<(String, Versioned)> = inner
-            .entries
-            .range((start, Bound::Unbounded))
-            .take_while(|(key, _)| key.starts_with(prefix))
+            .keys
+            .range::<str, _>((start, Bound::Unbounded))
+            .take_while(|key| key.starts_with(prefix))
             .take(limit.saturating_add(1))
-            .map(|(key, value)| (key.clone(), value.clone()))
+            .filter_map(|key| {
+                let value = inner.entries.get(key)?;
+                Some((key.to_string(), value.clone()))
+            })
             .collect();
         let next = if entries.len() > limit {
             entries.truncate(limit);
