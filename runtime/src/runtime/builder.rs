@@ -203,12 +203,12 @@ impl RuntimeBuilder {
                 poke: Notify::new(),
                 hinted: AtomicBool::new(false),
                 shutdown: watch::Sender::new(false),
-                drivers: watch::Sender::new(0),
+                drivers: super::Running::default(),
             }),
         };
         register_machines(&runtime).await;
         if runtime.inner.workers > 0 {
-            runtime.inner.drivers.send_modify(|running| *running += 1);
+            runtime.inner.drivers.started();
             tokio::spawn(super::poller::run(runtime.clone()));
         }
         Ok(runtime)

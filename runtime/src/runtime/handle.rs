@@ -70,16 +70,17 @@ impl<T: DeserializeOwned> Handle<T> {
 
     async fn wait(&self, local: &super::Local) -> Result<Outcome<T>, Error> {
         let inner = &self.runtime.inner;
-        let mut changed = local.changed.subscribe();
         let mut shutdown = inner.shutdown.subscribe();
         // A worker of this process drives it: the instance is runnable here,
         // and the worker delivers its end through `changed`.
         let mut read = !local.driving.load(Ordering::SeqCst);
         loop {
-            // Mark the current generation seen before reading, so a write
-            // landing after the read still wakes us.
-            let written = changed.borrow_and_update().clone();
-            if let Some(ended) = written.ended {
+            // Listen before reading, so a write landing after the read
+            // still wakes us.
+            let changed = local.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(ended) = local.changed.latest().ended {
                 return outcome_of(
                     &self.id,
                     ended.phase,
@@ -101,9 +102,9 @@ impl<T: DeserializeOwned> Handle<T> {
                 return Err(Error::Shutdown);
             }
             // While a worker here drives it, it tells its end, or that it
-            // stopped without one (read after marking the generation seen,
-            // so a stop from here on wakes us): the poll is for instances
-            // run elsewhere, and needs no timer meanwhile.
+            // stopped without one (read after listening, so a stop from
+            // here on wakes us): the poll is for instances run elsewhere,
+            // and needs no timer meanwhile.
             let poll = (!local.driving.load(Ordering::SeqCst)).then(|| {
                 inner.clock.sleep_until(
                     inner
@@ -116,7 +117,7 @@ impl<T: DeserializeOwned> Handle<T> {
             // needs no read; anything else (a cancel, a signal, the worker
             // stopping, the poll for other processes' writes, shutdown) does.
             read = tokio::select! {
-                _ = changed.changed() => !changed.borrow().by_worker,
+                () = changed => !local.changed.latest().by_worker,
                 _ = shutdown.changed() => true,
                 () = async {
                     match poll {

@@ -56,9 +56,9 @@ mod poller;
 mod worker;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -69,6 +69,7 @@ pub use handle::{Handle, Outcome};
 
 use crate::clock::{Clock, duration_ms};
 use crate::error::{Error, StoreError};
+use crate::machine::StateMachine;
 use crate::record::{self, InstanceRecord, RawJson};
 pub use crate::record::{EventKind, Failure, Heartbeat, HistoryEvent, Lease, Phase};
 use crate::store::{Expect, Store};
@@ -105,24 +106,117 @@ struct Inner {
     /// poller's last scan of the due index: without one, a poke needs no scan.
     hinted: AtomicBool,
     shutdown: watch::Sender<bool>,
-    /// Number of running drivers and pollers, so `shutdown` can wait for them.
-    drivers: watch::Sender<usize>,
+    /// The running drivers and pollers, so `shutdown` can wait for them.
+    drivers: Running,
+}
+
+/// How many drivers and pollers run: counted on every instance's start and
+/// end, so an atomic counter, with a wake-up only when the last one stops.
+#[derive(Default)]
+struct Running {
+    count: AtomicUsize,
+    none: Notify,
+}
+
+impl Running {
+    fn started(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn stopped(&self) {
+        if self.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.none.notify_waiters();
+        }
+    }
+
+    /// Waits until none runs.
+    async fn all_stopped(&self) {
+        loop {
+            let none = self.none.notified();
+            let mut none = std::pin::pin!(none);
+            // Registered before the count is read: a stop in between wakes it.
+            none.as_mut().enable();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            none.await;
+        }
+    }
 }
 
 /// What this process knows about one instance besides its record.
 struct Local {
-    /// Bumped after every write of the record by this process; carries the
-    /// outcome once a worker here has written the instance's end, so
+    /// Changed after every write of the record by this process; carries
+    /// the outcome once a worker here has written the instance's end, so
     /// handles need not read the store to learn it.
-    changed: watch::Sender<Written>,
+    changed: Changes,
     /// Whether a worker of this process drives the instance.
     driving: AtomicBool,
+}
+
+impl Local {
+    fn new() -> Local {
+        Local {
+            changed: Changes {
+                written: Mutex::new(Written::default()),
+                notify: Notify::new(),
+            },
+            driving: AtomicBool::new(false),
+        }
+    }
+}
+
+/// The latest write of an instance by this process, and the wake-up of the
+/// handles waiting on it: one per instance, so a mutex and a `Notify`
+/// rather than a channel.
+struct Changes {
+    written: Mutex<Written>,
+    notify: Notify,
+}
+
+impl Changes {
+    /// Applies `change`, and wakes the waiting handles if it returns true.
+    fn send_if_modified(&self, change: impl FnOnce(&mut Written) -> bool) {
+        let wake = {
+            // Only ever changed by the closures here, which cannot panic
+            // halfway through.
+            let mut written = self
+                .written
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            change(&mut written)
+        };
+        if wake {
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Applies `change` and wakes the waiting handles.
+    fn send_modify(&self, change: impl FnOnce(&mut Written)) {
+        self.send_if_modified(|written| {
+            change(written);
+            true
+        });
+    }
+
+    /// The latest write.
+    fn latest(&self) -> Written {
+        self.written
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// A wake-up for the next change: enable it before reading
+    /// [`latest`](Self::latest), so a change in between is not missed.
+    fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
 }
 
 /// The latest write of an instance by this process, as its handles see it.
 #[derive(Clone, Debug, Default)]
 struct Written {
-    generation: u64,
     /// Written by this process's worker, which tells its handles how the
     /// instance ends: nothing but `ended` needs a read of the store.
     by_worker: bool,
@@ -158,7 +252,6 @@ impl Local {
 impl Written {
     /// A write by `cancel` or `signal`: the handles re-read the record.
     fn bump(&mut self) {
-        self.generation += 1;
         self.by_worker = false;
     }
 }
@@ -367,7 +460,7 @@ impl Runtime {
         let now = self.inner.clock.now_ms();
         let mut instance = new_record(
             W::NAME,
-            workflow.state_machine().fingerprint,
+            workflow.state_machine(),
             &id,
             state_name,
             json,
@@ -704,14 +797,7 @@ impl Runtime {
             reason,
         })?;
         let now = self.inner.clock.now_ms();
-        let mut instance = new_record(
-            workflow,
-            registered.machine().fingerprint,
-            id,
-            state_name,
-            state,
-            now,
-        );
+        let mut instance = new_record(workflow, registered.machine(), id, state_name, state, now);
         instance.parent = Some(parent.to_owned());
         let bytes =
             record::encode(&instance).map_err(|error| codec("the instance record", &error))?;
@@ -788,9 +874,7 @@ impl Runtime {
     /// runtime on it resumes them.
     pub async fn shutdown(&self) {
         self.inner.shutdown.send_replace(true);
-        let mut drivers = self.inner.drivers.subscribe();
-        // The sender lives in `inner`, which `self` keeps alive.
-        let _ = drivers.wait_for(|running| *running == 0).await;
+        self.inner.drivers.all_stopped().await;
     }
 
     /// This runtime's id: the owner written in the leases it holds. Unique
@@ -914,12 +998,11 @@ impl Runtime {
     /// The in-process wake-ups of instance `id`, created on first use.
     fn local(&self, id: &str) -> Arc<Local> {
         let mut locals = self.locals();
-        Arc::clone(locals.entry(id.to_owned()).or_insert_with(|| {
-            Arc::new(Local {
-                changed: watch::Sender::new(Written::default()),
-                driving: AtomicBool::new(false),
-            })
-        }))
+        Arc::clone(
+            locals
+                .entry(id.to_owned())
+                .or_insert_with(|| Arc::new(Local::new())),
+        )
     }
 
     /// Forgets the wake-ups of `id` once nobody in this process uses them.
@@ -1103,7 +1186,7 @@ impl Runtime {
         hinted: bool,
         started: Option<worker::Started>,
     ) {
-        self.inner.drivers.send_modify(|running| *running += 1);
+        self.inner.drivers.started();
         // An end seen in an earlier life (before an operator's retry) is over.
         // Cleared silently: nobody waits for the absence of an end.
         local.changed.send_if_modified(|written| {
@@ -1173,16 +1256,20 @@ impl std::io::Write for ByteCount {
 /// A new instance's record, in its first state, with its `Created` event.
 fn new_record(
     workflow: &str,
-    fingerprint: u64,
+    machine: &StateMachine,
     id: &str,
     state_name: &'static str,
     state: RawJson,
     now: u64,
 ) -> InstanceRecord {
+    // Room for the events of a run through every state once (two each, and
+    // the first and last), so the history is not regrown step by step.
+    let events = (2 * machine.states.len() + 2).min(record::HISTORY_LIMIT);
     let mut instance = InstanceRecord {
         workflow: workflow.to_owned(),
         id: id.to_owned(),
-        fingerprint: record::format_fingerprint(fingerprint),
+        fingerprint: record::format_fingerprint(machine.fingerprint),
+        history: VecDeque::with_capacity(events),
         state_name: state_name.to_owned(),
         state,
         attempt: 1,

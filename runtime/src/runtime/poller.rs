@@ -33,10 +33,7 @@ pub(super) async fn run(runtime: Runtime) {
     struct Running(Runtime);
     impl Drop for Running {
         fn drop(&mut self) {
-            self.0
-                .inner
-                .drivers
-                .send_modify(|running| *running = running.saturating_sub(1));
+            self.0.inner.drivers.stopped();
         }
     }
     let _running = Running(runtime.clone());

@@ -125,10 +125,7 @@ pub(super) fn drive(
                 local.stop_driving();
                 self.runtime.release_local(&self.id, local);
             }
-            self.runtime
-                .inner
-                .drivers
-                .send_modify(|running| *running = running.saturating_sub(1));
+            self.runtime.inner.drivers.stopped();
         }
     }
     let claim = Claim {
@@ -1413,7 +1410,6 @@ impl Worker {
                         drop(self.permit.take());
                     }
                     self.local.changed.send_if_modified(|written| {
-                        written.generation += 1;
                         written.by_worker = true;
                         written.ended = ended;
                         wakes

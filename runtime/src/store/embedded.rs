@@ -261,7 +261,7 @@ impl EmbeddedStore {
             last_version,
             known: HashMap::new(),
             committed: 0,
-            building: Building::new(1),
+            building: Building::new(1, 0),
             waiting: VecDeque::new(),
             busy: false,
             jobs,
@@ -461,11 +461,13 @@ struct Known {
 }
 
 impl Building {
-    fn new(number: u64) -> Building {
+    /// Batch `number`, with room for `expected` writes (the size of the
+    /// one before it), so a large batch is not regrown write by write.
+    fn new(number: u64, expected: usize) -> Building {
         Building {
             number,
             batch: None,
-            answers: Vec::new(),
+            answers: Vec::with_capacity(expected),
             bytes: 0,
         }
     }
@@ -566,7 +568,7 @@ impl Sequencer {
     }
 
     fn hand_off(&mut self) {
-        let next = Building::new(self.building.number + 1);
+        let next = Building::new(self.building.number + 1, self.building.answers.len());
         let building = std::mem::replace(&mut self.building, next);
         let batch = building.batch.map(|mut batch| {
             // The counter goes in the same atomic batch as the versions it
@@ -618,7 +620,7 @@ impl Sequencer {
             // whole. Writes still waiting are decided afresh against the
             // database.
             self.known.clear();
-            let next = Building::new(self.building.number + 1);
+            let next = Building::new(self.building.number + 1, 0);
             let building = std::mem::replace(&mut self.building, next);
             for Answer { reply, .. } in building.answers {
                 let _ = reply.send(Err(backend(format!(
@@ -657,10 +659,11 @@ impl Sequencer {
             Err(e) => Decision::Fail(e),
             Ok(current) if !holds(expect, current) => Decision::Fail(StoreError::Conflict),
             Ok(current) => {
-                let batch = self
-                    .building
-                    .batch
-                    .get_or_insert_with(|| self.db.batch().durability(Some(PersistMode::SyncAll)));
+                let expected = self.building.answers.capacity();
+                let batch = self.building.batch.get_or_insert_with(|| {
+                    fjall::OwnedWriteBatch::with_capacity(self.db.clone(), expected)
+                        .durability(Some(PersistMode::SyncAll))
+                });
                 match value {
                     Some(value) => {
                         self.last_version += 1;

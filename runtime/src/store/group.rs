@@ -86,7 +86,9 @@ async fn flush(
             return;
         };
         // Whatever queued while the batches in flight were busy goes now.
-        let mut batch = vec![first];
+        // Sized for what queued, not regrown put by put.
+        let mut batch = Vec::with_capacity(queued.load(Ordering::SeqCst).clamp(1, MAX_BATCH));
+        batch.push(first);
         while batch.len() < MAX_BATCH {
             match pending.try_recv() {
                 Ok(next) => batch.push(next),
