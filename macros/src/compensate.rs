@@ -165,14 +165,14 @@ fn codegen(func: &ItemFn, step: &Path, signature: &Signature) -> TokenStream {
                 ::sagaflow::__private::Some(#compensation_name);
 
             fn compensate(
-                #args_value: ::sagaflow::__private::serde_json::Value,
-                #output_value: ::sagaflow::__private::serde_json::Value,
+                #args_value: ::sagaflow::__private::RawJson,
+                #output_value: ::sagaflow::__private::RawJson,
             ) -> ::sagaflow::__private::CompensationFuture {
                 #kind_check
                 #signature_check
                 ::sagaflow::__private::Box::pin(async move {
-                    let (#(#bindings,)*): #args_tuple = ::sagaflow::__private::decode(#args_what, #args_value)?;
-                    let #stored_output: #owned_output = ::sagaflow::__private::decode(#output_what, #output_value)?;
+                    let (#(#bindings,)*): #args_tuple = ::sagaflow::__private::decode(#args_what, &#args_value)?;
+                    let #stored_output: #owned_output = ::sagaflow::__private::decode(#output_what, &#output_value)?;
                     #function(#(#call_args),*).await
                 })
             }

@@ -576,8 +576,8 @@ fn codegen(func: &ItemFn, attr: &StepAttr, signature: &Signature) -> TokenStream
                 const COMPENSATION: ::sagaflow::__private::Option<&'static str> = ::sagaflow::__private::None;
 
                 fn compensate(
-                    _args: ::sagaflow::__private::serde_json::Value,
-                    _output: ::sagaflow::__private::serde_json::Value,
+                    _args: ::sagaflow::__private::RawJson,
+                    _output: ::sagaflow::__private::RawJson,
                 ) -> ::sagaflow::__private::CompensationFuture {
                     ::sagaflow::__private::Box::pin(async {
                         ::sagaflow::__private::Err(::sagaflow::__private::StepError::permanent(#message))

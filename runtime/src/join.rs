@@ -136,11 +136,11 @@ impl JoinRun {
     pub fn args<S: Step, A: Serialize + ?Sized>(
         &self,
         args: &A,
-    ) -> Result<Option<serde_json::Value>, StepError> {
+    ) -> Result<Option<RawJson>, StepError> {
         if S::KIND != StepKind::Compensable {
             return Ok(None);
         }
-        serde_json::to_value(args).map(Some).map_err(|error| {
+        RawJson::to_json(args).map(Some).map_err(|error| {
             StepError::permanent(format!("the arguments of step `{}`: {error}", S::NAME))
         })
     }
@@ -152,7 +152,7 @@ impl JoinRun {
     pub async fn branch<S, F>(
         &self,
         index: usize,
-        args: Result<Option<serde_json::Value>, StepError>,
+        args: Result<Option<RawJson>, StepError>,
         step: F,
     ) -> Result<S::Output, StepError>
     where
@@ -204,9 +204,9 @@ impl JoinRun {
         let (slot, outcome, returned) = match result {
             Ok((output, value, args)) => {
                 let compensation = args.map(|args| CompensationEntry {
-                    step: S::NAME.to_owned(),
+                    step: Cow::Borrowed(S::NAME),
                     args,
-                    output: value.clone(),
+                    output: RawJson::from_value(&value),
                     child: None,
                 });
                 (

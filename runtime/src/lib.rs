@@ -112,6 +112,7 @@ pub mod __private {
     pub use crate::machine::{
         Edge, EdgeLabel, StateInfo, StateMachine, StepInfo, Target, Variable,
     };
+    pub use crate::record::RawJson;
     pub use crate::step::{
         Compensate, CompensationFuture, CompensationOf, Step, StepKind, StepKindOf, StepOptions,
         compensation_allowed, kind,

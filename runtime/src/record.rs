@@ -813,9 +813,9 @@ fn write_record(
         out.extend_from_slice(b"{\"step\":");
         write_str(out, step)?;
         out.extend_from_slice(b",\"args\":");
-        write_value(out, args)?;
+        out.extend_from_slice(args.get().as_bytes());
         out.extend_from_slice(b",\"output\":");
-        write_value(out, output)?;
+        out.extend_from_slice(output.get().as_bytes());
         if let Some(child) = child {
             out.extend_from_slice(b",\"child\":");
             write_str(out, child)?;
@@ -1151,8 +1151,8 @@ mod tests {
             ),
             compensation_stack: vec![CompensationEntry {
                 step: "reserve_inventory".into(),
-                args: serde_json::json!([{"id": 42}]),
-                output: serde_json::json!("R-1"),
+                args: RawJson::from_value(&serde_json::json!([{"id": 42}])),
+                output: RawJson::from_value(&serde_json::json!("R-1")),
                 child: None,
             }],
             pivot_passed: false,
@@ -1268,8 +1268,8 @@ mod tests {
         record.awaiting_child = Some("child-1".into());
         record.compensation_stack.push(CompensationEntry {
             step: "child_flow".into(),
-            args: serde_json::Value::Null,
-            output: serde_json::Value::Null,
+            args: RawJson::null(),
+            output: RawJson::null(),
             child: Some("child-1".into()),
         });
         record.lease = Lease::default();

@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::StepError;
+use crate::record::RawJson;
 
 /// A future returned by a compensation: `Send`, owning everything it needs.
 pub type CompensationFuture =
@@ -198,7 +199,7 @@ pub trait Compensate: Step {
 
     /// Runs the compensation on the step's stored arguments and output.
     /// A decoding failure is a permanent [`StepError`].
-    fn compensate(args: serde_json::Value, output: serde_json::Value) -> CompensationFuture;
+    fn compensate(args: RawJson, output: RawJson) -> CompensationFuture;
 }
 
 // `do_not_recommend`: a step with no compensation is reported as not
@@ -210,7 +211,7 @@ where
 {
     const COMPENSATION: Option<&'static str> = <S as CompensationOf<S::Kind>>::COMPENSATION;
 
-    fn compensate(args: serde_json::Value, output: serde_json::Value) -> CompensationFuture {
+    fn compensate(args: RawJson, output: RawJson) -> CompensationFuture {
         <S as CompensationOf<S::Kind>>::compensate(args, output)
     }
 }
@@ -239,7 +240,7 @@ pub trait CompensationOf<Kind>: Step {
     const COMPENSATION: Option<&'static str>;
 
     /// Runs the compensation on the step's stored arguments and output.
-    fn compensate(args: serde_json::Value, output: serde_json::Value) -> CompensationFuture;
+    fn compensate(args: RawJson, output: RawJson) -> CompensationFuture;
 }
 
 /// The step kinds as types, for [`StepKindOf`].

@@ -11,6 +11,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use crate::context::{self, AttemptContext};
 use crate::error::{StepError, WorkflowError};
 use crate::machine::StateMachine;
+use crate::record::RawJson;
 use crate::step::{CompensationFuture, Step, StepKind};
 
 /// A workflow: implemented by `#[workflow]` on the unit struct it generates,
@@ -70,11 +71,7 @@ pub trait Workflow: Send + Sync + 'static {
     /// Starts the compensation of the step named `step`, or `None` when this
     /// workflow calls no compensable step by that name.
     #[doc(hidden)]
-    fn compensate(
-        step: &str,
-        args: serde_json::Value,
-        output: serde_json::Value,
-    ) -> Option<CompensationFuture>;
+    fn compensate(step: &str, args: RawJson, output: RawJson) -> Option<CompensationFuture>;
 }
 
 /// Where one `resume` call left the instance.
@@ -163,14 +160,18 @@ pub enum Attempt<T> {
 }
 
 /// A completed compensable step: what its compensation needs.
+///
+/// Arguments and output are kept as the JSON text they are stored as: the
+/// record is written on every step, and the stack only grows, so its
+/// entries are copied into each write, never built into value trees.
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct CompensationEntry {
     /// The step's name.
-    pub step: String,
+    pub step: Cow<'static, str>,
     /// The step's arguments, as the owned tuple `Step::Args` serializes.
-    pub args: serde_json::Value,
+    pub args: RawJson,
     /// The step's output.
-    pub output: serde_json::Value,
+    pub output: RawJson,
     /// For an entry that stands for a completed child workflow
     /// (`sagaflow::child`): the child's instance id. Undoing it asks the
     /// child to run its own compensation stack; `step` then holds the
@@ -461,11 +462,11 @@ impl Driver {
     /// Encodes the arguments of step `S` for its compensation, or `None` when
     /// `S` is not compensable. Called before the step runs, because the
     /// arguments may be moved into it.
-    pub fn args<S: Step, A: Serialize + ?Sized>(&mut self, args: &A) -> Option<serde_json::Value> {
+    pub fn args<S: Step, A: Serialize + ?Sized>(&mut self, args: &A) -> Option<RawJson> {
         if S::KIND != StepKind::Compensable {
             return None;
         }
-        match serde_json::to_value(args) {
+        match RawJson::to_json(args) {
             Ok(value) => Some(value),
             Err(error) => {
                 self.encode_error = Some(format!("arguments of step `{}`: {error}", S::NAME));
@@ -476,11 +477,7 @@ impl Driver {
 
     /// Runs one attempt of step `S` (with its timeout and step context) and
     /// decides, from the step's retry policy, whether a failure is final.
-    pub async fn attempt<S, F>(
-        &mut self,
-        args: Option<serde_json::Value>,
-        step: F,
-    ) -> Attempt<S::Output>
+    pub async fn attempt<S, F>(&mut self, args: Option<RawJson>, step: F) -> Attempt<S::Output>
     where
         S: Step,
         F: Future<Output = Result<S::Output, StepError>> + Send,
@@ -496,9 +493,9 @@ impl Driver {
         match result {
             Ok(output) => {
                 let compensation = match args {
-                    Some(args) => match serde_json::to_value(&output) {
+                    Some(args) => match RawJson::to_json(&output) {
                         Ok(output) => Some(CompensationEntry {
-                            step: S::NAME.to_owned(),
+                            step: Cow::Borrowed(S::NAME),
                             args,
                             output,
                             child: None,
@@ -580,7 +577,7 @@ pub fn segment<S, T, E: Into<WorkflowError>>(
 
 /// Decodes a compensation's stored step arguments or output.
 #[doc(hidden)]
-pub fn decode<T: DeserializeOwned>(what: &str, value: serde_json::Value) -> Result<T, StepError> {
-    serde_json::from_value(value)
+pub fn decode<T: DeserializeOwned>(what: &str, value: &RawJson) -> Result<T, StepError> {
+    serde_json::from_str(value.get())
         .map_err(|error| StepError::permanent(format!("cannot decode the stored {what}: {error}")))
 }

@@ -273,7 +273,7 @@ async fn a_child_runs_with_its_own_record_and_id(rt: Runtime, store: &str) {
     let stack: Vec<(&str, Option<&str>)> = parent
         .compensation_stack
         .iter()
-        .map(|entry| (entry.step.as_str(), entry.child.as_deref()))
+        .map(|entry| (entry.step.as_ref(), entry.child.as_deref()))
         .collect();
     assert_eq!(
         stack,

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use sagaflow::prelude::*;
+use sagaflow::record::RawJson;
 use sagaflow::{Compensate, Step, StepOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -208,18 +209,18 @@ fn fingerprints_are_stable_and_distinct() {
 async fn compensation_runs_the_users_function_on_stored_json() {
     let args = json!([{ "id": 7, "items": ["book"] }, "north-7"]);
     let output = json!({ "slot": 70 });
-    <reserve_inventory as Compensate>::compensate(args, output)
+    <reserve_inventory as Compensate>::compensate(raw(args), raw(output))
         .await
         .unwrap();
     assert_eq!(recorded("north-7"), ["release 7 slot 70 in north-7"]);
 
     let args = json!([{ "id": 8, "items": ["pen", "ink"] }, ["pen", "ink"]]);
-    <charge_payment as Compensate>::compensate(args, json!({ "cents": 16 }))
+    <charge_payment as Compensate>::compensate(raw(args), raw(json!({ "cents": 16 })))
         .await
         .unwrap();
     assert_eq!(recorded("for 8"), ["refund 16 cents for 8"]);
 
-    <billing::open_invoice as Compensate>::compensate(json!([9]), json!(1009))
+    <billing::open_invoice as Compensate>::compensate(raw(json!([9])), raw(json!(1009)))
         .await
         .unwrap();
     assert_eq!(recorded("invoice 1009"), ["void invoice 1009 of 9"]);
@@ -228,7 +229,7 @@ async fn compensation_runs_the_users_function_on_stored_json() {
 #[tokio::test]
 async fn the_compensations_own_error_comes_back() {
     let args = json!([{ "id": 10, "items": [] }, []]);
-    let error = <charge_payment as Compensate>::compensate(args, json!({ "cents": 0 }))
+    let error = <charge_payment as Compensate>::compensate(raw(args), raw(json!({ "cents": 0 })))
         .await
         .unwrap_err();
     assert_eq!(error, StepError::permanent("nothing to refund"));
@@ -236,10 +237,12 @@ async fn the_compensations_own_error_comes_back() {
 
 #[tokio::test]
 async fn undecodable_arguments_or_output_are_permanent_errors() {
-    let error =
-        <reserve_inventory as Compensate>::compensate(json!({ "id": 1 }), json!({ "slot": 1 }))
-            .await
-            .unwrap_err();
+    let error = <reserve_inventory as Compensate>::compensate(
+        raw(json!({ "id": 1 })),
+        raw(json!({ "slot": 1 })),
+    )
+    .await
+    .unwrap_err();
     assert!(!error.is_retryable());
     assert!(
         error
@@ -249,9 +252,10 @@ async fn undecodable_arguments_or_output_are_permanent_errors() {
     );
 
     let args = json!([{ "id": 11, "items": [] }, "south-11"]);
-    let error = <reserve_inventory as Compensate>::compensate(args, json!("not a reservation"))
-        .await
-        .unwrap_err();
+    let error =
+        <reserve_inventory as Compensate>::compensate(raw(args), raw(json!("not a reservation")))
+            .await
+            .unwrap_err();
     assert!(!error.is_retryable());
     assert!(
         error
@@ -267,7 +271,7 @@ async fn undecodable_arguments_or_output_are_permanent_errors() {
 
 #[tokio::test]
 async fn steps_without_compensation_refuse_to_compensate() {
-    let error = <create_shipment as Compensate>::compensate(json!([]), json!(null))
+    let error = <create_shipment as Compensate>::compensate(raw(json!([])), raw(json!(null)))
         .await
         .unwrap_err();
     assert!(!error.is_retryable());
@@ -303,6 +307,11 @@ async fn step_functions_stay_callable() {
 #[test]
 fn compensation_futures_are_send() {
     fn assert_send<T: Send>(_: &T) {}
-    let future = <reserve_inventory as Compensate>::compensate(json!(null), json!(null));
+    let future = <reserve_inventory as Compensate>::compensate(raw(json!(null)), raw(json!(null)));
     assert_send(&future);
+}
+
+/// Stored JSON, as a compensation receives it.
+fn raw(value: serde_json::Value) -> RawJson {
+    RawJson::from_value(&value)
 }

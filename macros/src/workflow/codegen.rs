@@ -959,8 +959,8 @@ fn compensate_fn(machine: &Machine) -> TokenStream {
     quote! {
         fn compensate(
             step: &str,
-            args: ::sagaflow::__private::serde_json::Value,
-            output: ::sagaflow::__private::serde_json::Value,
+            args: ::sagaflow::__private::RawJson,
+            output: ::sagaflow::__private::RawJson,
         ) -> ::sagaflow::__private::Option<::sagaflow::__private::CompensationFuture> {
             #arms
             ::sagaflow::__private::None
@@ -1162,8 +1162,8 @@ pub fn fallback(func: &WorkflowFn, sites: &[CallSite]) -> TokenStream {
                 }
                 fn compensate(
                     step: &str,
-                    args: ::sagaflow::__private::serde_json::Value,
-                    output: ::sagaflow::__private::serde_json::Value,
+                    args: ::sagaflow::__private::RawJson,
+                    output: ::sagaflow::__private::RawJson,
                 ) -> ::sagaflow::__private::Option<::sagaflow::__private::CompensationFuture> {
                     ::sagaflow::__private::None
                 }

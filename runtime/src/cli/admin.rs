@@ -664,11 +664,14 @@ impl Admin {
                     instance.failure = Some(cause);
                 }
                 instance.push_event(HistoryEvent {
-                    step: Some(Cow::Owned(step.clone())),
+                    step: Some(step.clone()),
                     error: Some(why),
                     ..HistoryEvent::new(now, EventKind::CompensationRetried)
                 });
-                RetryOutcome::Compensating { step, remaining }
+                RetryOutcome::Compensating {
+                    step: step.into_owned(),
+                    remaining,
+                }
             };
             instance.attempt = 1;
             instance.next_run_at = None;

@@ -477,8 +477,8 @@ pub(crate) fn show(style: Style, detail: &InstanceDetail, now: u64) -> String {
             "  {}. {}  args {}  output {}",
             index + 1,
             entry.step,
-            truncate(&json_inline(&entry.args), 80),
-            truncate(&json_inline(&entry.output), 80)
+            truncate(entry.args.get(), 80),
+            truncate(entry.output.get(), 80)
         );
     }
 

@@ -121,7 +121,7 @@ pub(crate) trait ErasedWorkflow: Send + Sync + 'static {
     ) -> BoxFuture<ResumeReport>;
 
     /// Starts the compensation of `step`, if the workflow knows that step.
-    fn compensate(&self, step: &str, args: Value, output: Value) -> Option<CompensationFuture>;
+    fn compensate(&self, step: &str, args: RawJson, output: RawJson) -> Option<CompensationFuture>;
 
     /// The first state of an instance with `input` (JSON): the state as
     /// JSON and its name.
@@ -259,7 +259,7 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
         })
     }
 
-    fn compensate(&self, step: &str, args: Value, output: Value) -> Option<CompensationFuture> {
+    fn compensate(&self, step: &str, args: RawJson, output: RawJson) -> Option<CompensationFuture> {
         W::compensate(step, args, output)
     }
 

@@ -20,7 +20,9 @@ use crate::clock::duration_ms;
 use crate::context::{self, AttemptContext, AttemptLink};
 use crate::error::{Error, StepError, StoreError};
 use crate::join::{self, Checkpoint};
-use crate::record::{self, EventKind, Failure, Heartbeat, HistoryEvent, InstanceRecord, Phase};
+use crate::record::{
+    self, EventKind, Failure, Heartbeat, HistoryEvent, InstanceRecord, Phase, RawJson,
+};
 use crate::step::{RetryPolicy, StepKind};
 use crate::store::{Expect, Versioned};
 use crate::workflow::{CompensationEntry, StepOutcome, Suspension};
@@ -1020,9 +1022,9 @@ impl Worker {
                     parent.pivot_passed = true;
                 } else if !record.compensation_stack.is_empty() {
                     parent.compensation_stack.push(CompensationEntry {
-                        step: record.workflow.clone(),
-                        args: serde_json::Value::Null,
-                        output: serde_json::Value::Null,
+                        step: Cow::Owned(record.workflow.clone()),
+                        args: RawJson::null(),
+                        output: RawJson::null(),
                         child: Some(child.to_owned()),
                     });
                 }
@@ -1068,7 +1070,7 @@ impl Worker {
                 message: format!(
                     "the record of child workflow instance `{child}` is gone, so it cannot be compensated"
                 ),
-                step: Some(entry.step.clone()),
+                step: Some(entry.step.to_string()),
             };
             return self.commit(self.fail_compensation(next, failure)).await;
         };
@@ -1132,7 +1134,7 @@ impl Worker {
                         "compensation of child workflow `{}` (instance `{child}`) failed: {reason}",
                         entry.step
                     ),
-                    step: Some(entry.step.clone()),
+                    step: Some(entry.step.to_string()),
                 };
                 self.commit(self.fail_compensation(next, failure)).await
             }
@@ -1273,7 +1275,7 @@ impl Worker {
         let mut next = self.current.take();
         let previous_heartbeat = next.heartbeat.take();
         let event = |kind| HistoryEvent {
-            step: Some(Cow::Owned(entry.step.clone())),
+            step: Some(entry.step.clone()),
             attempt: Some(attempt),
             ..HistoryEvent::new(now, kind)
         };
@@ -1314,7 +1316,7 @@ impl Worker {
                             "compensation of step `{}` failed after {attempt} attempt(s): {error}{cause}",
                             entry.step
                         ),
-                        step: Some(entry.step.clone()),
+                        step: Some(entry.step.to_string()),
                     };
                     next.push_event(HistoryEvent {
                         error: Some(failure.to_string()),

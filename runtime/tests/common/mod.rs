@@ -30,8 +30,9 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use sagaflow::__private::{
-    Attempt, Compensate, CompensationFuture, Driver, Edge, EdgeLabel, StateInfo, StateMachine,
-    Step, StepInfo, StepKind, StepOptions, Target, Transition, Variable, Workflow, decode,
+    Attempt, Compensate, CompensationFuture, Driver, Edge, EdgeLabel, RawJson, StateInfo,
+    StateMachine, Step, StepInfo, StepKind, StepOptions, Target, Transition, Variable, Workflow,
+    decode,
 };
 use sagaflow::{StepError, WorkflowError};
 use serde::{Deserialize, Serialize};
@@ -275,10 +276,10 @@ impl Step for reserve_inventory {
 }
 impl Compensate for reserve_inventory {
     const COMPENSATION: Option<&'static str> = Some("release_inventory");
-    fn compensate(args: serde_json::Value, output: serde_json::Value) -> CompensationFuture {
+    fn compensate(args: RawJson, output: RawJson) -> CompensationFuture {
         Box::pin(async move {
-            let (order,): (Order,) = decode("arguments of step `reserve_inventory`", args)?;
-            let output: Reservation = decode("output of step `reserve_inventory`", output)?;
+            let (order,): (Order,) = decode("arguments of step `reserve_inventory`", &args)?;
+            let output: Reservation = decode("output of step `reserve_inventory`", &output)?;
             release_inventory(&order, output).await
         })
     }
@@ -300,10 +301,10 @@ impl Step for charge_payment {
 }
 impl Compensate for charge_payment {
     const COMPENSATION: Option<&'static str> = Some("refund_payment");
-    fn compensate(args: serde_json::Value, output: serde_json::Value) -> CompensationFuture {
+    fn compensate(args: RawJson, output: RawJson) -> CompensationFuture {
         Box::pin(async move {
-            let (order,): (Order,) = decode("arguments of step `charge_payment`", args)?;
-            let output: Payment = decode("output of step `charge_payment`", output)?;
+            let (order,): (Order,) = decode("arguments of step `charge_payment`", &args)?;
+            let output: Payment = decode("output of step `charge_payment`", &output)?;
             refund_payment(&order, output).await
         })
     }
@@ -611,11 +612,7 @@ impl Workflow for place_order {
         }
     }
 
-    fn compensate(
-        step: &str,
-        args: serde_json::Value,
-        output: serde_json::Value,
-    ) -> Option<CompensationFuture> {
+    fn compensate(step: &str, args: RawJson, output: RawJson) -> Option<CompensationFuture> {
         match step {
             "reserve_inventory" => {
                 Some(<reserve_inventory as Compensate>::compensate(args, output))
@@ -741,11 +738,7 @@ impl Workflow for ping {
         }
     }
 
-    fn compensate(
-        _step: &str,
-        _args: serde_json::Value,
-        _output: serde_json::Value,
-    ) -> Option<CompensationFuture> {
+    fn compensate(_step: &str, _args: RawJson, _output: RawJson) -> Option<CompensationFuture> {
         None
     }
 }
