@@ -60,7 +60,10 @@ impl Position {
 }
 
 /// The record a worker works on: possibly ahead of the store after a
-/// step-less transition (which is pure, so it is not written).
+/// step-less transition (which is pure, so it is not written). A transition
+/// builds the next record in place, neither copying nor moving it (history
+/// and all); after a write that failed, it is read back from the store
+/// before anything goes on.
 pub(super) struct Current {
     record: InstanceRecord,
     version: u64,
@@ -83,14 +86,6 @@ impl Current {
             record,
             version,
         }
-    }
-
-    /// Moves the working record out to build the next one from it, instead
-    /// of copying it (history and all) on every transition. Until the next
-    /// record is committed, or the stored one reloaded, what is left in its
-    /// place is empty and must not be used.
-    fn take(&mut self) -> InstanceRecord {
-        std::mem::replace(&mut self.record, InstanceRecord::empty())
     }
 }
 
@@ -261,8 +256,9 @@ impl Worker {
                         return;
                     }
                     checked = None;
-                    // The working record was moved into the failed write:
-                    // nothing goes on before the stored one is read back.
+                    // The working record is the one that failed to be
+                    // written: nothing goes on before the stored one is
+                    // read back.
                     loop {
                         match self.reload().await {
                             Ok(Flow::Continue) => break,
@@ -601,9 +597,9 @@ impl Worker {
         let typed = self.typed_slot().take();
         let instance = &self.current.record;
         if instance.cancel_requested && !instance.pivot_passed {
-            let next = self.current.take();
-            let next = self.begin_rollback(next, Failure::cancelled());
-            return self.commit(next).await;
+            let now = self.now();
+            begin_rollback(&mut self.current.record, Failure::cancelled(), now);
+            return self.commit_at(now).await;
         }
         let attempt = instance.attempt.max(1);
         // The machine's own name for the state: no copy of the record's.
@@ -678,11 +674,13 @@ impl Worker {
             ))))
         });
         let now = self.now();
-        let mut next = self.current.take();
+        let child_recheck = self.child_recheck_ms();
+        // Built in place: the working record becomes the next one.
+        let next = &mut self.current.record;
         // Progress is kept for the next attempt of this step only.
         next.heartbeat = match (&report.moved, &report.outcome) {
             (Ok(Moved::Suspend), Some(StepOutcome::Retry { .. })) => {
-                heartbeat_of(&link, &state_name, attempt, now).or(next.heartbeat)
+                heartbeat_of(&link, &state_name, attempt, now).or(next.heartbeat.take())
             }
             _ => None,
         };
@@ -778,7 +776,7 @@ impl Worker {
         let failure_step = failed_step.or(step_name).map(str::to_owned);
         let written = report.outcome.is_some() || fired;
         let mut entering_child = None;
-        let mut next = match moved {
+        match moved {
             Ok(Moved::Next {
                 state,
                 state_name,
@@ -794,13 +792,12 @@ impl Worker {
                         // No step ran and no wait ended: the transition is
                         // pure and runs again after a crash, so it needs no
                         // write of its own.
-                        self.current.record = next;
                         *self.typed_slot() = next_typed;
                         return Ok(Flow::Continue);
                     }
                     next.transitions = next.transitions.saturating_add(1);
                     next.committed_at = now;
-                    let flow = self.commit_at(next, now).await?;
+                    let flow = self.commit_at(now).await?;
                     if matches!(flow, Flow::Continue) {
                         *self.typed_slot() = next_typed;
                     }
@@ -831,7 +828,7 @@ impl Worker {
                     }
                     Suspension::Child { workflow, input } => {
                         next.phase = Phase::Waiting;
-                        next.next_run_at = Some(now.saturating_add(self.child_recheck_ms()));
+                        next.next_run_at = Some(now.saturating_add(child_recheck));
                         next.push_event(HistoryEvent {
                             state: Some(Cow::Borrowed(state_name)),
                             step: Some(Cow::Borrowed(workflow)),
@@ -840,73 +837,64 @@ impl Worker {
                         entering_child = Some((workflow, input, state_name));
                     }
                 }
-                next
             }
             Ok(Moved::Complete(output)) => {
                 next.phase = Phase::Completed;
                 next.output = Some(output);
                 next.next_run_at = None;
                 next.push_event(HistoryEvent::new(now, EventKind::Completed));
-                next
             }
             Ok(Moved::Fail(error)) => {
                 let step = error
                     .step()
                     .map(str::to_owned)
                     .or(failed_step.map(str::to_owned));
-                self.fail(
-                    next,
-                    Failure {
-                        message: error.message().to_owned(),
-                        step,
-                    },
-                )
+                let failure = Failure {
+                    message: error.message().to_owned(),
+                    step,
+                };
+                fail(next, failure, now);
             }
             Ok(Moved::Suspend) => match report.outcome {
                 Some(StepOutcome::Retry { delay, .. }) => {
                     next.attempt = attempt.saturating_add(1);
                     next.next_run_at = Some(now.saturating_add(duration_ms(delay)));
                     next.phase = Phase::Waiting;
-                    next
                 }
                 // A join with a branch to retry: its slot holds the attempt.
                 None if report.join_retry.is_some() => {
                     let delay = report.join_retry.unwrap_or_default();
                     next.next_run_at = Some(now.saturating_add(duration_ms(delay)));
                     next.phase = Phase::Waiting;
-                    next
                 }
                 // Woken with no signal (a stale wake-up): wait on.
-                None if report.awaiting => {
-                    next.phase = Phase::Waiting;
-                    next
-                }
-                _ => self.fail(
-                    next,
-                    Failure {
+                None if report.awaiting => next.phase = Phase::Waiting,
+                _ => {
+                    let failure = Failure {
                         message: "the workflow suspended without scheduling a retry".to_owned(),
                         step: failure_step,
-                    },
-                ),
+                    };
+                    fail(next, failure, now);
+                }
             },
             Err(ResumeError::Corrupt(reason)) => {
                 tracing::error!(reason, "instance left untouched");
                 return Ok(Flow::Stop);
             }
-            Err(ResumeError::Encode(message)) => self.fail(
-                next,
-                Failure {
+            Err(ResumeError::Encode(message)) => {
+                let failure = Failure {
                     message,
                     step: failure_step,
-                },
-            ),
-        };
+                };
+                fail(next, failure, now);
+            }
+        }
         if moves {
             next.transitions = next.transitions.saturating_add(1);
             next.committed_at = now;
         }
         let Some((child_workflow, input, child_state)) = entering_child else {
-            return self.commit_at(next, now).await;
+            return self.commit_at(now).await;
         };
         // The child's id is fixed by the committed record, so code that
         // runs again names the same child; it is created after the parent
@@ -917,7 +905,7 @@ impl Worker {
             format!("{}/{child_state}", self.id)
         };
         next.awaiting_child = Some(child.clone());
-        let flow = self.commit_at(next, now).await?;
+        let flow = self.commit_at(now).await?;
         if matches!(flow, Flow::Continue) {
             self.begin_child(&child, child_workflow, input).await;
         }
@@ -1072,7 +1060,8 @@ impl Worker {
                 ),
                 step: Some(entry.step.to_string()),
             };
-            return self.commit(self.fail_compensation(next, failure)).await;
+            fail_compensation(&mut next, failure, self.now());
+            return self.commit(next).await;
         };
         match record.phase {
             Phase::Completed => {
@@ -1136,7 +1125,8 @@ impl Worker {
                     ),
                     step: Some(entry.step.to_string()),
                 };
-                self.commit(self.fail_compensation(next, failure)).await
+                fail_compensation(&mut next, failure, self.now());
+                self.commit(next).await
             }
             Phase::Running | Phase::Waiting | Phase::Compensating => {
                 self.wait_for_child_in(next, child).await
@@ -1155,65 +1145,16 @@ impl Worker {
         self.commit(next).await
     }
 
-    /// The rollback cannot finish: the instance ends `Failed` with `failure`.
-    fn fail_compensation(&self, mut next: InstanceRecord, failure: Failure) -> InstanceRecord {
-        let now = self.now();
-        next.push_event(HistoryEvent {
-            error: Some(failure.to_string()),
-            ..HistoryEvent::new(now, EventKind::Failed)
-        });
-        next.phase = Phase::Failed;
-        next.awaiting_child = None;
-        next.next_run_at = None;
-        next.failure = Some(failure);
-        next
-    }
-
-    /// The workflow failed: roll back, or, after the pivot, stop for an operator.
-    fn fail(&self, mut next: InstanceRecord, failure: Failure) -> InstanceRecord {
-        if next.pivot_passed {
-            let now = self.now();
-            next.push_event(HistoryEvent {
-                error: Some(failure.to_string()),
-                ..HistoryEvent::new(now, EventKind::Failed)
-            });
-            next.phase = Phase::Failed;
-            next.next_run_at = None;
-            next.failure = Some(failure);
-            next
-        } else {
-            self.begin_rollback(next, failure)
-        }
-    }
-
-    /// Moves the instance to `Compensating` (or straight to `Compensated`
-    /// when there is nothing to undo).
-    fn begin_rollback(&self, mut next: InstanceRecord, failure: Failure) -> InstanceRecord {
-        let now = self.now();
-        next.push_event(HistoryEvent {
-            error: Some(failure.to_string()),
-            ..HistoryEvent::new(now, EventKind::Compensating)
-        });
-        next.phase = Phase::Compensating;
-        next.attempt = 1;
-        next.next_run_at = None;
-        next.failure = Some(failure);
-        if next.compensation_stack.is_empty() {
-            next.phase = Phase::Compensated;
-            next.push_event(HistoryEvent::new(now, EventKind::RolledBack));
-        }
-        next
-    }
-
     /// Runs the compensation on top of the stack (one attempt) and writes
     /// the result.
     async fn compensate_next(&mut self, workflow: &dyn ErasedWorkflow) -> Result<Flow, Error> {
         let Some(entry) = self.current.record.compensation_stack.last().cloned() else {
-            let mut next = self.current.take();
+            let now = self.now();
+            let next = &mut self.current.record;
             next.phase = Phase::Compensated;
             next.heartbeat = None;
-            next.push_event(HistoryEvent::new(self.now(), EventKind::RolledBack));
-            return self.commit(next).await;
+            next.push_event(HistoryEvent::new(now, EventKind::RolledBack));
+            return self.commit_at(now).await;
         };
         if let Some(child) = entry.child.clone() {
             return self.compensate_child(&entry, &child).await;
@@ -1272,7 +1213,7 @@ impl Worker {
                 }
             };
         let now = self.now();
-        let mut next = self.current.take();
+        let next = &mut self.current.record;
         let previous_heartbeat = next.heartbeat.take();
         let event = |kind| HistoryEvent {
             step: Some(entry.step.clone()),
@@ -1328,7 +1269,7 @@ impl Worker {
                 }
             }
         }
-        self.commit(next).await
+        self.commit_at(now).await
     }
 
     /// Writes `next` with one compare-and-swap on the version this worker
@@ -1339,16 +1280,20 @@ impl Worker {
     /// tries again; on any other conflict the lease was lost: the result is
     /// discarded and the worker stops.
     async fn commit(&mut self, next: InstanceRecord) -> Result<Flow, Error> {
+        self.current.record = next;
         let now = self.now();
-        self.commit_at(next, now).await
+        self.commit_at(now).await
     }
 
-    /// [`commit`](Self::commit) at the clock's time `now`, just read (each
-    /// read of the clock is a system call's worth of time).
-    async fn commit_at(&mut self, mut next: InstanceRecord, mut now: u64) -> Result<Flow, Error> {
+    /// [`commit`](Self::commit) of the working record as it is, at the
+    /// clock's time `now`, just read (each read of the clock is a system
+    /// call's worth of time). The record is built in place, never moved:
+    /// it is the bulk of a worker's state.
+    async fn commit_at(&mut self, mut now: u64) -> Result<Flow, Error> {
         let mut hinted = None;
         let mut retries = 0;
         loop {
+            let next = &mut self.current.record;
             // Not due: waiting for a retry, a timer or a signal. A due hint
             // for the time it wakes, if it wakes at a time.
             let waiting = !next.phase.is_terminal() && !next.is_due(now);
@@ -1367,6 +1312,7 @@ impl Worker {
                     .await?;
                 hinted = Some(due);
             }
+            let next = &mut self.current.record;
             next.updated_at = now;
             let release = next.phase.is_terminal() || waiting;
             next.lease.expires_at = Some(if release {
@@ -1374,7 +1320,7 @@ impl Worker {
             } else {
                 now.saturating_add(self.runtime.lease_ttl_ms())
             });
-            let bytes = match record::encode_with(&next, &mut self.history) {
+            let bytes = match record::encode_with(next, &mut self.history) {
                 Ok(bytes) => bytes,
                 Err(error) => {
                     tracing::error!(%error, "cannot encode the instance record; instance left as stored");
@@ -1388,8 +1334,13 @@ impl Worker {
                 .put(&self.key, bytes, Expect::Version(self.current.version))
                 .await;
             // An answer lost after the write applied: carry on from it.
-            match self.runtime.landed(&self.id, &next, written).await {
+            match self
+                .runtime
+                .landed(&self.id, &self.current.record, written)
+                .await
+            {
                 Ok(version) => {
+                    let next = &self.current.record;
                     let wake_parent = next.parent.clone().filter(|_| next.phase.is_terminal());
                     let ended = next.phase.is_terminal().then(|| {
                         Arc::new(Ended {
@@ -1398,7 +1349,8 @@ impl Worker {
                             failure: next.failure.clone(),
                         })
                     });
-                    self.current = Current::new(next, version);
+                    self.current.version = version;
+                    self.current.persisted = Position::of(&self.current.record);
                     self.renew_at = now.saturating_add(self.runtime.lease_ttl_ms() / 3);
                     // Handles act on this worker's writes only once one ends
                     // the instance: waking them for every step would cost a
@@ -1437,9 +1389,10 @@ impl Worker {
                         self.fenced(&fresh);
                         return Ok(Flow::Stop);
                     }
-                    merge_cancel(&mut next, &fresh);
+                    let next = &mut self.current.record;
+                    merge_cancel(next, &fresh);
                     next.merge_signals(&fresh);
-                    merge_child_wake(&mut next, &fresh);
+                    merge_child_wake(next, &fresh);
                     if next
                         .awaiting_signal
                         .as_deref()
@@ -1467,6 +1420,50 @@ impl Worker {
             // Written again, at the time it then is.
             now = self.now();
         }
+    }
+}
+
+/// The rollback cannot finish: the instance ends `Failed` with `failure`.
+fn fail_compensation(next: &mut InstanceRecord, failure: Failure, now: u64) {
+    next.push_event(HistoryEvent {
+        error: Some(failure.to_string()),
+        ..HistoryEvent::new(now, EventKind::Failed)
+    });
+    next.phase = Phase::Failed;
+    next.awaiting_child = None;
+    next.next_run_at = None;
+    next.failure = Some(failure);
+}
+
+/// The workflow failed: roll back, or, after the pivot, stop for an operator.
+fn fail(next: &mut InstanceRecord, failure: Failure, now: u64) {
+    if next.pivot_passed {
+        next.push_event(HistoryEvent {
+            error: Some(failure.to_string()),
+            ..HistoryEvent::new(now, EventKind::Failed)
+        });
+        next.phase = Phase::Failed;
+        next.next_run_at = None;
+        next.failure = Some(failure);
+    } else {
+        begin_rollback(next, failure, now);
+    }
+}
+
+/// Moves the instance to `Compensating` (or straight to `Compensated`
+/// when there is nothing to undo).
+fn begin_rollback(next: &mut InstanceRecord, failure: Failure, now: u64) {
+    next.push_event(HistoryEvent {
+        error: Some(failure.to_string()),
+        ..HistoryEvent::new(now, EventKind::Compensating)
+    });
+    next.phase = Phase::Compensating;
+    next.attempt = 1;
+    next.next_run_at = None;
+    next.failure = Some(failure);
+    if next.compensation_stack.is_empty() {
+        next.phase = Phase::Compensated;
+        next.push_event(HistoryEvent::new(now, EventKind::RolledBack));
     }
 }
 
