@@ -86,6 +86,10 @@ macro_rules! join {
     };
 }
 
+/// The hash maps of the hot path (instance ids, store keys): foldhash,
+/// seeded per process, where std's SipHash costs several times as much.
+pub(crate) type FastHashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Everything a workflow author needs: `use sagaflow::prelude::*;`.
 pub mod prelude {
     pub use crate::error::{StepError, WorkflowError};

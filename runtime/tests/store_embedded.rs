@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use sagaflow::store::embedded::{MAX_KEY_SIZE, MAX_VALUE_SIZE};
-use sagaflow::store::{Expect, Store, conformance};
+use sagaflow::store::{Expect, Store, Write, conformance};
 use sagaflow::{EmbeddedStore, StoreError};
 
 /// A fresh directory under the system's temp dir, removed on drop.
@@ -198,6 +198,45 @@ async fn limits() {
         .await
         .unwrap();
     assert_eq!(store.get(&longest).await.unwrap().unwrap().version, v);
+}
+
+/// A batch with a write the store refuses: that write alone fails, with its
+/// own error, and the others are written and answered in their places.
+#[tokio::test]
+async fn a_refused_write_in_a_batch_fails_alone() {
+    let dir = TempDir::new("batch-limits");
+    let store = EmbeddedStore::open(&dir.0).unwrap();
+    let write = |key: &str, value: Vec<u8>| Write {
+        key: key.to_owned(),
+        value,
+        expect: Expect::Absent,
+    };
+    let results = store
+        .put_batch(vec![
+            write("first", b"1".to_vec()),
+            write("big", vec![0; MAX_VALUE_SIZE + 1]),
+            write(&"k".repeat(MAX_KEY_SIZE + 1), b"x".to_vec()),
+            write("last", b"3".to_vec()),
+        ])
+        .await;
+    assert_eq!(results.len(), 4, "{results:?}");
+    assert!(
+        matches!(results[1], Err(StoreError::TooLarge { size, .. }) if size == MAX_VALUE_SIZE + 1),
+        "{results:?}"
+    );
+    assert!(
+        matches!(results[2], Err(StoreError::Backend(_))),
+        "{results:?}"
+    );
+    for (index, key, value) in [(0, "first", b"1"), (3, "last", b"3")] {
+        let version = *results[index].as_ref().expect("an admitted write lands");
+        let stored = store.get(key).await.unwrap().expect("written");
+        assert_eq!(
+            (stored.value.as_slice(), stored.version),
+            (&value[..], version)
+        );
+    }
+    assert_eq!(store.get("big").await.unwrap(), None);
 }
 
 /// Many writers at once: every write lands, each with its own version.

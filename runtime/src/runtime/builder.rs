@@ -1,6 +1,5 @@
 //! `Runtime::builder()`.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -12,6 +11,7 @@ use tokio::sync::Notify;
 
 use super::erased::{Erased, ErasedWorkflow};
 use super::{Inner, Runtime};
+use crate::FastHashMap;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, StoreError};
 use crate::machine::{MachineDescription, machine_key};
@@ -165,7 +165,8 @@ impl RuntimeBuilder {
         if self.group_commit && store.batches_writes() {
             store = Arc::new(GroupCommit::new(store));
         }
-        let mut workflows: HashMap<&'static str, Arc<dyn ErasedWorkflow>> = HashMap::new();
+        let mut workflows: FastHashMap<&'static str, Arc<dyn ErasedWorkflow>> =
+            FastHashMap::default();
         for workflow in self.workflows {
             let name = workflow.name();
             if workflows.insert(name, workflow).is_some() {
@@ -199,7 +200,7 @@ impl RuntimeBuilder {
                 recovery_interval: self.recovery_interval.unwrap_or(self.lease_ttl),
                 clock,
                 owner: super::unique_owner(),
-                local: Mutex::new(HashMap::new()),
+                local: Mutex::new(FastHashMap::default()),
                 poke: Notify::new(),
                 hinted: AtomicBool::new(false),
                 shutdown: watch::Sender::new(false),

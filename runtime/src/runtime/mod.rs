@@ -56,7 +56,7 @@ mod poller;
 mod worker;
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -67,6 +67,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 pub use builder::RuntimeBuilder;
 pub use handle::{Handle, Outcome};
 
+use crate::FastHashMap;
 use crate::clock::{Clock, duration_ms};
 use crate::error::{Error, StoreError};
 use crate::machine::StateMachine;
@@ -86,7 +87,7 @@ pub struct Runtime {
 
 struct Inner {
     store: Arc<dyn Store>,
-    workflows: HashMap<&'static str, Arc<dyn ErasedWorkflow>>,
+    workflows: FastHashMap<&'static str, Arc<dyn ErasedWorkflow>>,
     /// How many instances this runtime drives at once; 0: client only.
     workers: usize,
     /// One per instance driven; held from its claim to its lease's release.
@@ -99,7 +100,7 @@ struct Inner {
     /// This runtime's name in leases, unique among all runtimes.
     owner: String,
     /// Per-instance wake-ups between the worker and handles of this process.
-    local: Mutex<HashMap<String, Arc<Local>>>,
+    local: Mutex<FastHashMap<String, Arc<Local>>>,
     /// Wakes the poller: a hint was written here.
     poke: Notify,
     /// Whether this process wrote a hint (or learnt of due work) since the
@@ -986,7 +987,7 @@ impl Runtime {
         }
     }
 
-    fn locals(&self) -> MutexGuard<'_, HashMap<String, Arc<Local>>> {
+    fn locals(&self) -> MutexGuard<'_, FastHashMap<String, Arc<Local>>> {
         // The map is only ever changed by single inserts and removes, so a
         // panic elsewhere cannot leave it half-updated.
         self.inner

@@ -97,7 +97,7 @@
 //! header or a key that is not UTF-8 is reported as [`StoreError::Backend`]
 //! naming the key.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -110,6 +110,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use tokio::sync::oneshot;
 
 use super::{DueSignal, Expect, ScanPage, Store, Versioned, Write};
+use crate::FastHashMap;
 use crate::error::StoreError;
 
 /// The largest value [`EmbeddedStore`] accepts, in bytes (16 MiB); larger
@@ -259,7 +260,7 @@ impl EmbeddedStore {
             data: data.clone(),
             meta,
             last_version,
-            known: HashMap::new(),
+            known: FastHashMap::default(),
             committed: 0,
             building: Building::new(1, 0),
             waiting: VecDeque::new(),
@@ -388,11 +389,103 @@ fn holds(expect: Expect, current: Option<u64>) -> bool {
     }
 }
 
-/// The answer to a write: its new version (`None` for a delete).
-type Reply = oneshot::Sender<Result<Option<u64>, StoreError>>;
+/// The outcome of a write: its new version (`None` for a delete).
+type Outcome = Result<Option<u64>, StoreError>;
+
+/// Where a write's outcome goes.
+enum Reply {
+    /// A lone write's caller (`put`, `delete`).
+    One(oneshot::Sender<Outcome>),
+    /// Write number `.1` of a `put_batch`, whose caller is answered once,
+    /// for all its writes.
+    InBatch(Arc<BatchAnswers>, usize),
+}
+
+impl Reply {
+    fn send(self, outcome: Outcome) {
+        match self {
+            // A writer that gave up waiting dropped its receiver.
+            Reply::One(reply) => {
+                let _ = reply.send(outcome);
+            }
+            Reply::InBatch(batch, index) => batch.answer(index, outcome),
+        }
+    }
+}
+
+/// The outcomes of a `put_batch`'s writes, sent to its caller when the last
+/// one is in (or, if the store's threads died with some unanswered, when
+/// the last reference is dropped: those are then unavailable).
+struct BatchAnswers {
+    state: Mutex<BatchState>,
+}
+
+struct BatchState {
+    outcomes: Vec<Option<Outcome>>,
+    missing: usize,
+    caller: Option<oneshot::Sender<Vec<Option<Outcome>>>>,
+}
+
+impl BatchAnswers {
+    /// Answers for `writes` writes, and where the caller waits for them.
+    fn new(writes: usize) -> (Arc<BatchAnswers>, oneshot::Receiver<Vec<Option<Outcome>>>) {
+        let (caller, answers) = oneshot::channel();
+        let state = BatchState {
+            outcomes: (0..writes).map(|_| None).collect(),
+            missing: writes,
+            caller: Some(caller),
+        };
+        let batch = Arc::new(BatchAnswers {
+            state: Mutex::new(state),
+        });
+        (batch, answers)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BatchState> {
+        // Only filled in by `answer`, which cannot panic halfway.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn answer(&self, index: usize, outcome: Outcome) {
+        let done = {
+            let mut state = self.lock();
+            if let Some(slot) = state.outcomes.get_mut(index)
+                && slot.is_none()
+            {
+                *slot = Some(outcome);
+                state.missing -= 1;
+            }
+            if state.missing == 0 {
+                state
+                    .caller
+                    .take()
+                    .map(|caller| (caller, std::mem::take(&mut state.outcomes)))
+            } else {
+                None
+            }
+        };
+        if let Some((caller, outcomes)) = done {
+            let _ = caller.send(outcomes);
+        }
+    }
+}
+
+impl Drop for BatchAnswers {
+    fn drop(&mut self) {
+        let state = self
+            .state
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(caller) = state.caller.take() {
+            let _ = caller.send(std::mem::take(&mut state.outcomes));
+        }
+    }
+}
 
 /// Where a caller waits for a write's answer.
-type Answering = oneshot::Receiver<Result<Option<u64>, StoreError>>;
+type Answering = oneshot::Receiver<Outcome>;
 
 /// A write from a caller: a put, or a delete when `value` is `None`.
 struct Op {
@@ -410,7 +503,7 @@ impl Op {
             key,
             value,
             expect,
-            reply,
+            reply: Reply::One(reply),
         };
         (op, answer)
     }
@@ -500,7 +593,7 @@ struct Sequencer {
     /// batch being filled or the one being committed writes, and recently
     /// committed ones. Exact, because this thread is the only writer; one
     /// lookup per write, and no database read for a hot key.
-    known: HashMap<String, Known>,
+    known: FastHashMap<String, Known>,
     /// The number of the last batch committed successfully: keys written
     /// by it or earlier ones may be dropped from `known`.
     committed: u64,
@@ -623,7 +716,7 @@ impl Sequencer {
             let next = Building::new(self.building.number + 1, 0);
             let building = std::mem::replace(&mut self.building, next);
             for Answer { reply, .. } in building.answers {
-                let _ = reply.send(Err(backend(format!(
+                reply.send(Err(backend(format!(
                     "the embedded store could not commit an earlier batch, nothing was written: {e}"
                 ))));
             }
@@ -698,8 +791,7 @@ fn answer(answers: Vec<Answer>, committed: &Result<(), String>) {
                 "the embedded store could not commit (the write may or may not be on disk): {e}"
             ))),
         };
-        // A writer that gave up waiting dropped its receiver; nothing to do.
-        let _ = reply.send(outcome);
+        reply.send(outcome);
     }
 }
 
@@ -765,32 +857,53 @@ impl Store for EmbeddedStore {
     ///
     /// [`GroupCommit`]: super::GroupCommit
     async fn put_batch(&self, writes: Vec<Write>) -> Vec<Result<u64, StoreError>> {
-        let mut answers = Vec::with_capacity(writes.len());
-        let mut ops = Vec::with_capacity(writes.len());
+        // Refused writes are answered here; the others share one answer.
+        let mut refused: Vec<Option<StoreError>> = Vec::with_capacity(writes.len());
+        let mut due = Vec::with_capacity(writes.len());
+        let admitted = writes
+            .iter()
+            .filter(|write| admit(&write.key, &write.value).is_ok())
+            .count();
+        let (batch, answers) = BatchAnswers::new(admitted);
+        let mut ops = Vec::with_capacity(admitted);
         for Write { key, value, expect } in writes {
             if let Err(error) = admit(&key, &value) {
-                answers.push(Err(error));
+                refused.push(Some(error));
                 continue;
             }
-            let due = DueSignal::is_due_key(&key);
-            let (op, answer) = Op::new(key, Some(value), expect);
-            answers.push(Ok((answer, due)));
-            ops.push(op);
-        }
-        // A failed send drops the replies: their answers say unavailable.
-        let _ = self.inner.queue.send(Msg::Ops(ops));
-        let mut results = Vec::with_capacity(answers.len());
-        let mut notify = false;
-        for answer in answers {
-            results.push(match answer {
-                Err(error) => Err(error),
-                Ok((answer, due)) => {
-                    let version = answered(answer).await.and_then(put_version);
-                    notify |= due && version.is_ok();
-                    version
-                }
+            refused.push(None);
+            due.push(DueSignal::is_due_key(&key));
+            let reply = Reply::InBatch(Arc::clone(&batch), ops.len());
+            ops.push(Op {
+                key,
+                value: Some(value),
+                expect,
+                reply,
             });
         }
+        drop(batch);
+        // A failed send drops the replies: their answers say unavailable.
+        let _ = self.inner.queue.send(Msg::Ops(ops));
+        let mut outcomes = answers.await.unwrap_or_default().into_iter();
+        let mut notify = false;
+        let mut due = due.into_iter();
+        let results = refused
+            .into_iter()
+            .map(|refused| match refused {
+                Some(error) => Err(error),
+                None => {
+                    // Unanswered: a store thread died with it queued, so
+                    // whether it was written is unknown.
+                    let version = outcomes
+                        .next()
+                        .flatten()
+                        .unwrap_or_else(|| Err(stopped()))
+                        .and_then(put_version);
+                    notify |= due.next().unwrap_or(false) && version.is_ok();
+                    version
+                }
+            })
+            .collect();
         if notify {
             self.inner.due.notify();
         }

@@ -1,13 +1,15 @@
 //! `MemoryStore`: a store in memory, for tests and examples that need no
 //! durability.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
 use tokio::sync::watch;
+
+use crate::FastHashMap;
 
 use super::{DueSignal, Expect, ScanPage, Store, Versioned};
 use crate::error::StoreError;
@@ -32,7 +34,7 @@ pub struct MemoryStore {
 /// only creating or deleting a key touches the ordered set scans walk.
 #[derive(Debug, Default)]
 struct Inner {
-    entries: HashMap<Arc<str>, Versioned>,
+    entries: FastHashMap<Arc<str>, Versioned>,
     keys: BTreeSet<Arc<str>>,
     /// Versions come from one counter, so a key re-created after a delete
     /// never gets a version it had before.
