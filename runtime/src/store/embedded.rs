@@ -262,7 +262,9 @@ impl EmbeddedStore {
             last_version,
             known: FastHashMap::default(),
             committed: 0,
-            building: Building::new(1, 0),
+            building: Building::new(1, Vec::new()),
+            largest: 0,
+            spare: Vec::new(),
             waiting: VecDeque::new(),
             busy: false,
             jobs,
@@ -297,7 +299,7 @@ impl EmbeddedStore {
     async fn submit(
         &self,
         key: &str,
-        value: Option<Vec<u8>>,
+        value: Option<ByteView>,
         expect: Expect,
     ) -> Result<Option<u64>, StoreError> {
         let (op, answer) = Op::new(key.to_owned(), value, expect);
@@ -375,10 +377,30 @@ fn decode(key: &[u8], stored: &[u8]) -> Result<Versioned, StoreError> {
     })
 }
 
-/// The stored form of a value: its version, then its bytes, built once in
-/// the buffer fjall keeps (its `Slice` is a `ByteView`), not copied again.
-fn encode(version: u64, value: &[u8]) -> fjall::Slice {
-    ByteView::fused(&version.to_be_bytes(), value).into()
+/// The stored form of a value before its version is decided: a header to
+/// hold the version, then the bytes. Built on the writer's thread, once, in
+/// the buffer fjall keeps (its `Slice` is a `ByteView`): the writer's own
+/// buffer is freed on the thread that made it, and the sequencer only
+/// writes the version in.
+fn staged(value: &[u8]) -> ByteView {
+    ByteView::fused(&[0; HEADER], value)
+}
+
+/// `staged` with its version written in.
+fn stamped(mut stored: ByteView, version: u64) -> fjall::Slice {
+    let written = match stored.get_mut() {
+        Some(mut bytes) => {
+            bytes[..HEADER].copy_from_slice(&version.to_be_bytes());
+            true
+        }
+        None => false,
+    };
+    if written {
+        stored.into()
+    } else {
+        // Shared (never, for a value just staged): a copy of its own.
+        ByteView::fused(&version.to_be_bytes(), &stored[HEADER..]).into()
+    }
 }
 
 fn holds(expect: Expect, current: Option<u64>) -> bool {
@@ -490,14 +512,15 @@ type Answering = oneshot::Receiver<Outcome>;
 /// A write from a caller: a put, or a delete when `value` is `None`.
 struct Op {
     key: String,
-    value: Option<Vec<u8>>,
+    /// The value, [`staged`].
+    value: Option<ByteView>,
     expect: Expect,
     reply: Reply,
 }
 
 impl Op {
     /// A write, and where its answer will come.
-    fn new(key: String, value: Option<Vec<u8>>, expect: Expect) -> (Op, Answering) {
+    fn new(key: String, value: Option<ByteView>, expect: Expect) -> (Op, Answering) {
         let (reply, answer) = oneshot::channel();
         let op = Op {
             key,
@@ -554,13 +577,13 @@ struct Known {
 }
 
 impl Building {
-    /// Batch `number`, with room for `expected` writes (the size of the
-    /// one before it), so a large batch is not regrown write by write.
-    fn new(number: u64, expected: usize) -> Building {
+    /// Batch `number`, answering into `answers` (empty; its room is kept
+    /// from batch to batch, so a large batch is not regrown write by write).
+    fn new(number: u64, answers: Vec<Answer>) -> Building {
         Building {
             number,
             batch: None,
-            answers: Vec::with_capacity(expected),
+            answers,
             bytes: 0,
         }
     }
@@ -600,6 +623,10 @@ struct Sequencer {
     building: Building,
     /// Writes that arrived while `building` was full, in order.
     waiting: VecDeque<Op>,
+    /// The most writes a batch has held: the room the next one gets.
+    largest: usize,
+    /// The answers of the last batch answered, emptied, for the next batch.
+    spare: Vec<Answer>,
     /// Whether the commit thread holds a batch.
     busy: bool,
     jobs: mpsc::Sender<Job>,
@@ -632,7 +659,11 @@ impl Sequencer {
                     if !self.building.answers.is_empty() {
                         self.hand_off();
                     }
-                    answer(answers, &result);
+                    let mut answers = answers;
+                    answer(&mut answers, &result);
+                    if answers.capacity() > self.spare.capacity() {
+                        self.spare = answers;
+                    }
                     while !self.building.is_full() {
                         match self.waiting.pop_front() {
                             Some(op) => self.add(op),
@@ -661,7 +692,11 @@ impl Sequencer {
     }
 
     fn hand_off(&mut self) {
-        let next = Building::new(self.building.number + 1, self.building.answers.len());
+        self.largest = self
+            .largest
+            .max(self.building.answers.len())
+            .min(MAX_BATCH_OPS);
+        let next = self.next_building();
         let building = std::mem::replace(&mut self.building, next);
         let batch = building.batch.map(|mut batch| {
             // The counter goes in the same atomic batch as the versions it
@@ -684,9 +719,17 @@ impl Sequencer {
             // The commit thread is gone; the job comes back undone.
             Err(mpsc::SendError(job)) => {
                 self.committed(job.number, &Err("the commit thread has stopped".into()));
-                answer(job.answers, &Err("the commit thread has stopped".into()));
+                let mut answers = job.answers;
+                answer(&mut answers, &Err("the commit thread has stopped".into()));
             }
         }
+    }
+
+    /// The batch after the one being filled, with room for the largest.
+    fn next_building(&mut self) -> Building {
+        let mut answers = std::mem::take(&mut self.spare);
+        answers.reserve(self.largest);
+        Building::new(self.building.number + 1, answers)
     }
 
     /// The current version of `key`: the latest decided one, else the
@@ -713,7 +756,7 @@ impl Sequencer {
             // whole. Writes still waiting are decided afresh against the
             // database.
             self.known.clear();
-            let next = Building::new(self.building.number + 1, 0);
+            let next = self.next_building();
             let building = std::mem::replace(&mut self.building, next);
             for Answer { reply, .. } in building.answers {
                 reply.send(Err(backend(format!(
@@ -761,8 +804,8 @@ impl Sequencer {
                     Some(value) => {
                         self.last_version += 1;
                         let version = self.last_version;
-                        self.building.bytes += key.len() + value.len();
-                        batch.insert(&self.data, key.as_str(), encode(version, &value));
+                        self.building.bytes += key.len() + value.len() - HEADER;
+                        batch.insert(&self.data, key.as_str(), stamped(value, version));
                         self.know(key, Some(version));
                         Decision::Write(Some(version))
                     }
@@ -781,8 +824,8 @@ impl Sequencer {
 }
 
 /// Sends each writer its outcome once its batch's commit is over.
-fn answer(answers: Vec<Answer>, committed: &Result<(), String>) {
-    for Answer { reply, decision } in answers {
+fn answer(answers: &mut Vec<Answer>, committed: &Result<(), String>) {
+    for Answer { reply, decision } in answers.drain(..) {
         let outcome = match (decision, committed) {
             (Decision::Fail(e), _) => Err(e),
             (Decision::Nothing, _) => Ok(None),
@@ -841,7 +884,7 @@ impl Store for EmbeddedStore {
     async fn put(&self, key: &str, value: Vec<u8>, expect: Expect) -> Result<u64, StoreError> {
         admit(key, &value)?;
         let version = self
-            .submit(key, Some(value), expect)
+            .submit(key, Some(staged(&value)), expect)
             .await
             .and_then(put_version)?;
         if DueSignal::is_due_key(key) {
@@ -876,7 +919,7 @@ impl Store for EmbeddedStore {
             let reply = Reply::InBatch(Arc::clone(&batch), ops.len());
             ops.push(Op {
                 key,
-                value: Some(value),
+                value: Some(staged(&value)),
                 expect,
                 reply,
             });
