@@ -900,22 +900,28 @@ impl Store for EmbeddedStore {
     ///
     /// [`GroupCommit`]: super::GroupCommit
     async fn put_batch(&self, writes: Vec<Write>) -> Vec<Result<u64, StoreError>> {
-        // Refused writes are answered here; the others share one answer.
-        let mut refused: Vec<Option<StoreError>> = Vec::with_capacity(writes.len());
-        let mut due = Vec::with_capacity(writes.len());
-        let admitted = writes
-            .iter()
-            .filter(|write| admit(&write.key, &write.value).is_ok())
-            .count();
-        let (batch, answers) = BatchAnswers::new(admitted);
-        let mut ops = Vec::with_capacity(admitted);
-        for Write { key, value, expect } in writes {
-            if let Err(error) = admit(&key, &value) {
-                refused.push(Some(error));
+        // Writes the store refuses are answered here, the others share one
+        // answer. Refusals and due hints are rare: no vector for them
+        // unless there are some.
+        let mut refused: Vec<(usize, StoreError)> = Vec::new();
+        let mut due: Vec<usize> = Vec::new();
+        for (index, write) in writes.iter().enumerate() {
+            if let Err(error) = admit(&write.key, &write.value) {
+                refused.push((index, error));
+            } else if DueSignal::is_due_key(&write.key) {
+                due.push(index);
+            }
+        }
+        let count = writes.len();
+        let (batch, answers) = BatchAnswers::new(count - refused.len());
+        let mut ops = Vec::with_capacity(count - refused.len());
+        let mut next_refused = refused.iter().map(|(index, _)| *index);
+        let mut skip = next_refused.next();
+        for (index, Write { key, value, expect }) in writes.into_iter().enumerate() {
+            if skip == Some(index) {
+                skip = next_refused.next();
                 continue;
             }
-            refused.push(None);
-            due.push(DueSignal::is_due_key(&key));
             let reply = Reply::InBatch(Arc::clone(&batch), ops.len());
             ops.push(Op {
                 key,
@@ -924,30 +930,25 @@ impl Store for EmbeddedStore {
                 reply,
             });
         }
+        drop(next_refused);
         drop(batch);
         // A failed send drops the replies: their answers say unavailable.
         let _ = self.inner.queue.send(Msg::Ops(ops));
         let mut outcomes = answers.await.unwrap_or_default().into_iter();
-        let mut notify = false;
-        let mut due = due.into_iter();
-        let results = refused
-            .into_iter()
-            .map(|refused| match refused {
-                Some(error) => Err(error),
-                None => {
-                    // Unanswered: a store thread died with it queued, so
-                    // whether it was written is unknown.
-                    let version = outcomes
-                        .next()
-                        .flatten()
-                        .unwrap_or_else(|| Err(stopped()))
-                        .and_then(put_version);
-                    notify |= due.next().unwrap_or(false) && version.is_ok();
-                    version
-                }
+        let mut refused = refused.into_iter().peekable();
+        let results: Vec<Result<u64, StoreError>> = (0..count)
+            .map(|index| match refused.next_if(|(at, _)| *at == index) {
+                Some((_, error)) => Err(error),
+                // Unanswered: a store thread died with it queued, so whether
+                // it was written is unknown.
+                None => outcomes
+                    .next()
+                    .flatten()
+                    .unwrap_or_else(|| Err(stopped()))
+                    .and_then(put_version),
             })
             .collect();
-        if notify {
+        if due.iter().any(|&index| results[index].is_ok()) {
             self.inner.due.notify();
         }
         results

@@ -85,31 +85,30 @@ async fn flush(
         let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
             return;
         };
-        // Whatever queued while the batches in flight were busy goes now.
-        // Sized for what queued, not regrown put by put.
-        let mut batch = Vec::with_capacity(queued.load(Ordering::SeqCst).clamp(1, MAX_BATCH));
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match pending.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
-            }
+        // Whatever queued while the batches in flight were busy goes now,
+        // in vectors sized for what queued, not regrown put by put.
+        let queued_now = queued.load(Ordering::SeqCst).clamp(1, MAX_BATCH);
+        let mut writes = Vec::with_capacity(queued_now);
+        let mut replies = Vec::with_capacity(queued_now);
+        let mut next = Some(first);
+        while let Some(Pending { write, reply }) = next {
+            writes.push(write);
+            replies.push(reply);
+            next = if writes.len() < MAX_BATCH {
+                pending.try_recv().ok()
+            } else {
+                None
+            };
         }
-        queued.fetch_sub(batch.len(), Ordering::SeqCst);
+        queued.fetch_sub(writes.len(), Ordering::SeqCst);
         // Its writers hold a `GroupCommit`, so the store is there.
         let Some(store) = store.upgrade() else {
-            for pending in batch {
-                let _ = pending
-                    .reply
-                    .send(Err(StoreError::Unavailable("the store was dropped".into())));
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Unavailable("the store was dropped".into())));
             }
             continue;
         };
         tokio::spawn(async move {
-            let (writes, replies): (Vec<Write>, Vec<_>) = batch
-                .into_iter()
-                .map(|pending| (pending.write, pending.reply))
-                .unzip();
             let count = writes.len();
             let results = match <[Write; 1]>::try_from(writes) {
                 // Alone, a plain put: one round trip without a batch's framing.
