@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p sagaflow-examples --example bench
-//! cargo run --release -p sagaflow-examples --example bench -- --workers 64,2000 --rounds 3
+//! cargo run --release -p sagaflow-examples --example bench -- --workers 64,2000 --rounds 5
 //! # On the system allocator rather than mimalloc:
 //! cargo run --release -p sagaflow-examples --features system-allocator --example bench
 //! # The server-backed stores (each behind its feature), with group commit
@@ -29,7 +29,10 @@
 //!   over the wall time from the first `start` to the last outcome. A step's
 //!   latency is the time from its start to the start of the next step (the
 //!   step, its durable transition, and the dispatch of the next step); the
-//!   last step's runs to its handle seeing the outcome.
+//!   last step's runs to its handle seeing the outcome. Each series prints
+//!   its median over the rounds (5 by default, each on a fresh store and
+//!   runtime), and the throughput section ends with the project's goals
+//!   against those medians.
 //! - **Store operations per step**: the same concurrent run on a counting
 //!   store wrapper, to show what each step costs the store.
 //! - **Resume**: an instance stopped inside a loop after 10 and after 1,000
@@ -476,6 +479,40 @@ async fn run_lanes(rt: Runtime, instances: usize, lanes: usize) {
     }
 }
 
+/// The median of `rates`, if there are any.
+fn median(rates: &[f64]) -> Option<f64> {
+    let mut sorted = rates.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let middle = sorted.len() / 2;
+    match sorted.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(sorted[middle]),
+        _ => Some((sorted[middle - 1] + sorted[middle]) / 2.0),
+    }
+}
+
+/// The project's goals on a 2-core machine, against the medians measured
+/// with `concurrent` instances at once (and as many workers).
+fn print_goals(goals: &[(Backend, &str, f64)], concurrent: usize) {
+    let goal_of = |backend: Backend| match backend {
+        Backend::Memory => Some((500_000.0, "in memory")),
+        Backend::Embedded => Some((100_000.0, "durable, on the embedded store")),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    };
+    if goals.is_empty() {
+        return;
+    }
+    println!("\n  goals, {concurrent} instances at once (medians):");
+    for &(backend, kind, median) in goals {
+        let Some((goal, what)) = goal_of(backend) else {
+            continue;
+        };
+        let verdict = if median >= goal { "met" } else { "MISSED" };
+        println!("    {what}, {kind}: {median:.0} steps/s against {goal:.0}: {verdict}");
+    }
+}
+
 fn print_run(label: &str, run: &Run) {
     println!(
         "  {label:<44} {:>10.0} steps/s   p50 {:>9.1} us   p99 {:>9.1} us   ({:.2} s)",
@@ -873,7 +910,7 @@ usage: bench [--only SECTIONS] [--stores STORES] [--workers N,N] [--rounds N]
 fn options() -> Options {
     let mut options = Options {
         workers: vec![64, 2_000],
-        rounds: 3,
+        rounds: 5,
         concurrent: 2_000,
         sustained: 20_000,
         sequential_memory: 20_000,
@@ -971,6 +1008,9 @@ fn main() {
 
     if has("throughput") {
         println!("\nfour-step saga, trivial steps");
+        // Per store: the medians of the bursts and sustained runs with as
+        // many workers as instances at once, group commit on, for the goals.
+        let mut goals: Vec<(Backend, &str, f64)> = Vec::new();
         for &backend in &options.backends {
             let sequential = match backend {
                 Backend::Memory => options.sequential_memory,
@@ -997,6 +1037,7 @@ fn main() {
                     &run,
                 );
                 for &workers in &options.workers {
+                    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
                     for round in 1..=options.rounds {
                         // A burst of `concurrent` instances, then the
                         // sustained run: `concurrent` at once until
@@ -1009,7 +1050,8 @@ fn main() {
                                 format!(" for {}", options.sustained),
                             ),
                         ];
-                        for (instances, scratch, sustained) in runs {
+                        for (kind, (instances, scratch, sustained)) in runs.into_iter().enumerate()
+                        {
                             if instances == 0 {
                                 continue;
                             }
@@ -1027,6 +1069,22 @@ fn main() {
                                 options.concurrent
                             );
                             print_run(&label, &run);
+                            rates[kind].push(run.steps_per_sec);
+                        }
+                    }
+                    for (kind, rates) in ["burst", "sustained"].into_iter().zip(rates) {
+                        let Some(median) = median(&rates) else {
+                            continue;
+                        };
+                        println!(
+                            "    {}, {kind}, workers {workers}{batching}: median {median:.0} steps/s over {} rounds ({:.0}-{:.0})",
+                            backend.name(),
+                            rates.len(),
+                            rates.iter().copied().fold(f64::INFINITY, f64::min),
+                            rates.iter().copied().fold(0.0, f64::max),
+                        );
+                        if workers >= options.concurrent && group_commit {
+                            goals.push((backend, kind, median));
                         }
                     }
                 }
@@ -1035,6 +1093,7 @@ fn main() {
                 }
             }
         }
+        print_goals(&goals, options.concurrent);
     }
 
     if has("ops") {
