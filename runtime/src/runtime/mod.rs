@@ -165,6 +165,21 @@ impl Local {
             driving: AtomicBool::new(false),
         }
     }
+
+    /// No worker of this process drives the instance any more. Handles
+    /// waiting on it without polling the store (a worker here would tell
+    /// them its end) learn that they must read it: it waits, failed to be
+    /// claimed, or went to another process.
+    fn stop_driving(&self) {
+        self.driving.store(false, Ordering::SeqCst);
+        self.changed.send_if_modified(|written| {
+            if written.ended.is_some() {
+                return false;
+            }
+            written.bump();
+            true
+        });
+    }
 }
 
 /// The latest write of an instance by this process, and the wake-up of the
@@ -231,23 +246,6 @@ struct Ended {
     phase: Phase,
     output: Option<serde_json::Value>,
     failure: Option<Failure>,
-}
-
-impl Local {
-    /// No worker of this process drives the instance any more. Handles
-    /// waiting on it without polling the store (a worker here would tell
-    /// them its end) learn that they must read it: it waits, failed to be
-    /// claimed, or went to another process.
-    fn stop_driving(&self) {
-        self.driving.store(false, Ordering::SeqCst);
-        self.changed.send_if_modified(|written| {
-            if written.ended.is_some() {
-                return false;
-            }
-            written.bump();
-            true
-        });
-    }
 }
 
 impl Written {
