@@ -12,13 +12,18 @@
 //! once, a timeout passes and its path completes, and no step's effect
 //! (appended to an fsync'd effects file with the pid of the process that
 //! ran it) is repeated.
+//!
+//! The timers and timeouts are an hour long, so none can pass in the child
+//! however slow the machine; the resuming runtime's injected clock starts
+//! an hour and a minute later (as if the process came back after that
+//! long), so they are due at once there.
 #![cfg(unix)]
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sagaflow::prelude::*;
 use sagaflow::record;
@@ -36,9 +41,11 @@ const EFFECTS_VAR: &str = "SAGAFLOW_WAITS_EFFECTS";
 const WAITING: &str = "WAITING";
 /// How long any wait of the parent may take before the test fails.
 const WAIT_LIMIT: Duration = Duration::from_secs(60);
-/// The durable timer and the signal timeout: long enough that the child is
-/// killed well before they pass (the tests check it was).
-const WAIT: Duration = Duration::from_secs(3);
+/// The durable timer and the signal timeout: an hour, which no child lives
+/// through (the tests check none passed before the kill).
+const WAIT: Duration = Duration::from_secs(3600);
+/// How much later than the child's the resuming runtime's clock reads.
+const RESUMED_AFTER: Duration = Duration::from_secs(3660);
 /// Leases of the child and of the resuming runtime.
 const LEASE_TTL: Duration = Duration::from_secs(1);
 /// Instances of the many-timers test, and how many must be waiting when
@@ -49,10 +56,12 @@ const MANY_WAITING_AT_KILL: usize = 12;
 
 // ---------------------------------------------------------------- the sagas
 
-/// A job: where its steps record their effects.
+/// A job: where its steps record their effects, and when its timer fires
+/// (ms since the Unix epoch: [`WAIT`] after the child started it).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     effects: String,
+    wake_at_ms: u64,
 }
 
 #[step]
@@ -77,11 +86,13 @@ async fn give_up(job: &Job) -> Result<String, StepError> {
     Ok("gave up waiting".to_owned())
 }
 
-/// Prepares, sleeps [`WAIT`] on a durable timer, finishes.
+/// Prepares, sleeps on a durable timer until the job's wake-up time (a
+/// fixed time, so an instance whose first step runs again after the
+/// restart waits for the same one), finishes.
 #[workflow]
 async fn nap(job: Job) -> Result<String, WorkflowError> {
     prepare(&job).await?;
-    sagaflow::sleep(WAIT).await;
+    sagaflow::sleep_until(UNIX_EPOCH + Duration::from_millis(job.wake_at_ms)).await;
     let done = finish(&job, "the timer".to_owned()).await?;
     Ok(done)
 }
@@ -126,6 +137,14 @@ fn effect(job: &Job, kind: &str) -> Result<String, StepError> {
     file.write_all(format!("{kind} {key} {}\n", std::process::id()).as_bytes())?;
     file.sync_data()?;
     Ok(key)
+}
+
+/// Milliseconds since the Unix epoch, now.
+fn now_ms() -> u64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970");
+    u64::try_from(since.as_millis()).expect("ms fit")
 }
 
 fn runtime_builder(store: EmbeddedStore) -> sagaflow::RuntimeBuilder {
@@ -180,9 +199,11 @@ fn waits_child() {
             .await
             .expect("child: the runtime builds");
         let ids = instance_ids(workflow, count);
+        let wake_at_ms = now_ms() + WAIT.as_millis() as u64;
         for id in &ids {
             let job = Job {
                 effects: effects.clone(),
+                wake_at_ms,
             };
             match workflow {
                 "nap" => drop(rt.start(nap, id.clone(), job).await),
@@ -330,7 +351,9 @@ fn with_resumed_runtime<T>(
         .expect("tokio");
     tokio.block_on(async {
         let store = EmbeddedStore::open(scratch.store()).expect("reopen the store after kill -9");
+        let later = now_ms() + RESUMED_AFTER.as_millis() as u64;
         let rt = runtime_builder(store.clone())
+            .clock(sagaflow::SystemClock::starting_at(later))
             .build()
             .await
             .expect("the resuming runtime builds");
