@@ -227,7 +227,7 @@ async fn register_machines(runtime: &Runtime) {
         let machine = workflow.machine();
         let key = machine_key(machine.workflow, machine.fingerprint);
         let description = MachineDescription::from(machine).to_stored(registered_at);
-        match inner.store.put(&key, description, Expect::Absent).await {
+        match inner.store().put(&key, description, Expect::Absent).await {
             Ok(_) | Err(StoreError::Conflict) => {}
             Err(error) => tracing::warn!(
                 workflow = machine.workflow,

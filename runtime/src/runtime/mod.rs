@@ -119,6 +119,14 @@ struct Running {
     none: Notify,
 }
 
+impl Inner {
+    /// The store, called as itself: through the `Arc` it is kept in, each
+    /// call would box a future of its own around the store's.
+    fn store(&self) -> &dyn Store {
+        &*self.store
+    }
+}
+
 impl Running {
     fn started(&self) {
         self.count.fetch_add(1, Ordering::SeqCst);
@@ -477,7 +485,7 @@ impl Runtime {
             record::encode(&instance).map_err(|error| codec("the instance record", &error))?;
         match self
             .inner
-            .store
+            .store()
             .put(&record::key(&id), bytes, Expect::Absent)
             .await
         {
@@ -582,7 +590,7 @@ impl Runtime {
         let after = after.map(record::key);
         let page = self
             .inner
-            .store
+            .store()
             .scan(record::KEY_PREFIX, after.as_deref(), limit)
             .await?;
         let instances = page
@@ -645,7 +653,7 @@ impl Runtime {
                 record::encode(&instance).map_err(|error| codec("the instance record", &error))?;
             match self
                 .inner
-                .store
+                .store()
                 .put(&record::key(id), bytes, Expect::Version(version))
                 .await
             {
@@ -731,7 +739,7 @@ impl Runtime {
                 record::encode(&instance).map_err(|error| codec("the instance record", &error))?;
             match self
                 .inner
-                .store
+                .store()
                 .put(&record::key(id), bytes, Expect::Version(version))
                 .await
             {
@@ -802,7 +810,7 @@ impl Runtime {
             record::encode(&instance).map_err(|error| codec("the instance record", &error))?;
         match self
             .inner
-            .store
+            .store()
             .put(&record::key(id), bytes, Expect::Absent)
             .await
         {
@@ -849,7 +857,7 @@ impl Runtime {
                 record::encode(&instance).map_err(|error| codec("the instance record", &error))?;
             match self
                 .inner
-                .store
+                .store()
                 .put(&record::key(parent), bytes, Expect::Version(version))
                 .await
             {
@@ -896,7 +904,7 @@ impl Runtime {
 
     /// Reads and decodes the record of `id`.
     async fn load(&self, id: &str) -> Result<Option<(InstanceRecord, u64)>, Error> {
-        match self.inner.store.get(&record::key(id)).await? {
+        match self.inner.store().get(&record::key(id)).await? {
             None => Ok(None),
             Some(stored) => Ok(Some((decode_record(id, &stored.value)?, stored.version))),
         }
@@ -1087,7 +1095,7 @@ impl Runtime {
             Ok(bytes) => {
                 let written = self
                     .inner
-                    .store
+                    .store()
                     .put(&record::key(id), bytes, Expect::Version(version))
                     .await;
                 self.landed(id, &instance, written).await
@@ -1210,7 +1218,7 @@ impl Runtime {
         let key = record::due_key(at_ms, id);
         if let Err(error) = self
             .inner
-            .store
+            .store()
             .put(&key, id.as_bytes().to_vec(), Expect::Any)
             .await
         {
@@ -1231,7 +1239,7 @@ impl fmt::Debug for Runtime {
         let mut workflows: Vec<&str> = self.inner.workflows.keys().copied().collect();
         workflows.sort_unstable();
         f.debug_struct("Runtime")
-            .field("store", &self.inner.store.name())
+            .field("store", &self.inner.store().name())
             .field("workflows", &workflows)
             .field("workers", &self.inner.workers)
             .finish_non_exhaustive()

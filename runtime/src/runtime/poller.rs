@@ -45,7 +45,7 @@ pub(super) async fn run(runtime: Runtime) {
     let mut first = true;
     let mut scan = true;
     let mut next_hint = None;
-    let mut due_changes = inner.store.due_changes();
+    let mut due_changes = inner.store().due_changes();
     loop {
         if *shutdown.borrow_and_update() {
             return;
@@ -119,7 +119,7 @@ impl Runtime {
         claims: &mut JoinSet<()>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Option<u64>, Error> {
-        let store = &self.inner.store;
+        let store = self.inner.store();
         let mut after: Option<String> = None;
         loop {
             let page = store
@@ -160,7 +160,8 @@ impl Runtime {
                             tracing::debug!(id, "due instance left to a runtime that can run it");
                         }
                         Claim::Claimed | Claim::NotReady => {
-                            if let Err(error) = runtime.inner.store.delete(&key, Expect::Any).await
+                            if let Err(error) =
+                                runtime.inner.store().delete(&key, Expect::Any).await
                             {
                                 tracing::warn!(key, %error, "cannot delete a due hint");
                             }
@@ -184,7 +185,7 @@ impl Runtime {
         loop {
             let page = self
                 .inner
-                .store
+                .store()
                 .scan(record::KEY_PREFIX, after.as_deref(), PAGE)
                 .await?;
             for (key, stored) in page.entries {

@@ -289,7 +289,7 @@ impl Worker {
 
     /// Reads the stored record of the instance.
     async fn read(&self) -> Result<Option<(InstanceRecord, u64)>, Error> {
-        let stored: Option<Versioned> = self.runtime.inner.store.get(&self.key).await?;
+        let stored: Option<Versioned> = self.runtime.inner.store().get(&self.key).await?;
         let Some(stored) = stored else {
             tracing::warn!("the instance's record was deleted");
             return Ok(None);
@@ -346,7 +346,7 @@ impl Worker {
         match self
             .runtime
             .inner
-            .store
+            .store()
             .put(&self.key, bytes, Expect::Version(self.current.version))
             .await
         {
@@ -385,7 +385,7 @@ impl Worker {
         let released = self
             .runtime
             .inner
-            .store
+            .store()
             .put(&self.key, bytes, Expect::Version(self.current.version))
             .await;
         match released {
@@ -492,7 +492,7 @@ impl Worker {
             match self
                 .runtime
                 .inner
-                .store
+                .store()
                 .put(&self.key, bytes, Expect::Version(self.current.version))
                 .await
             {
@@ -1083,7 +1083,7 @@ impl Worker {
                 match self
                     .runtime
                     .inner
-                    .store
+                    .store()
                     .put(&record::key(child), bytes, Expect::Version(version))
                     .await
                 {
@@ -1303,7 +1303,7 @@ impl Worker {
             {
                 self.runtime
                     .inner
-                    .store
+                    .store()
                     .put(
                         &record::due_key(due, &self.id),
                         self.id.as_bytes().to_vec(),
@@ -1330,7 +1330,7 @@ impl Worker {
             let written = self
                 .runtime
                 .inner
-                .store
+                .store()
                 .put(&self.key, bytes, Expect::Version(self.current.version))
                 .await;
             // An answer lost after the write applied: carry on from it.

@@ -28,6 +28,8 @@ pub const BATCHES_IN_FLIGHT: usize = 4;
 /// stops when the last clone is dropped).
 #[derive(Clone)]
 pub struct GroupCommit {
+    /// Called as `as_ref()`, the store itself: through the `Arc`'s own
+    /// `Store` impl, each call would box a second future around the store's.
     store: Arc<dyn Store>,
     queue: mpsc::UnboundedSender<Pending>,
     /// Writes or batches under way, shared with the flusher.
@@ -44,7 +46,7 @@ struct Pending {
 impl std::fmt::Debug for GroupCommit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GroupCommit")
-            .field("store", &self.store.name())
+            .field("store", &self.store.as_ref().name())
             .finish_non_exhaustive()
     }
 }
@@ -112,8 +114,13 @@ async fn flush(
             let count = writes.len();
             let results = match <[Write; 1]>::try_from(writes) {
                 // Alone, a plain put: one round trip without a batch's framing.
-                Ok([write]) => vec![store.put(&write.key, write.value, write.expect).await],
-                Err(writes) => store.put_batch(writes).await,
+                Ok([write]) => vec![
+                    store
+                        .as_ref()
+                        .put(&write.key, write.value, write.expect)
+                        .await,
+                ],
+                Err(writes) => store.as_ref().put_batch(writes).await,
             };
             let mut results = results.into_iter();
             for reply in replies {
@@ -134,7 +141,7 @@ async fn flush(
 #[async_trait]
 impl Store for GroupCommit {
     async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        self.store.get(key).await
+        self.store.as_ref().get(key).await
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, expect: Expect) -> Result<u64, StoreError> {
@@ -142,7 +149,7 @@ impl Store for GroupCommit {
             && let Ok(_slot) = Arc::clone(&self.in_flight).try_acquire_owned()
         {
             // Nothing to group with: straight to the store.
-            return self.store.put(key, value, expect).await;
+            return self.store.as_ref().put(key, value, expect).await;
         }
         let (reply, result) = oneshot::channel();
         let write = Write {
@@ -166,7 +173,7 @@ impl Store for GroupCommit {
     }
 
     async fn delete(&self, key: &str, expect: Expect) -> Result<(), StoreError> {
-        self.store.delete(key, expect).await
+        self.store.as_ref().delete(key, expect).await
     }
 
     async fn scan(
@@ -175,19 +182,19 @@ impl Store for GroupCommit {
         after: Option<&str>,
         limit: usize,
     ) -> Result<ScanPage, StoreError> {
-        self.store.scan(prefix, after, limit).await
+        self.store.as_ref().scan(prefix, after, limit).await
     }
 
     fn name(&self) -> &'static str {
-        self.store.name()
+        self.store.as_ref().name()
     }
 
     fn due_changes(&self) -> Option<watch::Receiver<u64>> {
-        self.store.due_changes()
+        self.store.as_ref().due_changes()
     }
 
     async fn put_batch(&self, writes: Vec<Write>) -> Vec<Result<u64, StoreError>> {
-        self.store.put_batch(writes).await
+        self.store.as_ref().put_batch(writes).await
     }
 
     fn batches_writes(&self) -> bool {
