@@ -783,7 +783,9 @@ impl Worker {
                 wait,
             }) => {
                 next.state = state;
-                next.state_name = state_name.to_owned();
+                // In the name's own buffer: no allocation per step.
+                next.state_name.clear();
+                next.state_name.push_str(state_name);
                 next.attempt = 1;
                 next.next_run_at = None;
                 next.phase = Phase::Running;
