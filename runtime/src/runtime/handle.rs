@@ -55,9 +55,10 @@ impl<T> Handle<T> {
 impl<T: DeserializeOwned> Handle<T> {
     /// Waits until the instance ends, and returns how.
     ///
-    /// Wakes as soon as a worker of this process writes the instance, and
-    /// re-reads the store every poll interval for instances run by other
-    /// processes. Waiting runs nothing: the instance is run by whichever
+    /// Wakes as soon as a worker of this process ends the instance (or
+    /// stops driving it), and re-reads the store every poll interval while
+    /// no worker of this process drives it (instances run by other
+    /// processes). Waiting runs nothing: the instance is run by whichever
     /// worker runtime holds its lease. An instance this runtime cannot advance (an unregistered
     /// workflow, another fingerprint, a corrupt record) is an error rather
     /// than an endless wait.

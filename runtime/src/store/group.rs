@@ -10,15 +10,15 @@ use super::{Expect, ScanPage, Store, Versioned, Write};
 use crate::error::StoreError;
 
 /// The most writes sent in one batch.
-pub const MAX_BATCH: usize = 512;
+const MAX_BATCH: usize = 512;
 
 /// Batches in flight at once: while they are, new writes queue up and go
 /// together in the next one.
-pub const BATCHES_IN_FLIGHT: usize = 4;
+const BATCHES_IN_FLIGHT: usize = 4;
 
-/// A store whose puts are grouped: a put waits in a queue while
-/// [`BATCHES_IN_FLIGHT`] writes or batches are under way, then goes with
-/// every other waiting put (up to [`MAX_BATCH`]) in one
+/// A store whose puts are grouped: a put waits in a queue while 4 writes or
+/// batches are under way, then goes with every other waiting put (up to
+/// 512) in one
 /// [`Store::put_batch`]. With a slot free and nothing queued, a put goes
 /// straight to the store, as if there were no grouping. Each put gets its own result,
 /// `Conflict` included. Other operations go straight to the store.
