@@ -1062,7 +1062,7 @@ impl Worker {
                 ),
                 step: Some(entry.step.to_string()),
             };
-            fail_compensation(&mut next, failure, self.now());
+            end_failed(&mut next, failure, self.now());
             return self.commit(next).await;
         };
         match record.phase {
@@ -1127,7 +1127,7 @@ impl Worker {
                     ),
                     step: Some(entry.step.to_string()),
                 };
-                fail_compensation(&mut next, failure, self.now());
+                end_failed(&mut next, failure, self.now());
                 self.commit(next).await
             }
             Phase::Running | Phase::Waiting | Phase::Compensating => {
@@ -1261,13 +1261,7 @@ impl Worker {
                         ),
                         step: Some(entry.step.to_string()),
                     };
-                    next.push_event(HistoryEvent {
-                        error: Some(failure.to_string()),
-                        ..HistoryEvent::new(now, EventKind::Failed)
-                    });
-                    next.phase = Phase::Failed;
-                    next.next_run_at = None;
-                    next.failure = Some(failure);
+                    end_failed(next, failure, now);
                 }
             }
         }
@@ -1425,8 +1419,9 @@ impl Worker {
     }
 }
 
-/// The rollback cannot finish: the instance ends `Failed` with `failure`.
-fn fail_compensation(next: &mut InstanceRecord, failure: Failure, now: u64) {
+/// The instance ends `Failed` with `failure`, for an operator: the rollback
+/// cannot finish, or the workflow failed after its pivot.
+fn end_failed(next: &mut InstanceRecord, failure: Failure, now: u64) {
     next.push_event(HistoryEvent {
         error: Some(failure.to_string()),
         ..HistoryEvent::new(now, EventKind::Failed)
@@ -1440,13 +1435,7 @@ fn fail_compensation(next: &mut InstanceRecord, failure: Failure, now: u64) {
 /// The workflow failed: roll back, or, after the pivot, stop for an operator.
 fn fail(next: &mut InstanceRecord, failure: Failure, now: u64) {
     if next.pivot_passed {
-        next.push_event(HistoryEvent {
-            error: Some(failure.to_string()),
-            ..HistoryEvent::new(now, EventKind::Failed)
-        });
-        next.phase = Phase::Failed;
-        next.next_run_at = None;
-        next.failure = Some(failure);
+        end_failed(next, failure, now);
     } else {
         begin_rollback(next, failure, now);
     }
