@@ -18,10 +18,10 @@ const BATCHES_IN_FLIGHT: usize = 4;
 
 /// A store whose puts are grouped: a put waits in a queue while 4 writes or
 /// batches are under way, then goes with every other waiting put (up to
-/// 512) in one
-/// [`Store::put_batch`]. With a slot free and nothing queued, a put goes
-/// straight to the store, as if there were no grouping. Each put gets its own result,
-/// `Conflict` included. Other operations go straight to the store.
+/// 512) in one [`Store::put_batch`]. With a slot free and nothing queued, a
+/// put goes straight to the store, as if there were no grouping. Each put
+/// gets its own result, `Conflict` included. Other operations go straight to
+/// the store.
 ///
 /// The runtime wraps a store in one when [`Store::batches_writes`] says so.
 /// Must be created inside a tokio runtime (it spawns its flusher, which
