@@ -20,12 +20,14 @@
 //! }
 //! ```
 //!
-//! Step timeouts (`#[step(timeout = "..")]`) run on tokio's clock directly,
-//! which `SystemClock` follows.
+//! Step timeouts (`#[step(timeout = "..")]`) run on the same clock: a clock
+//! of your own makes an attempt's time pass as it makes backoff and lease
+//! expiry pass.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A future that completes at a time a [`Clock`] chose.
@@ -98,6 +100,25 @@ impl Clock for SystemClock {
     fn sleep_until(&self, at_ms: u64) -> Sleep {
         Box::pin(tokio::time::sleep_until(self.instant_at(at_ms)))
     }
+}
+
+tokio::task_local! {
+    /// The clock of the runtime whose worker drives the current task: set
+    /// once per driven instance, read only by an attempt with a timeout.
+    static RUNTIME_CLOCK: Arc<dyn Clock>;
+}
+
+/// Runs `driver` (a worker's task) with `clock` as the runtime's clock.
+pub(crate) fn driving<F: Future>(
+    clock: Arc<dyn Clock>,
+    driver: F,
+) -> impl Future<Output = F::Output> {
+    RUNTIME_CLOCK.scope(clock, driver)
+}
+
+/// The clock of the runtime driving the current task, if one does.
+pub(crate) fn of_runtime() -> Option<Arc<dyn Clock>> {
+    RUNTIME_CLOCK.try_with(Arc::clone).ok()
 }
 
 /// Milliseconds in a duration, saturating, rounded up so a wait is never short.

@@ -538,21 +538,38 @@ impl Driver {
 }
 
 /// Runs one attempt of step `S` in its step context, bounded by the step's
-/// timeout (a timeout is a retryable error).
+/// timeout (a timeout is a retryable error) on the clock of the runtime
+/// driving the instance, else on tokio's.
 pub(crate) async fn run_attempt<S, F>(ctx: AttemptContext, step: F) -> Result<S::Output, StepError>
 where
     S: Step,
     F: Future<Output = Result<S::Output, StepError>> + Send,
 {
-    match S::OPTIONS.timeout {
-        Some(limit) => match tokio::time::timeout(limit, context::scope(ctx, step)).await {
+    let Some(limit) = S::OPTIONS.timeout else {
+        return context::scope(ctx, step).await;
+    };
+    let timed_out = || {
+        Err(StepError::retryable(format!(
+            "attempt timed out after {}",
+            crate::machine::format_duration(limit)
+        )))
+    };
+    match crate::clock::of_runtime() {
+        Some(clock) => {
+            let deadline = clock.sleep_until(
+                clock
+                    .now_ms()
+                    .saturating_add(crate::clock::duration_ms(limit)),
+            );
+            tokio::select! {
+                result = context::scope(ctx, step) => result,
+                () = deadline => timed_out(),
+            }
+        }
+        None => match tokio::time::timeout(limit, context::scope(ctx, step)).await {
             Ok(result) => result,
-            Err(_) => Err(StepError::retryable(format!(
-                "attempt timed out after {}",
-                crate::machine::format_duration(limit)
-            ))),
+            Err(_) => timed_out(),
         },
-        None => context::scope(ctx, step).await,
     }
 }
 

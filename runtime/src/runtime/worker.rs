@@ -159,7 +159,9 @@ pub(super) fn drive(
     });
     async move {
         let _claim = claim;
-        Box::pin(worker.run()).instrument(span).await;
+        // Step attempts' timeouts run on the runtime's clock.
+        let clock = Arc::clone(&worker.runtime.inner.clock);
+        crate::clock::driving(clock, Box::pin(worker.run()).instrument(span)).await;
         // The slot is free again; a poller waiting for one gets it.
         drop(worker.permit.take());
         if hinted {
