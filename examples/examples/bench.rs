@@ -1083,7 +1083,9 @@ fn main() {
                             rates.iter().copied().fold(f64::INFINITY, f64::min),
                             rates.iter().copied().fold(0.0, f64::max),
                         );
-                        if workers >= options.concurrent && group_commit {
+                        // Group commit changes nothing in memory.
+                        let grouped = group_commit || backend == Backend::Memory;
+                        if workers >= options.concurrent && grouped {
                             goals.push((backend, kind, median));
                         }
                     }

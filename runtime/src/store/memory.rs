@@ -9,9 +9,8 @@ use async_trait::async_trait;
 
 use tokio::sync::watch;
 
-use crate::FastHashMap;
-
 use super::{DueSignal, Expect, ScanPage, Store, Versioned};
+use crate::FastHashMap;
 use crate::error::StoreError;
 
 /// A store in memory: fast, shared by clones, gone when the process exits.
