@@ -6,6 +6,7 @@
 //! `proc_macro2` tokens, so every stage is unit- and snapshot-testable.
 
 mod compensate;
+mod migrate;
 mod signature;
 mod step;
 mod workflow;
@@ -35,4 +36,12 @@ pub fn compensate(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
     workflow::expand(args.into(), item.into()).into()
+}
+
+/// Declares a typed migration between two versions of a workflow:
+/// `#[migrate(from = v1::place_order, to = place_order)]` on a `fn` from the
+/// old version's state enum to `Migration<NewState>`.
+#[proc_macro_attribute]
+pub fn migrate(args: TokenStream, item: TokenStream) -> TokenStream {
+    migrate::expand(args.into(), item.into()).into()
 }

@@ -181,9 +181,61 @@ pub enum Error {
         /// The child workflow's name.
         child: String,
     },
-    /// Two registered workflows share a name.
-    #[error("workflow `{0}` is registered twice")]
-    DuplicateWorkflow(String),
+    /// Two registered workflows share a name and a version.
+    #[error(
+        "workflow `{name}` version {version} is registered twice: give the other one another \
+         version (`#[workflow(name = \"{name}\", version = N)]`) or register it once"
+    )]
+    DuplicateWorkflow {
+        /// The workflow's name.
+        name: String,
+        /// The version registered twice.
+        version: u32,
+    },
+    /// Two registered workflow versions have the same state machine (and so
+    /// the same fingerprint): an instance could not tell which it runs on.
+    #[error(
+        "{first} and {second} have the same fingerprint {fingerprint:016x}: they are the same \
+         machine; register one of them"
+    )]
+    DuplicateFingerprint {
+        /// The fingerprint.
+        fingerprint: u64,
+        /// The first registration (`name vN`).
+        first: String,
+        /// The second.
+        second: String,
+    },
+    /// A migration goes to a version that is not registered, or from a
+    /// workflow to another, or from a version to itself.
+    #[error(
+        "migration `{migration}` goes to `{workflow}` version {version}, which is not registered \
+         with another fingerprint than the one it migrates from: `.register(..)` the version it \
+         migrates to, and migrate between two versions of one workflow"
+    )]
+    MigrationTarget {
+        /// The migration's name.
+        migration: String,
+        /// The workflow it migrates to.
+        workflow: String,
+        /// The version it migrates to.
+        version: u32,
+    },
+    /// Two migrations start from the same version.
+    #[error(
+        "migrations `{first}` and `{second}` both migrate `{workflow}` version {version}: \
+         register one"
+    )]
+    DuplicateMigration {
+        /// The first migration's name.
+        first: String,
+        /// The second's.
+        second: String,
+        /// The workflow.
+        workflow: String,
+        /// The version both migrate from.
+        version: u32,
+    },
     /// `start` with an id that belongs to an instance of another workflow.
     #[error("instance `{id}` already exists and runs workflow `{existing}`, not `{requested}`")]
     IdInUse {
@@ -208,8 +260,8 @@ pub enum Error {
     /// The instance was written by code whose state machine has another
     /// fingerprint than any registered one; it is left untouched.
     #[error(
-        "instance `{id}` was started by workflow `{workflow}` with fingerprint {stored:016x}, \
-         but the registered machine has fingerprint {registered:016x}"
+        "instance `{id}` of workflow `{workflow}` has fingerprint {stored:016x}, which no \
+         registered version has: {reason}"
     )]
     FingerprintMismatch {
         /// The instance id.
@@ -218,8 +270,11 @@ pub enum Error {
         workflow: String,
         /// Fingerprint in the record.
         stored: u64,
-        /// Fingerprint of the registered machine.
+        /// Fingerprint of the newest registered version.
         registered: u64,
+        /// What was tried and why it cannot run here (the versions
+        /// registered, why none may take it over).
+        reason: String,
     },
     /// Input or output could not be (de)serialized.
     #[error("cannot encode or decode {what}: {reason}")]

@@ -15,6 +15,7 @@ pub mod durable;
 pub mod error;
 pub mod join;
 pub mod machine;
+pub mod migrate;
 pub mod record;
 pub mod runtime;
 pub mod step;
@@ -27,9 +28,10 @@ pub use durable::{
     child, now, random, set_status, signal, signal_timeout, sleep, sleep_until, uuid,
 };
 pub use error::{Error, StepError, StoreError, WorkflowError};
-pub use machine::{MachineDescription, StateMachine};
+pub use machine::{MachineDescription, StateMachine, Upgrade};
+pub use migrate::{Migrate, Migration};
 pub use runtime::*;
-pub use sagaflow_macros::{compensate, step, workflow};
+pub use sagaflow_macros::{compensate, migrate, step, workflow};
 pub use step::{Compensate, RetryPolicy, Step, StepKind, StepOptions};
 pub use store::Store;
 #[cfg(feature = "embedded")]
@@ -93,6 +95,7 @@ pub(crate) type FastHashMap<K, V> = std::collections::HashMap<K, V, foldhash::fa
 /// Everything a workflow author needs: `use sagaflow::prelude::*;`.
 pub mod prelude {
     pub use crate::error::{StepError, WorkflowError};
+    pub use crate::migrate::{Migrate, Migration};
     pub use crate::runtime::{Outcome, Runtime};
     pub use crate::step::{RetryPolicy, StepKind};
     #[cfg(feature = "embedded")]
@@ -105,7 +108,7 @@ pub mod prelude {
     #[cfg(feature = "redis")]
     pub use crate::store::redis::RedisStore;
     pub use crate::workflow::Workflow;
-    pub use sagaflow_macros::{compensate, step, workflow};
+    pub use sagaflow_macros::{compensate, migrate, step, workflow};
 }
 
 /// What the macros' generated code uses. Not a public API: no stability.
@@ -114,8 +117,10 @@ pub mod __private {
     pub use crate::error::{StepError, WorkflowError};
     pub use crate::join::{JoinEnd, JoinRun, JoinSlots};
     pub use crate::machine::{
-        Edge, EdgeLabel, StateInfo, StateMachine, StepInfo, Target, Variable,
+        Edge, EdgeLabel, StateInfo, StateMachine, StepInfo, Target, Traced, Upgrade, Variable,
+        fingerprint_combine, shape_of,
     };
+    pub use crate::migrate::{Migrate, Migration};
     pub use crate::record::RawJson;
     pub use crate::step::{
         Compensate, CompensationFuture, CompensationOf, Step, StepKind, StepKindOf, StepOptions,
@@ -147,18 +152,40 @@ pub mod __private {
     /// output `O` are those of step `S`.
     pub const fn compensation_matches<S: StepSignature<A, O>, A, O>() {}
 
-    /// Folds `value` into the fingerprint `hash` (FNV-1a over its 8 bytes);
-    /// `const`, so a workflow's fingerprint can include its steps'.
-    pub const fn fingerprint_combine(hash: u64, value: u64) -> u64 {
-        let bytes = value.to_le_bytes();
-        let mut hash = hash;
-        let mut i = 0;
-        while i < 8 {
-            hash ^= bytes[i] as u64;
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-            i += 1;
+    /// Converts a migration's state argument to the type the user's function
+    /// takes: only the old version's own state enum converts.
+    #[diagnostic::on_unimplemented(
+        message = "a migration's parameter must be the state enum of the version it migrates from: `{Self}`",
+        label = "this is `{T}`",
+        note = "write `old: {Self}` (the `<Name>State` enum `#[workflow]` generated for the version named in `from = ..`)"
+    )]
+    pub trait MigrationParam<T> {
+        /// The value, as the parameter's type.
+        fn into_param(self) -> T;
+    }
+
+    impl<T> MigrationParam<T> for T {
+        fn into_param(self) -> T {
+            self
         }
-        hash
+    }
+
+    /// Converts what the user's migration returns to the migration's
+    /// result: only `Migration` of the new version's state enum converts.
+    #[diagnostic::on_unimplemented(
+        message = "a migration must return `{T}`",
+        label = "this is `{Self}`",
+        note = "return `Migration<..>` of the `<Name>State` enum `#[workflow]` generated for the version named in `to = ..`"
+    )]
+    pub trait MigrationReturn<T> {
+        /// The value, as the migration's result.
+        fn into_return(self) -> T;
+    }
+
+    impl<T> MigrationReturn<T> for T {
+        fn into_return(self) -> T {
+            self
+        }
     }
 
     /// Compile-time check that a compensable step called in a workflow has a

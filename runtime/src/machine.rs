@@ -6,13 +6,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::step::StepKind;
 
+pub mod compat;
 mod description;
+pub mod shape;
 
 pub use description::{
     DESCRIPTION_FORMAT, DescriptionError, DrawnEdge, DrawnTarget, EdgeDescription, MACHINES_PREFIX,
-    MachineDescription, StateDescription, StepDescription, Terminal, VariableDescription,
-    machine_key,
+    MachineDescription, ShapeDescription, StateDescription, StepDescription, Terminal, Traced,
+    VariableDescription, machine_key,
 };
+
+/// Traces the serde shape of a stored type (see [`shape::trace`]): what the
+/// generated machine keeps for each stored variable, step argument tuple
+/// and step output, so the fingerprint covers their shapes.
+pub type ShapeFn = fn() -> Result<shape::Shape, shape::ShapeError>;
 
 /// The state machine `#[workflow]` generated: static data, the same on every
 /// run, so its diagrams can be snapshot-tested.
@@ -22,16 +29,57 @@ pub use description::{
 /// ```
 #[derive(Debug)]
 pub struct StateMachine {
-    /// The workflow's name.
+    /// The workflow's name (`#[workflow(name = "..")]`, else the function's).
     pub workflow: &'static str,
+    /// The version (`#[workflow(version = N)]`, else 1). Versions of one
+    /// workflow run side by side; `start` by name uses the newest.
+    pub version: u32,
+    /// Whether instances of older versions may move to this one where the
+    /// machines prove it safe (`#[workflow(upgrade = "auto")]`).
+    pub upgrade: Upgrade,
     /// Every state: `Start` first, then one per suspension point.
     pub states: &'static [StateInfo],
     /// Every transition between states and into the terminal states.
     pub edges: &'static [Edge],
     /// Stable hash of the name, states, stored variables with their types as
-    /// written, and edges. An instance resumes only on a machine with the
-    /// fingerprint it was started with.
-    pub fingerprint: u64,
+    /// written, edges and the signatures of the steps, computed by the macro.
+    /// The [`fingerprint`](Self::fingerprint) adds the serde shapes of the
+    /// stored types to it.
+    pub structure: u64,
+    /// The fingerprint sagaflow gave this machine before fingerprints
+    /// covered shapes (the structure with the variables' types as
+    /// written): records written then carry it, and run on this machine if
+    /// their state decodes.
+    pub legacy: u64,
+    /// The shape of the workflow's output type.
+    pub output: ShapeFn,
+    /// The description with traced shapes and the fingerprint, made once.
+    #[doc(hidden)]
+    pub traced: Traced,
+}
+
+/// The policy of a workflow version towards instances of older versions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Upgrade {
+    /// Instances stay on the version they started on (the default); an
+    /// explicit migration (`#[migrate]`) may still move them.
+    #[default]
+    Pinned,
+    /// An instance of an older version parked at a state whose shape is the
+    /// same here (same state, same stored variables with compatible shapes,
+    /// the same steps behind it) moves to this version at its next claim.
+    Auto,
+}
+
+impl Upgrade {
+    /// `pinned` or `auto`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Upgrade::Pinned => "pinned",
+            Upgrade::Auto => "auto",
+        }
+    }
 }
 
 /// One state of a machine: `Start`, or a suspension point.
@@ -67,6 +115,10 @@ pub struct StepInfo {
     pub kind: StepKind,
     /// Its compensation's name, if it has one.
     pub compensation: Option<&'static str>,
+    /// The shape of its owned argument tuple (kept on the compensation stack).
+    pub args: ShapeFn,
+    /// The shape of its output.
+    pub output: ShapeFn,
 }
 
 /// A variable stored in a state.
@@ -76,6 +128,28 @@ pub struct Variable {
     pub name: &'static str,
     /// Its type as written (or as the macro named it).
     pub ty: &'static str,
+    /// Its serde shape.
+    pub shape: ShapeFn,
+}
+
+/// Folds `value` into the fingerprint `hash` (FNV-1a over its 8 bytes);
+/// `const`, so a workflow's structure hash can include its steps'.
+#[doc(hidden)]
+pub const fn fingerprint_combine(hash: u64, value: u64) -> u64 {
+    let bytes = value.to_le_bytes();
+    let mut hash = hash;
+    let mut i = 0;
+    while i < 8 {
+        hash ^= bytes[i] as u64;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    hash
+}
+
+/// [`shape::trace`] as a [`ShapeFn`], for `T`.
+pub const fn shape_of<T: serde::de::DeserializeOwned>() -> ShapeFn {
+    shape::trace::<T>
 }
 
 /// A transition of the machine.
@@ -160,15 +234,24 @@ impl StateMachine {
         false
     }
 
-    /// The fingerprint (see [`StateMachine::fingerprint`](Self#structfield.fingerprint)).
+    /// The fingerprint: a stable 64-bit hash of the
+    /// [`structure`](Self#structfield.structure) and the serde shapes of
+    /// every stored type (each state's variables, each step's arguments and
+    /// output, the workflow's output). An instance resumes only on a machine
+    /// with its fingerprint (or one it may move to, see [`Upgrade`]).
     pub fn fingerprint(&self) -> u64 {
-        self.fingerprint
+        self.description().fingerprint
     }
 
     /// An owned copy, serde-able: what a runtime stores for tools that do
     /// not know the workflow.
     pub fn describe(&self) -> MachineDescription {
-        MachineDescription::from(self)
+        self.description().clone()
+    }
+
+    /// The description, traced once.
+    pub(crate) fn description(&self) -> &MachineDescription {
+        self.traced.get_or_init(|| MachineDescription::trace(self))
     }
 
     /// The machine as a Mermaid `stateDiagram-v2`, deterministic. Drawn by
@@ -208,6 +291,8 @@ mod tests {
             name,
             kind,
             compensation,
+            args: shape_of::<(String,)>(),
+            output: shape_of::<String>(),
         })
     }
 
@@ -222,6 +307,7 @@ mod tests {
                 variables: &[Variable {
                     name: "order",
                     ty: "Order",
+                    shape: shape_of::<String>(),
                 }],
                 branches: &[],
             },
@@ -232,6 +318,7 @@ mod tests {
                 variables: &[Variable {
                     name: "order",
                     ty: "Order",
+                    shape: shape_of::<String>(),
                 }],
                 branches: &[],
             },
@@ -287,7 +374,12 @@ mod tests {
                 label: EdgeLabel::Err,
             },
         ],
-        fingerprint: 0x1234,
+        structure: 0x1234,
+        legacy: 0x1234,
+        version: 1,
+        upgrade: Upgrade::Pinned,
+        output: shape_of::<String>(),
+        traced: Traced::new(),
     };
 
     #[test]
@@ -345,7 +437,10 @@ mod tests {
             Some(StepKind::Pivot)
         );
         assert!(MACHINE.state("Nope").is_none());
-        assert_eq!(MACHINE.fingerprint(), 0x1234);
+        // The structure's hash with the shapes of the stored types folded in.
+        assert_eq!(MACHINE.structure, 0x1234);
+        assert_ne!(MACHINE.fingerprint(), MACHINE.structure);
+        assert_eq!(MACHINE.fingerprint(), MACHINE.describe().fingerprint);
     }
 
     #[test]
@@ -360,7 +455,12 @@ mod tests {
                 branches: &[],
             }],
             edges: &[],
-            fingerprint: 1,
+            structure: 1,
+            legacy: 1,
+            version: 1,
+            upgrade: Upgrade::Pinned,
+            output: shape_of::<()>(),
+            traced: Traced::new(),
         };
         assert_eq!(
             WAIT.describe().states[0].describe(" / "),
@@ -382,16 +482,25 @@ mod tests {
                         name: "book_flight",
                         kind: StepKind::Compensable,
                         compensation: Some("cancel_flight"),
+                        args: shape_of::<(String,)>(),
+                        output: shape_of::<String>(),
                     },
                     StepInfo {
                         name: "check_weather",
                         kind: StepKind::Readonly,
                         compensation: None,
+                        args: shape_of::<(String,)>(),
+                        output: shape_of::<bool>(),
                     },
                 ],
             }],
             edges: &[],
-            fingerprint: 1,
+            structure: 1,
+            legacy: 1,
+            version: 1,
+            upgrade: Upgrade::Pinned,
+            output: shape_of::<()>(),
+            traced: Traced::new(),
         };
         let description = JOIN.describe();
         assert_eq!(
@@ -413,7 +522,11 @@ mod tests {
         let stored = description.to_stored(1_700_000_000_000);
         let json: serde_json::Value = serde_json::from_slice(&stored).unwrap();
         assert_eq!(json["format"], 1);
-        assert_eq!(json["machine"]["fingerprint"], "0000000000001234");
+        assert_eq!(
+            json["machine"]["fingerprint"],
+            crate::record::format_fingerprint(MACHINE.fingerprint())
+        );
+        assert_eq!(json["machine"]["structure"], "0000000000001234");
         assert_eq!(json["machine"]["states"][1]["step"]["kind"], "compensable");
         assert_eq!(json["machine"]["edges"][0]["to"]["state"], 1);
         let (decoded, registered_at) = MachineDescription::from_stored(&stored).unwrap();

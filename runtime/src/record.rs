@@ -35,7 +35,7 @@ pub fn key(id: &str) -> String {
 }
 
 /// Where an instance is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Phase {
     /// Moving forward: the next step is due.
     Running,
@@ -249,6 +249,14 @@ pub enum EventKind {
     ChildCompensating,
     /// The child workflow's compensation finished (`step` holds its id).
     ChildCompensated,
+    /// The instance moved to another version of its workflow at its state
+    /// (`state`), as the machines proved safe (`note` says from which
+    /// version to which, and what changed compatibly).
+    Upgraded,
+    /// A migration (`#[migrate]`) moved the instance to another version
+    /// (`state` is the new state; `note` names the migration, the versions
+    /// and the old state).
+    Migrated,
 }
 
 impl EventKind {
@@ -277,6 +285,8 @@ impl EventKind {
             EventKind::ChildEnded => "child_ended",
             EventKind::ChildCompensating => "child_compensating",
             EventKind::ChildCompensated => "child_compensated",
+            EventKind::Upgraded => "upgraded",
+            EventKind::Migrated => "migrated",
         }
     }
 }
@@ -307,10 +317,13 @@ pub struct HistoryEvent {
     /// The error, for failures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What else the event records (an upgrade's versions, a migration's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl HistoryEvent {
-    /// An event with no state, step, attempt or error.
+    /// An event with no state, step, attempt, error or note.
     pub fn new(at: u64, kind: EventKind) -> HistoryEvent {
         HistoryEvent {
             at,
@@ -319,6 +332,7 @@ impl HistoryEvent {
             step: None,
             attempt: None,
             error: None,
+            note: None,
         }
     }
 }
@@ -453,6 +467,9 @@ pub struct InstanceRecord {
     pub id: String,
     /// The state machine's fingerprint, 16 hex digits.
     pub fingerprint: String,
+    /// The workflow's version the instance runs on (1 when left out).
+    #[serde(default = "first_version", skip_serializing_if = "is_first_version")]
+    pub version: u32,
     /// Where the instance is in its life.
     pub phase: Phase,
     /// The name of the state variant (the resume point).
@@ -542,6 +559,7 @@ impl InstanceRecord {
             workflow: String::new(),
             id: String::new(),
             fingerprint: String::new(),
+            version: 1,
             phase: Phase::Running,
             state_name: String::new(),
             state: RawJson::null(),
@@ -670,6 +688,14 @@ pub fn format_fingerprint(fingerprint: u64) -> String {
     format!("{fingerprint:016x}")
 }
 
+fn first_version() -> u32 {
+    1
+}
+
+fn is_first_version(version: &u32) -> bool {
+    *version == 1
+}
+
 fn is_zero(value: &u64) -> bool {
     *value == 0
 }
@@ -678,7 +704,8 @@ fn is_false(value: &bool) -> bool {
     !*value
 }
 
-pub(crate) fn parse_fingerprint(text: &str) -> Option<u64> {
+/// A fingerprint from its 16 hex digits, `None` if it is not that.
+pub fn parse_fingerprint(text: &str) -> Option<u64> {
     if text.len() != 16 {
         return None;
     }
@@ -807,6 +834,7 @@ fn write_record(
         workflow: _,
         id: _,
         fingerprint: _,
+        version: _,
         phase: _,
         state_name: _,
         state: _,
@@ -838,6 +866,10 @@ fn write_record(
     write_str(out, &record.id)?;
     out.extend_from_slice(b",\"fingerprint\":");
     write_str(out, &record.fingerprint)?;
+    if record.version != 1 {
+        out.extend_from_slice(b",\"version\":");
+        write_int(out, record.version);
+    }
     out.extend_from_slice(b",\"phase\":");
     write_str(out, record.phase.as_str())?;
     out.extend_from_slice(b",\"state_name\":");
@@ -970,6 +1002,7 @@ fn write_event(out: &mut Vec<u8>, event: &HistoryEvent) -> Result<(), serde_json
         step,
         attempt,
         error,
+        note,
     } = event;
     out.extend_from_slice(b"{\"at\":");
     write_int(out, *at);
@@ -991,6 +1024,10 @@ fn write_event(out: &mut Vec<u8>, event: &HistoryEvent) -> Result<(), serde_json
     if let Some(error) = error {
         out.extend_from_slice(b",\"error\":");
         write_str(out, error)?;
+    }
+    if let Some(note) = note {
+        out.extend_from_slice(b",\"note\":");
+        write_str(out, note)?;
     }
     out.push(b'}');
     Ok(())
@@ -1189,6 +1226,7 @@ mod tests {
             workflow: "place_order".into(),
             id: "order-42".into(),
             fingerprint: format_fingerprint(0x0123_4567_89ab_cdef),
+            version: 1,
             phase: Phase::Running,
             state_name: "ChargePayment1".into(),
             state: RawJson::from_value(

@@ -36,9 +36,9 @@ pub trait Workflow: Send + Sync + 'static {
     type Input: Serialize + DeserializeOwned + Send + 'static;
     /// The `T` of the workflow's `Result<T, WorkflowError>`.
     type Output: Serialize + DeserializeOwned + Send + 'static;
-    /// The generated state enum: one variant per suspension point, holding
-    /// the variables live there, plus `Start` holding the input.
-    #[doc(hidden)]
+    /// The generated state enum (`<Name>State`): `Start` holding the
+    /// input, then one variant per suspension point, holding the variables
+    /// live there. What a migration (`#[migrate]`) maps from and to.
     type State: Serialize + DeserializeOwned + Send + 'static;
 
     /// The static description of the generated state machine.

@@ -147,7 +147,7 @@ async fn an_instance_of_another_fingerprint_is_left_untouched_and_reported() {
     let outcome = rt.handle(place_order, "old-code").outcome().await;
     assert!(
         matches!(outcome, Err(Error::FingerprintMismatch { stored: 0xdead_beef, registered, .. })
-            if registered == common::PLACE_ORDER_MACHINE.fingerprint),
+            if registered == common::PLACE_ORDER_MACHINE.fingerprint()),
         "{outcome:?}"
     );
 }
@@ -306,7 +306,10 @@ async fn build_checks_its_configuration() {
         .register(ping)
         .build()
         .await;
-    assert!(matches!(twice, Err(Error::DuplicateWorkflow(name)) if name == "ping"));
+    assert!(
+        matches!(&twice, Err(Error::DuplicateWorkflow { name, version: 1 }) if name == "ping"),
+        "{twice:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -334,12 +337,12 @@ async fn build_stores_each_registered_machine_once_and_never_overwrites_it() {
     let store = MemoryStore::new();
     let _rt = client(&store).await;
     let machine: &StateMachine = place_order.state_machine();
-    let key = machine_key(machine.workflow, machine.fingerprint);
+    let key = machine_key(machine.workflow, machine.fingerprint());
     assert_eq!(
         key,
         format!(
             "machines/place_order/{}",
-            format_fingerprint(machine.fingerprint)
+            format_fingerprint(machine.fingerprint())
         )
     );
     let stored = store.get(&key).await.expect("reads").expect("stored");

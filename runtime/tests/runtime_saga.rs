@@ -37,7 +37,10 @@ async fn a_saga_whose_steps_succeed_completes_with_its_output() {
     assert_eq!(status.phase, Phase::Completed);
     assert_eq!(status.workflow, "place_order");
     assert_eq!(status.state, "SendConfirmation3");
-    assert_eq!(status.fingerprint, common::PLACE_ORDER_MACHINE.fingerprint);
+    assert_eq!(
+        status.fingerprint,
+        common::PLACE_ORDER_MACHINE.fingerprint()
+    );
     assert!(status.pivot_passed);
     assert_eq!(
         status.compensation_stack.len(),

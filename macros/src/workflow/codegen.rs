@@ -42,7 +42,7 @@ pub fn generate(func: &WorkflowFn, machine: &Machine) -> TokenStream {
     let Names { state, ok, .. } = &names;
     let vis = &func.vis;
     let attrs = &func.attrs;
-    let name = workflow.to_string();
+    let name = func.options.name.clone();
 
     let variants = (0..machine.stored.len()).map(|index| {
         let variant = format_ident!("{}", machine.state_name(index));
@@ -78,7 +78,7 @@ pub fn generate(func: &WorkflowFn, machine: &Machine) -> TokenStream {
     let resume_arms: Vec<TokenStream> = (0..machine.stored.len())
         .map(|index| resume_arm(machine, &names, index))
         .collect();
-    let static_machine = state_machine(machine, &name);
+    let static_machine = state_machine(machine, func, ok);
     let compensate = compensate_fn(machine);
     let suspension = suspension_fn(machine, state);
     let checks = checks(machine);
@@ -776,9 +776,22 @@ impl VisitMut for ReturnRewriter {
     fn visit_item_mut(&mut self, _: &mut syn::Item) {}
 }
 
-/// FNV-1a 64 over the workflow's name, states, stored variables with their
-/// types as written, and edges.
+/// FNV-1a 64 over the workflow's name, states, the names of the stored
+/// variables, and edges. The variables' types are covered by their shapes
+/// (traced when the runtime is built), not by how they are written, so
+/// moving an old version into a module of its own keeps its structure.
 pub fn structural_fingerprint(machine: &Machine, name: &str) -> u64 {
+    fingerprint_text(machine, name, false)
+}
+
+/// The fingerprint of sagaflow before shapes were traced: the structure
+/// with the variables' types as written. Records written then carry it; a
+/// runtime recognises them by it.
+pub fn legacy_fingerprint(machine: &Machine, name: &str) -> u64 {
+    fingerprint_text(machine, name, true)
+}
+
+fn fingerprint_text(machine: &Machine, name: &str, with_types: bool) -> u64 {
     let mut text = format!("workflow {name}\n");
     for (index, vars) in machine.stored.iter().enumerate() {
         text.push_str(&format!("state {}\n", machine.state_name(index)));
@@ -817,11 +830,15 @@ pub fn structural_fingerprint(machine: &Machine, name: &str) -> u64 {
         }
         for &id in vars {
             let binding = &machine.bindings[id];
-            text.push_str(&format!(
-                "var {}: {}\n",
-                binding.ident,
-                binding.ty.display()
-            ));
+            if with_types {
+                text.push_str(&format!(
+                    "var {}: {}\n",
+                    binding.ident,
+                    binding.ty.display()
+                ));
+            } else {
+                text.push_str(&format!("var {}\n", binding.ident));
+            }
         }
     }
     for edge in &machine.edges {
@@ -835,14 +852,22 @@ pub fn structural_fingerprint(machine: &Machine, name: &str) -> u64 {
     hasher.finish()
 }
 
-fn state_machine(machine: &Machine, name: &str) -> TokenStream {
+fn state_machine(machine: &Machine, func: &WorkflowFn, ok: &Type) -> TokenStream {
+    let name = func.options.name.as_str();
+    let version = func.options.version;
+    let upgrade = if func.options.auto_upgrade {
+        quote!(::sagaflow::__private::Upgrade::Auto)
+    } else {
+        quote!(::sagaflow::__private::Upgrade::Pinned)
+    };
     let states = (0..machine.stored.len()).map(|index| {
         let state_name = machine.state_name(index);
         let variables = machine.stored[index].iter().map(|&id| {
             let binding = &machine.bindings[id];
             let var = binding.ident.to_string();
             let ty = binding.ty.display();
-            quote!(::sagaflow::__private::Variable { name: #var, ty: #ty })
+            let tokens = type_tokens(&binding.ty);
+            quote!(::sagaflow::__private::Variable { name: #var, ty: #ty, shape: ::sagaflow::__private::shape_of::<#tokens>() })
         });
         let is_wait = index > 0 && !matches!(machine.sites[index - 1].kind, SiteKind::Step);
         let step = if index == 0 || is_wait {
@@ -897,19 +922,32 @@ fn state_machine(machine: &Machine, name: &str) -> TokenStream {
         &format!("0x{:016x}", structural_fingerprint(machine, name)),
         Span::call_site(),
     );
-    let folds = machine.sites.iter().flat_map(site_steps).map(|(step, _)| {
+    let legacy = syn::LitInt::new(
+        &format!("0x{:016x}", legacy_fingerprint(machine, name)),
+        Span::call_site(),
+    );
+    let folds: Vec<TokenStream> = machine.sites.iter().flat_map(site_steps).map(|(step, _)| {
         quote!(let fingerprint = ::sagaflow::__private::fingerprint_combine(fingerprint, <#step as ::sagaflow::__private::Step>::FINGERPRINT);)
-    });
+    }).collect();
     quote! {
         static MACHINE: ::sagaflow::__private::StateMachine = ::sagaflow::__private::StateMachine {
             workflow: #name,
+            version: #version,
+            upgrade: #upgrade,
             states: &[#(#states),*],
             edges: &[#(#edges),*],
-            fingerprint: {
+            structure: {
                 let fingerprint: u64 = #base;
                 #(#folds)*
                 fingerprint
             },
+            legacy: {
+                let fingerprint: u64 = #legacy;
+                #(#folds)*
+                fingerprint
+            },
+            output: ::sagaflow::__private::shape_of::<#ok>(),
+            traced: ::sagaflow::__private::Traced::new(),
         };
     }
 }
@@ -922,6 +960,8 @@ fn step_info(step: &syn::Path, span: Span) -> TokenStream {
         name: <#step as ::sagaflow::__private::Step>::NAME,
         kind: <#step as ::sagaflow::__private::Step>::KIND,
         compensation: #compensation,
+        args: ::sagaflow::__private::shape_of::<<#step as ::sagaflow::__private::Step>::Args>(),
+        output: ::sagaflow::__private::shape_of::<<#step as ::sagaflow::__private::Step>::Output>(),
     })
 }
 
@@ -1125,7 +1165,7 @@ pub fn fallback(func: &WorkflowFn, sites: &[CallSite]) -> TokenStream {
     let workflow = &func.name;
     let vis = &func.vis;
     let attrs = &func.attrs;
-    let name = workflow.to_string();
+    let name = func.options.name.clone();
     let mut out = quote! {
         #(#attrs)*
         #[allow(non_camel_case_types)]

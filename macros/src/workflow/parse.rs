@@ -2,10 +2,12 @@
 
 use proc_macro2::TokenStream;
 use quote::ToTokens;
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{
-    Attribute, Block, FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Type,
-    Visibility,
+    Attribute, Block, Expr, ExprLit, FnArg, GenericArgument, Ident, ItemFn, Lit, Meta, Pat,
+    PathArguments, ReturnType, Token, Type, Visibility,
 };
 
 use super::Errors;
@@ -26,6 +28,18 @@ pub struct WorkflowFn {
     pub err_type: Option<Type>,
     /// The body, lowered into states.
     pub body: Block,
+    /// `#[workflow(name = .., version = .., upgrade = ..)]`.
+    pub options: Options,
+}
+
+/// The attribute's arguments.
+pub struct Options {
+    /// The workflow's name: `name = ".."`, else the function's.
+    pub name: String,
+    /// `version = N` (1 if not given).
+    pub version: u32,
+    /// `upgrade = "auto"`: instances of older versions may move to this one.
+    pub auto_upgrade: bool,
 }
 
 /// One parameter `name: Type`.
@@ -41,12 +55,6 @@ pub struct Param {
 /// Reads the function. Returns `None` only when the item is not a function at
 /// all; every other mistake is pushed to `errors` and parsing goes on.
 pub fn parse(args: TokenStream, item: TokenStream, errors: &mut Errors) -> Option<WorkflowFn> {
-    if !args.is_empty() {
-        errors.at(
-            args.span(),
-            "`#[workflow]` takes no arguments; the workflow's name is the function's name; write `#[workflow]`",
-        );
-    }
     let func: ItemFn = match syn::parse2(item.clone()) {
         Ok(func) => func,
         Err(_) => {
@@ -121,7 +129,9 @@ pub fn parse(args: TokenStream, item: TokenStream, errors: &mut Errors) -> Optio
             (None, None)
         }
     };
+    let options = parse_options(args, &sig.ident, errors);
     Some(WorkflowFn {
+        options,
         attrs: func.attrs.clone(),
         vis: func.vis.clone(),
         name: sig.ident.clone(),
@@ -130,6 +140,94 @@ pub fn parse(args: TokenStream, item: TokenStream, errors: &mut Errors) -> Optio
         err_type,
         body: (*func.block).clone(),
     })
+}
+
+const OPTIONS_HELP: &str = "`#[workflow]` takes `name = \"..\"` (the workflow's name, shared by its versions; the function's name by default), `version = N` (1 by default) and `upgrade = \"auto\"` or `\"pinned\"` (the default); e.g. `#[workflow(name = \"place_order\", version = 2, upgrade = \"auto\")]`";
+
+// Input:  `name = "place_order", version = 2, upgrade = "auto"`
+// Output: `Options { name: "place_order", version: 2, auto_upgrade: true }`
+/// Reads the attribute's arguments; every mistake is pushed to `errors`.
+fn parse_options(args: TokenStream, func: &Ident, errors: &mut Errors) -> Options {
+    let mut options = Options {
+        name: func.to_string(),
+        version: 1,
+        auto_upgrade: false,
+    };
+    let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args) {
+        Ok(metas) => metas,
+        Err(error) => {
+            errors.at(error.span(), OPTIONS_HELP);
+            return options;
+        }
+    };
+    let mut seen: Vec<String> = Vec::new();
+    for meta in metas {
+        let key = meta.path().get_ident().map(ToString::to_string);
+        let Meta::NameValue(pair) = &meta else {
+            errors.at(meta.span(), OPTIONS_HELP);
+            continue;
+        };
+        let Some(key) = key else {
+            errors.at(meta.path().span(), OPTIONS_HELP);
+            continue;
+        };
+        if seen.contains(&key) {
+            errors.at(
+                meta.span(),
+                format!("`{key}` is given twice; write it once"),
+            );
+            continue;
+        }
+        seen.push(key.clone());
+        let literal = match &pair.value {
+            Expr::Lit(ExprLit { lit, .. }) => Some(lit),
+            _ => None,
+        };
+        match (key.as_str(), literal) {
+            ("name", Some(Lit::Str(name))) => {
+                let text = name.value();
+                let valid = !text.is_empty()
+                    && text
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+                if valid {
+                    options.name = text;
+                } else {
+                    errors.at(
+                        name.span(),
+                        format!(
+                            "workflow name {text:?} must be letters, digits, `_`, `-` or `.` (it is part of store keys and ids); write e.g. `name = \"place_order\"`"
+                        ),
+                    );
+                }
+            }
+            ("version", Some(Lit::Int(version))) => match version.base10_parse::<u32>() {
+                Ok(version) if version >= 1 => options.version = version,
+                _ => errors.at(
+                    version.span(),
+                    "`version` is a whole number from 1 up: the version of this workflow's code; write e.g. `version = 2`",
+                ),
+            },
+            ("upgrade", Some(Lit::Str(policy))) => match policy.value().as_str() {
+                "auto" => options.auto_upgrade = true,
+                "pinned" => options.auto_upgrade = false,
+                other => errors.at(
+                    policy.span(),
+                    format!(
+                        "unknown upgrade policy {other:?}: write `upgrade = \"auto\"` (instances of older versions move to this one where the machines prove it safe) or `upgrade = \"pinned\"` (they stay on their version; the default)"
+                    ),
+                ),
+            },
+            ("name" | "version" | "upgrade", _) => {
+                errors.at(pair.value.span(), OPTIONS_HELP);
+            }
+            _ => errors.at(
+                pair.path.span(),
+                format!("unknown `#[workflow]` option `{key}`; {OPTIONS_HELP}"),
+            ),
+        }
+    }
+    options
 }
 
 /// `T` and `E` of a return type written `Result<T, E>` (any path ending in `Result`).

@@ -563,7 +563,7 @@ impl Admin {
         let (instance, _) = self.load(id).await?;
         let stored =
             if self.registry.get(&instance.workflow).is_some_and(|known| {
-                Some(known.machine.fingerprint) == instance.fingerprint_value()
+                Some(known.machine.fingerprint()) == instance.fingerprint_value()
             }) {
                 Vec::new()
             } else {
@@ -790,7 +790,7 @@ impl Admin {
                     let registered = self
                         .registry
                         .get(&machine.workflow)
-                        .is_some_and(|known| known.machine.fingerprint == machine.fingerprint);
+                        .is_some_and(|known| known.machine.fingerprint() == machine.fingerprint);
                     if !registered {
                         known.push(KnownMachine {
                             machine,
@@ -849,7 +849,7 @@ impl Admin {
     ) -> Option<(Arc<MachineDescription>, MachineSource)> {
         let registered = self.registry.get(workflow);
         if let Some(known) = registered
-            && Some(known.machine.fingerprint) == fingerprint
+            && Some(known.machine.fingerprint()) == fingerprint
         {
             return Some((Arc::clone(&known.description), MachineSource::Registered));
         }
@@ -1006,8 +1006,8 @@ impl Admin {
         let info = machine
             .as_deref()
             .and_then(|machine| machine.state(&instance.state_name));
-        let fingerprint_matches =
-            registered.map(|known| instance.fingerprint_value() == Some(known.machine.fingerprint));
+        let fingerprint_matches = registered
+            .map(|known| instance.fingerprint_value() == Some(known.machine.fingerprint()));
         let blocked = match (registered, instance.phase.is_terminal()) {
             (_, true) => None,
             (None, false) if self.registry.is_empty() => None,
@@ -1021,7 +1021,7 @@ impl Admin {
                         "started with fingerprint {}, but the registered machine has {}: \
                          no runtime with this code will resume it",
                         instance.fingerprint,
-                        record::format_fingerprint(known.machine.fingerprint)
+                        record::format_fingerprint(known.machine.fingerprint())
                     ))
                 } else {
                     (known.check_state)(&instance.state).err()

@@ -12,11 +12,14 @@
 //! with `#[serde(default)]` (descriptions written by older code lack it)
 //! and copying it in the `From` impl.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use super::{EdgeLabel, StateMachine, Target};
+use super::shape::Shape;
+use super::{EdgeLabel, ShapeFn, StateMachine, Target, Upgrade, fingerprint_combine};
 use crate::record::format_fingerprint;
 use crate::step::StepKind;
 
@@ -49,10 +52,89 @@ pub struct MachineDescription {
     /// The machine's fingerprint, stored as 16 hex digits.
     #[serde(with = "hex_fingerprint")]
     pub fingerprint: u64,
+    /// The workflow's version (1 in descriptions written before versions).
+    #[serde(default = "first_version")]
+    pub version: u32,
+    /// Whether older versions' instances may move to this one by themselves.
+    #[serde(default)]
+    pub upgrade: Upgrade,
+    /// The hash of the structure alone (see [`StateMachine::structure`]);
+    /// `None` in descriptions written before shapes were traced, whose
+    /// fingerprint was the structure's hash.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "hex_option")]
+    pub structure: Option<u64>,
+    /// The shape of the workflow's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<ShapeDescription>,
     /// Every state: `Start` first, then one per suspension point.
     pub states: Vec<StateDescription>,
     /// Every transition between states and into the terminal states.
     pub edges: Vec<EdgeDescription>,
+}
+
+fn first_version() -> u32 {
+    1
+}
+
+/// A stored type's serde shape, or why it could not be traced (a type that
+/// deserializes through `deserialize_any`, such as an untagged enum): then
+/// only its name as written is covered by the fingerprint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShapeDescription {
+    /// The traced shape.
+    Traced(Shape),
+    /// Why the shape could not be traced.
+    Untraced(String),
+}
+
+impl ShapeDescription {
+    fn of(shape: ShapeFn) -> ShapeDescription {
+        match shape() {
+            Ok(shape) => ShapeDescription::Traced(shape),
+            Err(error) => ShapeDescription::Untraced(error.to_string()),
+        }
+    }
+
+    /// What the fingerprint folds in: the shape's digest; for a shape that
+    /// could not be traced, the digest of `written` (the type as written,
+    /// empty where the machine names none), never of the reason, whose
+    /// wording may change.
+    pub fn digest(&self, written: &str) -> u64 {
+        match self {
+            ShapeDescription::Traced(shape) => shape.digest(),
+            ShapeDescription::Untraced(_) => {
+                xxhash_rust::xxh3::xxh3_64(format!("untraced {written}").as_bytes())
+            }
+        }
+    }
+
+    /// The traced shape, if there is one.
+    pub fn shape(&self) -> Option<&Shape> {
+        match self {
+            ShapeDescription::Traced(shape) => Some(shape),
+            ShapeDescription::Untraced(_) => None,
+        }
+    }
+}
+
+/// The traced description of a [`StateMachine`], made on first use: a
+/// `static` machine holds one (`Traced::new()` in generated code).
+#[derive(Debug, Default)]
+pub struct Traced(OnceLock<MachineDescription>);
+
+impl Traced {
+    /// Nothing traced yet.
+    pub const fn new() -> Traced {
+        Traced(OnceLock::new())
+    }
+
+    pub(super) fn get_or_init(
+        &self,
+        init: impl FnOnce() -> MachineDescription,
+    ) -> &MachineDescription {
+        self.0.get_or_init(init)
+    }
 }
 
 /// One state of a [`MachineDescription`] (see [`StateInfo`](super::StateInfo)).
@@ -86,6 +168,12 @@ pub struct StepDescription {
     /// Its compensation's name, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compensation: Option<String>,
+    /// The shape of its owned argument tuple.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<ShapeDescription>,
+    /// The shape of its output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<ShapeDescription>,
 }
 
 /// A variable stored in a state (see [`Variable`](super::Variable)).
@@ -96,6 +184,10 @@ pub struct VariableDescription {
     pub name: String,
     /// Its type as written.
     pub ty: String,
+    /// Its serde shape (`None` in descriptions written before shapes were
+    /// traced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<ShapeDescription>,
 }
 
 /// A transition (see [`Edge`](super::Edge)).
@@ -187,39 +279,94 @@ pub struct DrawnEdge {
     pub label: EdgeLabel,
 }
 
-impl From<&super::StepInfo> for StepDescription {
-    fn from(step: &super::StepInfo) -> StepDescription {
+/// The shapes traced while describing one machine, by the address of the
+/// function that traces them: a type stored in many states (the input,
+/// say) is traced once.
+#[derive(Default)]
+struct ShapeMemo(HashMap<usize, ShapeDescription>);
+
+impl ShapeMemo {
+    fn trace(&mut self, shape: ShapeFn) -> ShapeDescription {
+        self.0
+            .entry(shape as usize)
+            .or_insert_with(|| ShapeDescription::of(shape))
+            .clone()
+    }
+
+    fn step(&mut self, step: &super::StepInfo) -> StepDescription {
         StepDescription {
             name: step.name.to_owned(),
             kind: step.kind,
             compensation: step.compensation.map(str::to_owned),
+            args: Some(self.trace(step.args)),
+            output: Some(self.trace(step.output)),
         }
     }
 }
 
 impl From<&StateMachine> for MachineDescription {
     fn from(machine: &StateMachine) -> MachineDescription {
+        machine.describe()
+    }
+}
+
+impl MachineDescription {
+    /// Describes `machine`, tracing the shape of every stored type, and
+    /// computes its fingerprint: the structure's hash with the digest of
+    /// each variable's shape (state by state, in order), each distinct
+    /// step's argument and output shapes (in order of first call) and the
+    /// workflow output's shape folded in.
+    pub(super) fn trace(machine: &StateMachine) -> MachineDescription {
+        let mut memo = ShapeMemo::default();
+        let states: Vec<StateDescription> = machine
+            .states
+            .iter()
+            .map(|state| StateDescription {
+                name: state.name.to_owned(),
+                step: state.step.as_ref().map(|step| memo.step(step)),
+                branches: state.branches.iter().map(|step| memo.step(step)).collect(),
+                wait: state.wait.map(str::to_owned),
+                variables: state
+                    .variables
+                    .iter()
+                    .map(|variable| VariableDescription {
+                        name: variable.name.to_owned(),
+                        ty: variable.ty.to_owned(),
+                        shape: Some(memo.trace(variable.shape)),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let output = memo.trace(machine.output);
+        let mut fingerprint = machine.structure;
+        let digests = |shape: &Option<ShapeDescription>, written: &str| {
+            shape.as_ref().map_or(0, |shape| shape.digest(written))
+        };
+        for state in &states {
+            for variable in &state.variables {
+                fingerprint =
+                    fingerprint_combine(fingerprint, digests(&variable.shape, &variable.ty));
+            }
+        }
+        let mut seen: Vec<&str> = Vec::new();
+        for step in states.iter().flat_map(StateDescription::steps) {
+            if seen.contains(&step.name.as_str()) {
+                continue;
+            }
+            seen.push(&step.name);
+            // The step's own fingerprint (in the structure) covers its types
+            // as written.
+            fingerprint = fingerprint_combine(fingerprint, digests(&step.args, ""));
+            fingerprint = fingerprint_combine(fingerprint, digests(&step.output, ""));
+        }
+        fingerprint = fingerprint_combine(fingerprint, output.digest(""));
         MachineDescription {
             workflow: machine.workflow.to_owned(),
-            fingerprint: machine.fingerprint,
-            states: machine
-                .states
-                .iter()
-                .map(|state| StateDescription {
-                    name: state.name.to_owned(),
-                    step: state.step.as_ref().map(StepDescription::from),
-                    branches: state.branches.iter().map(StepDescription::from).collect(),
-                    wait: state.wait.map(str::to_owned),
-                    variables: state
-                        .variables
-                        .iter()
-                        .map(|variable| VariableDescription {
-                            name: variable.name.to_owned(),
-                            ty: variable.ty.to_owned(),
-                        })
-                        .collect(),
-                })
-                .collect(),
+            fingerprint,
+            version: machine.version,
+            upgrade: machine.upgrade,
+            structure: Some(machine.structure),
+            output: Some(output),
             edges: machine
                 .edges
                 .iter()
@@ -229,6 +376,7 @@ impl From<&StateMachine> for MachineDescription {
                     label: edge.label,
                 })
                 .collect(),
+            states,
         }
     }
 }
@@ -439,6 +587,11 @@ impl MachineDescription {
 }
 
 impl StateDescription {
+    /// Every step this state runs: its step, or a join's branches.
+    pub fn steps(&self) -> impl Iterator<Item = &StepDescription> {
+        self.step.iter().chain(&self.branches)
+    }
+
     /// `reserve_inventory / compensable, undo: release_inventory` (with
     /// `separator` between the step and its kind), or what a wait waits for.
     pub fn describe(&self, separator: &str) -> String {
@@ -481,6 +634,29 @@ impl StateDescription {
             }
             (None, None) => None,
         }
+    }
+}
+
+/// An optional fingerprint as 16 hex digits.
+mod hex_option {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        value: &Option<u64>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(value) => super::hex_fingerprint::serialize(value, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<u64>, D::Error> {
+        #[derive(Deserialize)]
+        struct Hex(#[serde(with = "super::hex_fingerprint")] u64);
+        Ok(Option::<Hex>::deserialize(deserializer)?.map(|Hex(value)| value))
     }
 }
 

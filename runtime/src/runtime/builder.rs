@@ -9,12 +9,14 @@ use tokio::sync::{Semaphore, watch};
 
 use tokio::sync::Notify;
 
-use super::erased::{Erased, ErasedWorkflow};
+use super::erased::{Erased, ErasedMigrate, ErasedMigration, ErasedWorkflow};
+use super::versions::Registry;
 use super::{Inner, Runtime};
 use crate::FastHashMap;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, StoreError};
-use crate::machine::{MachineDescription, machine_key};
+use crate::machine::{MACHINES_PREFIX, MachineDescription, machine_key};
+use crate::migrate::Migrate;
 use crate::store::{Expect, GroupCommit, Store};
 use crate::workflow::Workflow;
 
@@ -35,6 +37,7 @@ use crate::workflow::Workflow;
 pub struct RuntimeBuilder {
     store: Option<Arc<dyn Store>>,
     workflows: Vec<Arc<dyn ErasedWorkflow>>,
+    migrations: Vec<Arc<dyn ErasedMigration>>,
     workers: usize,
     max_input_bytes: usize,
     poll_interval: Duration,
@@ -63,6 +66,7 @@ impl RuntimeBuilder {
         RuntimeBuilder {
             store: None,
             workflows: Vec::new(),
+            migrations: Vec::new(),
             workers: Self::DEFAULT_WORKERS,
             max_input_bytes: Self::DEFAULT_MAX_INPUT_BYTES,
             poll_interval: Self::DEFAULT_POLL_INTERVAL,
@@ -81,8 +85,25 @@ impl RuntimeBuilder {
 
     /// A workflow this runtime can start and run. Every workflow whose
     /// instances are in the store must be registered for them to run.
+    ///
+    /// Several versions of one workflow (`#[workflow(name = "..", version = N)]`,
+    /// each kept in its own module) register side by side: an instance runs
+    /// on the version of its fingerprint, `start` of a version starts that
+    /// version, and child workflows and starts by name use the newest.
+    /// Registering one name and version twice, or one machine twice (one
+    /// fingerprint), makes [`build`](Self::build) fail.
     pub fn register<W: Workflow>(mut self, workflow: W) -> RuntimeBuilder {
         self.workflows.push(Arc::new(Erased::new(workflow)));
+        self
+    }
+
+    /// A migration (`#[migrate(from = old, to = new)]`): instances of the
+    /// old version move to the new one through it when they are next
+    /// claimed, in the claim's write (see [`crate::migrate`]). The version
+    /// it migrates to must be registered; the one it migrates from need
+    /// not be (if it is, the instances a migration declines finish on it).
+    pub fn migrate<M: Migrate>(mut self, migration: M) -> RuntimeBuilder {
+        self.migrations.push(Arc::new(ErasedMigrate(migration)));
         self
     }
 
@@ -165,18 +186,11 @@ impl RuntimeBuilder {
         if self.group_commit && store.batches_writes() {
             store = Arc::new(GroupCommit::new(store));
         }
-        let mut workflows: FastHashMap<&'static str, Arc<dyn ErasedWorkflow>> =
-            FastHashMap::default();
-        for workflow in self.workflows {
-            let name = workflow.name();
-            if workflows.insert(name, workflow).is_some() {
-                return Err(Error::DuplicateWorkflow(name.to_owned()));
-            }
-        }
-        for workflow in workflows.values() {
+        let mut registry = Registry::new(self.workflows, self.migrations)?;
+        for workflow in registry.all() {
             for state in workflow.machine().states {
                 if let Some(child) = state.child_workflow()
-                    && !workflows.contains_key(child)
+                    && registry.newest(child).is_none()
                 {
                     return Err(Error::UnregisteredChild {
                         parent: workflow.name().to_owned(),
@@ -185,11 +199,13 @@ impl RuntimeBuilder {
                 }
             }
         }
+        register_machines(&*store, &registry, self.clock.as_deref()).await;
+        registry.remember(stored_machines(&*store).await);
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock::new()));
         let runtime = Runtime {
             inner: Arc::new(Inner {
                 store,
-                workflows,
+                registry,
                 workers: self.workers,
                 permits: Arc::new(Semaphore::new(
                     self.workers.clamp(1, Semaphore::MAX_PERMITS),
@@ -207,7 +223,6 @@ impl RuntimeBuilder {
                 drivers: super::Running::default(),
             }),
         };
-        register_machines(&runtime).await;
         if runtime.inner.workers > 0 {
             runtime.inner.drivers.started();
             tokio::spawn(super::poller::run(runtime.clone()));
@@ -218,23 +233,53 @@ impl RuntimeBuilder {
 
 /// Writes each registered machine's description, put-if-absent: a
 /// description never changes for a fingerprint, so the first one stays.
-async fn register_machines(runtime: &Runtime) {
-    let inner = &runtime.inner;
-    let registered_at = inner.clock.now_ms();
-    let mut workflows: Vec<_> = inner.workflows.values().collect();
-    workflows.sort_by_key(|workflow| workflow.name());
-    for workflow in workflows {
+async fn register_machines(store: &dyn Store, registry: &Registry, clock: Option<&dyn Clock>) {
+    let registered_at = match clock {
+        Some(clock) => clock.now_ms(),
+        None => SystemClock::new().now_ms(),
+    };
+    for workflow in registry.all() {
         let machine = workflow.machine();
-        let key = machine_key(machine.workflow, machine.fingerprint);
-        let description = MachineDescription::from(machine).to_stored(registered_at);
-        match inner.store().put(&key, description, Expect::Absent).await {
+        let key = machine_key(machine.workflow, machine.fingerprint());
+        let description = machine.description().to_stored(registered_at);
+        match store.put(&key, description, Expect::Absent).await {
             Ok(_) | Err(StoreError::Conflict) => {}
             Err(error) => tracing::warn!(
                 workflow = machine.workflow,
                 %error,
                 "cannot store the state machine's description; tools that do not know the \
-                 workflow cannot draw it"
+                 workflow cannot draw it, and runtimes without its code cannot move its \
+                 instances to another version"
             ),
+        }
+    }
+}
+
+/// The machine descriptions in the store (every version any runtime
+/// registered), for moving instances of versions whose code is gone. One
+/// that cannot be read is logged and left out.
+async fn stored_machines(store: &dyn Store) -> Vec<MachineDescription> {
+    let mut machines = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = match store.scan(MACHINES_PREFIX, after.as_deref(), 256).await {
+            Ok(page) => page,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the stored machine descriptions");
+                return machines;
+            }
+        };
+        for (key, stored) in page.entries {
+            match MachineDescription::from_stored(&stored.value) {
+                Ok((machine, _)) => machines.push(machine),
+                Err(error) => {
+                    tracing::warn!(key, %error, "a stored machine description is left out")
+                }
+            }
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return machines,
         }
     }
 }
@@ -249,6 +294,14 @@ impl fmt::Debug for RuntimeBuilder {
                     .workflows
                     .iter()
                     .map(|workflow| workflow.name())
+                    .collect::<Vec<_>>(),
+            )
+            .field(
+                "migrations",
+                &self
+                    .migrations
+                    .iter()
+                    .map(|migration| migration.name())
                     .collect::<Vec<_>>(),
             )
             .field("workers", &self.workers)

@@ -131,6 +131,90 @@ pub(crate) trait ErasedWorkflow: Send + Sync + 'static {
     fn child_call(&self, state: &RawJson) -> Option<(&'static str, Value)>;
 }
 
+impl dyn ErasedWorkflow {
+    /// The machine's version.
+    pub(crate) fn version(&self) -> u32 {
+        self.machine().version
+    }
+
+    /// The machine's fingerprint.
+    pub(crate) fn fingerprint(&self) -> u64 {
+        self.machine().fingerprint()
+    }
+}
+
+/// A registered migration, seen through JSON.
+pub(crate) trait ErasedMigration: Send + Sync + 'static {
+    /// The migration function's name.
+    fn name(&self) -> &'static str;
+    /// The machine it migrates from.
+    fn from(&self) -> &'static StateMachine;
+    /// The machine it migrates to.
+    fn to(&self) -> &'static StateMachine;
+    /// Runs the migration on a stored state of the old version: the new
+    /// state, or why it is not migrated (declined, undecodable, panicked).
+    fn migrate(&self, state: &RawJson) -> Result<Migrated, String>;
+}
+
+/// A state a migration made.
+#[derive(Debug)]
+pub(crate) struct Migrated {
+    pub state: RawJson,
+    pub state_name: &'static str,
+    /// What the new state waits for.
+    pub wait: Option<Suspension>,
+}
+
+/// The erased form of migration `M`.
+pub(crate) struct ErasedMigrate<M>(pub(crate) M);
+
+impl<M: crate::migrate::Migrate> ErasedMigration for ErasedMigrate<M> {
+    fn name(&self) -> &'static str {
+        M::NAME
+    }
+
+    fn from(&self) -> &'static StateMachine {
+        self.0.old_machine()
+    }
+
+    fn to(&self) -> &'static StateMachine {
+        self.0.new_machine()
+    }
+
+    fn migrate(&self, state: &RawJson) -> Result<Migrated, String> {
+        let old = state
+            .parse::<<M::From as Workflow>::State>()
+            .map_err(|error| {
+                format!("the stored state does not decode as the old version's: {error}")
+            })?;
+        let migrated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| M::migrate(old)))
+            .map_err(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|text| (*text).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned());
+            format!("migration `{}` panicked: {message}", M::NAME)
+        })?;
+        let new = match migrated {
+            crate::migrate::Migration::To(new) => new,
+            crate::migrate::Migration::Decline(reason) => {
+                return Err(format!("migration `{}` declined: {reason}", M::NAME));
+            }
+        };
+        let state_name = <M::To as Workflow>::state_name(&new);
+        let wait = <M::To as Workflow>::suspension(&new);
+        let state = RawJson::to_json(&new).map_err(|error| {
+            format!("the migrated state `{state_name}` does not encode: {error}")
+        })?;
+        Ok(Migrated {
+            state,
+            state_name,
+            wait,
+        })
+    }
+}
+
 /// Whether `state` decodes into `W`'s state type; the reason if not.
 pub(crate) fn check_state<W: Workflow>(state: &RawJson) -> Result<(), String> {
     state

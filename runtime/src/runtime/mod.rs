@@ -53,6 +53,8 @@ mod builder;
 pub(crate) mod erased;
 mod handle;
 mod poller;
+mod upgrade;
+pub(crate) mod versions;
 mod worker;
 
 use std::borrow::Cow;
@@ -66,6 +68,9 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
 pub use builder::RuntimeBuilder;
 pub use handle::{Handle, Outcome};
+pub use upgrade::{
+    InstanceUpgrade, UpgradeAction, UpgradeReport, VersionReport, VersionSummary, WorkflowVersions,
+};
 
 use crate::FastHashMap;
 use crate::clock::{Clock, duration_ms};
@@ -87,7 +92,9 @@ pub struct Runtime {
 
 struct Inner {
     store: Arc<dyn Store>,
-    workflows: FastHashMap<&'static str, Arc<dyn ErasedWorkflow>>,
+    /// The registered versions and migrations, and what they make of each
+    /// instance.
+    registry: versions::Registry,
     /// How many instances this runtime drives at once; 0: client only.
     workers: usize,
     /// One per instance driven; held from its claim to its lease's release.
@@ -319,6 +326,8 @@ pub struct Status {
     pub id: String,
     /// The workflow's name.
     pub workflow: String,
+    /// The version of the workflow it runs on.
+    pub version: u32,
     /// Where the instance is in its life.
     pub phase: Phase,
     /// The current state (resume point), e.g. `ChargePayment1`.
@@ -796,7 +805,8 @@ impl Runtime {
         workflow: &str,
         input: serde_json::Value,
     ) -> Result<ChildStart, Error> {
-        let Some(registered) = self.inner.workflows.get(workflow) else {
+        // A child starts on the newest version registered under its name.
+        let Some(registered) = self.inner.registry.newest(workflow) else {
             return Err(Error::UnknownWorkflow(workflow.to_owned()));
         };
         let (state, state_name) = registered.begin(input).map_err(|reason| Error::Codec {
@@ -890,16 +900,16 @@ impl Runtime {
         &self.inner.owner
     }
 
-    /// The workflow registered as `workflow`'s name, with its fingerprint.
+    /// The registered version `workflow` is (its name and fingerprint).
     fn registered<W: Workflow>(&self, workflow: &W) -> Result<Arc<dyn ErasedWorkflow>, Error> {
-        match self.inner.workflows.get(W::NAME) {
-            Some(registered)
-                if registered.machine().fingerprint == workflow.state_machine().fingerprint =>
-            {
-                Ok(Arc::clone(registered))
-            }
-            _ => Err(Error::UnknownWorkflow(W::NAME.to_owned())),
-        }
+        let fingerprint = workflow.state_machine().fingerprint();
+        self.inner
+            .registry
+            .versions(W::NAME)
+            .iter()
+            .find(|registered| registered.fingerprint() == fingerprint)
+            .cloned()
+            .ok_or_else(|| Error::UnknownWorkflow(W::NAME.to_owned()))
     }
 
     /// Reads and decodes the record of `id`.
@@ -910,23 +920,47 @@ impl Runtime {
         }
     }
 
-    /// The registered workflow that can advance `instance`, or why none can.
-    fn runnable(&self, instance: &InstanceRecord) -> Result<Arc<dyn ErasedWorkflow>, Error> {
-        let workflow = self
+    /// How this runtime would run `instance` (as it is, moved to another
+    /// version, migrated), or why it cannot.
+    fn plan(&self, instance: &InstanceRecord) -> Result<versions::Plan, Error> {
+        self.inner.registry.plan(instance)
+    }
+
+    /// Whether this runtime can run `instance`, as it is or after moving it
+    /// to another version; why not if it cannot.
+    fn runnable(&self, instance: &InstanceRecord) -> Result<(), Error> {
+        self.plan(instance).map(drop)
+    }
+
+    /// The registered machine of `instance`'s own fingerprint, whose state
+    /// decodes: what a worker drives a claimed instance on (its claim moved
+    /// or migrated it first where its plan said so).
+    fn exact(&self, instance: &InstanceRecord) -> Result<Arc<dyn ErasedWorkflow>, Error> {
+        let fingerprint = instance.fingerprint_value().unwrap_or_default();
+        let Some(workflow) = self
             .inner
-            .workflows
-            .get(instance.workflow.as_str())
-            .ok_or_else(|| Error::UnknownWorkflow(instance.workflow.clone()))?;
-        let stored = instance.fingerprint_value().unwrap_or_default();
-        let registered = workflow.machine().fingerprint;
-        if stored != registered {
-            return Err(Error::FingerprintMismatch {
-                id: instance.id.clone(),
-                workflow: instance.workflow.clone(),
-                stored,
-                registered,
+            .registry
+            .versions(&instance.workflow)
+            .iter()
+            .find(|workflow| workflow.fingerprint() == fingerprint)
+        else {
+            // Why it cannot run here, as the plan says it.
+            return Err(match self.plan(instance) {
+                Err(error) => error,
+                Ok(_) => Error::FingerprintMismatch {
+                    id: instance.id.clone(),
+                    workflow: instance.workflow.clone(),
+                    stored: fingerprint,
+                    registered: self
+                        .inner
+                        .registry
+                        .newest(&instance.workflow)
+                        .map_or(0, |newest| newest.fingerprint()),
+                    reason: "it must move to another version first, which its next claim does"
+                        .to_owned(),
+                },
             });
-        }
+        };
         if !instance.phase.is_terminal() {
             workflow
                 .check_state(&instance.state)
@@ -938,13 +972,71 @@ impl Runtime {
         Ok(Arc::clone(workflow))
     }
 
+    /// Applies what the plan of `instance` changes before it runs here:
+    /// moves it to another version or migrates it, in place (the claim's
+    /// write stores it). `Err` with why when it cannot run here.
+    fn prepare(&self, instance: &mut InstanceRecord, now: u64) -> Result<(), String> {
+        match self.plan(instance).map_err(|error| error.to_string())? {
+            versions::Plan::Run => Ok(()),
+            versions::Plan::Move {
+                to,
+                kind,
+                from_version,
+                notes,
+            } => {
+                versions::apply_move(instance, &*to, kind, from_version, &notes, now);
+                tracing::info!(
+                    id = %instance.id,
+                    version = to.version(),
+                    "instance moved to another version"
+                );
+                Ok(())
+            }
+            versions::Plan::Migrate {
+                migration,
+                to,
+                fallback,
+            } => match versions::apply_migration(instance, &*migration, &*to, now) {
+                Ok(()) => {
+                    tracing::info!(
+                        id = %instance.id,
+                        migration = migration.name(),
+                        version = to.version(),
+                        "instance migrated"
+                    );
+                    Ok(())
+                }
+                Err(reason) => {
+                    tracing::warn!(id = %instance.id, reason, "instance not migrated");
+                    match fallback {
+                        Some(_) => Ok(()),
+                        None => Err(reason),
+                    }
+                }
+            },
+        }
+    }
+
     fn status_of(&self, mut instance: InstanceRecord) -> Status {
         let blocked = if instance.phase.is_terminal() {
             None
         } else {
-            self.runnable(&instance)
-                .err()
-                .map(|error| error.to_string())
+            match self.plan(&instance) {
+                Err(error) => Some(error.to_string()),
+                // A migration that would decline, with no old version here to
+                // finish on, leaves the instance where it is.
+                Ok(versions::Plan::Migrate {
+                    migration,
+                    to,
+                    fallback: None,
+                }) => {
+                    let mut trial = instance.clone();
+                    versions::apply_migration(&mut trial, &*migration, &*to, 0)
+                        .err()
+                        .map(|reason| format!("it is not migrated: {reason}"))
+                }
+                Ok(_) => None,
+            }
         };
         let waits = matches!(instance.phase, Phase::Running | Phase::Waiting);
         let fingerprint = instance.fingerprint_value().unwrap_or_default();
@@ -975,6 +1067,7 @@ impl Runtime {
             children,
             id: instance.id,
             workflow: instance.workflow,
+            version: instance.version,
             phase: instance.phase,
             state: instance.state_name,
             attempt: instance.attempt,
@@ -1070,25 +1163,34 @@ impl Runtime {
     }
 
     /// Claims instance `id` (read at `version`) with one compare-and-swap and
-    /// runs it on a driver holding `permit`. `false` if this process already
-    /// drives it or another writer got there first.
+    /// runs it on a driver holding `permit`, moving it to another version or
+    /// migrating it in the same write where its plan says so. `NotReady` if
+    /// this process already drives it or another writer got there first,
+    /// `Blocked` if it cannot run here.
     async fn try_claim(
         &self,
         id: &str,
         mut instance: InstanceRecord,
         version: u64,
         permit: OwnedSemaphorePermit,
-    ) -> Result<bool, Error> {
+    ) -> Result<Claim, Error> {
         if *self.inner.shutdown.borrow() {
-            return Ok(false);
+            return Ok(Claim::NotReady);
         }
         let local = self.local(id);
         if local.driving.swap(true, Ordering::SeqCst) {
             self.release_local(id, local);
-            return Ok(false);
+            return Ok(Claim::NotReady);
         }
         let now = self.inner.clock.now_ms();
         let previous = instance.lease.owner.clone();
+        // Moved to another version or migrated in the claim's own write.
+        if let Err(reason) = self.prepare(&mut instance, now) {
+            tracing::debug!(id, reason, "instance left to a runtime that can run it");
+            local.stop_driving();
+            self.release_local(id, local);
+            return Ok(Claim::Blocked);
+        }
         self.claim_lease(&mut instance, now);
         instance.updated_at = now;
         let written = match record::encode(&instance) {
@@ -1122,13 +1224,13 @@ impl Runtime {
                     true,
                     None,
                 );
-                Ok(true)
+                Ok(Claim::Claimed)
             }
             Err(error) => {
                 local.stop_driving();
                 self.release_local(id, local);
                 match error {
-                    StoreError::Conflict => Ok(false),
+                    StoreError::Conflict => Ok(Claim::NotReady),
                     error => Err(error.into()),
                 }
             }
@@ -1174,11 +1276,7 @@ impl Runtime {
         if self.runnable(&instance).is_err() {
             return Ok(Claim::Blocked);
         }
-        Ok(if self.try_claim(id, instance, version, permit).await? {
-            Claim::Claimed
-        } else {
-            Claim::NotReady
-        })
+        self.try_claim(id, instance, version, permit).await
     }
 
     /// Runs instance `id`, claimed by this runtime, on a worker task.
@@ -1236,8 +1334,7 @@ impl Runtime {
 
 impl fmt::Debug for Runtime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut workflows: Vec<&str> = self.inner.workflows.keys().copied().collect();
-        workflows.sort_unstable();
+        let workflows = self.inner.registry.names();
         f.debug_struct("Runtime")
             .field("store", &self.inner.store().name())
             .field("workflows", &workflows)
@@ -1275,7 +1372,8 @@ fn new_record(
     let mut instance = InstanceRecord {
         workflow: workflow.to_owned(),
         id: id.to_owned(),
-        fingerprint: record::format_fingerprint(machine.fingerprint),
+        fingerprint: record::format_fingerprint(machine.fingerprint()),
+        version: machine.version,
         history: VecDeque::with_capacity(events),
         state_name: state_name.to_owned(),
         state,

@@ -211,7 +211,7 @@ impl Worker {
             }
             let workflow = match &checked {
                 Some(workflow) => Arc::clone(workflow),
-                None => match self.runtime.runnable(&self.current.record) {
+                None => match self.runtime.exact(&self.current.record) {
                     Ok(workflow) => Arc::clone(checked.insert(workflow)),
                     Err(error) => {
                         tracing::error!(%error, "instance left untouched");

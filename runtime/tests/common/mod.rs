@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use sagaflow::__private::{
     Attempt, Compensate, CompensationFuture, Driver, Edge, EdgeLabel, RawJson, StateInfo,
-    StateMachine, Step, StepInfo, StepKind, StepOptions, Target, Transition, Variable, Workflow,
-    decode,
+    StateMachine, Step, StepInfo, StepKind, StepOptions, Target, Traced, Transition, Upgrade,
+    Variable, Workflow, decode, shape_of,
 };
 use sagaflow::{StepError, WorkflowError};
 use serde::{Deserialize, Serialize};
@@ -363,6 +363,7 @@ pub enum PlaceOrderState {
 const ORDER: &[Variable] = &[Variable {
     name: "order",
     ty: "Order",
+    shape: shape_of::<Order>(),
 }];
 
 pub static PLACE_ORDER_MACHINE: StateMachine = StateMachine {
@@ -381,6 +382,8 @@ pub static PLACE_ORDER_MACHINE: StateMachine = StateMachine {
                 name: "reserve_inventory",
                 kind: StepKind::Compensable,
                 compensation: Some("release_inventory"),
+                args: shape_of::<()>(),
+                output: shape_of::<()>(),
             }),
             wait: None,
             variables: ORDER,
@@ -392,16 +395,20 @@ pub static PLACE_ORDER_MACHINE: StateMachine = StateMachine {
                 name: "charge_payment",
                 kind: StepKind::Compensable,
                 compensation: Some("refund_payment"),
+                args: shape_of::<()>(),
+                output: shape_of::<()>(),
             }),
             wait: None,
             variables: &[
                 Variable {
                     name: "order",
                     ty: "Order",
+                    shape: shape_of::<Order>(),
                 },
                 Variable {
                     name: "reservation",
                     ty: "Reservation",
+                    shape: shape_of::<Reservation>(),
                 },
             ],
             branches: &[],
@@ -412,20 +419,25 @@ pub static PLACE_ORDER_MACHINE: StateMachine = StateMachine {
                 name: "create_shipment",
                 kind: StepKind::Pivot,
                 compensation: None,
+                args: shape_of::<()>(),
+                output: shape_of::<()>(),
             }),
             wait: None,
             variables: &[
                 Variable {
                     name: "order",
                     ty: "Order",
+                    shape: shape_of::<Order>(),
                 },
                 Variable {
                     name: "reservation",
                     ty: "Reservation",
+                    shape: shape_of::<Reservation>(),
                 },
                 Variable {
                     name: "payment",
                     ty: "Payment",
+                    shape: shape_of::<Payment>(),
                 },
             ],
             branches: &[],
@@ -436,20 +448,25 @@ pub static PLACE_ORDER_MACHINE: StateMachine = StateMachine {
                 name: "send_confirmation",
                 kind: StepKind::Retriable,
                 compensation: None,
+                args: shape_of::<()>(),
+                output: shape_of::<()>(),
             }),
             wait: None,
             variables: &[
                 Variable {
                     name: "order",
                     ty: "Order",
+                    shape: shape_of::<Order>(),
                 },
                 Variable {
                     name: "payment",
                     ty: "Payment",
+                    shape: shape_of::<Payment>(),
                 },
                 Variable {
                     name: "shipment",
                     ty: "Shipment",
+                    shape: shape_of::<Shipment>(),
                 },
             ],
             branches: &[],
@@ -502,7 +519,12 @@ pub static PLACE_ORDER_MACHINE: StateMachine = StateMachine {
             label: EdgeLabel::Err,
         },
     ],
-    fingerprint: 0x5a5a_0000_0000_0001,
+    structure: 0x5a5a_0000_0000_0001,
+    legacy: 0x5a5a_0000_0000_0001,
+    version: 1,
+    upgrade: Upgrade::Pinned,
+    output: shape_of::<String>(),
+    traced: Traced::new(),
 };
 
 impl Workflow for place_order {
@@ -660,6 +682,7 @@ pub static PING_MACHINE: StateMachine = StateMachine {
             variables: &[Variable {
                 name: "text",
                 ty: "String",
+                shape: shape_of::<String>(),
             }],
             branches: &[],
         },
@@ -669,11 +692,14 @@ pub static PING_MACHINE: StateMachine = StateMachine {
                 name: "echo",
                 kind: StepKind::Readonly,
                 compensation: None,
+                args: shape_of::<()>(),
+                output: shape_of::<()>(),
             }),
             wait: None,
             variables: &[Variable {
                 name: "text",
                 ty: "String",
+                shape: shape_of::<String>(),
             }],
             branches: &[],
         },
@@ -695,7 +721,12 @@ pub static PING_MACHINE: StateMachine = StateMachine {
             label: EdgeLabel::Err,
         },
     ],
-    fingerprint: 0x5a5a_0000_0000_0002,
+    structure: 0x5a5a_0000_0000_0002,
+    legacy: 0x5a5a_0000_0000_0002,
+    version: 1,
+    upgrade: Upgrade::Pinned,
+    output: shape_of::<String>(),
+    traced: Traced::new(),
 };
 
 impl Workflow for ping {

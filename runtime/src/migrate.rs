@@ -1,0 +1,79 @@
+//! Typed migrations between versions of a workflow: `#[migrate]`.
+//!
+//! ```ignore
+//! #[migrate(from = v1::place_order, to = place_order)]
+//! fn approval_moves_to_v2(old: v1::PlaceOrderState) -> Migration<PlaceOrderState> {
+//!     match old {
+//!         v1::PlaceOrderState::Start { order } => Migration::To(PlaceOrderState::Start { order }),
+//!         v1::PlaceOrderState::Signal2 { order, reservation } => {
+//!             Migration::To(PlaceOrderState::Signal2 { order, reservation })
+//!         }
+//!         v1::PlaceOrderState::Charge3 { .. } => Migration::Decline("already charging".into()),
+//!     }
+//! }
+//!
+//! let rt = Runtime::builder()
+//!     .store(store)
+//!     .register(place_order)
+//!     .migrate(approval_moves_to_v2)
+//!     .build()
+//!     .await?;
+//! ```
+//!
+//! The function takes the generated state enum of the old version and
+//! returns one of the new version's, so leaving a state of the old version
+//! unmapped is a compile error (`match` is exhaustive), as is naming a
+//! variable the new state does not store.
+//!
+//! The runtime applies a migration to an instance of the old version's
+//! fingerprint when it next claims it (or when an operator runs
+//! [`Runtime::upgrade`](crate::Runtime::upgrade)): in the same
+//! compare-and-swap it writes the new state, the new fingerprint and
+//! version, and a `migrated` history event. A crash before that write
+//! leaves the instance untouched; after it, migrated. A migration that
+//! declines, panics, or maps an instance whose compensation stack the new
+//! version cannot undo leaves the record as it is: the instance finishes on
+//! the old version if it is registered, and is reported otherwise.
+
+use serde::{Deserialize, Serialize};
+
+use crate::machine::StateMachine;
+use crate::workflow::Workflow;
+
+/// What a migration makes of one instance's state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Migration<S> {
+    /// Continue on the new version at this state.
+    To(S),
+    /// Leave the instance on its version, untouched, for this reason.
+    Decline(String),
+}
+
+/// A migration from one version of a workflow to another: implemented by
+/// `#[migrate(from = old, to = new)]` on the unit struct it makes of the
+/// function, and registered with
+/// [`RuntimeBuilder::migrate`](crate::RuntimeBuilder::migrate).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a migration",
+    label = "not a `#[migrate]` function",
+    note = "a migration is a `fn` with `#[migrate(from = v1::my_workflow, to = my_workflow)]` taking the old \
+            version's state enum and returning `Migration<NewState>`; pass its name"
+)]
+pub trait Migrate: Send + Sync + 'static {
+    /// The version it migrates from.
+    type From: Workflow;
+    /// The version it migrates to.
+    type To: Workflow;
+    /// The function's name.
+    const NAME: &'static str;
+
+    /// The machine of the version it migrates from.
+    fn old_machine(&self) -> &'static StateMachine;
+
+    /// The machine of the version it migrates to.
+    fn new_machine(&self) -> &'static StateMachine;
+
+    /// Maps the old version's state to the new version's (the user's
+    /// function).
+    fn migrate(old: <Self::From as Workflow>::State) -> Migration<<Self::To as Workflow>::State>;
+}
