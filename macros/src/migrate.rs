@@ -110,6 +110,7 @@ fn parse_args(args: TokenStream, errors: &mut Errors) -> (Option<Path>, Option<P
         }
     };
     let (mut from, mut to) = (None, None);
+    let mut given: Vec<String> = Vec::new();
     for meta in metas {
         let key = meta.path().get_ident().map(ToString::to_string);
         let path = match &meta {
@@ -119,6 +120,9 @@ fn parse_args(args: TokenStream, errors: &mut Errors) -> (Option<Path>, Option<P
             },
             _ => None,
         };
+        if let Some(key) = &key {
+            given.push(key.clone());
+        }
         let slot = match key.as_deref() {
             Some("from") => &mut from,
             Some("to") => &mut to,
@@ -139,10 +143,11 @@ fn parse_args(args: TokenStream, errors: &mut Errors) -> (Option<Path>, Option<P
             )),
         }
     }
-    if from.is_none() || to.is_none() {
-        let missing = match (&from, &to) {
-            (None, None) => "`from` and `to`",
-            (None, _) => "`from`",
+    let has = |key: &str| given.iter().any(|given| given == key);
+    if !has("from") || !has("to") {
+        let missing = match (has("from"), has("to")) {
+            (false, false) => "`from` and `to`",
+            (false, _) => "`from`",
             _ => "`to`",
         };
         let span = if args.is_empty() {
@@ -177,8 +182,8 @@ fn codegen(migration: &MigrationFn) -> TokenStream {
     inner.attrs.retain(|attr| !attr.path().is_ident("doc"));
     let from_state = quote!(<#from as ::sagaflow::__private::Workflow>::State);
     let to_state = quote!(<#to as ::sagaflow::__private::Workflow>::State);
-    let take = quote_spanned!(param.span()=> <#from_state as ::sagaflow::__private::MigrationParam<#param>>::into_param(old));
-    let give = quote_spanned!(ret.span()=> <#ret as ::sagaflow::__private::MigrationReturn<::sagaflow::__private::Migration<#to_state>>>::into_return);
+    let take = quote_spanned!(param.span()=> ::sagaflow::__private::migration_param::<#param, #from_state>(old));
+    let give = quote_spanned!(ret.span()=> ::sagaflow::__private::migration_return::<#ret, ::sagaflow::__private::Migration<#to_state>>);
     let old_machine =
         quote_spanned!(from.span()=> ::sagaflow::__private::Workflow::state_machine(&#from));
     let new_machine =

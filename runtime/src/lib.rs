@@ -152,22 +152,35 @@ pub mod __private {
     /// output `O` are those of step `S`.
     pub const fn compensation_matches<S: StepSignature<A, O>, A, O>() {}
 
-    /// Converts a migration's state argument to the type the user's function
-    /// takes: only the old version's own state enum converts.
+    /// Implemented by the type a user's migration takes for the state enum
+    /// `Old` it is given: only that enum itself.
     #[diagnostic::on_unimplemented(
-        message = "a migration's parameter must be the state enum of the version it migrates from: `{Self}`",
-        label = "this is `{T}`",
-        note = "write `old: {Self}` (the `<Name>State` enum `#[workflow]` generated for the version named in `from = ..`)"
+        message = "a migration's parameter must be the state enum of the version it migrates from: `{Old}`",
+        label = "this is `{Self}`",
+        note = "write `old: {Old}` (the `<Name>State` enum `#[workflow]` generated for the version named in `from = ..`)"
     )]
-    pub trait MigrationParam<T> {
-        /// The value, as the parameter's type.
-        fn into_param(self) -> T;
+    pub trait MigrationParam<Old> {
+        /// `old` as this type.
+        fn from_old(old: Old) -> Self;
     }
 
     impl<T> MigrationParam<T> for T {
-        fn into_param(self) -> T {
-            self
+        fn from_old(old: T) -> T {
+            old
         }
+    }
+
+    /// `old` as the type `P` the user's migration takes (the diagnostic
+    /// lives on [`MigrationParam`]).
+    pub fn migration_param<P: MigrationParam<O>, O>(old: O) -> P {
+        P::from_old(old)
+    }
+
+    /// What the user's migration returned, as the migration's result: only
+    /// `Migration` of the new version's state enum (the diagnostic lives on
+    /// [`MigrationReturn`]).
+    pub fn migration_return<A: MigrationReturn<B>, B>(returned: A) -> B {
+        returned.into_return()
     }
 
     /// Converts what the user's migration returns to the migration's
