@@ -8,3 +8,4 @@ pub mod fanout;
 pub mod fulfilment;
 pub mod order;
 pub mod timeline;
+pub mod upgrade;

@@ -9,6 +9,7 @@ use sagaflow_examples::coffee::coffee_order;
 use sagaflow_examples::fanout::book_trip;
 use sagaflow_examples::fulfilment::{fulfil_order, ship_order};
 use sagaflow_examples::order::{Order, place_order};
+use sagaflow_examples::upgrade;
 
 #[test]
 fn order_saga_mermaid() {
@@ -54,6 +55,32 @@ fn fulfilment_mermaid() {
 #[test]
 fn fulfilment_child_mermaid() {
     insta::assert_snapshot!(ship_order.state_machine().to_mermaid());
+}
+
+#[test]
+fn upgrade_versions_mermaid() {
+    // Three versions of one workflow: what changed between them shows here.
+    for (version, machine) in [
+        (1, upgrade::v1::place_order.state_machine()),
+        (2, upgrade::v2::place_order.state_machine()),
+        (3, upgrade::v3::place_order.state_machine()),
+    ] {
+        assert_eq!(
+            (machine.workflow, machine.version),
+            ("place_order", version)
+        );
+        insta::assert_snapshot!(format!("upgrade_v{version}_mermaid"), machine.to_mermaid());
+    }
+}
+
+#[test]
+fn upgrade_stored_description_with_shapes() {
+    // What a runtime stores of a machine: states, variables with their
+    // traced shapes, steps with their argument and output shapes, version
+    // and upgrade policy. Tools and runtimes without the code read it.
+    let description = upgrade::v2::place_order.state_machine().describe();
+    let json = serde_json::to_string_pretty(&description).expect("a description encodes");
+    insta::assert_snapshot!(json);
 }
 
 #[test]

@@ -404,7 +404,10 @@ async fn an_auto_upgrade_leaves_instances_whose_state_differs_on_their_version()
         panic!("{plan:?}")
     };
     // Its approval is a state further on (the check is a state before it).
-    assert_eq!(why, "v3 has no state `Signal2`");
+    assert_eq!(
+        why,
+        "it cannot move to v3 by itself: v3 has no state `Signal2`"
+    );
     let receipt = approve(&rt, "fraud-1").await;
     assert_eq!(receipt.version, 1);
     assert_eq!(entries("fraud-1"), ["reserve", "charge"]);
@@ -825,5 +828,70 @@ async fn a_record_of_an_earlier_sagaflow_runs_on_its_machine() {
         v1::place_order.state_machine().fingerprint()
     );
     assert_eq!(history(&status, EventKind::Upgraded).len(), 1);
+    rt.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_start_by_name_runs_the_newest_version_unless_pinned() {
+    let rt = Runtime::builder()
+        .store(MemoryStore::new())
+        .register(v1::place_order)
+        .register(v2::place_order)
+        .build()
+        .await
+        .unwrap();
+    let input = serde_json::json!({ "id": "named-1" });
+    let newest = rt
+        .start_by_name("place_order", None, "named-1", input)
+        .await
+        .unwrap();
+    let pinned = rt
+        .start_by_name(
+            "place_order",
+            Some(1),
+            "named-2",
+            serde_json::json!({ "id": "named-2" }),
+        )
+        .await
+        .unwrap();
+    for id in ["named-1", "named-2"] {
+        wait_until(&rt, id, |status| status.phase == Phase::Waiting).await;
+        rt.signal(id, "approval", true).await.unwrap();
+    }
+    let version = |outcome: Outcome<serde_json::Value>| match outcome {
+        Outcome::Completed(receipt) => receipt["version"].clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(version(newest.outcome().await.unwrap()), 2);
+    assert_eq!(version(pinned.outcome().await.unwrap()), 1);
+    // Unknown versions and inputs of another shape are refused, and nothing
+    // is written.
+    let unknown = rt
+        .start_by_name(
+            "place_order",
+            Some(7),
+            "named-3",
+            serde_json::json!({ "id": "x" }),
+        )
+        .await;
+    assert!(
+        matches!(unknown, Err(Error::UnknownWorkflow(_))),
+        "{unknown:?}"
+    );
+    let malformed = rt
+        .start_by_name(
+            "place_order",
+            None,
+            "named-4",
+            serde_json::json!({ "sku": 1 }),
+        )
+        .await;
+    assert!(
+        matches!(malformed, Err(Error::Codec { .. })),
+        "{malformed:?}"
+    );
+    for id in ["named-3", "named-4"] {
+        assert!(rt.status(id).await.unwrap().is_none());
+    }
     rt.shutdown().await;
 }

@@ -567,6 +567,94 @@ impl Runtime {
         Ok(())
     }
 
+    /// Starts instance `id` of the workflow registered as `workflow`, by
+    /// name, with `input` as JSON: on the newest registered version, or on
+    /// `version` when given (a client pinning a start). For callers that do
+    /// not have the workflow's types (an HTTP gateway, an operator's tool);
+    /// with them, [`start`](Self::start) of a version's own name does the
+    /// same, typed.
+    ///
+    /// The record is created unclaimed with a due hint, for the first worker
+    /// runtime with capacity (this one or another). Idempotent per id like
+    /// `start`: an existing instance of the same workflow is attached to
+    /// (and `input` ignored); of another workflow, [`Error::IdInUse`]. An
+    /// unknown name or version is [`Error::UnknownWorkflow`]; an input that
+    /// does not decode as the version's input type is [`Error::Codec`], and
+    /// nothing is written.
+    ///
+    /// ```ignore
+    /// let handle = rt.start_by_name("place_order", None, "order-9", json!({"id": "order-9"})).await?;
+    /// ```
+    pub async fn start_by_name(
+        &self,
+        workflow: &str,
+        version: Option<u32>,
+        id: impl Into<String>,
+        input: serde_json::Value,
+    ) -> Result<Handle<serde_json::Value>, Error> {
+        let id = id.into();
+        let registry = &self.inner.registry;
+        let registered = match version {
+            None => registry.newest(workflow),
+            Some(version) => registry
+                .versions(workflow)
+                .iter()
+                .find(|registered| registered.version() == version),
+        };
+        let Some(registered) = registered.cloned() else {
+            let what = match version {
+                Some(version) => format!("{workflow}` version `{version}"),
+                None => workflow.to_owned(),
+            };
+            return Err(Error::UnknownWorkflow(what));
+        };
+        let size = serde_json::to_vec(&input).map_or(0, |bytes| bytes.len());
+        if size > self.inner.max_input_bytes {
+            return Err(Error::InputTooLarge {
+                size,
+                limit: self.inner.max_input_bytes,
+            });
+        }
+        let (state, state_name) = registered.begin(input).map_err(|reason| Error::Codec {
+            what: format!("the input of instance `{id}`"),
+            reason,
+        })?;
+        let now = self.inner.clock.now_ms();
+        let instance = new_record(
+            registered.name(),
+            registered.machine(),
+            &id,
+            state_name,
+            state,
+            now,
+        );
+        let bytes =
+            record::encode(&instance).map_err(|error| codec("the instance record", &error))?;
+        match self
+            .inner
+            .store()
+            .put(&record::key(&id), bytes, Expect::Absent)
+            .await
+        {
+            Ok(_) => self.hint(now, &id).await,
+            Err(StoreError::Conflict) => {
+                let Some((existing, version)) = self.load(&id).await? else {
+                    return Err(Error::NotFound(id));
+                };
+                if existing.workflow != registered.name() {
+                    return Err(Error::IdInUse {
+                        id,
+                        existing: existing.workflow,
+                        requested: registered.name().to_owned(),
+                    });
+                }
+                self.attach(&id, existing, version).await?;
+            }
+            Err(error) => return Err(error.into()),
+        }
+        Ok(Handle::new(self.clone(), id))
+    }
+
     /// A handle on existing instance `id` of `workflow`, without starting
     /// anything (for example in another process than the one that started it).
     pub fn handle<W: Workflow>(&self, workflow: W, id: impl Into<String>) -> Handle<W::Output> {

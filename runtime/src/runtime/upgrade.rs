@@ -420,7 +420,13 @@ impl Runtime {
         registry
             .verdict(&old, newest, instance)
             .err()
-            .map(|reasons| reasons.join("; "))
+            .map(|reasons| {
+                format!(
+                    "it cannot move to v{} by itself: {}",
+                    newest.version(),
+                    reasons.join("; ")
+                )
+            })
     }
 
     /// Calls `each` with every decodable instance record; the others are
