@@ -25,6 +25,14 @@
 //! unmapped is a compile error (`match` is exhaustive), as is naming a
 //! variable the new state does not store.
 //!
+//! A state keeps its wait: mapped to a state of the same name that waits
+//! for the same thing (a signal, a timer, a child), the instance keeps its
+//! wake-up time, awaited signal or child; mapped to another state, it
+//! enters that state anew (a step runs at once, a timer starts from the
+//! migration's time). A timer state's variant carries the timer itself as
+//! `__timer`: move it across as it is. A migration may not move an instance
+//! waiting for a child workflow to another state, nor into a child's state.
+//!
 //! The runtime applies a migration to an instance of the old version's
 //! fingerprint when it next claims it (or when an operator runs
 //! [`Runtime::upgrade`](crate::Runtime::upgrade)): in the same

@@ -1064,6 +1064,9 @@ impl Runtime {
     /// moves it to another version or migrates it, in place (the claim's
     /// write stores it). `Err` with why when it cannot run here.
     fn prepare(&self, instance: &mut InstanceRecord, now: u64) -> Result<(), String> {
+        if !self.inner.registry.may_move(instance) {
+            return Ok(());
+        }
         match self.plan(instance).map_err(|error| error.to_string())? {
             versions::Plan::Run => Ok(()),
             versions::Plan::Move {

@@ -215,6 +215,23 @@ impl Registry {
         }
     }
 
+    /// Whether `instance` may need more than running as it is: its own
+    /// machine is not registered, a migration starts from it, or a newer
+    /// version takes instances over by itself. `false` is the common case,
+    /// which needs no plan (and no second decode of the state) at a claim.
+    pub(crate) fn may_move(&self, instance: &InstanceRecord) -> bool {
+        let fingerprint = instance.fingerprint_value().unwrap_or_default();
+        let versions = self.versions(&instance.workflow);
+        let exact = versions
+            .iter()
+            .any(|workflow| workflow.fingerprint() == fingerprint);
+        let auto = versions.last().is_some_and(|newest| {
+            newest.machine().upgrade == crate::machine::Upgrade::Auto
+                && newest.fingerprint() != fingerprint
+        });
+        !exact || auto || self.migrations.contains_key(&fingerprint)
+    }
+
     /// How this runtime runs `instance`, or why it cannot.
     pub(crate) fn plan(&self, instance: &InstanceRecord) -> Result<Plan, Error> {
         let name = instance.workflow.as_str();
