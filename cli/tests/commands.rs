@@ -212,7 +212,7 @@ fn show_tells_where_it_stopped_with_variables_stack_and_timeline() {
     let out = &run.stdout;
     assert!(out.starts_with("instance       order-rejected\n"), "{out}");
     assert!(
-        out.contains("workflow       place_order (fingerprint "),
+        out.contains("workflow       place_order v1 (fingerprint "),
         "{out}"
     );
     assert!(out.contains("\nphase          Compensated\n"), "{out}");
@@ -301,7 +301,7 @@ fn show_with_the_workflows_registered_names_steps_and_types() {
     let store = Seeded::new();
     let out = store.demo(&["show", "order-rejected"]).ok().stdout;
     assert!(
-        out.contains("workflow       place_order (fingerprint ")
+        out.contains("workflow       place_order v1 (fingerprint ")
             && out.contains(", matches this build)"),
         "{out}"
     );

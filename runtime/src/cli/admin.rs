@@ -14,12 +14,11 @@ use crate::error::{Error, StoreError};
 use crate::machine::{
     DescriptionError, MACHINES_PREFIX, MachineDescription, StateDescription, StateMachine,
 };
+use crate::migrate::Migrate;
 use crate::record::{
-    self, EventKind, Failure, Heartbeat, HistoryEvent, InstanceRecord, Lease, Phase, RawJson,
-    SignalMessage,
+    self, EventKind, Failure, Heartbeat, HistoryEvent, InstanceRecord, Lease, Phase, SignalMessage,
 };
-use crate::runtime::Runtime;
-use crate::runtime::erased::check_state;
+use crate::runtime::{Runtime, RuntimeBuilder, UpgradeReport, VersionReport};
 use crate::store::{Expect, Store};
 use crate::workflow::{CompensationEntry, Workflow};
 
@@ -27,24 +26,41 @@ use crate::workflow::{CompensationEntry, Workflow};
 const SCAN_PAGE: usize = 256;
 
 /// The workflows an operator's tool knows: their state machines (for
-/// diagrams and state counts) and their state types (to check that a stored
-/// state decodes).
+/// diagrams and state counts), their state types (to check that a stored
+/// state decodes), every version of each, and the migrations between them
+/// (for `versions` and `upgrade`, which decide what becomes of each
+/// instance as a runtime with this registry would).
 ///
 /// ```ignore
-/// let registry = Registry::new().register(place_order).register(coffee_order);
+/// let registry = Registry::new()
+///     .register(v1::place_order)
+///     .register(place_order)
+///     .migrate(v1_to_v2)
+///     .register(coffee_order);
 /// ```
 #[derive(Clone, Default)]
 pub struct Registry {
     workflows: Vec<RegisteredWorkflow>,
+    migrations: Vec<RegisteredMigration>,
 }
+
+/// Registers something on a runtime builder.
+type Registration = Arc<dyn Fn(RuntimeBuilder) -> RuntimeBuilder + Send + Sync>;
 
 #[derive(Clone)]
 struct RegisteredWorkflow {
     name: &'static str,
+    version: u32,
     machine: &'static StateMachine,
     /// The machine as drawn, made once.
     description: Arc<MachineDescription>,
-    check_state: fn(&RawJson) -> Result<(), String>,
+    register: Registration,
+}
+
+#[derive(Clone)]
+struct RegisteredMigration {
+    name: &'static str,
+    register: Registration,
 }
 
 impl Registry {
@@ -53,24 +69,41 @@ impl Registry {
         Registry::default()
     }
 
-    /// Adds `workflow`; a second workflow with the same name replaces the first.
-    pub fn register<W: Workflow>(mut self, workflow: W) -> Registry {
+    /// Adds `workflow`. Versions of one workflow are kept side by side; a
+    /// second registration of the same name and version replaces the first.
+    pub fn register<W: Workflow + Copy>(mut self, workflow: W) -> Registry {
         let machine = workflow.state_machine();
         let entry = RegisteredWorkflow {
             name: W::NAME,
+            version: machine.version,
             machine,
             description: Arc::new(MachineDescription::from(machine)),
-            check_state: check_state::<W>,
+            register: Arc::new(move |builder: RuntimeBuilder| builder.register(workflow)),
         };
-        self.workflows.retain(|known| known.name != W::NAME);
+        self.workflows
+            .retain(|known| (known.name, known.version) != (W::NAME, machine.version));
         self.workflows.push(entry);
-        self.workflows.sort_by_key(|known| known.name);
+        self.workflows
+            .sort_by_key(|known| (known.name, known.version));
+        self
+    }
+
+    /// Adds a migration (`#[migrate]`): `versions` and `upgrade` then say
+    /// (and `upgrade` does) what it makes of the instances it applies to.
+    pub fn migrate<M: Migrate + Copy>(mut self, migration: M) -> Registry {
+        self.migrations.retain(|known| known.name != M::NAME);
+        self.migrations.push(RegisteredMigration {
+            name: M::NAME,
+            register: Arc::new(move |builder: RuntimeBuilder| builder.migrate(migration)),
+        });
         self
     }
 
     /// The names of the registered workflows, sorted.
     pub fn names(&self) -> Vec<&'static str> {
-        self.workflows.iter().map(|known| known.name).collect()
+        let mut names: Vec<&'static str> = self.workflows.iter().map(|known| known.name).collect();
+        names.dedup();
+        names
     }
 
     /// Whether no workflow is registered.
@@ -78,13 +111,36 @@ impl Registry {
         self.workflows.is_empty()
     }
 
-    /// The state machine of workflow `name`, if registered.
+    /// The state machine of the newest version of workflow `name`, if registered.
     pub fn machine(&self, name: &str) -> Option<&'static StateMachine> {
         self.get(name).map(|known| known.machine)
     }
 
+    /// The newest registered version of `name`.
     fn get(&self, name: &str) -> Option<&RegisteredWorkflow> {
-        self.workflows.iter().find(|known| known.name == name)
+        self.workflows.iter().rev().find(|known| known.name == name)
+    }
+
+    /// The registered version of `name` with this fingerprint.
+    fn exact(&self, name: &str, fingerprint: Option<u64>) -> Option<&RegisteredWorkflow> {
+        self.workflows
+            .iter()
+            .find(|known| known.name == name && Some(known.machine.fingerprint()) == fingerprint)
+    }
+
+    /// The registered version of `name` with this fingerprint, else the newest.
+    fn best(&self, name: &str, fingerprint: Option<u64>) -> Option<&RegisteredWorkflow> {
+        self.exact(name, fingerprint).or_else(|| self.get(name))
+    }
+
+    /// A builder with every workflow and migration of this registry.
+    fn builder(&self) -> RuntimeBuilder {
+        let registrations = self
+            .workflows
+            .iter()
+            .map(|known| &known.register)
+            .chain(self.migrations.iter().map(|known| &known.register));
+        registrations.fold(Runtime::builder(), |builder, register| register(builder))
     }
 }
 
@@ -227,6 +283,8 @@ pub struct InstanceSummary {
     pub id: String,
     /// The workflow's name.
     pub workflow: String,
+    /// The version of the workflow it runs on.
+    pub version: u32,
     /// Where the instance is in its life.
     pub phase: Phase,
     /// The current state (resume point), e.g. `ChargePayment1`.
@@ -320,6 +378,9 @@ pub struct TimelineEntry {
     pub duration_ms: Option<u64>,
     /// The error, for failures.
     pub error: Option<String>,
+    /// What else the event records: an upgrade's or a migration's versions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Where the machine an operator's tool draws comes from.
@@ -480,8 +541,16 @@ pub struct Admin {
 
 impl Admin {
     /// An admin on `store`, knowing the workflows of `registry`.
+    ///
+    /// Its client-only runtime (no workers) registers the registry's
+    /// workflows and migrations, so `versions` and `upgrade` decide as a
+    /// runtime with the same code would; building it writes their machine
+    /// descriptions to the store if they are not there yet, as any runtime
+    /// does. A registry the runtime refuses (one version twice, a migration
+    /// to an unregistered version) is [`AdminError::Runtime`].
     pub async fn new(store: Arc<dyn Store>, registry: Registry) -> Result<Admin, AdminError> {
-        let runtime = Runtime::builder()
+        let runtime = registry
+            .builder()
             .store(Arc::clone(&store))
             .workers(0)
             .build()
@@ -561,15 +630,44 @@ impl Admin {
     /// Everything about instance `id`.
     pub async fn show(&self, id: &str) -> Result<InstanceDetail, AdminError> {
         let (instance, _) = self.load(id).await?;
-        let stored =
-            if self.registry.get(&instance.workflow).is_some_and(|known| {
-                Some(known.machine.fingerprint()) == instance.fingerprint_value()
-            }) {
-                Vec::new()
-            } else {
-                self.stored_descriptions().await?
-            };
+        let stored = if self
+            .registry
+            .exact(&instance.workflow, instance.fingerprint_value())
+            .is_some()
+        {
+            Vec::new()
+        } else {
+            self.stored_descriptions().await?
+        };
         Ok(self.detail(instance, &stored))
+    }
+
+    /// Per workflow (or only `workflow`), every version with instances in
+    /// the store or registered in this tool (see [`Runtime::versions`]):
+    /// counts by phase, the oldest unfinished instance, how many move away
+    /// at their next claim, the stranded ones with why, and whether it has
+    /// drained. With no workflows registered (the bare `sagaflow` binary),
+    /// every unfinished instance is stranded as far as this tool knows.
+    pub async fn versions(&self, workflow: Option<&str>) -> Result<VersionReport, AdminError> {
+        let mut report = self.runtime.versions().await?;
+        if let Some(workflow) = workflow {
+            report.workflows.retain(|known| known.workflow == workflow);
+        }
+        Ok(report)
+    }
+
+    /// What becomes of every unfinished instance (of `workflow`, if given)
+    /// under this tool's versions and migrations, and, unless `dry_run`,
+    /// does it now (see [`Runtime::upgrade`]).
+    pub async fn upgrade(
+        &self,
+        workflow: Option<&str>,
+        dry_run: bool,
+    ) -> Result<UpgradeReport, AdminError> {
+        Ok(match workflow {
+            None => self.runtime.upgrade(dry_run).await?,
+            Some(workflow) => self.runtime.upgrade_only(workflow, dry_run).await?,
+        })
     }
 
     /// Cancels instance `id` (see [`Runtime::cancel`]): an instance before its
@@ -789,8 +887,8 @@ impl Admin {
                 Ok((machine, registered_at)) => {
                     let registered = self
                         .registry
-                        .get(&machine.workflow)
-                        .is_some_and(|known| known.machine.fingerprint() == machine.fingerprint);
+                        .exact(&machine.workflow, Some(machine.fingerprint))
+                        .is_some();
                     if !registered {
                         known.push(KnownMachine {
                             machine,
@@ -847,12 +945,10 @@ impl Admin {
         workflow: &str,
         fingerprint: Option<u64>,
     ) -> Option<(Arc<MachineDescription>, MachineSource)> {
-        let registered = self.registry.get(workflow);
-        if let Some(known) = registered
-            && Some(known.machine.fingerprint()) == fingerprint
-        {
+        if let Some(known) = self.registry.exact(workflow, fingerprint) {
             return Some((Arc::clone(&known.description), MachineSource::Registered));
         }
+        let registered = self.registry.get(workflow);
         if let Some(machine) = stored.iter().find(|machine| {
             machine.workflow == workflow && Some(machine.fingerprint) == fingerprint
         }) {
@@ -974,6 +1070,7 @@ impl Admin {
         InstanceSummary {
             id: instance.id.clone(),
             workflow: instance.workflow.clone(),
+            version: instance.version,
             phase: instance.phase,
             state: instance.state_name.clone(),
             step: machine
@@ -1002,31 +1099,21 @@ impl Admin {
         let resolved = self.resolve(stored, &instance.workflow, instance.fingerprint_value());
         let machine = resolved.as_ref().map(|(machine, _)| Arc::clone(machine));
         let summary = self.summary(&instance, machine.as_deref());
-        let registered = self.registry.get(&instance.workflow);
+        let registered = self
+            .registry
+            .best(&instance.workflow, instance.fingerprint_value());
         let info = machine
             .as_deref()
             .and_then(|machine| machine.state(&instance.state_name));
-        let fingerprint_matches = registered
-            .map(|known| instance.fingerprint_value() == Some(known.machine.fingerprint()));
-        let blocked = match (registered, instance.phase.is_terminal()) {
-            (_, true) => None,
-            (None, false) if self.registry.is_empty() => None,
-            (None, false) => Some(format!(
-                "workflow `{}` is not registered in this tool",
-                instance.workflow
-            )),
-            (Some(known), false) => {
-                if fingerprint_matches == Some(false) {
-                    Some(format!(
-                        "started with fingerprint {}, but the registered machine has {}: \
-                         no runtime with this code will resume it",
-                        instance.fingerprint,
-                        record::format_fingerprint(known.machine.fingerprint())
-                    ))
-                } else {
-                    (known.check_state)(&instance.state).err()
-                }
-            }
+        let fingerprint_matches = registered.map(|_| {
+            self.registry
+                .exact(&instance.workflow, instance.fingerprint_value())
+                .is_some()
+        });
+        let blocked = if self.registry.is_empty() {
+            None
+        } else {
+            self.runtime.blocked(&instance)
         };
         // A stored state is valid JSON (the record decoded): never `null` here.
         let state = instance.state.to_value().unwrap_or_default();
@@ -1151,6 +1238,7 @@ pub(crate) fn timeline<'a>(history: impl Iterator<Item = &'a HistoryEvent>) -> V
             attempt: event.attempt,
             duration_ms: None,
             error: event.error.clone(),
+            note: event.note.clone(),
         };
         match event.kind {
             EventKind::StepStarted => {

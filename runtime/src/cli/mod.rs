@@ -136,6 +136,44 @@ enum Command {
     /// List the workflows this tool knows and, with a store, those whose
     /// machines runtimes described in it.
     Workflows,
+    /// Per workflow, each version (fingerprint) with instances in the store
+    /// or registered here: instances by phase, the oldest unfinished one,
+    /// how many move to another version at their next claim, the stranded
+    /// ones (no registered version can run them) with why, and whether it
+    /// has drained (its code can go).
+    ///
+    /// `--json` prints `{"workflows": [{"workflow", "versions": [{"fingerprint"
+    /// (16 hex digits), "version", "registered", "newest", "upgrade"
+    /// ("pinned" | "auto" | null), "described", "counts" ({phase: n}),
+    /// "unfinished", "oldest_unfinished" ([id, created ms] | null), "moving",
+    /// "drained", "stranded" ([[id, reason]])}]}], "undecodable": [[key, reason]]}`.
+    /// The bare `sagaflow` binary registers no workflows: it shows the
+    /// versions the store holds, and every unfinished instance as stranded
+    /// as far as it knows; ship the tool in your binary to see yours.
+    Versions {
+        /// Only this workflow.
+        #[arg(long, short)]
+        workflow: Option<String>,
+    },
+    /// Say what becomes of each unfinished instance under the versions and
+    /// migrations registered in this tool (stays, and why; moves to another
+    /// version; migrates; not migrated, and why; stranded; leased), and,
+    /// without `--dry-run`, do it now instead of at each instance's next
+    /// claim: one compare-and-swap per instance that moves.
+    ///
+    /// `--json` prints `{"instances": [{"id", "workflow", "version",
+    /// "fingerprint", "state", "action": {"action": "stays" | "moves" |
+    /// "migrates" | "not_migrated" | "stranded" | "leased", ..}, "applied"}],
+    /// "undecodable": [[key, reason]]}`. The bare binary knows no workflows,
+    /// so it can only report instances as stranded.
+    Upgrade {
+        /// Say what would happen; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only this workflow's instances.
+        #[arg(long, short)]
+        workflow: Option<String>,
+    },
     /// Serve a read-only web view of the store.
     Ui {
         /// The address to listen on.
@@ -540,6 +578,26 @@ async fn command(
                 ))?;
             }
             Ok(())
+        }
+        Command::Versions { workflow } => {
+            let report = admin(store, registry)
+                .await?
+                .versions(workflow.as_deref())
+                .await?;
+            if cli.json {
+                return print_json(io, &text::versions_json(&report));
+            }
+            written(write!(io.out, "{}", text::versions(style, &report, now)))
+        }
+        Command::Upgrade { dry_run, workflow } => {
+            let report = admin(store, registry)
+                .await?
+                .upgrade(workflow.as_deref(), dry_run)
+                .await?;
+            if cli.json {
+                return print_json(io, &report);
+            }
+            written(write!(io.out, "{}", text::upgrade(style, &report, dry_run)))
         }
         Command::Graph { workflow, format } => {
             graph(store, registry, &workflow, format, cli.json, io).await

@@ -1,11 +1,14 @@
 //! What the tool prints for a person: aligned columns, colours on a
 //! terminal only, times as dates and ages.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::admin::{InstanceDetail, InstanceList, InstanceSummary, TimelineEntry};
+use crate::machine::Upgrade;
 use crate::record::{EventKind, Phase};
+use crate::runtime::{UpgradeAction, UpgradeReport, VersionReport};
 
 /// ANSI styling, or none.
 #[derive(Clone, Copy, Debug)]
@@ -319,7 +322,10 @@ pub(crate) fn show(style: Style, detail: &InstanceDetail, now: u64) -> String {
         ),
         None => format!("fingerprint {}", detail.fingerprint),
     };
-    field("workflow", format!("{} ({fingerprint})", summary.workflow));
+    field(
+        "workflow",
+        format!("{} v{} ({fingerprint})", summary.workflow, summary.version),
+    );
     field(
         "phase",
         style.paint(phase_code(summary.phase), summary.phase.as_str()),
@@ -508,7 +514,13 @@ pub(crate) fn timeline(style: Style, entries: &[TimelineEntry], start: u64) -> S
                         .map(format_duration_ms)
                         .unwrap_or_default(),
                 ),
-                Cell::plain(entry.error.clone().unwrap_or_default()),
+                Cell::plain(
+                    entry
+                        .error
+                        .clone()
+                        .or_else(|| entry.note.clone())
+                        .unwrap_or_default(),
+                ),
             ]
         })
         .collect();
@@ -523,5 +535,206 @@ pub(crate) fn timeline(style: Style, entries: &[TimelineEntry], start: u64) -> S
         .lines()
         .map(|line| format!("  {line}\n"))
         .collect::<String>();
+    out
+}
+
+/// `sagaflow versions`: a table of every version, then the stranded
+/// instances and the undecodable records.
+pub(crate) fn versions(style: Style, report: &VersionReport, now: u64) -> String {
+    if report.workflows.is_empty() && report.undecodable.is_empty() {
+        return "no instances and no registered workflows\n".to_owned();
+    }
+    let mut rows = Vec::new();
+    for workflow in &report.workflows {
+        for version in &workflow.versions {
+            let count = |phases: &[Phase]| -> usize {
+                phases
+                    .iter()
+                    .map(|phase| version.counts.get(phase).copied().unwrap_or(0))
+                    .sum()
+            };
+            let code = match (version.registered, version.newest) {
+                (true, true) => "here, newest",
+                (true, false) => "here",
+                (false, _) if version.described => "not here (described)",
+                (false, _) => "not here",
+            };
+            rows.push(vec![
+                Cell::plain(workflow.workflow.clone()),
+                Cell::plain(format!("v{}", version.version)),
+                Cell::plain(crate::record::format_fingerprint(version.fingerprint)),
+                Cell::plain(code),
+                Cell::plain(version.upgrade.map_or("", Upgrade::as_str)),
+                Cell::plain(
+                    count(&[Phase::Running, Phase::Waiting, Phase::Compensating]).to_string(),
+                ),
+                Cell::plain(
+                    count(&[Phase::Completed, Phase::Compensated, Phase::Failed]).to_string(),
+                ),
+                Cell::plain(
+                    version
+                        .oldest_unfinished
+                        .as_ref()
+                        .map(|(id, at)| format!("{id} ({} ago)", age(*at, now)))
+                        .unwrap_or_default(),
+                ),
+                Cell::plain(version.moving.to_string()),
+                Cell::plain(version.stranded.len().to_string()),
+                if version.drained() {
+                    Cell::painted("yes", "32")
+                } else {
+                    Cell::plain("no")
+                },
+            ]);
+        }
+    }
+    let mut out = table(
+        style,
+        &[
+            "WORKFLOW",
+            "VERSION",
+            "FINGERPRINT",
+            "CODE",
+            "UPGRADE",
+            "UNFINISHED",
+            "ENDED",
+            "OLDEST UNFINISHED",
+            "MOVING",
+            "STRANDED",
+            "DRAINED",
+        ],
+        &rows,
+    );
+    for workflow in &report.workflows {
+        for version in &workflow.versions {
+            for (id, reason) in &version.stranded {
+                out.push_str(&format!(
+                    "{} {id} ({} v{}): {reason}\n",
+                    style.red("stranded"),
+                    workflow.workflow,
+                    version.version
+                ));
+            }
+        }
+    }
+    for (key, reason) in &report.undecodable {
+        out.push_str(&format!(
+            "the record of `{key}` cannot be decoded: {reason}\n"
+        ));
+    }
+    out
+}
+
+/// The JSON of `sagaflow versions --json`: the report with each version's
+/// `unfinished` and `drained` added.
+pub(crate) fn versions_json(report: &VersionReport) -> serde_json::Value {
+    let workflows: Vec<serde_json::Value> = report
+        .workflows
+        .iter()
+        .map(|workflow| {
+            let versions: Vec<serde_json::Value> = workflow
+                .versions
+                .iter()
+                .map(|version| {
+                    let mut value = serde_json::to_value(version).unwrap_or_default();
+                    if let Some(object) = value.as_object_mut() {
+                        object.insert("unfinished".to_owned(), version.unfinished().into());
+                        object.insert("drained".to_owned(), version.drained().into());
+                    }
+                    value
+                })
+                .collect();
+            serde_json::json!({ "workflow": workflow.workflow, "versions": versions })
+        })
+        .collect();
+    serde_json::json!({ "workflows": workflows, "undecodable": report.undecodable })
+}
+
+/// What happens to one instance at an upgrade, in words.
+pub(crate) fn upgrade_action(action: &UpgradeAction) -> String {
+    match action {
+        UpgradeAction::Stays { why: None } => "stays".to_owned(),
+        UpgradeAction::Stays { why: Some(why) } => format!("stays: {why}"),
+        UpgradeAction::Moves { to, kind, notes } if notes.is_empty() => {
+            format!("moves to v{to} ({kind})")
+        }
+        UpgradeAction::Moves { to, kind, notes } => {
+            format!("moves to v{to} ({kind}: {})", notes.join("; "))
+        }
+        UpgradeAction::Migrates {
+            migration,
+            to,
+            state,
+        } => format!("migrates to v{to} at {state} by {migration}"),
+        UpgradeAction::NotMigrated {
+            migration,
+            reason,
+            stays,
+        } => format!(
+            "not migrated by {migration}: {reason} ({})",
+            if *stays {
+                "stays on its version"
+            } else {
+                "stranded"
+            }
+        ),
+        UpgradeAction::Stranded { reason } => format!("stranded: {reason}"),
+        UpgradeAction::Leased { owner } => {
+            format!("leased by {owner}: decided at its next claim")
+        }
+    }
+}
+
+/// `sagaflow upgrade [--dry-run]`: one line per unfinished instance, then
+/// how many of each.
+pub(crate) fn upgrade(style: Style, report: &UpgradeReport, dry_run: bool) -> String {
+    let mut out = String::new();
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut applied = 0;
+    for instance in &report.instances {
+        let kind = match &instance.action {
+            UpgradeAction::Stays { .. } => "stay",
+            UpgradeAction::Moves { .. } => "move",
+            UpgradeAction::Migrates { .. } => "migrate",
+            UpgradeAction::NotMigrated { .. } => "not migrated",
+            UpgradeAction::Stranded { .. } => "stranded",
+            _ => "leased",
+        };
+        *counts.entry(kind).or_default() += 1;
+        applied += usize::from(instance.applied);
+        let text = upgrade_action(&instance.action);
+        let text = match kind {
+            "stranded" => style.red(&text),
+            "move" | "migrate" if instance.applied => style.paint("32", &format!("{text} (done)")),
+            _ => text,
+        };
+        out.push_str(&format!(
+            "{} ({} v{} at {}): {text}\n",
+            instance.id, instance.workflow, instance.version, instance.state
+        ));
+    }
+    for (key, reason) in &report.undecodable {
+        out.push_str(&format!(
+            "the record of `{key}` cannot be decoded: {reason}\n"
+        ));
+    }
+    if report.instances.is_empty() {
+        out.push_str("no unfinished instances\n");
+        return out;
+    }
+    let summary: Vec<String> = counts
+        .iter()
+        .map(|(kind, count)| format!("{count} {kind}"))
+        .collect();
+    out.push_str(&format!(
+        "{}: {}{}\n",
+        if dry_run { "would" } else { "done" },
+        summary.join(", "),
+        if dry_run {
+            String::new()
+        } else {
+            format!("; {applied} written")
+        }
+    ));
     out
 }

@@ -56,10 +56,12 @@ form.filters{display:flex;gap:10px;margin-bottom:12px;align-items:center}
 "#;
 
 /// The web view's routes on `admin`: `/` (instances), `/instance?id=`,
-/// `/workflow?name=`, `/style.css`. Every route only reads.
+/// `/workflow?name=`, `/versions`, `/style.css`. Every route only reads
+/// (`sagaflow upgrade` stays a command).
 pub fn router(admin: Admin) -> Router {
     Router::new()
         .route("/", get(index))
+        .route("/versions", get(versions))
         .route("/instance", get(instance))
         .route("/workflow", get(workflow))
         .route("/style.css", get(style))
@@ -131,7 +133,7 @@ async fn page(admin: &Admin, title: &str, body: &str) -> Html<String> {
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{} · sagaflow</title><link rel=\"stylesheet\" href=\"/style.css\"></head>\
-         <body><header><a href=\"/\">sagaflow</a><a href=\"/\">instances</a>{workflows}\
+         <body><header><a href=\"/\">sagaflow</a><a href=\"/\">instances</a><a href=\"/versions\">versions</a>{workflows}\
          <span class=\"store\">{} store · read-only</span></header><main>{body}</main></body></html>",
         escape(title),
         escape(admin.store_name()),
@@ -400,6 +402,7 @@ fn instance_body(detail: &InstanceDetail) -> String {
         let _ = write!(body, "<tr><th>{name}</th><td id=\"{id}\">{value}</td></tr>");
     };
     fact("phase", "phase", phase_badge(summary.phase));
+    fact("version", "version", format!("v{}", summary.version));
     let step = match (&summary.step, &detail.step_kind) {
         (Some(step), Some(kind)) => format!(
             " <span class=\"muted\">step {} · {}</span>",
@@ -558,8 +561,17 @@ fn instance_body(detail: &InstanceDetail) -> String {
                 .duration_ms
                 .map(text::format_duration_ms)
                 .unwrap_or_default(),
-            error = escape(entry.error.as_deref().unwrap_or("")),
-            shown = error_cell(entry.error.as_deref().unwrap_or("")),
+            error = escape(
+                entry
+                    .error
+                    .as_deref()
+                    .or(entry.note.as_deref())
+                    .unwrap_or("")
+            ),
+            shown = match (&entry.error, &entry.note) {
+                (None, Some(note)) => escape(note),
+                (error, _) => error_cell(error.as_deref().unwrap_or("")),
+            },
         );
     }
     body.push_str("</tbody></table>");
@@ -668,4 +680,105 @@ async fn workflow(State(admin): State<Admin>, Query(params): Query<WorkflowQuery
         );
     }
     page(&admin, &machine.workflow, &body).await.into_response()
+}
+
+/// `/versions`: what `sagaflow versions` prints, with the stranded
+/// instances linking to their pages.
+async fn versions(State(admin): State<Admin>) -> Response {
+    let report = match admin.versions(None).await {
+        Ok(report) => report,
+        Err(error) => return error_page(&admin, &error).await,
+    };
+    let now = super::admin::now_ms();
+    let mut body = String::from(
+        "<h1>Versions</h1><p class=\"muted\">Each machine (fingerprint) of each workflow, \
+         with its instances. A version has <em>drained</em> when no unfinished instance needs \
+         its code: then it can be deleted. <code>sagaflow upgrade --dry-run</code> says what \
+         becomes of each instance.</p>",
+    );
+    if report.workflows.is_empty() {
+        body.push_str(
+            "<p class=\"muted\" id=\"no-versions\">no instances and no registered workflows</p>",
+        );
+    }
+    for workflow in &report.workflows {
+        let _ = write!(
+            body,
+            "<h2><a href=\"/workflow?name={}\">{}</a></h2><table class=\"versions\"><thead><tr>\
+             <th>version</th><th>fingerprint</th><th>code</th><th>upgrade</th><th>unfinished</th>\
+             <th>by phase</th><th>oldest unfinished</th><th>moving</th><th>stranded</th><th>drained</th>\
+             </tr></thead><tbody>",
+            encode(&workflow.workflow),
+            escape(&workflow.workflow)
+        );
+        for version in &workflow.versions {
+            let phases: Vec<String> = version
+                .counts
+                .iter()
+                .map(|(phase, count)| format!("{} {count}", phase.as_str()))
+                .collect();
+            let oldest = version
+                .oldest_unfinished
+                .as_ref()
+                .map(|(id, at)| {
+                    format!(
+                        "<a href=\"/instance?id={}\">{}</a> ({} ago)",
+                        encode(id),
+                        escape(id),
+                        text::age(*at, now)
+                    )
+                })
+                .unwrap_or_default();
+            let code = match (version.registered, version.newest) {
+                (true, true) => "registered, newest",
+                (true, false) => "registered",
+                (false, true) | (false, false) if version.described => {
+                    "not registered (described in the store)"
+                }
+                _ => "not registered",
+            };
+            let _ = write!(
+                body,
+                "<tr class=\"version\" data-version=\"{v}\"><td>v{v}</td><td><code>{fp}</code></td><td>{code}</td>\
+                 <td>{upgrade}</td><td class=\"num\">{unfinished}</td><td>{phases}</td><td>{oldest}</td>\
+                 <td class=\"num\">{moving}</td><td class=\"num\">{stranded}</td><td class=\"drained\">{drained}</td></tr>",
+                v = version.version,
+                fp = crate::record::format_fingerprint(version.fingerprint),
+                upgrade = version.upgrade.map_or("", crate::machine::Upgrade::as_str),
+                unfinished = version.unfinished(),
+                phases = escape(&phases.join(", ")),
+                moving = version.moving,
+                stranded = version.stranded.len(),
+                drained = if version.drained() { "yes" } else { "no" },
+            );
+        }
+        body.push_str("</tbody></table>");
+        let stranded: Vec<_> = workflow
+            .versions
+            .iter()
+            .flat_map(|version| version.stranded.iter().map(move |s| (version.version, s)))
+            .collect();
+        if !stranded.is_empty() {
+            body.push_str("<h3>Stranded</h3><ul class=\"stranded\">");
+            for (version, (id, reason)) in stranded {
+                let _ = write!(
+                    body,
+                    "<li><a href=\"/instance?id={}\">{}</a> (v{version}): <span class=\"error\">{}</span></li>",
+                    encode(id),
+                    escape(id),
+                    escape(reason)
+                );
+            }
+            body.push_str("</ul>");
+        }
+    }
+    for (key, reason) in &report.undecodable {
+        let _ = write!(
+            body,
+            "<p class=\"error\">the record of <code>{}</code> cannot be decoded: {}</p>",
+            escape(key),
+            escape(reason)
+        );
+    }
+    page(&admin, "versions", &body).await.into_response()
 }

@@ -1108,27 +1108,32 @@ impl Runtime {
         }
     }
 
-    fn status_of(&self, mut instance: InstanceRecord) -> Status {
-        let blocked = if instance.phase.is_terminal() {
-            None
-        } else {
-            match self.plan(&instance) {
-                Err(error) => Some(error.to_string()),
-                // A migration that would decline, with no old version here to
-                // finish on, leaves the instance where it is.
-                Ok(versions::Plan::Migrate {
-                    migration,
-                    to,
-                    fallback: None,
-                }) => {
-                    let mut trial = instance.clone();
-                    versions::apply_migration(&mut trial, &*migration, &*to, 0)
-                        .err()
-                        .map(|reason| format!("it is not migrated: {reason}"))
-                }
-                Ok(_) => None,
+    /// Why this runtime will not advance `instance`, if it will not: no
+    /// registered version can run it, its state does not decode, or the
+    /// migration registered for it would decline with no old version here
+    /// to finish on.
+    pub(crate) fn blocked(&self, instance: &InstanceRecord) -> Option<String> {
+        if instance.phase.is_terminal() {
+            return None;
+        }
+        match self.plan(instance) {
+            Err(error) => Some(error.to_string()),
+            Ok(versions::Plan::Migrate {
+                migration,
+                to,
+                fallback: None,
+            }) => {
+                let mut trial = instance.clone();
+                versions::apply_migration(&mut trial, &*migration, &*to, 0)
+                    .err()
+                    .map(|reason| format!("it is not migrated: {reason}"))
             }
-        };
+            Ok(_) => None,
+        }
+    }
+
+    fn status_of(&self, mut instance: InstanceRecord) -> Status {
+        let blocked = self.blocked(&instance);
         let waits = matches!(instance.phase, Phase::Running | Phase::Waiting);
         let fingerprint = instance.fingerprint_value().unwrap_or_default();
         let awaiting_signal = instance

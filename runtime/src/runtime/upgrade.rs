@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
+
 use super::versions::{self, MoveKind, Plan};
 use super::{Runtime, codec, decode_record};
 use crate::error::{Error, StoreError};
@@ -20,7 +22,7 @@ const RETRIES: usize = 3;
 
 /// What [`Runtime::versions`] found: per workflow, every version with
 /// instances in the store or registered here.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct VersionReport {
     /// One entry per workflow name, sorted.
@@ -30,7 +32,7 @@ pub struct VersionReport {
 }
 
 /// The versions of one workflow.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct WorkflowVersions {
     /// The workflow's name.
@@ -41,10 +43,11 @@ pub struct WorkflowVersions {
 }
 
 /// One machine of a workflow: a fingerprint, with its instances.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct VersionSummary {
-    /// The machine's fingerprint.
+    /// The machine's fingerprint (16 hex digits in JSON).
+    #[serde(serialize_with = "hex")]
     pub fingerprint: u64,
     /// Its version (from the registered code, the stored description, or
     /// the instances' records).
@@ -70,6 +73,10 @@ pub struct VersionSummary {
     pub stranded: Vec<(String, String)>,
 }
 
+fn hex<S: serde::Serializer>(fingerprint: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&record::format_fingerprint(*fingerprint))
+}
+
 impl VersionSummary {
     /// Unfinished instances (running, waiting or compensating).
     pub fn unfinished(&self) -> usize {
@@ -89,7 +96,7 @@ impl VersionSummary {
 }
 
 /// What [`Runtime::upgrade`] did (or, in a dry run, would do).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct UpgradeReport {
     /// Every unfinished instance, in id order.
@@ -99,7 +106,7 @@ pub struct UpgradeReport {
 }
 
 /// What becomes of one unfinished instance.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct InstanceUpgrade {
     /// The instance id.
@@ -108,7 +115,8 @@ pub struct InstanceUpgrade {
     pub workflow: String,
     /// The version it runs on now.
     pub version: u32,
-    /// Its fingerprint now.
+    /// Its fingerprint now (16 hex digits in JSON).
+    #[serde(serialize_with = "hex")]
     pub fingerprint: u64,
     /// Its state now.
     pub state: String,
@@ -120,7 +128,8 @@ pub struct InstanceUpgrade {
 }
 
 /// What happens to an instance at a deploy.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum UpgradeAction {
     /// It stays on its version (pinned, or a move is not safe: `why`).
@@ -266,10 +275,28 @@ impl Runtime {
     /// claim, as every instance is anyway). Instances that stay, are
     /// stranded, or that a migration declines are left as they are.
     pub async fn upgrade(&self, dry_run: bool) -> Result<UpgradeReport, Error> {
+        self.upgrade_where(dry_run, |_| true).await
+    }
+
+    /// [`upgrade`](Self::upgrade) of the instances of `workflow` only.
+    pub async fn upgrade_only(
+        &self,
+        workflow: &str,
+        dry_run: bool,
+    ) -> Result<UpgradeReport, Error> {
+        self.upgrade_where(dry_run, |instance| instance.workflow == workflow)
+            .await
+    }
+
+    async fn upgrade_where(
+        &self,
+        dry_run: bool,
+        chosen: impl Fn(&InstanceRecord) -> bool,
+    ) -> Result<UpgradeReport, Error> {
         let mut ids = Vec::new();
         let mut undecodable = Vec::new();
         self.each_record(&mut undecodable, |instance| {
-            if !instance.phase.is_terminal() {
+            if !instance.phase.is_terminal() && chosen(instance) {
                 ids.push(instance.id.clone());
             }
         })
