@@ -96,12 +96,13 @@ async fn versions_says_what_each_version_holds_and_whether_it_drained() {
     let v2_line = lines.iter().find(|line| line.contains(" v2 ")).unwrap();
     // Both v1 orders move to v2 (auto) at their next claim: v1 has drained.
     assert!(
-        v1_line.contains("here ") && v1_line.contains("order-1 ("),
+        v1_line.contains("registered here ") && v1_line.contains("order-1 ("),
         "{v1_line}"
     );
+    assert!(v1_line.contains(" 2 waiting "), "{v1_line}");
     assert!(v1_line.trim_end().ends_with("yes"), "{v1_line}");
     assert!(
-        v2_line.contains("here, newest") && v2_line.contains("auto"),
+        v2_line.contains("registered here, newest") && v2_line.contains("auto"),
         "{v2_line}"
     );
 
@@ -115,7 +116,7 @@ async fn versions_says_what_each_version_holds_and_whether_it_drained() {
     assert_eq!(versions[0]["moving"], 2);
     assert_eq!(versions[0]["drained"], true);
     assert_eq!(versions[0]["counts"]["Waiting"], 2);
-    assert_eq!(versions[0]["oldest_unfinished"][0], "order-1");
+    assert_eq!(versions[0]["oldest_unfinished"]["id"], "order-1");
     assert_eq!(
         versions[0]["fingerprint"],
         sagaflow::record::format_fingerprint(v1::place_order.state_machine().fingerprint())
@@ -140,14 +141,21 @@ async fn the_bare_tool_shows_the_stored_versions_and_reports_instances_it_cannot
     assert_eq!(v1["described"], true);
     assert_eq!(v1["stranded"].as_array().unwrap().len(), 2);
     assert_eq!(v1["drained"], false);
-    let reason = v1["stranded"][0][1].as_str().unwrap();
+    let reason = v1["stranded"][0]["reason"].as_str().unwrap();
     assert!(
         reason.contains("workflow `place_order` is not registered"),
         "{reason}"
     );
     let (_, out, _) = tool(&dir, Registry::new(), &["versions"]).await;
-    assert!(out.contains("not here (described)"), "{out}");
-    assert!(out.contains("stranded order-1 (place_order v1): "), "{out}");
+    assert!(
+        out.contains("not registered (described in the store)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\n2 stranded instances (no version registered here can run them):\n"),
+        "{out}"
+    );
+    assert!(out.contains("\n  order-1, order-2 (place_order v1): workflow `place_order` is not registered in this tool"), "{out}");
 }
 
 #[tokio::test]
@@ -160,23 +168,26 @@ async fn upgrade_dry_run_changes_nothing_and_upgrade_moves_the_instances() {
         out,
         "order-1 (place_order v1 at Signal2): moves to v2 (automatic upgrade)\n\
          order-2 (place_order v1 at Signal2): moves to v2 (automatic upgrade)\n\
-         would: 2 move\n"
+         2 unfinished instances: 2 to move; dry run: nothing written\n"
     );
     assert_eq!(records(&dir).await, before, "a dry run writes nothing");
 
     let (ok, out, _) = tool(&dir, with_v2(), &["upgrade"]).await;
     assert!(ok);
     assert!(
-        out.contains("order-1 (place_order v1 at Signal2): moves to v2 (automatic upgrade) (done)"),
+        out.contains("order-1 (place_order v1 at Signal2): moves to v2 (automatic upgrade): done"),
         "{out}"
     );
-    assert!(out.ends_with("done: 2 move; 2 written\n"), "{out}");
+    assert!(
+        out.ends_with("2 unfinished instances: 2 moved; 2 records written\n"),
+        "{out}"
+    );
     let (_, out, _) = tool(&dir, with_v2(), &["upgrade", "--dry-run"]).await;
     assert_eq!(
         out,
-        "order-1 (place_order v2 at Signal2): stays\n\
-         order-2 (place_order v2 at Signal2): stays\n\
-         would: 2 stay\n"
+        "order-1 (place_order v2 at Signal2): stays on v2\n\
+         order-2 (place_order v2 at Signal2): stays on v2\n\
+         2 unfinished instances: 2 staying; nothing to move\n"
     );
     // `show` tells the move in the timeline.
     let (_, out, _) = tool(&dir, with_v2(), &["show", "order-1"]).await;
@@ -210,11 +221,14 @@ async fn upgrade_with_a_migration_says_where_each_instance_goes() {
     )
     .await;
     assert!(
-        out.contains("order-1 (place_order v2 at Signal2): migrates to v3 at Signal3 by v2_to_v3"),
+        out.contains("order-1 (place_order v2 at Signal2): migrates to v3 by v2_to_v3 at Signal3"),
         "{out}"
     );
     let (_, out, _) = tool(&dir, migrating(), &["upgrade"]).await;
-    assert!(out.ends_with("done: 2 migrate; 2 written\n"), "{out}");
+    assert!(
+        out.ends_with("2 unfinished instances: 2 migrated; 2 records written\n"),
+        "{out}"
+    );
     let (_, out, _) = tool(&dir, migrating(), &["--json", "versions"]).await;
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     let versions = json["workflows"][0]["versions"].as_array().unwrap().clone();
@@ -260,9 +274,16 @@ async fn the_versions_page_shows_each_version_and_links_the_stranded_instances()
         page.contains("not registered (described in the store)"),
         "{page}"
     );
-    assert!(page.contains("<h3>Stranded</h3>"), "{page}");
     assert!(
-        page.contains("<a href=\"/instance?id=order-1\">order-1</a> (v1)"),
+        page.contains("<h2 class=\"error\" id=\"stranded\">Stranded</h2>"),
+        "{page}"
+    );
+    assert!(
+        page.contains(
+            "<a href=\"/instance?id=order-1\" data-id=\"order-1\">order-1</a>, \
+             <a href=\"/instance?id=order-2\" data-id=\"order-2\">order-2</a> \
+             <span class=\"muted\">(place_order v1)</span>: "
+        ),
         "{page}"
     );
 }

@@ -129,7 +129,8 @@ async fn approve(rt: &Runtime, id: &str) -> Result<(), sagaflow::Error> {
     Ok(())
 }
 
-/// What `sagaflow upgrade --dry-run` (or, without it, `upgrade`) prints.
+/// Per instance, what `sagaflow upgrade --dry-run` (or, without it,
+/// `upgrade`) says of it.
 async fn print_plan(rt: &Runtime, dry_run: bool) -> Result<(), sagaflow::Error> {
     println!(
         "{}:",
@@ -140,30 +141,33 @@ async fn print_plan(rt: &Runtime, dry_run: bool) -> Result<(), sagaflow::Error> 
         }
     );
     for instance in rt.upgrade(dry_run).await?.instances {
+        let from = instance.version;
         let action = match &instance.action {
-            UpgradeAction::Stays { why: None } => "stays".to_owned(),
-            UpgradeAction::Stays { why: Some(why) } => format!("stays ({why})"),
+            UpgradeAction::Stays { why: None } => format!("stays on v{from}"),
+            UpgradeAction::Stays { why: Some(why) } => format!("stays on v{from}: {why}"),
             UpgradeAction::Moves { to, kind, .. } => format!("moves to v{to} ({kind})"),
             UpgradeAction::Migrates {
                 migration,
                 to,
                 state,
-            } => format!("migrates to v{to} at {state} by {migration}"),
+            } => format!("migrates to v{to} by {migration} at {state}"),
             UpgradeAction::NotMigrated { reason, .. } => format!("not migrated: {reason}"),
             UpgradeAction::Stranded { reason } => format!("stranded: {reason}"),
-            UpgradeAction::Leased { owner } => format!("leased by {owner}"),
+            UpgradeAction::Leased { owner } => {
+                format!("leased by {owner}: decided at its next claim")
+            }
             other => format!("{other:?}"),
         };
-        let done = if instance.applied { " (done)" } else { "" };
+        let done = if instance.applied { ": done" } else { "" };
         println!(
-            "  {} on v{} at {}: {action}{done}",
+            "  {} (v{} at {}): {action}{done}",
             instance.id, instance.version, instance.state
         );
     }
     Ok(())
 }
 
-/// What `sagaflow versions` prints.
+/// A line per version: what `sagaflow versions` tabulates.
 fn print_versions(report: &VersionReport) {
     for workflow in &report.workflows {
         for version in &workflow.versions {

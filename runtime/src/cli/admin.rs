@@ -1,6 +1,7 @@
 //! [`Admin`]: what an operator asks of a store, as a library: list, show,
 //! cancel, retry, and how many instances sit in each state of a machine.
 
+use std::any::TypeId;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,7 +19,10 @@ use crate::migrate::Migrate;
 use crate::record::{
     self, EventKind, Failure, Heartbeat, HistoryEvent, InstanceRecord, Lease, Phase, SignalMessage,
 };
-use crate::runtime::{Runtime, RuntimeBuilder, UpgradeReport, VersionReport};
+use crate::runtime::{
+    Runtime, RuntimeBuilder, UpgradeAction, UpgradeReport, VersionReport, VersionSummary,
+    WorkflowVersions,
+};
 use crate::store::{Expect, Store};
 use crate::workflow::{CompensationEntry, Workflow};
 
@@ -49,6 +53,8 @@ type Registration = Arc<dyn Fn(RuntimeBuilder) -> RuntimeBuilder + Send + Sync>;
 
 #[derive(Clone)]
 struct RegisteredWorkflow {
+    /// The workflow's type: registering it again changes nothing.
+    id: TypeId,
     name: &'static str,
     version: u32,
     machine: &'static StateMachine,
@@ -59,6 +65,8 @@ struct RegisteredWorkflow {
 
 #[derive(Clone)]
 struct RegisteredMigration {
+    /// The migration's type: registering it again changes nothing.
+    id: TypeId,
     name: &'static str,
     register: Registration,
 }
@@ -69,34 +77,50 @@ impl Registry {
         Registry::default()
     }
 
-    /// Adds `workflow`. Versions of one workflow are kept side by side; a
-    /// second registration of the same name and version replaces the first.
-    pub fn register<W: Workflow + Copy>(mut self, workflow: W) -> Registry {
+    /// Adds `workflow`. Versions of one workflow are kept side by side (by
+    /// name, version and fingerprint): registering the same workflow again
+    /// changes nothing, and two workflows with one name and version (or one
+    /// fingerprint) reach the runtime [`Admin::new`] builds, which refuses
+    /// them as a worker runtime would, with [`AdminError::Runtime`].
+    pub fn register<W: Workflow + Clone>(mut self, workflow: W) -> Registry {
         let machine = workflow.state_machine();
-        let entry = RegisteredWorkflow {
+        let id = TypeId::of::<W>();
+        if self.workflows.iter().any(|known| known.id == id) {
+            return self;
+        }
+        self.workflows.push(RegisteredWorkflow {
+            id,
             name: W::NAME,
             version: machine.version,
             machine,
             description: Arc::new(MachineDescription::from(machine)),
-            register: Arc::new(move |builder: RuntimeBuilder| builder.register(workflow)),
-        };
+            register: Arc::new(move |builder: RuntimeBuilder| builder.register(workflow.clone())),
+        });
         self.workflows
-            .retain(|known| (known.name, known.version) != (W::NAME, machine.version));
-        self.workflows.push(entry);
-        self.workflows
-            .sort_by_key(|known| (known.name, known.version));
+            .sort_by_key(|known| (known.name, known.version, known.machine.fingerprint()));
         self
     }
 
     /// Adds a migration (`#[migrate]`): `versions` and `upgrade` then say
     /// (and `upgrade` does) what it makes of the instances it applies to.
-    pub fn migrate<M: Migrate + Copy>(mut self, migration: M) -> Registry {
-        self.migrations.retain(|known| known.name != M::NAME);
+    /// The same migration twice counts once; two migrations from one
+    /// version make [`Admin::new`] fail, as they make a runtime's build fail.
+    pub fn migrate<M: Migrate + Clone>(mut self, migration: M) -> Registry {
+        let id = TypeId::of::<M>();
+        if self.migrations.iter().any(|known| known.id == id) {
+            return self;
+        }
         self.migrations.push(RegisteredMigration {
+            id,
             name: M::NAME,
-            register: Arc::new(move |builder: RuntimeBuilder| builder.migrate(migration)),
+            register: Arc::new(move |builder: RuntimeBuilder| builder.migrate(migration.clone())),
         });
         self
+    }
+
+    /// The names of the migrations registered, in the order given.
+    pub fn migrations(&self) -> Vec<&'static str> {
+        self.migrations.iter().map(|known| known.name).collect()
     }
 
     /// The names of the registered workflows, sorted.
@@ -114,6 +138,15 @@ impl Registry {
     /// The state machine of the newest version of workflow `name`, if registered.
     pub fn machine(&self, name: &str) -> Option<&'static StateMachine> {
         self.get(name).map(|known| known.machine)
+    }
+
+    /// Every registered version of workflow `name`, oldest first.
+    pub fn versions(&self, name: &str) -> Vec<&'static StateMachine> {
+        self.workflows
+            .iter()
+            .filter(|known| known.name == name)
+            .map(|known| known.machine)
+            .collect()
     }
 
     /// The newest registered version of `name`.
@@ -206,6 +239,18 @@ pub enum AdminError {
         name: String,
         /// The registered names, comma-separated.
         known: String,
+    },
+    /// No machine of the workflow with this fingerprint is registered in
+    /// this tool or described in the store.
+    #[error(
+        "no version of `{workflow}` with fingerprint {fingerprint} is registered in this tool or \
+         described in the store (see `sagaflow versions --workflow {workflow}`)"
+    )]
+    UnknownVersion {
+        /// The workflow's name.
+        workflow: String,
+        /// The fingerprint asked for, 16 hex digits.
+        fingerprint: String,
     },
     /// `retry` of an instance that has not failed.
     #[error("instance `{id}` is {phase}, not Failed: only a Failed instance can be retried")]
@@ -535,7 +580,9 @@ impl StateCounts {
 pub struct Admin {
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
-    /// A client-only runtime (no workers) on the store, for `cancel`.
+    /// A client-only runtime (no workers) on the store with the registry's
+    /// workflows and migrations: for `cancel`, `signal`, what blocks an
+    /// instance, `versions` and `upgrade`.
     runtime: Runtime,
 }
 
@@ -646,10 +693,67 @@ impl Admin {
     /// the store or registered in this tool (see [`Runtime::versions`]):
     /// counts by phase, the oldest unfinished instance, how many move away
     /// at their next claim, the stranded ones with why, and whether it has
-    /// drained. With no workflows registered (the bare `sagaflow` binary),
-    /// every unfinished instance is stranded as far as this tool knows.
+    /// drained.
+    ///
+    /// For a workflow this tool does not register (every workflow, in the
+    /// bare `sagaflow` binary) the store is all there is to go by: each
+    /// version's number and upgrade policy come from the machine
+    /// descriptions runtimes stored, versions described there without
+    /// instances are listed too, and every unfinished instance is stranded
+    /// as far as this tool knows (a runtime with the code decides).
     pub async fn versions(&self, workflow: Option<&str>) -> Result<VersionReport, AdminError> {
         let mut report = self.runtime.versions().await?;
+        let stored = self.stored_descriptions().await?;
+        for machine in &stored {
+            if self.registry.get(&machine.workflow).is_some() {
+                continue;
+            }
+            let position = report
+                .workflows
+                .iter()
+                .position(|known| known.workflow == machine.workflow);
+            let versions = match position {
+                Some(position) => &mut report.workflows[position].versions,
+                None => {
+                    report.workflows.push(WorkflowVersions {
+                        workflow: machine.workflow.clone(),
+                        versions: Vec::new(),
+                    });
+                    let last = report.workflows.len() - 1;
+                    &mut report.workflows[last].versions
+                }
+            };
+            match versions
+                .iter_mut()
+                .find(|version| version.fingerprint == machine.fingerprint)
+            {
+                Some(version) => {
+                    version.version = machine.version;
+                    version.upgrade = Some(machine.upgrade);
+                    version.described = true;
+                }
+                None => versions.push(VersionSummary {
+                    fingerprint: machine.fingerprint,
+                    version: machine.version,
+                    upgrade: Some(machine.upgrade),
+                    described: true,
+                    ..VersionSummary::default()
+                }),
+            }
+        }
+        report.workflows.sort_by(|a, b| a.workflow.cmp(&b.workflow));
+        for known in &mut report.workflows {
+            known
+                .versions
+                .sort_by_key(|version| (version.version, version.fingerprint));
+            if self.registry.get(&known.workflow).is_none() {
+                for version in &mut known.versions {
+                    for (_, reason) in &mut version.stranded {
+                        *reason = self.not_registered(&known.workflow);
+                    }
+                }
+            }
+        }
         if let Some(workflow) = workflow {
             report.workflows.retain(|known| known.workflow == workflow);
         }
@@ -658,16 +762,46 @@ impl Admin {
 
     /// What becomes of every unfinished instance (of `workflow`, if given)
     /// under this tool's versions and migrations, and, unless `dry_run`,
-    /// does it now (see [`Runtime::upgrade`]).
+    /// does it now (see [`Runtime::upgrade`]): each move or migration is one
+    /// compare-and-swap of a record no runtime holds the lease of.
+    ///
+    /// The bare `sagaflow` binary registers no workflows, so it moves
+    /// nothing: it reports every unfinished instance as stranded here.
     pub async fn upgrade(
         &self,
         workflow: Option<&str>,
         dry_run: bool,
     ) -> Result<UpgradeReport, AdminError> {
-        Ok(match workflow {
+        let mut report = match workflow {
             None => self.runtime.upgrade(dry_run).await?,
             Some(workflow) => self.runtime.upgrade_only(workflow, dry_run).await?,
-        })
+        };
+        for instance in &mut report.instances {
+            if self.registry.get(&instance.workflow).is_none()
+                && let UpgradeAction::Stranded { reason } = &mut instance.action
+            {
+                *reason = self.not_registered(&instance.workflow);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Why this tool cannot tell what becomes of an instance of `workflow`,
+    /// which it does not register.
+    fn not_registered(&self, workflow: &str) -> String {
+        if self.registry.is_empty() {
+            format!(
+                "workflow `{workflow}` is not registered in this tool (it registers none): only \
+                 a runtime with its code can run it; ship the tool in your binary with \
+                 `sagaflow::cli::run(Registry::new().register(..))` to see what that code makes \
+                 of it"
+            )
+        } else {
+            format!(
+                "workflow `{workflow}` is not registered in this tool (registered: {})",
+                self.registry.names().join(", ")
+            )
+        }
     }
 
     /// Cancels instance `id` (see [`Runtime::cancel`]): an instance before its
@@ -866,6 +1000,44 @@ impl Admin {
         })
     }
 
+    /// The machine of the version of `workflow` with `fingerprint`: the
+    /// registered one, else the description a runtime stored.
+    pub async fn version_machine(
+        &self,
+        workflow: &str,
+        fingerprint: u64,
+    ) -> Result<KnownMachine, AdminError> {
+        if let Some(known) = self.registry.exact(workflow, Some(fingerprint)) {
+            return Ok(KnownMachine {
+                machine: MachineDescription::clone(&known.description),
+                source: MachineSource::Registered,
+                registered_at: None,
+            });
+        }
+        let key = format!(
+            "{MACHINES_PREFIX}{workflow}/{}",
+            record::format_fingerprint(fingerprint)
+        );
+        let Some(stored) = self.store.get(&key).await? else {
+            return Err(AdminError::UnknownVersion {
+                workflow: workflow.to_owned(),
+                fingerprint: record::format_fingerprint(fingerprint),
+            });
+        };
+        let (machine, registered_at) =
+            MachineDescription::from_stored(&stored.value).map_err(|error| {
+                AdminError::Corrupt {
+                    key,
+                    reason: error.to_string(),
+                }
+            })?;
+        Ok(KnownMachine {
+            machine,
+            source: MachineSource::Stored,
+            registered_at: Some(registered_at),
+        })
+    }
+
     /// Every machine this admin can draw: the registered ones, then the
     /// stored descriptions of other workflows or other fingerprints, by
     /// workflow name, newest first. Stored descriptions that cannot be
@@ -975,13 +1147,37 @@ impl Admin {
             .collect())
     }
 
-    /// How many instances of `workflow` sit in each state (reads every record).
+    /// How many instances of the newest version of `workflow` (registered,
+    /// else described in the store) sit in each state (reads every record).
     pub async fn state_counts(
         &self,
         workflow: &str,
-        mut progress: impl FnMut(usize),
+        progress: impl FnMut(usize),
     ) -> Result<StateCounts, AdminError> {
         let machine = self.machine(workflow).await?.machine;
+        self.count_states(&machine, progress).await
+    }
+
+    /// How many instances of the version of `workflow` with `fingerprint`
+    /// sit in each state (instances of its other versions are
+    /// [`other_fingerprint`](StateCounts::other_fingerprint)).
+    pub async fn version_state_counts(
+        &self,
+        workflow: &str,
+        fingerprint: u64,
+        progress: impl FnMut(usize),
+    ) -> Result<StateCounts, AdminError> {
+        let machine = self.version_machine(workflow, fingerprint).await?.machine;
+        self.count_states(&machine, progress).await
+    }
+
+    /// How many instances of `machine`'s workflow sit in each of its states.
+    pub(super) async fn count_states(
+        &self,
+        machine: &MachineDescription,
+        mut progress: impl FnMut(usize),
+    ) -> Result<StateCounts, AdminError> {
+        let workflow = machine.workflow.as_str();
         let mut counts = StateCounts::default();
         self.scan(&mut progress, |scanned| {
             let Ok(instance) = scanned else { return };
@@ -1110,8 +1306,11 @@ impl Admin {
                 .exact(&instance.workflow, instance.fingerprint_value())
                 .is_some()
         });
-        let blocked = if self.registry.is_empty() {
+        // The bare tool knows no code: it cannot say what blocks an instance.
+        let blocked = if self.registry.is_empty() || instance.phase.is_terminal() {
             None
+        } else if self.registry.get(&instance.workflow).is_none() {
+            Some(self.not_registered(&instance.workflow))
         } else {
             self.runtime.blocked(&instance)
         };

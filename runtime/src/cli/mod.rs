@@ -5,7 +5,7 @@
 //! view. It reads records as JSON, so it needs none of your code, and it
 //! draws state machines (with how many instances sit in each state) from the
 //! descriptions every runtime stores of the machines it registers
-//! ([`MachineDescription`](crate::machine::MachineDescription) under
+//! ([`MachineDescription`] under
 //! `machines/{workflow}/{fingerprint}`). Ship the same tool inside your own
 //! binary with your workflows registered and it also checks that stored
 //! states decode, and draws workflows no runtime stored yet:
@@ -25,11 +25,21 @@
 //! $ ops --store redis://127.0.0.1 retry order-42
 //! $ ops --store redis://127.0.0.1 signal approval-7 approval '{"approved":true,"by":"ops"}'
 //! $ ops graph place_order --format mermaid
+//! $ ops --store postgres://app@db/app versions --workflow place_order
+//! $ ops --store postgres://app@db/app upgrade --dry-run
 //! $ ops --store etcd://10.0.0.1:2379,10.0.0.2:2379 ui --listen 127.0.0.1:8080
 //! ```
 //!
+//! Around a deploy, `versions` says which versions of each workflow still
+//! have instances (and which have drained, so their code can go), and
+//! `upgrade [--dry-run]` what becomes of each unfinished instance under the
+//! versions and migrations registered in the tool
+//! (`Registry::new().register(v1::place_order).register(place_order).migrate(v1_to_v2)`),
+//! moving them now instead of at their next claim.
+//!
 //! Everything the commands do is also a library API: [`Admin`] (list, show,
-//! cancel, retry, signal, state counts, on an `Arc<dyn Store>` and a [`Registry`]),
+//! cancel, retry, signal, state counts, versions, upgrade, on an
+//! `Arc<dyn Store>` and a [`Registry`]),
 //! [`open_store`] and [`router`] / [`serve`] for the web view.
 //!
 //! Output: aligned columns for a person, with colours only on a terminal
@@ -125,49 +135,80 @@ enum Command {
     /// Draw a workflow's state machine, with how many instances sit in each
     /// state when a store is given. The machine is the one registered in this
     /// tool, else the description a runtime that registers the workflow
-    /// stored (so the bare binary draws from the store alone).
+    /// stored (so the bare binary draws from the store alone). With
+    /// several versions, the newest; `--fingerprint` picks another (see
+    /// `sagaflow versions`).
     Graph {
         /// The workflow's name.
         workflow: String,
+        /// The version to draw, by its fingerprint (16 hex digits).
+        #[arg(long, value_name = "HEX")]
+        fingerprint: Option<String>,
         /// The diagram's language.
         #[arg(long, short, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
     },
-    /// List the workflows this tool knows and, with a store, those whose
-    /// machines runtimes described in it.
+    /// List the workflows this tool knows (every version) and, with a
+    /// store, those whose machines runtimes described in it.
     Workflows,
-    /// Per workflow, each version (fingerprint) with instances in the store
-    /// or registered here: instances by phase, the oldest unfinished one,
-    /// how many move to another version at their next claim, the stranded
-    /// ones (no registered version can run them) with why, and whether it
-    /// has drained (its code can go).
+    /// Per workflow, each version (fingerprint) in the store or registered
+    /// here: whether this tool has its code, its upgrade policy, instances
+    /// by phase, the oldest unfinished one, how many move to another
+    /// version at their next claim, and whether it has drained (no
+    /// unfinished instance needs its code: it can go). Then the stranded
+    /// instances (no registered version can run them) with why, and the
+    /// records that cannot be decoded.
     ///
-    /// `--json` prints `{"workflows": [{"workflow", "versions": [{"fingerprint"
-    /// (16 hex digits), "version", "registered", "newest", "upgrade"
-    /// ("pinned" | "auto" | null), "described", "counts" ({phase: n}),
-    /// "unfinished", "oldest_unfinished" ([id, created ms] | null), "moving",
-    /// "drained", "stranded" ([[id, reason]])}]}], "undecodable": [[key, reason]]}`.
     /// The bare `sagaflow` binary registers no workflows: it shows the
-    /// versions the store holds, and every unfinished instance as stranded
-    /// as far as it knows; ship the tool in your binary to see yours.
+    /// versions the store knows (from the machine descriptions runtimes
+    /// stored and from the records), and every unfinished instance as
+    /// stranded as far as it knows; ship the tool in your binary with your
+    /// versions and migrations registered to see what your code makes of them.
+    ///
+    /// `--json` prints:
+    /// `{"workflows": [{"workflow": NAME, "versions": [{"version": N,
+    /// "fingerprint": "16 hex digits", "registered": bool, "newest": bool,
+    /// "described": bool, "upgrade": "pinned" | "auto" | null,
+    /// "counts": {"Waiting": n, ..}, "unfinished": n,
+    /// "oldest_unfinished": {"id": ID, "created_at": ms} | null,
+    /// "moving": n, "stranded": [{"id": ID, "reason": TEXT}],
+    /// "drained": bool}]}], "undecodable": [{"key": KEY, "reason": TEXT}]}`,
+    /// workflows by name, versions oldest first.
     Versions {
         /// Only this workflow.
         #[arg(long, short)]
         workflow: Option<String>,
     },
     /// Say what becomes of each unfinished instance under the versions and
-    /// migrations registered in this tool (stays, and why; moves to another
-    /// version; migrates; not migrated, and why; stranded; leased), and,
-    /// without `--dry-run`, do it now instead of at each instance's next
-    /// claim: one compare-and-swap per instance that moves.
+    /// migrations registered in this tool, and, without `--dry-run`, do it
+    /// now instead of at each instance's next claim.
     ///
-    /// `--json` prints `{"instances": [{"id", "workflow", "version",
-    /// "fingerprint", "state", "action": {"action": "stays" | "moves" |
-    /// "migrates" | "not_migrated" | "stranded" | "leased", ..}, "applied"}],
-    /// "undecodable": [[key, reason]]}`. The bare binary knows no workflows,
-    /// so it can only report instances as stranded.
+    /// Per instance: `stays on v1` (and why, when a newer version would take
+    /// it but cannot), `moves to v2 (automatic upgrade)` (with what changed
+    /// compatibly), `migrates to v4 by v1_to_v4 at Signal2`, `not migrated:
+    /// REASON (stays on v1 | stranded)`, `stranded: REASON`, or `leased by
+    /// OWNER: decided at its next claim`; each change written is marked
+    /// `done`. A move or migration is one compare-and-swap of a record no
+    /// runtime holds the lease of; nothing else is written.
+    ///
+    /// The bare `sagaflow` binary registers no workflows, so it changes
+    /// nothing and can only report the unfinished instances as stranded:
+    /// run `upgrade` from your binary (`sagaflow::cli::run` with your
+    /// versions and migrations registered).
+    ///
+    /// `--json` prints: `{"dry_run": bool, "instances": [{"id": ID,
+    /// "workflow": NAME, "version": N, "fingerprint": "16 hex digits",
+    /// "state": STATE, "action": {"action": "stays", "why": TEXT | null} |
+    /// {"action": "moves", "to": N, "kind": TEXT, "notes": [TEXT]} |
+    /// {"action": "migrates", "migration": NAME, "to": N, "state": STATE} |
+    /// {"action": "not_migrated", "migration": NAME, "reason": TEXT,
+    /// "stays": bool} | {"action": "stranded", "reason": TEXT} |
+    /// {"action": "leased", "owner": OWNER}, "text": TEXT, "applied": bool}],
+    /// "counts": {"moves": n, ..}, "written": n,
+    /// "undecodable": [{"key": KEY, "reason": TEXT}]}`, instances by id.
+    /// The exit code is 0 whatever becomes of the instances.
     Upgrade {
-        /// Say what would happen; change nothing.
+        /// Say what would happen; write nothing.
         #[arg(long)]
         dry_run: bool,
         /// Only this workflow's instances.
@@ -502,7 +543,7 @@ async fn command(
                     registry
                         .names()
                         .into_iter()
-                        .filter_map(|name| registry.machine(name))
+                        .flat_map(|name| registry.versions(name))
                         .map(|machine| KnownMachine {
                             machine: machine.describe(),
                             source: MachineSource::Registered,
@@ -518,6 +559,7 @@ async fn command(
                     .map(|known| {
                         serde_json::json!({
                             "workflow": known.machine.workflow,
+                            "version": known.machine.version,
                             "fingerprint": crate::record::format_fingerprint(known.machine.fingerprint),
                             "states": known.machine.states.len(),
                             "source": known.source,
@@ -547,6 +589,7 @@ async fn command(
                 .map(|known| {
                     vec![
                         text::Cell::plain(known.machine.workflow.clone()),
+                        text::Cell::plain(format!("v{}", known.machine.version)),
                         text::Cell::plain(known.machine.states.len().saturating_sub(1).to_string()),
                         text::Cell::plain(crate::record::format_fingerprint(
                             known.machine.fingerprint,
@@ -566,7 +609,7 @@ async fn command(
                 "{}",
                 text::table(
                     style,
-                    &["WORKFLOW", "STEPS", "FINGERPRINT", "SOURCE"],
+                    &["WORKFLOW", "VERSION", "STEPS", "FINGERPRINT", "SOURCE"],
                     &rows
                 )
             ))?;
@@ -587,7 +630,11 @@ async fn command(
             if cli.json {
                 return print_json(io, &text::versions_json(&report));
             }
-            written(write!(io.out, "{}", text::versions(style, &report, now)))
+            written(write!(
+                io.out,
+                "{}",
+                text::versions(style, &report, workflow.as_deref(), now)
+            ))
         }
         Command::Upgrade { dry_run, workflow } => {
             let report = admin(store, registry)
@@ -595,12 +642,39 @@ async fn command(
                 .upgrade(workflow.as_deref(), dry_run)
                 .await?;
             if cli.json {
-                return print_json(io, &report);
+                return print_json(io, &text::upgrade_json(&report, dry_run));
             }
-            written(write!(io.out, "{}", text::upgrade(style, &report, dry_run)))
+            written(write!(
+                io.out,
+                "{}",
+                text::upgrade(style, &report, workflow.as_deref(), dry_run)
+            ))
         }
-        Command::Graph { workflow, format } => {
-            graph(store, registry, &workflow, format, cli.json, io).await
+        Command::Graph {
+            workflow,
+            fingerprint,
+            format,
+        } => {
+            let fingerprint = fingerprint
+                .map(|text| {
+                    crate::record::parse_fingerprint(&text).ok_or_else(|| {
+                        AdminError::Invalid(format!(
+                            "`{text}` is not a fingerprint (16 hex digits, as `sagaflow versions` \
+                             prints)"
+                        ))
+                    })
+                })
+                .transpose()?;
+            graph(
+                store,
+                registry,
+                &workflow,
+                fingerprint,
+                format,
+                cli.json,
+                io,
+            )
+            .await
         }
         Command::Ui { listen } => {
             let admin = admin(store, registry).await?;
@@ -629,6 +703,7 @@ async fn graph(
     store: Option<&str>,
     registry: Registry,
     workflow: &str,
+    fingerprint: Option<u64>,
     format: GraphFormat,
     json: bool,
     io: &mut Io<'_>,
@@ -638,20 +713,39 @@ async fn graph(
     let (machine, counts) = match store {
         Some(url) => {
             let admin = Admin::open(url, registry).await?;
-            let machine = admin.machine(workflow).await?.machine;
-            (machine, Some(admin.state_counts(workflow, |_| {}).await?))
+            let machine = match fingerprint {
+                None => admin.machine(workflow).await?.machine,
+                Some(fingerprint) => admin.version_machine(workflow, fingerprint).await?.machine,
+            };
+            let counts = admin.count_states(&machine, |_| {}).await?;
+            (machine, Some(counts))
         }
-        None => match registry.machine(workflow) {
-            Some(machine) => (machine.describe(), None),
-            None if registry.is_empty() => {
-                return Err(AdminError::NoWorkflows(workflow.to_owned()));
-            }
-            None => {
-                return Err(AdminError::UnknownWorkflow {
-                    name: workflow.to_owned(),
-                    known: registry.names().join(", "),
-                });
-            }
+        None => match fingerprint {
+            Some(fingerprint) => match registry
+                .versions(workflow)
+                .into_iter()
+                .find(|machine| machine.fingerprint() == fingerprint)
+            {
+                Some(machine) => (machine.describe(), None),
+                None => {
+                    return Err(AdminError::UnknownVersion {
+                        workflow: workflow.to_owned(),
+                        fingerprint: crate::record::format_fingerprint(fingerprint),
+                    });
+                }
+            },
+            None => match registry.machine(workflow) {
+                Some(machine) => (machine.describe(), None),
+                None if registry.is_empty() => {
+                    return Err(AdminError::NoWorkflows(workflow.to_owned()));
+                }
+                None => {
+                    return Err(AdminError::UnknownWorkflow {
+                        name: workflow.to_owned(),
+                        known: registry.names().join(", "),
+                    });
+                }
+            },
         },
     };
     let diagram = match format {

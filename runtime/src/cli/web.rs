@@ -144,6 +144,7 @@ async fn error_page(admin: &Admin, error: &AdminError) -> Response {
     let status = match error {
         AdminError::NotFound(_)
         | AdminError::UnknownWorkflow { .. }
+        | AdminError::UnknownVersion { .. }
         | AdminError::NoWorkflows(_) => StatusCode::NOT_FOUND,
         AdminError::Invalid(_) => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -270,21 +271,34 @@ async fn index(State(admin): State<Admin>, Query(params): Query<IndexQuery>) -> 
     if list.instances.is_empty() {
         body.push_str("<p class=\"notice\" id=\"empty\">No instances match.</p>");
     } else {
-        body.push_str(
-            "<table id=\"instances\"><thead><tr><th>id</th><th>workflow</th><th>phase</th>\
+        let versions = text::several_versions(&list.instances);
+        let _ = write!(
+            body,
+            "<table id=\"instances\"><thead><tr><th>id</th><th>workflow</th>{}<th>phase</th>\
              <th>state</th><th>step</th><th>attempt</th><th>created</th><th>updated</th>\
              <th>note</th></tr></thead><tbody>",
+            if versions { "<th>version</th>" } else { "" }
         );
         for instance in &list.instances {
             let _ = write!(
                 body,
-                "<tr class=\"instance\" data-id=\"{id}\" data-phase=\"{phase}\"><td><a href=\"/instance?id={link}\">{id}</a></td>\
-                 <td>{workflow}</td><td>{badge}</td><td>{state}</td><td>{step}</td><td class=\"num\">{attempt}</td>\
+                "<tr class=\"instance\" data-id=\"{id}\" data-phase=\"{phase}\"{v}><td><a href=\"/instance?id={link}\">{id}</a></td>\
+                 <td>{workflow}</td>{version}<td>{badge}</td><td>{state}</td><td>{step}</td><td class=\"num\">{attempt}</td>\
                  <td title=\"{created_full}\">{created}</td><td title=\"{updated_full}\">{updated}</td><td class=\"{note_class}\">{note}</td></tr>",
                 id = escape(&instance.id),
                 link = encode(&instance.id),
                 phase = instance.phase.as_str(),
                 workflow = escape(&instance.workflow),
+                v = if versions {
+                    format!(" data-version=\"{}\"", instance.version)
+                } else {
+                    String::new()
+                },
+                version = if versions {
+                    format!("<td>v{}</td>", instance.version)
+                } else {
+                    String::new()
+                },
                 badge = phase_badge(instance.phase),
                 state = escape(&instance.state),
                 step = escape(instance.step.as_deref().unwrap_or("")),
@@ -359,8 +373,18 @@ async fn instance(State(admin): State<Admin>, Query(params): Query<InstanceQuery
 fn instance_body(detail: &InstanceDetail) -> String {
     let summary = &detail.summary;
     let now = now_ms();
+    // The workflow's page at the instance's own version, when it is known.
+    let version_link = detail
+        .machine
+        .as_ref()
+        .filter(|machine| {
+            crate::record::format_fingerprint(machine.fingerprint) == detail.fingerprint
+        })
+        .map_or_else(String::new, |_| {
+            format!("&amp;fingerprint={}", encode(&detail.fingerprint))
+        });
     let mut body = format!(
-        "<h1>{} <a class=\"muted\" href=\"/workflow?name={}\">{}</a> {}</h1>",
+        "<h1>{} <a class=\"muted\" href=\"/workflow?name={}{version_link}\">{}</a> {}</h1>",
         escape(&summary.id),
         encode(&summary.workflow),
         escape(&summary.workflow),
@@ -540,7 +564,7 @@ fn instance_body(detail: &InstanceDetail) -> String {
     fact("fingerprint", "fingerprint", escape(&detail.fingerprint));
     body.push_str("</tbody></table>");
 
-    body.push_str("<h2>Timeline</h2><table class=\"timeline\" id=\"timeline\"><thead><tr><th>time (UTC)</th><th>elapsed</th><th>event</th><th>step</th><th>state</th><th>attempt</th><th>took</th><th>error</th></tr></thead><tbody>");
+    body.push_str("<h2>Timeline</h2><table class=\"timeline\" id=\"timeline\"><thead><tr><th>time (UTC)</th><th>elapsed</th><th>event</th><th>step</th><th>state</th><th>attempt</th><th>took</th><th>error / note</th></tr></thead><tbody>");
     for entry in &detail.timeline {
         let kind = serde_json::to_value(entry.kind)
             .ok()
@@ -645,22 +669,47 @@ fn error_cell(error: &str) -> String {
 #[derive(Debug, Deserialize)]
 struct WorkflowQuery {
     name: String,
+    /// A version's fingerprint (16 hex digits); the newest version without.
+    fingerprint: Option<String>,
 }
 
+/// `/workflow?name=[&fingerprint=]`: a version's machine (the newest, or the
+/// one with that fingerprint) with how many of its instances sit where.
 async fn workflow(State(admin): State<Admin>, Query(params): Query<WorkflowQuery>) -> Response {
-    let machine = match admin.machine(&params.name).await {
+    let fingerprint = match params
+        .fingerprint
+        .as_deref()
+        .filter(|text| !text.is_empty())
+    {
+        None => None,
+        Some(text) => match crate::record::parse_fingerprint(text) {
+            Some(fingerprint) => Some(fingerprint),
+            None => {
+                let error = AdminError::Invalid(format!(
+                    "`{text}` is not a fingerprint (16 hex digits, as `sagaflow versions` prints)"
+                ));
+                return error_page(&admin, &error).await;
+            }
+        },
+    };
+    let known = match fingerprint {
+        None => admin.machine(&params.name).await,
+        Some(fingerprint) => admin.version_machine(&params.name, fingerprint).await,
+    };
+    let machine = match known {
         Ok(known) => known.machine,
         Err(error) => return error_page(&admin, &error).await,
     };
-    let counts = match admin.state_counts(&params.name, |_| {}).await {
+    let counts = match admin.count_states(&machine, |_| {}).await {
         Ok(counts) => counts,
         Err(error) => return error_page(&admin, &error).await,
     };
     let mut body = format!(
-        "<h1>{} <span class=\"muted\">fingerprint {}</span></h1>\
-         <p class=\"muted\">Badges count the instances in each state. \
+        "<h1>{} <span class=\"muted\" id=\"version\">v{} · fingerprint {}</span></h1>\
+         <p class=\"muted\">Badges count the instances of this version in each state. \
          <a href=\"/?workflow={}\">List them</a>.</p><section class=\"machine-box\" id=\"machine\">",
         escape(&machine.workflow),
+        machine.version,
         crate::record::format_fingerprint(machine.fingerprint),
         encode(&machine.workflow)
     );
@@ -675,110 +724,157 @@ async fn workflow(State(admin): State<Admin>, Query(params): Query<WorkflowQuery
     if counts.other_fingerprint > 0 {
         let _ = write!(
             body,
-            "<p class=\"notice\">{} instance(s) started on another version of this workflow (another fingerprint) are not counted.</p>",
+            "<p class=\"notice\" id=\"other-versions\">{} instance(s) of other versions of this workflow (other fingerprints) are not counted: see <a href=\"/versions\">versions</a>.</p>",
             counts.other_fingerprint
         );
     }
     page(&admin, &machine.workflow, &body).await.into_response()
 }
 
-/// `/versions`: what `sagaflow versions` prints, with the stranded
-/// instances linking to their pages.
+/// Stranded instances linked per group on `/versions` before `and N more`.
+const STRANDED_LINKS: usize = 100;
+
+/// `/versions`: what `sagaflow versions` prints, read-only (`sagaflow
+/// upgrade` stays a command), each version linking to its machine and the
+/// stranded instances to their pages.
 async fn versions(State(admin): State<Admin>) -> Response {
     let report = match admin.versions(None).await {
         Ok(report) => report,
         Err(error) => return error_page(&admin, &error).await,
     };
-    let now = super::admin::now_ms();
+    let now = now_ms();
     let mut body = String::from(
-        "<h1>Versions</h1><p class=\"muted\">Each machine (fingerprint) of each workflow, \
-         with its instances. A version has <em>drained</em> when no unfinished instance needs \
-         its code: then it can be deleted. <code>sagaflow upgrade --dry-run</code> says what \
-         becomes of each instance.</p>",
+        "<h1>Versions</h1><p class=\"muted\">Each version (machine fingerprint) of each \
+         workflow, with its instances. A version has <em>drained</em> when no unfinished \
+         instance needs its code any more: it can then be deleted. Instances that \
+         <em>move</em> go to another version at their next claim; \
+         <code>sagaflow upgrade --dry-run</code> says what becomes of each, and \
+         <code>sagaflow upgrade</code> moves them now.</p>",
     );
-    if report.workflows.is_empty() {
+    if admin.registry().is_empty() {
         body.push_str(
-            "<p class=\"muted\" id=\"no-versions\">no instances and no registered workflows</p>",
+            "<p class=\"notice\" id=\"bare\">This tool registers no workflows: it shows the \
+             versions the store knows, and cannot tell what a runtime with your code makes of \
+             the unfinished instances (they count as stranded here). Ship the tool in your \
+             binary with your versions and migrations registered to see that.</p>",
         );
     }
-    for workflow in &report.workflows {
+    if report.workflows.is_empty() {
+        body.push_str(
+            "<p class=\"muted\" id=\"no-versions\">No instances in the store, and no workflows \
+             registered here or described in the store.</p>",
+        );
+    }
+    for known in &report.workflows {
         let _ = write!(
             body,
-            "<h2><a href=\"/workflow?name={}\">{}</a></h2><table class=\"versions\"><thead><tr>\
-             <th>version</th><th>fingerprint</th><th>code</th><th>upgrade</th><th>unfinished</th>\
-             <th>by phase</th><th>oldest unfinished</th><th>moving</th><th>stranded</th><th>drained</th>\
+            "<h2><a href=\"/workflow?name={}\">{}</a></h2><table class=\"versions\" data-workflow=\"{}\"><thead><tr>\
+             <th>version</th><th>fingerprint</th><th>code</th><th>upgrade</th><th>instances</th>\
+             <th>unfinished</th><th>oldest unfinished</th><th>moving</th><th>stranded</th><th>drained</th>\
              </tr></thead><tbody>",
-            encode(&workflow.workflow),
-            escape(&workflow.workflow)
+            encode(&known.workflow),
+            escape(&known.workflow),
+            escape(&known.workflow)
         );
-        for version in &workflow.versions {
-            let phases: Vec<String> = version
-                .counts
-                .iter()
-                .map(|(phase, count)| format!("{} {count}", phase.as_str()))
-                .collect();
+        for version in &known.versions {
+            let fingerprint = crate::record::format_fingerprint(version.fingerprint);
             let oldest = version
                 .oldest_unfinished
                 .as_ref()
-                .map(|(id, at)| {
+                .map_or_else(String::new, |(id, at)| {
                     format!(
-                        "<a href=\"/instance?id={}\">{}</a> ({} ago)",
+                        "<a href=\"/instance?id={}\">{}</a> <span class=\"muted\" title=\"{}\">{}</span>",
                         encode(id),
                         escape(id),
+                        text::format_time(*at),
                         text::age(*at, now)
                     )
-                })
-                .unwrap_or_default();
-            let code = match (version.registered, version.newest) {
-                (true, true) => "registered, newest",
-                (true, false) => "registered",
-                (false, true) | (false, false) if version.described => {
-                    "not registered (described in the store)"
-                }
-                _ => "not registered",
+                });
+            // Drawable when registered here or described in the store.
+            let drawn = if version.registered || version.described {
+                format!(
+                    "<a href=\"/workflow?name={}&amp;fingerprint={fingerprint}\">v{}</a>",
+                    encode(&known.workflow),
+                    version.version
+                )
+            } else {
+                format!("v{}", version.version)
             };
             let _ = write!(
                 body,
-                "<tr class=\"version\" data-version=\"{v}\"><td>v{v}</td><td><code>{fp}</code></td><td>{code}</td>\
-                 <td>{upgrade}</td><td class=\"num\">{unfinished}</td><td>{phases}</td><td>{oldest}</td>\
-                 <td class=\"num\">{moving}</td><td class=\"num\">{stranded}</td><td class=\"drained\">{drained}</td></tr>",
+                "<tr class=\"version\" data-version=\"{v}\" data-fingerprint=\"{fingerprint}\"><td>{drawn}</td><td><code>{fingerprint}</code></td>\
+                 <td class=\"code\">{code}</td><td class=\"upgrade\">{upgrade}</td><td class=\"instances\">{phases}</td>\
+                 <td class=\"num unfinished\">{unfinished}</td><td>{oldest}</td>\
+                 <td class=\"num moving\">{moving}</td><td class=\"num stranded{stranded_class}\">{stranded}</td>\
+                 <td class=\"drained\">{drained}</td></tr>",
                 v = version.version,
-                fp = crate::record::format_fingerprint(version.fingerprint),
-                upgrade = version.upgrade.map_or("", crate::machine::Upgrade::as_str),
+                code = text::version_code(version),
+                upgrade = version.upgrade.map_or("-", crate::machine::Upgrade::as_str),
+                phases = escape(&text::phase_counts(&version.counts)),
                 unfinished = version.unfinished(),
-                phases = escape(&phases.join(", ")),
                 moving = version.moving,
                 stranded = version.stranded.len(),
+                stranded_class = if version.stranded.is_empty() {
+                    ""
+                } else {
+                    " error"
+                },
                 drained = if version.drained() { "yes" } else { "no" },
             );
         }
         body.push_str("</tbody></table>");
-        let stranded: Vec<_> = workflow
-            .versions
-            .iter()
-            .flat_map(|version| version.stranded.iter().map(move |s| (version.version, s)))
-            .collect();
-        if !stranded.is_empty() {
-            body.push_str("<h3>Stranded</h3><ul class=\"stranded\">");
-            for (version, (id, reason)) in stranded {
-                let _ = write!(
-                    body,
-                    "<li><a href=\"/instance?id={}\">{}</a> (v{version}): <span class=\"error\">{}</span></li>",
-                    encode(id),
-                    escape(id),
-                    escape(reason)
-                );
-            }
-            body.push_str("</ul>");
-        }
     }
-    for (key, reason) in &report.undecodable {
-        let _ = write!(
-            body,
-            "<p class=\"error\">the record of <code>{}</code> cannot be decoded: {}</p>",
-            escape(key),
-            escape(reason)
+    // The stranded instances, grouped by version and reason.
+    let groups = text::stranded_groups(&report);
+    if !groups.is_empty() {
+        body.push_str(
+            "<h2 class=\"error\" id=\"stranded\">Stranded</h2><p class=\"muted\">No version \
+             registered here can run these instances.</p><ul class=\"stranded\">",
         );
+        for group in &groups {
+            let mut links: Vec<String> = group
+                .ids
+                .iter()
+                .take(STRANDED_LINKS)
+                .map(|id| {
+                    format!(
+                        "<a href=\"/instance?id={}\" data-id=\"{}\">{}</a>",
+                        encode(id),
+                        escape(id),
+                        escape(id)
+                    )
+                })
+                .collect();
+            if group.ids.len() > STRANDED_LINKS {
+                links.push(format!(
+                    "and {} more (<code>sagaflow versions --json</code> lists them all)",
+                    group.ids.len() - STRANDED_LINKS
+                ));
+            }
+            let _ = write!(
+                body,
+                "<li data-workflow=\"{}\" data-version=\"{}\">{} <span class=\"muted\">({} v{})</span>: <span class=\"error\">{}</span></li>",
+                escape(group.workflow),
+                group.version,
+                links.join(", "),
+                escape(group.workflow),
+                group.version,
+                escape(group.reason)
+            );
+        }
+        body.push_str("</ul>");
+    }
+    if !report.undecodable.is_empty() {
+        body.push_str("<h2 class=\"error\">Records that cannot be decoded</h2><table id=\"undecodable\"><thead><tr><th>key</th><th>why</th></tr></thead><tbody>");
+        for (id, reason) in &report.undecodable {
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td class=\"error\">{}</td></tr>",
+                escape(&crate::record::key(id)),
+                escape(reason)
+            );
+        }
+        body.push_str("</tbody></table>");
     }
     page(&admin, "versions", &body).await.into_response()
 }

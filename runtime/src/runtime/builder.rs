@@ -99,7 +99,7 @@ impl RuntimeBuilder {
 
     /// A migration (`#[migrate(from = old, to = new)]`): instances of the
     /// old version move to the new one through it when they are next
-    /// claimed, in the claim's write (see [`crate::migrate`]). The version
+    /// claimed, in the claim's write (see [`mod@crate::migrate`]). The version
     /// it migrates to must be registered; the one it migrates from need
     /// not be (if it is, the instances a migration declines finish on it).
     pub fn migrate<M: Migrate>(mut self, migration: M) -> RuntimeBuilder {
