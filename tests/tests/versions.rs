@@ -599,7 +599,6 @@ async fn versions_have_their_own_fingerprints_and_the_newest_is_marked() {
     // Pinned and auto v2 differ only in their policy: the same machine.
     assert_eq!(machines[1].fingerprint(), machines[2].fingerprint());
     let mut fingerprints: Vec<u64> = machines.iter().map(|m| m.fingerprint()).collect();
-    fingerprints.dedup();
     fingerprints.sort_unstable();
     fingerprints.dedup();
     assert_eq!(fingerprints.len(), 4);

@@ -199,9 +199,9 @@ impl RuntimeBuilder {
                 }
             }
         }
-        register_machines(&*store, &registry, self.clock.as_deref()).await;
-        registry.remember(stored_machines(&*store).await);
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock::new()));
+        register_machines(&*store, &registry, clock.now_ms()).await;
+        registry.remember(stored_machines(&*store).await);
         let runtime = Runtime {
             inner: Arc::new(Inner {
                 store,
@@ -233,11 +233,7 @@ impl RuntimeBuilder {
 
 /// Writes each registered machine's description, put-if-absent: a
 /// description never changes for a fingerprint, so the first one stays.
-async fn register_machines(store: &dyn Store, registry: &Registry, clock: Option<&dyn Clock>) {
-    let registered_at = match clock {
-        Some(clock) => clock.now_ms(),
-        None => SystemClock::new().now_ms(),
-    };
+async fn register_machines(store: &dyn Store, registry: &Registry, registered_at: u64) {
     for workflow in registry.all() {
         let machine = workflow.machine();
         let key = machine_key(machine.workflow, machine.fingerprint());

@@ -1122,12 +1122,9 @@ impl Runtime {
                 migration,
                 to,
                 fallback: None,
-            }) => {
-                let mut trial = instance.clone();
-                versions::apply_migration(&mut trial, &*migration, &*to, 0)
-                    .err()
-                    .map(|reason| format!("it is not migrated: {reason}"))
-            }
+            }) => versions::trial_migration(instance, &*migration, &*to, 0)
+                .err()
+                .map(|reason| format!("it is not migrated: {reason}")),
             Ok(_) => None,
         }
     }

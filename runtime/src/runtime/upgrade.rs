@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::versions::{self, MoveKind, Plan};
+use super::versions::{self, Plan};
 use super::{Runtime, codec, decode_record};
 use crate::error::{Error, StoreError};
 use crate::machine::Upgrade;
@@ -321,15 +321,7 @@ impl Runtime {
             if instance.phase.is_terminal() {
                 return Ok(None);
             }
-            let mut report = InstanceUpgrade {
-                id: instance.id.clone(),
-                workflow: instance.workflow.clone(),
-                version: instance.version,
-                fingerprint: instance.fingerprint_value().unwrap_or_default(),
-                state: instance.state_name.clone(),
-                action: self.action(&instance),
-                applied: false,
-            };
+            let mut report = self.report_of(&instance);
             let changes = matches!(
                 report.action,
                 UpgradeAction::Moves { .. } | UpgradeAction::Migrates { .. }
@@ -362,21 +354,26 @@ impl Runtime {
                 Err(error) => return Err(error.into()),
             }
         }
-        // Written by others every time: leave it to its next claim.
-        let Some((instance, _)) = self.load(id).await? else {
-            return Ok(None);
-        };
-        Ok(Some(InstanceUpgrade {
+        // Written by others every time: say what is planned for it now; its
+        // next claim does it.
+        Ok(self
+            .load(id)
+            .await?
+            .filter(|(instance, _)| !instance.phase.is_terminal())
+            .map(|(instance, _)| self.report_of(&instance)))
+    }
+
+    /// What becomes of unfinished `instance`, not yet applied.
+    fn report_of(&self, instance: &InstanceRecord) -> InstanceUpgrade {
+        InstanceUpgrade {
             id: instance.id.clone(),
             workflow: instance.workflow.clone(),
             version: instance.version,
             fingerprint: instance.fingerprint_value().unwrap_or_default(),
             state: instance.state_name.clone(),
-            action: UpgradeAction::Leased {
-                owner: instance.lease.owner.clone().unwrap_or_default(),
-            },
+            action: self.action(instance),
             applied: false,
-        }))
+        }
     }
 
     /// What this runtime would do with unfinished `instance` now.
@@ -398,33 +395,25 @@ impl Runtime {
                 to, kind, notes, ..
             }) => UpgradeAction::Moves {
                 to: to.version(),
-                kind: match kind {
-                    MoveKind::Auto => "automatic upgrade",
-                    MoveKind::Compatible => "compatible change of its stored types",
-                    MoveKind::Legacy => "recorded by an earlier sagaflow",
-                }
-                .to_owned(),
+                kind: kind.as_str().to_owned(),
                 notes,
             },
             Ok(Plan::Migrate {
                 migration,
                 to,
                 fallback,
-            }) => {
-                let mut trial = instance.clone();
-                match versions::apply_migration(&mut trial, &*migration, &*to, now) {
-                    Ok(()) => UpgradeAction::Migrates {
-                        migration: migration.name().to_owned(),
-                        to: to.version(),
-                        state: trial.state_name,
-                    },
-                    Err(reason) => UpgradeAction::NotMigrated {
-                        migration: migration.name().to_owned(),
-                        reason,
-                        stays: fallback.is_some(),
-                    },
-                }
-            }
+            }) => match versions::trial_migration(instance, &*migration, &*to, now) {
+                Ok(state) => UpgradeAction::Migrates {
+                    migration: migration.name().to_owned(),
+                    to: to.version(),
+                    state,
+                },
+                Err(reason) => UpgradeAction::NotMigrated {
+                    migration: migration.name().to_owned(),
+                    reason,
+                    stays: fallback.is_some(),
+                },
+            },
         }
     }
 

@@ -40,11 +40,12 @@ pub enum MoveKind {
 }
 
 impl MoveKind {
-    fn as_str(self) -> &'static str {
+    /// Why, in words: in `upgraded` history notes and upgrade reports.
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             MoveKind::Auto => "automatic upgrade",
             MoveKind::Compatible => "compatible change of its stored types",
-            MoveKind::Legacy => "fingerprint of an earlier sagaflow, same structure",
+            MoveKind::Legacy => "recorded by an earlier sagaflow",
         }
     }
 }
@@ -441,6 +442,18 @@ fn stacked_steps(instance: &InstanceRecord) -> impl Iterator<Item = &str> {
         .iter()
         .filter(|entry| entry.child.is_none())
         .map(|entry| entry.step.as_ref())
+}
+
+/// What `migration` would make of `instance`, tried on a copy: the state
+/// it would continue at, or why it is not migrated.
+pub(crate) fn trial_migration(
+    instance: &InstanceRecord,
+    migration: &dyn ErasedMigration,
+    to: &dyn ErasedWorkflow,
+    now: u64,
+) -> Result<String, String> {
+    let mut trial = instance.clone();
+    apply_migration(&mut trial, migration, to, now).map(|()| trial.state_name)
 }
 
 /// Moves `instance` to version `to` in place: the fingerprint, the version
