@@ -217,6 +217,7 @@ impl RuntimeBuilder {
                 clock,
                 owner: super::unique_owner(),
                 local: Mutex::new(FastHashMap::default()),
+                backlog: super::backlog::Backlog::default(),
                 poke: Notify::new(),
                 hinted: AtomicBool::new(false),
                 shutdown: watch::Sender::new(false),
@@ -226,6 +227,8 @@ impl RuntimeBuilder {
         if runtime.inner.workers > 0 {
             runtime.inner.drivers.started();
             tokio::spawn(super::poller::run(runtime.clone()));
+            runtime.inner.drivers.started();
+            tokio::spawn(super::backlog::run(runtime.clone()));
         }
         Ok(runtime)
     }

@@ -10,6 +10,10 @@ use super::{Runtime, Status};
 use crate::error::Error;
 use crate::record::{Failure, Phase};
 
+/// The longest wait between two reads of a [`Handle::outcome`] waiting on
+/// an instance no worker of this process drives, in poll intervals.
+const MAX_POLL_BACKOFF: u64 = 8;
+
 /// How an instance ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome<T> {
@@ -56,9 +60,11 @@ impl<T: DeserializeOwned> Handle<T> {
     /// Waits until the instance ends, and returns how.
     ///
     /// Wakes as soon as a worker of this process ends the instance (or
-    /// stops driving it), and re-reads the store every poll interval while
-    /// no worker of this process drives it (instances run by other
-    /// processes). Waiting runs nothing: the instance is run by whichever
+    /// stops driving it), and re-reads the store while no worker of this
+    /// process drives it or holds it in its backlog (instances run by other
+    /// processes): after one poll interval, then at intervals doubling up to
+    /// eight poll intervals, so that many handles waiting on
+    /// long-running instances elsewhere cost the store little. Waiting runs nothing: the instance is run by whichever
     /// worker runtime holds its lease. An instance this runtime cannot advance (an unregistered
     /// workflow, another fingerprint, a corrupt record) is an error rather
     /// than an endless wait.
@@ -75,6 +81,8 @@ impl<T: DeserializeOwned> Handle<T> {
         // A worker of this process drives it: the instance is runnable here,
         // and the worker delivers its end through `changed`.
         let mut read = !local.driving.load(Ordering::SeqCst);
+        // Poll intervals to the next read while nothing here tells us more.
+        let mut backoff = 1;
         loop {
             // Listen before reading, so a write landing after the read
             // still wakes us.
@@ -107,25 +115,28 @@ impl<T: DeserializeOwned> Handle<T> {
             // here on wakes us): the poll is for instances run elsewhere,
             // and needs no timer meanwhile.
             let poll = (!local.driving.load(Ordering::SeqCst)).then(|| {
-                inner.clock.sleep_until(
-                    inner
-                        .clock
-                        .now_ms()
-                        .saturating_add(crate::clock::duration_ms(inner.poll_interval)),
-                )
+                inner.clock.sleep_until(inner.clock.now_ms().saturating_add(
+                    crate::clock::duration_ms(inner.poll_interval).saturating_mul(backoff),
+                ))
             });
             // A write by this process's worker that did not end the instance
             // needs no read; anything else (a cancel, a signal, the worker
             // stopping, the poll for other processes' writes, shutdown) does.
             read = tokio::select! {
-                () = changed => !local.changed.latest().by_worker,
+                () = changed => {
+                    backoff = 1;
+                    !local.changed.latest().by_worker
+                }
                 _ = shutdown.changed() => true,
                 () = async {
                     match poll {
                         Some(poll) => poll.await,
                         None => std::future::pending().await,
                     }
-                } => !local.driving.load(Ordering::SeqCst),
+                } => {
+                    backoff = (backoff * 2).min(MAX_POLL_BACKOFF);
+                    !local.driving.load(Ordering::SeqCst)
+                }
             };
         }
     }

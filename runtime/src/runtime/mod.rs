@@ -49,6 +49,7 @@
 //! A step's transition stays one write: hints are written only for delayed
 //! or handed-over work, never per step.
 
+mod backlog;
 mod builder;
 pub(crate) mod erased;
 mod handle;
@@ -108,6 +109,8 @@ struct Inner {
     owner: String,
     /// Per-instance wake-ups between the worker and handles of this process.
     local: Mutex<FastHashMap<String, Arc<Local>>>,
+    /// Instances started while every worker was busy, waiting for one.
+    backlog: backlog::Backlog,
     /// Wakes the poller: a hint was written here.
     poke: Notify,
     /// Whether this process wrote a hint (or learnt of due work) since the
@@ -485,11 +488,19 @@ impl Runtime {
         if let Some((name, value, _)) = &signal {
             instance.push_signal(name, value.clone(), now);
         }
-        // Claimed in the creating write when a worker is free: no extra write.
+        // Claimed in the creating write when a worker is free (no extra
+        // write), or when this runtime keeps it in its backlog until one is.
         let permit = self.free_permit();
-        if permit.is_some() {
+        let backlogged = permit.is_none() && self.takes_backlog();
+        let hint_at = if backlogged {
             self.claim_lease(&mut instance, now);
-        }
+            instance.lease.expires_at
+        } else {
+            if permit.is_some() {
+                self.claim_lease(&mut instance, now);
+            }
+            None
+        };
         let bytes =
             record::encode(&instance).map_err(|error| codec("the instance record", &error))?;
         match self
@@ -500,32 +511,48 @@ impl Runtime {
         {
             Ok(version) => {
                 tracing::debug!(workflow = W::NAME, id = %id, "instance started");
-                match permit {
-                    Some(permit) => {
+                // The driver starts from the state as its type, made here
+                // from a registered workflow: nothing to decode or check.
+                let started = worker::Started {
+                    workflow: registered,
+                    typed: Box::new(state),
+                };
+                let current = worker::Current::new(instance, version);
+                match (permit, hint_at) {
+                    (Some(permit), _) => {
                         let local = self.local(&id);
                         if local.driving.swap(true, Ordering::SeqCst) {
                             // Cannot happen for a record just created; leave
                             // it to its lease's expiry rather than run it twice.
                             self.release_local(&id, local);
                         } else {
-                            // The driver starts from the state as its type,
-                            // made here from a registered workflow: nothing
-                            // to decode or check.
-                            let started = worker::Started {
-                                workflow: registered,
-                                typed: Box::new(state),
-                            };
                             self.spawn_driver(
                                 id.clone(),
                                 local,
-                                worker::Current::new(instance, version),
+                                current,
                                 permit,
                                 false,
                                 Some(started),
                             );
                         }
                     }
-                    None => self.hint(now, &id).await,
+                    (None, Some(hint_at)) => {
+                        // Found by any runtime if this one is gone by then.
+                        let hint = self.put_hint(hint_at, &id).await;
+                        let local = self.local(&id);
+                        if local.driving.swap(true, Ordering::SeqCst) {
+                            self.release_local(&id, local);
+                        } else {
+                            self.inner.backlog.push(backlog::Waiting {
+                                id: id.clone(),
+                                local,
+                                current,
+                                started,
+                                hint,
+                            });
+                        }
+                    }
+                    (None, None) => self.hint(now, &id).await,
                 }
             }
             Err(StoreError::Conflict) => {
@@ -1385,11 +1412,12 @@ impl Runtime {
         started: Option<worker::Started>,
     ) {
         self.inner.drivers.started();
-        // An end seen in an earlier life (before an operator's retry) is over.
-        // Cleared silently: nobody waits for the absence of an end.
-        local.changed.send_if_modified(|written| {
+        // An end seen in an earlier life (before an operator's retry) is
+        // over. Waiting handles are woken without a read: they stop polling
+        // the store, as the driver tells them how it ends.
+        local.changed.send_modify(|written| {
             written.ended = None;
-            false
+            written.by_worker = true;
         });
         tokio::spawn(worker::drive(
             self.clone(),
@@ -1406,6 +1434,12 @@ impl Runtime {
     /// process's poller. A failed hint is only logged: the recovery scan
     /// finds the instance anyway, later.
     async fn hint(&self, at_ms: u64, id: &str) {
+        self.put_hint(at_ms, id).await;
+        self.wake_poller();
+    }
+
+    /// Writes a due hint for instance `id` at `at_ms`, returning its key.
+    async fn put_hint(&self, at_ms: u64, id: &str) -> String {
         let key = record::due_key(at_ms, id);
         if let Err(error) = self
             .inner
@@ -1415,7 +1449,13 @@ impl Runtime {
         {
             tracing::warn!(id, %error, "cannot write a due hint; the recovery scan will find the instance");
         }
-        self.wake_poller();
+        key
+    }
+
+    /// Whether a start without a free worker waits in this runtime's
+    /// backlog: it runs workers, is not shutting down, and has room.
+    fn takes_backlog(&self) -> bool {
+        self.inner.workers > 0 && !*self.inner.shutdown.borrow() && self.inner.backlog.has_room()
     }
 
     /// Makes the poller scan the due index now: this process wrote a hint.

@@ -87,6 +87,11 @@ impl Current {
             version,
         }
     }
+
+    /// The record and its version.
+    pub(super) fn into_parts(self) -> (InstanceRecord, u64) {
+        (self.record, self.version)
+    }
 }
 
 /// What the worker does after a transition.

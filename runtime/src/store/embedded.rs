@@ -99,7 +99,7 @@
 //! header or a key that is not UTF-8 is reported as [`StoreError::Backend`]
 //! naming the key.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -111,7 +111,7 @@ use byteview::ByteView;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use tokio::sync::oneshot;
 
-use super::{DueSignal, Expect, ScanPage, Store, Versioned, Write};
+use super::{DueSignal, Expect, ScanPage, Store, Versioned, WAKE_PREFIX, Write};
 use crate::FastHashMap;
 use crate::error::StoreError;
 
@@ -136,6 +136,24 @@ pub const MAX_BATCH_BYTES: usize = 32 << 20;
 /// committed ones (about 100 bytes each); a few in unit tests, so they
 /// cross the bound.
 const VERSION_CACHE_ENTRIES: usize = if cfg!(test) { 64 } else { 1 << 17 };
+
+/// The runtime's due index (the keys under [`WAKE_PREFIX`]), kept in
+/// memory beside the database and answering its scans. Its keys are
+/// written and deleted all the time, and a scan of an LSM tree walks every
+/// deleted key until a compaction drops it: the poller, which scans the
+/// index from its start, would pay for every hint deleted since the last
+/// compaction. The copy holds only the live hints (a few dozen bytes
+/// each); it is loaded when the store opens and updated by the commit
+/// thread after each commit, before the writers learn of it, so a scan
+/// sees every write whose answer was given.
+type DueIndex = Arc<Mutex<BTreeMap<String, Versioned>>>;
+
+fn lock_due(index: &DueIndex) -> std::sync::MutexGuard<'_, BTreeMap<String, Versioned>> {
+    // Changed only by single inserts and removes.
+    index
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Bytes of the version header before each stored value.
 const HEADER: usize = 8;
@@ -170,6 +188,8 @@ struct Inner {
     path: PathBuf,
     /// Wakes runtimes on this store object when a due hint is written.
     due: DueSignal,
+    /// The keys under [`WAKE_PREFIX`], as committed.
+    due_index: DueIndex,
     data: Keyspace,
     queue: mpsc::Sender<Msg>,
     sequencer: Mutex<Option<JoinHandle<()>>>,
@@ -246,12 +266,28 @@ impl EmbeddedStore {
                     ))
                 })?,
         };
+        let mut due = BTreeMap::new();
+        for guard in data.prefix(WAKE_PREFIX) {
+            let (key, stored) = guard
+                .into_inner()
+                .map_err(|e| engine("cannot read the due index", e))?;
+            let value = decode(&key, &stored)?;
+            let key = String::from_utf8(key.to_vec()).map_err(|e| {
+                backend(format!(
+                    "the embedded store is corrupt: a key is not UTF-8: {:?}",
+                    e.as_bytes()
+                ))
+            })?;
+            due.insert(key, value);
+        }
+        let due_index: DueIndex = Arc::new(Mutex::new(due));
         let (queue, messages) = mpsc::channel();
         let (jobs, job_queue) = mpsc::channel();
         let done = queue.clone();
+        let committed_due = Arc::clone(&due_index);
         let committer = std::thread::Builder::new()
             .name("sagaflow-embedded-commit".into())
-            .spawn(move || commit_loop(job_queue, done))
+            .spawn(move || commit_loop(job_queue, done, committed_due))
             .map_err(|e| {
                 backend(format!(
                     "cannot start the embedded store's commit thread: {e}"
@@ -283,6 +319,7 @@ impl EmbeddedStore {
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 due: DueSignal::new(),
+                due_index,
                 path,
                 data,
                 queue,
@@ -569,6 +606,8 @@ struct Building {
     batch: Option<fjall::OwnedWriteBatch>,
     answers: Vec<Answer>,
     bytes: usize,
+    /// Its writes of due-index keys (`None`: deleted), for [`DueIndex`].
+    due: Vec<(String, Option<Versioned>)>,
 }
 
 /// The latest decided version of a key (`None`: deleted), and the number
@@ -587,6 +626,7 @@ impl Building {
             batch: None,
             answers,
             bytes: 0,
+            due: Vec::new(),
         }
     }
 
@@ -601,6 +641,8 @@ struct Job {
     /// `None` when the batch writes nothing (only conflicts).
     batch: Option<fjall::OwnedWriteBatch>,
     answers: Vec<Answer>,
+    /// Its writes of due-index keys, applied to [`DueIndex`] once committed.
+    due: Vec<(String, Option<Versioned>)>,
 }
 
 /// The sequencer thread: the only one that decides writes. It checks each
@@ -715,6 +757,7 @@ impl Sequencer {
             number: building.number,
             batch,
             answers: building.answers,
+            due: building.due,
         };
         match self.jobs.send(job) {
             Ok(()) => self.busy = true,
@@ -807,12 +850,22 @@ impl Sequencer {
                         self.last_version += 1;
                         let version = self.last_version;
                         self.building.bytes += key.len() + value.len() - HEADER;
+                        if key.starts_with(WAKE_PREFIX) {
+                            let versioned = Versioned {
+                                value: value[HEADER..].to_vec(),
+                                version,
+                            };
+                            self.building.due.push((key.clone(), Some(versioned)));
+                        }
                         batch.insert(&self.data, key.as_str(), stamped(value, version));
                         self.know(key, Some(version));
                         Decision::Write(Some(version))
                     }
                     None if current.is_some() => {
                         self.building.bytes += key.len();
+                        if key.starts_with(WAKE_PREFIX) {
+                            self.building.due.push((key.clone(), None));
+                        }
                         batch.remove(&self.data, key.as_str());
                         self.know(key, None);
                         Decision::Write(None)
@@ -841,12 +894,14 @@ fn answer(answers: &mut Vec<Answer>, committed: &Result<(), String>) {
 }
 
 /// The commit thread: writes each batch to the journal, fsyncs it, applies
-/// it, and reports back to the sequencer, which answers the writers.
-fn commit_loop(jobs: mpsc::Receiver<Job>, done: mpsc::Sender<Msg>) {
+/// it (and its due-index writes to `due_index`), and reports back to the
+/// sequencer, which answers the writers.
+fn commit_loop(jobs: mpsc::Receiver<Job>, done: mpsc::Sender<Msg>, due_index: DueIndex) {
     while let Ok(Job {
         number,
         batch,
         answers,
+        due,
     }) = jobs.recv()
     {
         let result = match batch {
@@ -860,6 +915,19 @@ fn commit_loop(jobs: mpsc::Receiver<Job>, done: mpsc::Sender<Msg>) {
                 }
             }
         };
+        // A failed commit may or may not be on disk: its due keys are left
+        // out, as hints are (a missing one costs latency until the
+        // runtime's recovery scan, a stale one a read); reopening the store
+        // reloads the index from disk.
+        if result.is_ok() && !due.is_empty() {
+            let mut index = lock_due(&due_index);
+            for (key, value) in due {
+                match value {
+                    Some(value) => index.insert(key, value),
+                    None => index.remove(&key),
+                };
+            }
+        }
         if done.send(Msg::Committed(number, result, answers)).is_err() {
             break;
         }
@@ -987,6 +1055,9 @@ impl Store for EmbeddedStore {
             Some(after) if after >= prefix => &after.as_bytes()[..after.len().min(MAX_KEY_SIZE)],
             _ => prefix.as_bytes(),
         };
+        if prefix.starts_with(WAKE_PREFIX) {
+            return Ok(scan_due(&self.inner.due_index, prefix, after, limit));
+        }
         let mut entries = Vec::new();
         for guard in self.inner.data.range::<&[u8], _>(start..) {
             let (key, stored) = guard.into_inner().map_err(|e| engine("cannot scan", e))?;
@@ -1025,6 +1096,30 @@ impl Store for EmbeddedStore {
     fn due_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         Some(self.inner.due.subscribe())
     }
+}
+
+/// A scan of the due index, from its copy in memory (see [`DueIndex`]).
+fn scan_due(index: &DueIndex, prefix: &str, after: Option<&str>, limit: usize) -> ScanPage {
+    let start = match after {
+        Some(after) if after >= prefix => after,
+        _ => prefix,
+    };
+    let index = lock_due(index);
+    let mut entries: Vec<(String, Versioned)> = index
+        .range::<str, _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
+        .take_while(|(key, _)| key.starts_with(prefix))
+        .filter(|(key, _)| after.is_none_or(|after| key.as_str() > after))
+        .take(limit.saturating_add(1))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    drop(index);
+    let next = if entries.len() > limit {
+        entries.truncate(limit);
+        entries.last().map(|(key, _)| key.clone())
+    } else {
+        None
+    };
+    ScanPage { entries, next }
 }
 
 #[cfg(test)]
