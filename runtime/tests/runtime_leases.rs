@@ -241,11 +241,17 @@ async fn a_worker_built_before_a_client_start_picks_it_up_through_the_due_index(
     // A claim deletes its hint after it spawned the driver, so the instance
     // may end first; shutdown waits for the poller's claims in flight.
     worker.shutdown().await;
-    assert_eq!(store.count("delete due/"), 3, "the hints were consumed");
+    // Each claim wrote a hint at its lease's expiry, deleted at the end.
+    assert_eq!(store.count("put due/"), 6);
+    assert_eq!(
+        store.count("delete due/"),
+        6,
+        "the client's hints and the claims' lease hints were consumed"
+    );
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_step_transition_is_one_write_and_only_delayed_work_writes_hints() {
+async fn a_step_transition_is_one_write_and_a_claim_adds_one_lease_hint() {
     let store = Tap::new(MemoryStore::new());
     let rt = worker(store.clone(), |builder| builder).await;
     let handle = rt
@@ -256,9 +262,11 @@ async fn a_step_transition_is_one_write_and_only_delayed_work_writes_hints() {
         handle.outcome().await.expect("ends"),
         Outcome::Completed(_)
     ));
-    // The creating write (which also claims), then one per step.
+    // The creating write (which also claims), then one per step; beside the
+    // claim a hint at its lease's expiry, deleted once the instance ended.
     assert_eq!(store.count("put instances/"), 5);
-    assert_eq!(store.count("put due/"), 0);
+    assert_eq!(store.count("put due/"), 1);
+    assert_eq!(store.count("delete due/"), 1);
 
     let store = Tap::new(MemoryStore::new());
     let rt = worker(store.clone(), |builder| builder).await;
@@ -271,10 +279,12 @@ async fn a_step_transition_is_one_write_and_only_delayed_work_writes_hints() {
         handle.outcome().await.expect("ends"),
         Outcome::Completed(_)
     ));
-    // The retry adds its own transition, one hint, and the claim after the wait.
+    // The retry adds its own transition, one hint, and the claim after the
+    // wait, with its own lease hint; the first claim's went when the
+    // instance released its lease to wait.
     assert_eq!(store.count("put instances/"), 7);
-    assert_eq!(store.count("put due/"), 1);
-    assert_eq!(store.count("delete due/"), 1);
+    assert_eq!(store.count("put due/"), 3);
+    assert_eq!(store.count("delete due/"), 3);
     assert_eq!(store.count("conflict instances/"), 0);
 }
 
@@ -331,7 +341,14 @@ async fn an_instance_of_a_crashed_owner_is_taken_over_after_its_lease_expires() 
         .await
         .expect("ends");
     assert!(matches!(outcome, Outcome::Completed(_)), "{outcome:?}");
-    assert!(crashed.elapsed() >= Duration::from_secs(30));
+    // Found through its hint, moved to the lease's expiry when the poller
+    // saw the lease live. The two runtimes' clocks began at wall times a
+    // few milliseconds apart, and the worker judges expiry by its own.
+    assert!(
+        crashed.elapsed() >= Duration::from_millis(29_900),
+        "{:?}",
+        crashed.elapsed()
+    );
     assert!(
         crashed.elapsed() <= Duration::from_secs(32),
         "{:?}",
@@ -448,4 +465,89 @@ async fn cancel_after_the_pivot_is_refused_and_the_instance_completes() {
     let status = status(&rt, "past-pivot").await;
     assert!(!status.cancel_requested);
     assert_eq!(log_of("past-pivot"), STEPS);
+}
+
+#[tokio::test(start_paused = true)]
+async fn starts_beyond_the_workers_wait_in_the_backlog_and_cost_no_reads() {
+    let store = Tap::new(MemoryStore::new());
+    let rt = worker(store.clone(), |builder| builder.workers(2)).await;
+    let mut handles = Vec::new();
+    for n in 0..12 {
+        let id = format!("backlog-{n}");
+        handles.push(
+            rt.start(place_order, id.clone(), Order::new(&id))
+                .await
+                .expect("starts"),
+        );
+    }
+    for handle in &handles {
+        let outcome = handle.outcome().await.expect("ends");
+        assert!(matches!(outcome, Outcome::Completed(_)), "{outcome:?}");
+        assert_eq!(log_of(handle.id()), STEPS);
+    }
+    rt.shutdown().await;
+    // Each instance: its creating write (claimed already, queued or not)
+    // and one per step; a hint at its lease's expiry, deleted at its end.
+    // Nobody read a record: not a claim from the backlog, not a handle
+    // waiting on a queued instance.
+    assert_eq!(store.count("put instances/"), 12 * 5);
+    assert_eq!(store.count("get instances/"), 0);
+    assert_eq!(store.count("conflict instances/"), 0);
+    assert_eq!(store.count("put due/"), 12);
+    assert_eq!(store.count("delete due/"), 12);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_backlog_of_a_runtime_whose_workers_are_stuck_is_taken_over_through_its_hints() {
+    let store = MemoryStore::new();
+    // A runtime whose one worker is stuck: the rest wait in its backlog,
+    // claimed by it in their creating writes.
+    let stuck = worker(store.clone(), |builder| builder.workers(1)).await;
+    let blocker = Order::new("stuck-0").gated("reserve_inventory");
+    stuck
+        .start(place_order, "stuck-0", blocker)
+        .await
+        .expect("starts");
+    for n in 1..6 {
+        let id = format!("stuck-{n}");
+        stuck
+            .start(place_order, id.clone(), Order::new(&id))
+            .await
+            .expect("starts");
+    }
+    let started = tokio::time::Instant::now();
+    let rt = worker(store.clone(), |builder| builder).await;
+    for n in 1..6 {
+        let id = format!("stuck-{n}");
+        let outcome = rt
+            .handle(place_order, id.clone())
+            .outcome()
+            .await
+            .expect("ends");
+        assert!(matches!(outcome, Outcome::Completed(_)), "{outcome:?}");
+        assert_eq!(
+            status(&rt, &id).await.lease.owner.as_deref(),
+            Some(rt.runtime_id())
+        );
+    }
+    // Not before the backlog's leases expired (30 s).
+    assert!(
+        started.elapsed() >= Duration::from_millis(29_900),
+        "{:?}",
+        started.elapsed()
+    );
+    // Unstuck, the first runtime gets to its backlog: each driver finds its
+    // lease lapsed, cannot renew it, and runs nothing.
+    release("stuck-0", "reserve_inventory");
+    let outcome = stuck
+        .handle(place_order, "stuck-0")
+        .outcome()
+        .await
+        .expect("ends");
+    assert!(matches!(outcome, Outcome::Completed(_)), "{outcome:?}");
+    stuck.shutdown().await;
+    rt.shutdown().await;
+    for n in 1..6 {
+        assert_eq!(log_of(&format!("stuck-{n}")), STEPS, "each step ran once");
+    }
 }

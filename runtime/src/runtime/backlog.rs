@@ -100,15 +100,12 @@ pub(super) async fn run(runtime: Runtime) {
             started,
             hint,
         } = waiting;
-        runtime.spawn_driver(id, local, current, permit, false, Some(started));
-        // The driver holds the lease from here on; the hint was only for a
-        // runtime taking over if this one died first.
-        let store = Arc::clone(&inner.store);
-        tokio::spawn(async move {
-            if let Err(error) = store.delete(&hint, Expect::Any).await {
-                tracing::debug!(hint, %error, "cannot delete a backlog hint; the poller will");
-            }
-        });
+        // The hint at the lease's expiry stays the driver's lease hint.
+        let hints = worker::Hints {
+            poller: false,
+            lease: Some(hint),
+        };
+        runtime.spawn_driver(id, local, current, permit, hints, Some(started));
     }
     // Released side by side: a store with group commit makes them durable
     // together.

@@ -290,11 +290,14 @@ type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 
 enum Claim {
     /// Claimed; a driver runs it.
     Claimed,
-    /// Gone, ended, not due, or leased by a live holder: nothing to do here.
+    /// Gone, ended, or not due: nothing to do here.
     NotReady,
     /// This runtime cannot run it (unregistered, another fingerprint,
     /// undecodable); another runtime might.
     Blocked,
+    /// Another runtime holds its lease until this time: a due hint for it
+    /// belongs there, so that the instance is found if that runtime dies.
+    Leased(u64),
 }
 
 /// A name for this runtime in leases: the process id, the time and a
@@ -492,23 +495,30 @@ impl Runtime {
         // write), or when this runtime keeps it in its backlog until one is.
         let permit = self.free_permit();
         let backlogged = permit.is_none() && self.takes_backlog();
-        let hint_at = if backlogged {
+        // A claimed record gets a due hint at its lease's expiry, written
+        // beside it (nothing reads it before then): the way any runtime
+        // finds the instance if this one dies first.
+        let lease_hint = if permit.is_some() || backlogged {
             self.claim_lease(&mut instance, now);
-            instance.lease.expires_at
+            instance
+                .lease
+                .expires_at
+                .map(|expires_at| record::due_key(expires_at, &id))
         } else {
-            if permit.is_some() {
-                self.claim_lease(&mut instance, now);
-            }
             None
         };
         let bytes =
             record::encode(&instance).map_err(|error| codec("the instance record", &error))?;
-        match self
-            .inner
-            .store()
-            .put(&record::key(&id), bytes, Expect::Absent)
-            .await
-        {
+        let key = record::key(&id);
+        let created = self.inner.store().put(&key, bytes, Expect::Absent);
+        let created = match &lease_hint {
+            Some(hint) => {
+                let hinted = self.write_hint(hint, &id);
+                tokio::join!(created, hinted).0
+            }
+            None => created.await,
+        };
+        match created {
             Ok(version) => {
                 tracing::debug!(workflow = W::NAME, id = %id, "instance started");
                 // The driver starts from the state as its type, made here
@@ -518,27 +528,29 @@ impl Runtime {
                     typed: Box::new(state),
                 };
                 let current = worker::Current::new(instance, version);
-                match (permit, hint_at) {
-                    (Some(permit), _) => {
+                match (permit, lease_hint) {
+                    (Some(permit), lease) => {
                         let local = self.local(&id);
                         if local.driving.swap(true, Ordering::SeqCst) {
                             // Cannot happen for a record just created; leave
                             // it to its lease's expiry rather than run it twice.
                             self.release_local(&id, local);
                         } else {
+                            let hints = worker::Hints {
+                                poller: false,
+                                lease,
+                            };
                             self.spawn_driver(
                                 id.clone(),
                                 local,
                                 current,
                                 permit,
-                                false,
+                                hints,
                                 Some(started),
                             );
                         }
                     }
-                    (None, Some(hint_at)) => {
-                        // Found by any runtime if this one is gone by then.
-                        let hint = self.put_hint(hint_at, &id).await;
+                    (None, Some(hint)) => {
                         let local = self.local(&id);
                         if local.driving.swap(true, Ordering::SeqCst) {
                             self.release_local(&id, local);
@@ -1313,13 +1325,22 @@ impl Runtime {
         }
         self.claim_lease(&mut instance, now);
         instance.updated_at = now;
+        // The lease hint is written beside the claim (see `start_with`).
+        let lease_hint = instance
+            .lease
+            .expires_at
+            .map(|expires_at| record::due_key(expires_at, id));
         let written = match record::encode(&instance) {
             Ok(bytes) => {
+                let key = record::key(id);
                 let written = self
                     .inner
                     .store()
-                    .put(&record::key(id), bytes, Expect::Version(version))
-                    .await;
+                    .put(&key, bytes, Expect::Version(version));
+                let written = match &lease_hint {
+                    Some(hint) => tokio::join!(written, self.write_hint(hint, id)).0,
+                    None => written.await,
+                };
                 self.landed(id, &instance, written).await
             }
             Err(error) => {
@@ -1336,12 +1357,16 @@ impl Runtime {
                     previous = previous.as_deref().unwrap_or("none"),
                     "instance claimed"
                 );
+                let hints = worker::Hints {
+                    poller: true,
+                    lease: lease_hint,
+                };
                 self.spawn_driver(
                     id.to_owned(),
                     local,
                     worker::Current::new(instance, version),
                     permit,
-                    true,
+                    hints,
                     None,
                 );
                 Ok(Claim::Claimed)
@@ -1390,7 +1415,10 @@ impl Runtime {
             Err(error) => return Err(error),
         };
         let now = self.inner.clock.now_ms();
-        if !instance.is_due(now) || instance.lease.is_live(now) {
+        if instance.lease.is_live(now) && !instance.phase.is_terminal() {
+            return Ok(Claim::Leased(instance.lease.expires_at.unwrap_or(now)));
+        }
+        if !instance.is_due(now) {
             return Ok(Claim::NotReady);
         }
         if self.runnable(&instance).is_err() {
@@ -1399,16 +1427,15 @@ impl Runtime {
         self.try_claim(id, instance, version, permit).await
     }
 
-    /// Runs instance `id`, claimed by this runtime, on a worker task.
-    /// `hinted`: it may have due hints, which the poller skips while it is
-    /// driven and deletes once its driver is done.
+    /// Runs instance `id`, claimed by this runtime, on a worker task,
+    /// with its due hints (see [`worker::Hints`]).
     fn spawn_driver(
         &self,
         id: String,
         local: Arc<Local>,
         current: worker::Current,
         permit: OwnedSemaphorePermit,
-        hinted: bool,
+        hints: worker::Hints,
         started: Option<worker::Started>,
     ) {
         self.inner.drivers.started();
@@ -1425,7 +1452,7 @@ impl Runtime {
             local,
             current,
             permit,
-            hinted,
+            hints,
             started,
         ));
     }
@@ -1438,18 +1465,22 @@ impl Runtime {
         self.wake_poller();
     }
 
-    /// Writes a due hint for instance `id` at `at_ms`, returning its key.
-    async fn put_hint(&self, at_ms: u64, id: &str) -> String {
-        let key = record::due_key(at_ms, id);
+    /// Writes a due hint for instance `id` at `at_ms`.
+    async fn put_hint(&self, at_ms: u64, id: &str) {
+        self.write_hint(&record::due_key(at_ms, id), id).await;
+    }
+
+    /// Writes the due hint `key` of instance `id`. A failed hint is only
+    /// logged: the recovery sweep finds the instance anyway, later.
+    async fn write_hint(&self, key: &str, id: &str) {
         if let Err(error) = self
             .inner
             .store()
-            .put(&key, id.as_bytes().to_vec(), Expect::Any)
+            .put(key, id.as_bytes().to_vec(), Expect::Any)
             .await
         {
-            tracing::warn!(id, %error, "cannot write a due hint; the recovery scan will find the instance");
+            tracing::warn!(id, %error, "cannot write a due hint; the recovery sweep will find the instance");
         }
-        key
     }
 
     /// Whether a start without a free worker waits in this runtime's

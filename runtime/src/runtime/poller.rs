@@ -18,16 +18,23 @@ use crate::store::Expect;
 /// Keys read per page of a scan.
 const PAGE: usize = 256;
 
+/// Records the recovery sweep reads per round: its cost per round stays
+/// the same however many instances the store holds (a million parked ones
+/// take a few dozen rounds to sweep). Instances are found through the due
+/// index (a claimed one has a hint at its lease's expiry); the sweep is for
+/// hints lost to a failed write, and records of older builds.
+const SWEEP_BUDGET: usize = 16_384;
+
 /// Claims of due instances in flight at once: each is a read and a
 /// compare-and-swap, which a store with group commit makes durable together.
 const CLAIMS_IN_FLIGHT: usize = 64;
 
-/// Polls until the runtime shuts down. The first round scans every
-/// instance (what `build` resumes); later rounds scan the due index every
-/// poll interval, at the earliest hint, or when this process writes a hint
-/// (a poke with no hint written scans nothing), and every instance every
-/// recovery interval; and at once when the store reports a due hint written
-/// by any process.
+/// Polls until the runtime shuts down: scans the due index (what `build`
+/// resumes) every poll interval, at the earliest hint, or when this process
+/// writes a hint (a poke with no hint written scans nothing), and at once
+/// when the store reports a due hint written by any process; and every
+/// recovery interval sweeps the next [`SWEEP_BUDGET`] instance records for
+/// due ones whose lease is free or expired.
 pub(super) async fn run(runtime: Runtime) {
     // Counted like a driver, so `shutdown` waits for a claim in progress.
     struct Running(Runtime);
@@ -42,7 +49,9 @@ pub(super) async fn run(runtime: Runtime) {
     let recovery_ms = crate::clock::duration_ms(inner.recovery_interval);
     let mut shutdown = inner.shutdown.subscribe();
     let mut recover_at = 0;
+    // The first pass over the records logs what this runtime cannot run.
     let mut first = true;
+    let mut sweep: Option<String> = None;
     let mut scan = true;
     let mut next_hint = None;
     let mut due_changes = inner.store().due_changes();
@@ -51,10 +60,13 @@ pub(super) async fn run(runtime: Runtime) {
             return;
         }
         if inner.clock.now_ms() >= recover_at {
-            if let Err(error) = runtime.recover(first, &mut shutdown).await {
-                tracing::warn!(%error, "cannot scan the instances for expired leases");
+            match runtime.recover(first, &mut sweep, &mut shutdown).await {
+                Ok(()) if sweep.is_none() => first = false,
+                Ok(()) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "cannot scan the instances for expired leases");
+                }
             }
-            first = false;
             recover_at = inner.clock.now_ms().saturating_add(recovery_ms);
         }
         if scan {
@@ -159,6 +171,16 @@ impl Runtime {
                         Claim::Blocked => {
                             tracing::debug!(id, "due instance left to a runtime that can run it");
                         }
+                        // Moved to the lease's expiry: a hint is how the
+                        // instance is found if its holder dies.
+                        Claim::Leased(expires_at) => {
+                            runtime.put_hint(expires_at, &id).await;
+                            if let Err(error) =
+                                runtime.inner.store().delete(&key, Expect::Any).await
+                            {
+                                tracing::warn!(key, %error, "cannot delete a due hint");
+                            }
+                        }
                         Claim::Claimed | Claim::NotReady => {
                             if let Err(error) =
                                 runtime.inner.store().delete(&key, Expect::Any).await
@@ -176,18 +198,30 @@ impl Runtime {
         }
     }
 
-    /// Claims every due instance whose lease is free or expired: those of a
-    /// crashed owner, those whose hint was lost, and (on `build`) those left
-    /// by a runtime that stopped. `loud` logs the instances this runtime
-    /// cannot run, once per build rather than every round.
-    async fn recover(&self, loud: bool, shutdown: &mut watch::Receiver<bool>) -> Result<(), Error> {
-        let mut after: Option<String> = None;
-        loop {
+    /// Claims the due instances whose lease is free or expired among the
+    /// next [`SWEEP_BUDGET`] records after `cursor` (from the first when it
+    /// is `None`), leaving `cursor` where the next round goes on (`None`
+    /// once the last record was read): instances whose hint was lost.
+    /// `loud` logs the instances this runtime cannot run, once per build
+    /// rather than every round.
+    async fn recover(
+        &self,
+        loud: bool,
+        cursor: &mut Option<String>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), Error> {
+        let mut read = 0;
+        while read < SWEEP_BUDGET {
             let page = self
                 .inner
                 .store()
-                .scan(record::KEY_PREFIX, after.as_deref(), PAGE)
+                .scan(record::KEY_PREFIX, cursor.as_deref(), PAGE)
                 .await?;
+            if page.entries.is_empty() {
+                *cursor = None;
+                return Ok(());
+            }
+            read += page.entries.len();
             for (key, stored) in page.entries {
                 let id = key.strip_prefix(record::KEY_PREFIX).unwrap_or(&key);
                 let instance = match super::decode_record(id, &stored.value) {
@@ -222,10 +256,11 @@ impl Runtime {
                     );
                 }
             }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return Ok(()),
+            *cursor = page.next;
+            if cursor.is_none() {
+                return Ok(());
             }
         }
+        Ok(())
     }
 }

@@ -70,6 +70,20 @@ pub(super) struct Current {
     persisted: Position,
 }
 
+/// The due hints of an instance a driver is given.
+#[derive(Default)]
+pub(super) struct Hints {
+    /// The instance may have due hints, which the poller skips while it is
+    /// driven here: the driver wakes the poller when it is done, to delete
+    /// them.
+    pub(super) poller: bool,
+    /// The key of the hint at the claim's lease expiry: how another runtime
+    /// finds the instance if this one dies while driving it. The driver
+    /// deletes it once it has released the instance (ended, waiting, or
+    /// handed back); one it cannot release keeps it.
+    pub(super) lease: Option<String>,
+}
+
 /// What `start` knows of the record it created, so that its driver neither
 /// checks nor decodes the state it was made from.
 pub(super) struct Started {
@@ -103,8 +117,7 @@ enum Flow {
 /// Drives instance `id`, whose lease this runtime has just claimed (the
 /// claim is in `current`), until it ends, waits for a retry, loses its
 /// lease, or the runtime shuts down. `permit` is the worker slot it holds.
-/// `hinted`: the instance may have due hints, for the poller to delete
-/// once this driver is done. `started`: the record was just created by this
+/// `hints`: the due hints it has (see [`Hints`]). `started`: the record was just created by this
 /// runtime, from that state.
 pub(super) fn drive(
     runtime: Runtime,
@@ -112,7 +125,7 @@ pub(super) fn drive(
     local: Arc<Local>,
     current: Current,
     permit: OwnedSemaphorePermit,
-    hinted: bool,
+    hints: Hints,
     started: Option<Started>,
 ) -> impl Future<Output = ()> + Send + 'static {
     // Releases the in-process claim however the worker ends, even by a panic.
@@ -161,6 +174,7 @@ pub(super) fn drive(
         local,
         current,
         permit: Some(permit),
+        released: false,
     });
     async move {
         let _claim = claim;
@@ -169,7 +183,18 @@ pub(super) fn drive(
         crate::clock::driving(clock, Box::pin(worker.run()).instrument(span)).await;
         // The slot is free again; a poller waiting for one gets it.
         drop(worker.permit.take());
-        if hinted {
+        if worker.released
+            && let Some(hint) = hints.lease
+            && let Err(error) = worker
+                .runtime
+                .inner
+                .store()
+                .delete(&hint, Expect::Any)
+                .await
+        {
+            tracing::debug!(hint, %error, "cannot delete a lease hint; the poller will");
+        }
+        if hints.poller {
             worker.runtime.wake_poller();
         }
     }
@@ -197,6 +222,9 @@ struct Worker {
     /// When (wall ms) to renew the lease if a step is still running.
     renew_at: u64,
     permit: Option<OwnedSemaphorePermit>,
+    /// Whether this worker's last write released the instance (ended it,
+    /// left it waiting, or handed it back): its lease hint may go.
+    released: bool,
 }
 
 impl Worker {
@@ -231,9 +259,17 @@ impl Worker {
             if !self.current.record.is_due(now) {
                 return;
             }
-            // The lease lapsed (a store outage, a stall): renew the claim
-            // before running anything, so no one else may be running it too.
-            if !self.current.record.lease.is_live(now) {
+            // The lease lapsed or is about to (a store outage, a stall, an
+            // instance that waited long in the backlog): renew the claim
+            // before running anything, so no one else may be running it
+            // too, even on a clock a little ahead of this one.
+            let margin = self.runtime.lease_ttl_ms() / 3;
+            if !self
+                .current
+                .record
+                .lease
+                .is_live(now.saturating_add(margin))
+            {
                 checked = None;
                 match self.reclaim().await {
                     Ok(Flow::Continue) => continue,
@@ -398,6 +434,7 @@ impl Worker {
         match released {
             Ok(version) => {
                 self.current = Current::new(next, version);
+                self.released = true;
                 self.runtime.hint(now, &self.id).await;
             }
             Err(error) => tracing::debug!(%error, "lease not released; it will expire"),
@@ -1343,6 +1380,7 @@ impl Worker {
                 .await
             {
                 Ok(version) => {
+                    self.released = release;
                     let next = &self.current.record;
                     let wake_parent = next.parent.clone().filter(|_| next.phase.is_terminal());
                     let ended = next.phase.is_terminal().then(|| {
