@@ -27,10 +27,15 @@ use crate::store::Expect;
 /// a small input.
 pub(super) const MAX_BACKLOG: usize = 1 << 18;
 
+/// The room the queue keeps when it empties.
+const KEPT_ROOM: usize = 1024;
+
 /// The instances waiting for a worker slot, oldest first.
 #[derive(Default)]
 pub(super) struct Backlog {
-    queue: Mutex<VecDeque<Waiting>>,
+    /// Boxed, so that the room a burst made costs a pointer per slot once
+    /// it is over (and the room goes when the queue empties).
+    queue: Mutex<VecDeque<Box<Waiting>>>,
     /// Wakes the dispatcher: an entry was added.
     added: Notify,
 }
@@ -48,7 +53,7 @@ pub(super) struct Waiting {
 }
 
 impl Backlog {
-    fn queue(&self) -> MutexGuard<'_, VecDeque<Waiting>> {
+    fn queue(&self) -> MutexGuard<'_, VecDeque<Box<Waiting>>> {
         // Changed only by single pushes and pops: a panic elsewhere cannot
         // leave it half-updated.
         self.queue
@@ -62,12 +67,17 @@ impl Backlog {
     }
 
     pub(super) fn push(&self, waiting: Waiting) {
-        self.queue().push_back(waiting);
+        self.queue().push_back(Box::new(waiting));
         self.added.notify_one();
     }
 
     fn pop(&self) -> Option<Waiting> {
-        self.queue().pop_front()
+        let mut queue = self.queue();
+        let waiting = queue.pop_front();
+        if queue.is_empty() && queue.capacity() > KEPT_ROOM {
+            queue.shrink_to(KEPT_ROOM);
+        }
+        waiting.map(|waiting| *waiting)
     }
 }
 

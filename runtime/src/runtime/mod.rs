@@ -1247,6 +1247,13 @@ impl Runtime {
             && !ours.driving.load(Ordering::SeqCst);
         if unused {
             locals.remove(id);
+            // The room a burst made goes once it is over (amortised: the
+            // map shrinks to a quarter of its room at most once per
+            // three-quarters of it emptied).
+            if locals.capacity() > 4096 && locals.len() < locals.capacity() / 8 {
+                let room = locals.len() * 2;
+                locals.shrink_to(room);
+            }
         }
     }
 
