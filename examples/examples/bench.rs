@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p sagaflow-examples --example bench
-//! cargo run --release -p sagaflow-examples --example bench -- --workers 64,2000 --rounds 5
+//! cargo run --release -p sagaflow-examples --example bench -- --workers default,64,2000 --rounds 5
 //! # On the system allocator rather than mimalloc:
 //! cargo run --release -p sagaflow-examples --features system-allocator --example bench
 //! # The server-backed stores (each behind its feature), with group commit
@@ -69,7 +69,7 @@ use std::time::{Duration, Instant};
 
 use sagaflow::prelude::*;
 use sagaflow::store::{Expect, ScanPage, Store, Versioned};
-use sagaflow::{StoreError, record};
+use sagaflow::{RuntimeBuilder as Builder, StoreError, record};
 use serde::{Deserialize, Serialize};
 
 // ---------------------------------------------------------------- the four-step saga
@@ -416,33 +416,72 @@ struct Run {
     wall: Duration,
 }
 
-/// Runs `instances` four-step sagas, `concurrent` at a time (1 or all), on
-/// `store` with `workers`.
+/// How a throughput run sets up its runtime and starts its lanes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Workers {
+    /// As a user's first program does: the library's default worker count,
+    /// and the lanes spawned from the `block_on` future (what
+    /// `#[tokio::main]` runs), not from a task of the runtime.
+    Defaults,
+    /// `.workers(n)`, and the lanes spawned from a task of the runtime, as
+    /// a server's request handlers start instances.
+    Tuned(usize),
+}
+
+impl Workers {
+    fn parse(value: &str) -> Workers {
+        match value {
+            "default" | "defaults" => Workers::Defaults,
+            n => Workers::Tuned(n.parse().expect("--workers default,64,2000")),
+        }
+    }
+
+    /// As the bench's lines name it.
+    fn label(self) -> String {
+        match self {
+            Workers::Defaults => format!("defaults ({} workers)", Builder::DEFAULT_WORKERS),
+            Workers::Tuned(n) => format!("workers {n}"),
+        }
+    }
+
+    /// Whether there are as many workers as `concurrent` instances.
+    fn covers(self, concurrent: usize) -> bool {
+        match self {
+            Workers::Defaults => Builder::DEFAULT_WORKERS >= concurrent,
+            Workers::Tuned(n) => n >= concurrent,
+        }
+    }
+}
+
+/// Runs `instances` four-step sagas, `lanes` at a time (1 or all), on
+/// `store` as `workers` says.
 async fn throughput(
     store: Arc<dyn Store>,
     instances: usize,
     lanes: usize,
-    workers: usize,
+    workers: Workers,
     group_commit: bool,
 ) -> Run {
-    let rt = Runtime::builder()
+    let mut builder = Runtime::builder()
         .store(store)
         .register(four_steps)
-        .workers(workers)
-        .group_commit(group_commit)
-        .build()
-        .await
-        .expect("the runtime builds");
+        .group_commit(group_commit);
+    if let Workers::Tuned(n) = workers {
+        builder = builder.workers(n);
+    }
+    let rt = builder.build().await.expect("the runtime builds");
     reset_marks(instances);
     let started = Instant::now();
-    // Started from a task on the runtime, as a server's handlers start
-    // instances: spawning the lanes from outside it (this `block_on`
-    // thread) sends each through tokio's shared queue and wakes a worker
-    // thread for it, which took a quarter of a burst's time (measured:
-    // 479k against 625k steps/s).
-    tokio::spawn(run_lanes(rt.clone(), instances, lanes))
-        .await
-        .expect("the lanes run");
+    match workers {
+        Workers::Defaults => run_lanes(rt.clone(), instances, lanes).await,
+        // Started from a task on the runtime, as a server's handlers start
+        // instances: spawning the lanes from outside it (the `block_on`
+        // thread) sends each through tokio's shared queue and wakes a
+        // worker thread for it.
+        Workers::Tuned(_) => tokio::spawn(run_lanes(rt.clone(), instances, lanes))
+            .await
+            .expect("the lanes run"),
+    }
     let wall = started.elapsed();
     rt.shutdown().await;
     let latencies = step_latencies(instances);
@@ -493,7 +532,7 @@ fn median(rates: &[f64]) -> Option<f64> {
 
 /// The project's goals on a 2-core machine, against the medians measured
 /// with `concurrent` instances at once (and as many workers).
-fn print_goals(goals: &[(Backend, &str, f64)], concurrent: usize) {
+fn print_goals(goals: &[(Backend, &str, Workers, f64)], concurrent: usize) {
     let goal_of = |backend: Backend| match backend {
         Backend::Memory => Some((500_000.0, "in memory")),
         Backend::Embedded => Some((100_000.0, "durable, on the embedded store")),
@@ -504,12 +543,35 @@ fn print_goals(goals: &[(Backend, &str, f64)], concurrent: usize) {
         return;
     }
     println!("\n  goals, {concurrent} instances at once (medians):");
-    for &(backend, kind, median) in goals {
+    for &(backend, kind, workers, median) in goals {
         let Some((goal, what)) = goal_of(backend) else {
             continue;
         };
         let verdict = if median >= goal { "met" } else { "MISSED" };
-        println!("    {what}, {kind}: {median:.0} steps/s against {goal:.0}: {verdict}");
+        println!(
+            "    {what}, {kind}, {}: {median:.0} steps/s against {goal:.0}: {verdict}",
+            workers.label()
+        );
+    }
+    // The user's default setup against the tuned one, store by store.
+    for &(backend, kind, workers, median) in goals {
+        if workers != Workers::Defaults {
+            continue;
+        }
+        let tuned = goals
+            .iter()
+            .filter(|&&(b, k, w, _)| b == backend && k == kind && w != Workers::Defaults)
+            .map(|&(_, _, _, rate)| rate)
+            .fold(None, |best: Option<f64>, rate| {
+                Some(best.map_or(rate, |b| b.max(rate)))
+            });
+        if let Some(tuned) = tuned {
+            println!(
+                "    {}, {kind}: the defaults reach {:.0}% of the tuned figure",
+                backend.name(),
+                100.0 * median / tuned
+            );
+        }
     }
 }
 
@@ -524,7 +586,7 @@ fn print_run(label: &str, run: &Run) {
 }
 
 /// Store operations per step of a concurrent run.
-async fn operations_per_step(backend: Backend, instances: usize, workers: usize) {
+async fn operations_per_step(backend: Backend, instances: usize, workers: Workers) {
     let (store, _scratch) = fresh_store(backend, "count").await;
     let counting = Arc::new(Counting::new(store));
     throughput(
@@ -538,8 +600,9 @@ async fn operations_per_step(backend: Backend, instances: usize, workers: usize)
     let steps = (instances * 4) as f64;
     let per = |counter: &AtomicU64| counter.load(Ordering::Relaxed) as f64 / steps;
     println!(
-        "  {:<9} workers {workers:>5}: per step {:.2} puts, {:.2} gets, {:.2} deletes, {:.3} scans",
+        "  {:<9} {:<22}: per step {:.2} puts, {:.2} gets, {:.2} deletes, {:.3} scans",
         backend.name(),
+        workers.label(),
         per(&counting.puts),
         per(&counting.gets),
         per(&counting.deletes),
@@ -884,7 +947,7 @@ async fn wake_latency(backend: Backend, count: usize) -> Vec<f64> {
 // ---------------------------------------------------------------- main
 
 struct Options {
-    workers: Vec<usize>,
+    workers: Vec<Workers>,
     rounds: usize,
     concurrent: usize,
     /// Instances of the sustained run (`concurrent` of them at once); 0: none.
@@ -899,17 +962,19 @@ struct Options {
 
 /// What `--help` prints.
 const USAGE: &str = "\
-usage: bench [--only SECTIONS] [--stores STORES] [--workers N,N] [--rounds N]
+usage: bench [--only SECTIONS] [--stores STORES] [--workers W,W] [--rounds N]
              [--concurrent N] [--sustained N] [--group-commit on,off]
              [--sequential-memory N] [--sequential-embedded N] [--sequential-server N]
              [--postgres URL] [--redis URL] [--etcd ENDPOINTS]
   SECTIONS: throughput,ops,store,codec,resume,wake (default: all)
   STORES:   memory,embedded, and postgres,redis,etcd with their features
+  --workers: `default` (the library's, lanes started as `#[tokio::main]` does)
+            or a count (lanes started from a runtime task); default: default,64,2000
   --sustained N: N instances, --concurrent (2,000) at once; 0 skips the run";
 
 fn options() -> Options {
     let mut options = Options {
-        workers: vec![64, 2_000],
+        workers: vec![Workers::Defaults, Workers::Tuned(64), Workers::Tuned(2_000)],
         rounds: 5,
         concurrent: 2_000,
         sustained: 20_000,
@@ -949,10 +1014,7 @@ fn options() -> Options {
         };
         match flag.as_str() {
             "--workers" => {
-                options.workers = value
-                    .split(',')
-                    .map(|w| w.parse().expect("--workers 64,2000"))
-                    .collect();
+                options.workers = value.split(',').map(Workers::parse).collect();
             }
             "--rounds" => options.rounds = number(),
             "--concurrent" => options.concurrent = number(),
@@ -1010,7 +1072,7 @@ fn main() {
         println!("\nfour-step saga, trivial steps");
         // Per store: the medians of the bursts and sustained runs with as
         // many workers as instances at once, group commit on, for the goals.
-        let mut goals: Vec<(Backend, &str, f64)> = Vec::new();
+        let mut goals: Vec<(Backend, &str, Workers, f64)> = Vec::new();
         for &backend in &options.backends {
             let sequential = match backend {
                 Backend::Memory => options.sequential_memory,
@@ -1028,7 +1090,13 @@ fn main() {
                     ", one by one".to_owned()
                 };
                 let (store, _scratch) = tokio.block_on(fresh_store(backend, "seq"));
-                let run = tokio.block_on(throughput(store, sequential, 1, 64, group_commit));
+                let run = tokio.block_on(throughput(
+                    store,
+                    sequential,
+                    1,
+                    Workers::Tuned(64),
+                    group_commit,
+                ));
                 print_run(
                     &format!(
                         "{}: 1 at a time ({sequential} instances{batching})",
@@ -1064,9 +1132,10 @@ fn main() {
                                 group_commit,
                             ));
                             let label = format!(
-                                "{}: {} at once{sustained}, workers {workers}{batching} #{round}",
+                                "{}: {} at once{sustained}, {}{batching} #{round}",
                                 backend.name(),
-                                options.concurrent
+                                options.concurrent,
+                                workers.label(),
                             );
                             print_run(&label, &run);
                             rates[kind].push(run.steps_per_sec);
@@ -1077,16 +1146,19 @@ fn main() {
                             continue;
                         };
                         println!(
-                            "    {}, {kind}, workers {workers}{batching}: median {median:.0} steps/s over {} rounds ({:.0}-{:.0})",
+                            "    {}, {kind}, {}{batching}: median {median:.0} steps/s over {} rounds ({:.0}-{:.0})",
                             backend.name(),
+                            workers.label(),
                             rates.len(),
                             rates.iter().copied().fold(f64::INFINITY, f64::min),
                             rates.iter().copied().fold(0.0, f64::max),
                         );
                         // Group commit changes nothing in memory.
                         let grouped = group_commit || backend == Backend::Memory;
-                        if workers >= options.concurrent && grouped {
-                            goals.push((backend, kind, median));
+                        if grouped
+                            && (workers == Workers::Defaults || workers.covers(options.concurrent))
+                        {
+                            goals.push((backend, kind, workers, median));
                         }
                     }
                 }

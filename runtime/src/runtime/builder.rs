@@ -22,7 +22,7 @@ use crate::workflow::Workflow;
 
 /// Configures a [`Runtime`]; calls may come in any order.
 ///
-/// Defaults: 1,024 workers, a 30 s lease TTL (renewed every 10 s while a step
+/// Defaults: 4,096 workers, a 30 s lease TTL (renewed every 10 s while a step
 /// runs), a 1 s poll interval, a recovery scan every lease TTL, a 1 MiB
 /// input limit, and the [`SystemClock`].
 ///
@@ -48,12 +48,12 @@ pub struct RuntimeBuilder {
 }
 
 impl RuntimeBuilder {
-    /// Instances driven at once by default: 1,024. A worker is a tokio
+    /// Instances driven at once by default: 4,096. A worker is a tokio
     /// task, not a thread, and one waiting for its store costs only memory;
     /// and the instances in flight bound how many writes a store can group
     /// into one commit (the embedded store's fsync), so a few workers would
     /// cap durable throughput. Lower it to bound what a process takes on.
-    pub const DEFAULT_WORKERS: usize = 1_024;
+    pub const DEFAULT_WORKERS: usize = 4_096;
     /// How long a claim on an instance lasts without renewal, by default.
     pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
     /// The default limit of a workflow input's JSON: 1 MiB.

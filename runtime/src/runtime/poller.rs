@@ -133,10 +133,12 @@ impl Runtime {
     ) -> Result<Option<u64>, Error> {
         let store = self.inner.store();
         let mut after: Option<String> = None;
+        let mut limit = 1;
         loop {
             let page = store
-                .scan(record::DUE_PREFIX, after.as_deref(), PAGE)
+                .scan(record::DUE_PREFIX, after.as_deref(), limit)
                 .await?;
+            limit = PAGE;
             for (key, _) in page.entries {
                 let Some((at, id)) = record::parse_due_key(&key) else {
                     tracing::warn!(key, "not a due-index key; deleted");
