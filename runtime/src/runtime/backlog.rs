@@ -85,14 +85,8 @@ impl Backlog {
 /// the runtime shuts down; then releases what still waits, so that another
 /// runtime may take it at once.
 pub(super) async fn run(runtime: Runtime) {
-    // Counted like a driver, so `shutdown` waits for the release.
-    struct Running(Runtime);
-    impl Drop for Running {
-        fn drop(&mut self) {
-            self.0.inner.drivers.stopped();
-        }
-    }
-    let _running = Running(runtime.clone());
+    // Counted like a driver (when spawned), so `shutdown` waits for it.
+    let _running = super::CountedTask(runtime.clone());
     let inner = &runtime.inner;
     let mut shutdown = inner.shutdown.subscribe();
     loop {

@@ -163,6 +163,17 @@ impl Running {
     }
 }
 
+/// Held by a task counted in [`Inner::drivers`] (the poller, the backlog's
+/// dispatcher) for as long as it runs: its drop counts the task stopped,
+/// however it ends, so `shutdown` waits for it and no longer.
+struct CountedTask(Runtime);
+
+impl Drop for CountedTask {
+    fn drop(&mut self) {
+        self.0.inner.drivers.stopped();
+    }
+}
+
 /// What this process knows about one instance besides its record.
 struct Local {
     /// Changed after every write of the record by this process; carries

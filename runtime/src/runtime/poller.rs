@@ -36,14 +36,8 @@ const CLAIMS_IN_FLIGHT: usize = 64;
 /// recovery interval sweeps the next [`SWEEP_BUDGET`] instance records for
 /// due ones whose lease is free or expired.
 pub(super) async fn run(runtime: Runtime) {
-    // Counted like a driver, so `shutdown` waits for a claim in progress.
-    struct Running(Runtime);
-    impl Drop for Running {
-        fn drop(&mut self) {
-            self.0.inner.drivers.stopped();
-        }
-    }
-    let _running = Running(runtime.clone());
+    // Counted like a driver (when spawned), so `shutdown` waits for it.
+    let _running = super::CountedTask(runtime.clone());
     let inner = &runtime.inner;
     let poll_ms = crate::clock::duration_ms(inner.poll_interval);
     let recovery_ms = crate::clock::duration_ms(inner.recovery_interval);
