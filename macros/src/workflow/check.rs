@@ -161,12 +161,32 @@ impl Checker<'_> {
             format!(
                 "`{joined}` makes a new id on every call, which is not deterministic: the code between steps runs again after a crash and would make another; use `sagaflow::uuid()`, fixed per state and transition, or make the id in a step and use its output"
             )
-        } else if ends(&["tokio", "spawn"])
-            || ends(&["thread", "spawn"])
-            || ends(&["task", "spawn"])
+        } else if spawns(segments) {
+            format!(
+                "`{joined}` starts work the saga does not track (a task or a thread): it is lost on a crash and started again when the code runs again; make that work a step, or run steps side by side with `sagaflow::join!(step_a(..), step_b(..))`"
+            )
+        } else if segments.iter().any(|s| s == "process")
+            && matches!(first, "std" | "tokio" | "process")
         {
             format!(
-                "`{joined}` starts work the saga does not track: it is lost on a crash and started again when the code runs again; make that work a step"
+                "`{joined}` starts or ends a process, a side effect the saga cannot undo or repeat safely: the code between steps runs again after a crash; do it in a step"
+            )
+        } else if (segments.iter().any(|s| s == "net")
+            && matches!(first, "std" | "tokio" | "async_std" | "net"))
+            || matches!(
+                first,
+                "TcpStream"
+                    | "TcpListener"
+                    | "UdpSocket"
+                    | "UnixStream"
+                    | "UnixListener"
+                    | "reqwest"
+                    | "ureq"
+                    | "hyper"
+            )
+        {
+            format!(
+                "`{joined}` talks over the network, a side effect the saga cannot undo or repeat safely: the code between steps runs again after a crash; do it in a step, whose retries and compensation the saga tracks"
             )
         } else if ends(&["thread", "sleep"]) || ends(&["time", "sleep"]) {
             format!(
@@ -180,6 +200,17 @@ impl Checker<'_> {
             return;
         };
         self.errors.push(syn::Error::new_spanned(tokens, message));
+    }
+
+    /// Reports a write to a global: the code between steps runs again after
+    /// a crash, so the write happens again.
+    fn global_write(&mut self, tokens: TokenStream, global: &str, how: &str) {
+        self.errors.push(syn::Error::new_spanned(
+            tokens,
+            format!(
+                "`{global}` looks like a `static`, and this {how} it from the workflow body; the code between steps runs again after a crash (and on every process that resumes the instance), so the write happens again and other instances see it; keep the value in a local (it is saved with the state), or write it in a step"
+            ),
+        ));
     }
 
     fn scan_macro_tokens(&mut self, tokens: TokenStream) {
@@ -225,6 +256,42 @@ impl<'ast> Visit<'ast> for Checker<'_> {
                 self.awaited(expr_await);
                 visit::visit_expr(self, expr);
             }
+            Expr::MethodCall(call) => {
+                let method = call.method.to_string();
+                if let Some(global) = screaming(&call.receiver)
+                    && GLOBAL_WRITES.contains(&method.as_str())
+                {
+                    self.global_write(
+                        call.to_token_stream(),
+                        &global,
+                        &format!("`.{method}(..)` changes"),
+                    );
+                } else if method.starts_with("spawn") {
+                    self.errors.at(
+                        call.method.span(),
+                        format!(
+                            "`.{method}(..)` starts work the saga does not track (a task, a thread or a process): it is lost on a crash and started again when the code runs again; make that work a step, or run steps side by side with `sagaflow::join!(step_a(..), step_b(..))`"
+                        ),
+                    );
+                }
+                visit::visit_expr(self, expr);
+            }
+            Expr::Assign(syn::ExprAssign { left, .. })
+            | Expr::Binary(syn::ExprBinary { left, .. })
+                if screaming(left).is_some() && is_assignment(expr) =>
+            {
+                if let Some(global) = screaming(left) {
+                    self.global_write(expr.to_token_stream(), &global, "assignment changes");
+                }
+                visit::visit_expr(self, expr);
+            }
+            Expr::Unsafe(block) => {
+                self.errors.push(syn::Error::new_spanned(
+                    block.unsafe_token,
+                    "`unsafe` in a workflow body: what it does (a write to a `static mut`, a raw pointer) is not saved with the state and runs again after a crash; keep values in locals, and do the rest in a step",
+                ));
+                visit::visit_expr(self, expr);
+            }
             Expr::Closure(_) | Expr::Async(_) => {
                 self.closure += 1;
                 visit::visit_expr(self, expr);
@@ -259,7 +326,15 @@ impl<'ast> Visit<'ast> for Checker<'_> {
             self.join(mac);
             return;
         }
-        if matches!(name.as_str(), "join" | "try_join" | "select") {
+        if name == "select" {
+            self.errors.at(
+                mac.path.span(),
+                format!(
+                    "`{}!` is not supported in a workflow; its futures would run outside the saga, not persisted or compensated. To bound a step's time, give it a timeout: `#[step(timeout = \"30s\")]`; to wait for a signal at most so long, write `sagaflow::signal_timeout::<T>(\"name\", duration).await`; to run steps concurrently, `let (a, b) = sagaflow::join!(step_a(..), step_b(..))?;`",
+                    type_string(&mac.path)
+                ),
+            );
+        } else if matches!(name.as_str(), "join" | "try_join") {
             self.errors.at(
                 mac.path.span(),
                 format!(
@@ -270,5 +345,126 @@ impl<'ast> Visit<'ast> for Checker<'_> {
         }
         self.scan_macro_tokens(mac.tokens.clone());
         visit::visit_macro(self, mac);
+    }
+}
+
+/// Methods that change the value behind a `static` (atomics, locks, cells).
+const GLOBAL_WRITES: &[&str] = &[
+    "fetch_add",
+    "fetch_sub",
+    "fetch_and",
+    "fetch_or",
+    "fetch_xor",
+    "fetch_nand",
+    "fetch_max",
+    "fetch_min",
+    "fetch_update",
+    "store",
+    "swap",
+    "compare_exchange",
+    "compare_exchange_weak",
+    "lock",
+    "write",
+    "try_lock",
+    "try_write",
+    "borrow_mut",
+    "replace",
+    "take",
+    "set",
+    "get_mut",
+];
+
+// Input:  `ORDERS_SEEN`, `crate::COUNTS`, `Self::LIMIT`
+// Output: its name when the path names an item in SCREAMING_CASE, the
+//         naming of statics and constants
+/// The name of a global the expression is, if it is one.
+fn screaming(expr: &Expr) -> Option<String> {
+    let Expr::Path(path) = expr else {
+        return None;
+    };
+    let last = path.path.segments.last()?.ident.to_string();
+    let letters = last.chars().filter(char::is_ascii_alphabetic).count();
+    (letters >= 1 && !last.chars().any(|c| c.is_ascii_lowercase())).then(|| type_string(&path.path))
+}
+
+/// Whether `expr` is `=` or a compound assignment (`+=`, `|=`, ...).
+fn is_assignment(expr: &Expr) -> bool {
+    use syn::BinOp;
+    match expr {
+        Expr::Assign(_) => true,
+        Expr::Binary(binary) => matches!(
+            binary.op,
+            BinOp::AddAssign(_)
+                | BinOp::SubAssign(_)
+                | BinOp::MulAssign(_)
+                | BinOp::DivAssign(_)
+                | BinOp::RemAssign(_)
+                | BinOp::BitXorAssign(_)
+                | BinOp::BitAndAssign(_)
+                | BinOp::BitOrAssign(_)
+                | BinOp::ShlAssign(_)
+                | BinOp::ShrAssign(_)
+        ),
+        _ => false,
+    }
+}
+
+// Input:  `tokio::task::spawn_blocking`, `std::thread::Builder::new`
+// Output: whether the path starts a task or a thread
+/// Whether a path starts work outside the saga.
+fn spawns(segments: &[String]) -> bool {
+    let Some(last) = segments.last() else {
+        return false;
+    };
+    let runner = |s: &String| {
+        matches!(
+            s.as_str(),
+            "tokio" | "thread" | "task" | "rayon" | "smol" | "async_std" | "runtime" | "futures"
+        )
+    };
+    (last.starts_with("spawn") && segments.len() >= 2 && segments.iter().any(runner))
+        || segments.ends_with(&["thread".to_owned(), "Builder".to_owned(), "new".to_owned()])
+        || segments.ends_with(&["thread".to_owned(), "scope".to_owned()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(text: &str) -> Vec<String> {
+        let path: Path = syn::parse_str(text).expect("a path");
+        path.segments.iter().map(|s| s.ident.to_string()).collect()
+    }
+
+    #[test]
+    fn spawning_paths_are_told_from_others() {
+        for spawning in [
+            "tokio::spawn",
+            "tokio::task::spawn_blocking",
+            "tokio::task::spawn_local",
+            "std::thread::spawn",
+            "thread::spawn",
+            "std::thread::Builder::new",
+            "std::thread::scope",
+            "rayon::spawn",
+            "smol::spawn",
+        ] {
+            assert!(spawns(&path(spawning)), "{spawning}");
+        }
+        for other in ["spawn", "my_crate::spawn_order", "Order::new", "task_list::len"] {
+            assert!(!spawns(&path(other)), "{other}");
+        }
+    }
+
+    #[test]
+    fn screaming_case_paths_are_globals() {
+        let global = |text: &str| screaming(&syn::parse_str(text).expect("an expression"));
+        assert_eq!(global("ORDERS_SEEN").as_deref(), Some("ORDERS_SEEN"));
+        assert_eq!(global("crate::COUNTS").as_deref(), Some("crate::COUNTS"));
+        assert_eq!(global("order"), None);
+        assert_eq!(global("Order"), None);
+        assert_eq!(global("X").as_deref(), Some("X"));
+        assert_eq!(global("T::default"), None);
+        assert_eq!(global("orders.len()"), None);
     }
 }
