@@ -123,6 +123,69 @@ async fn straight_sequence_runs_steps_in_order_and_stores_live_variables() {
     );
 }
 
+#[step(readonly)]
+async fn price(item: u32) -> Result<u64, StepError> {
+    record(format!("price {item}"));
+    Ok(u64::from(item) * 10)
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tally {
+    total: u64,
+    last: u64,
+    each: Vec<u64>,
+}
+
+/// Step outputs written into places: a compound assignment, a field and an
+/// element of a local.
+#[workflow]
+async fn sum_prices(items: Vec<u32>) -> Result<Tally, WorkflowError> {
+    let mut tally: Tally = Tally {
+        total: 0,
+        last: 0,
+        each: vec![0; items.len()],
+    };
+    let mut total: u64 = 1;
+    for i in 0..items.len() {
+        total += price(items[i]).await?;
+        tally.each[i] = price(items[i] + 1).await?;
+    }
+    tally.last = price(99).await?;
+    total *= price(1).await?;
+    tally.total = total;
+    Ok(tally)
+}
+
+#[tokio::test]
+async fn step_outputs_go_into_compound_assignments_fields_and_elements() {
+    let (end, states) = drive::<sum_prices>(vec![1, 2]).await;
+    let End::Complete(tally) = end else {
+        panic!("the workflow failed")
+    };
+    assert_eq!(
+        tally,
+        Tally {
+            total: (1 + 10 + 20) * 10,
+            last: 990,
+            each: vec![20, 30],
+        }
+    );
+    assert_eq!(
+        take_log(),
+        [
+            "price 1", "price 2", "price 2", "price 3", "price 99", "price 1"
+        ]
+    );
+    // Every state after the first holds the running total: the compound
+    // assignment reads it after its step.
+    assert!(
+        states[1..]
+            .iter()
+            .all(|state| state.contains(r#""total":"#)),
+        "{states:#?}"
+    );
+}
+
 #[tokio::test]
 async fn a_failing_step_with_question_mark_fails_the_workflow() {
     let (end, _) = drive::<place_order>(Order {

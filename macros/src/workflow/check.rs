@@ -9,7 +9,7 @@ use syn::visit::{self, Visit};
 use syn::{Expr, Path};
 
 use super::Errors;
-use super::lower::{type_string, wait_name};
+use super::lower::{is_compound, type_string, wait_name};
 use super::parse::WorkflowFn;
 
 /// A step call found in the body: its path and the span of its name.
@@ -411,22 +411,9 @@ fn screaming(expr: &Expr) -> Option<String> {
 
 /// Whether `expr` is `=` or a compound assignment (`+=`, `|=`, ...).
 fn is_assignment(expr: &Expr) -> bool {
-    use syn::BinOp;
     match expr {
         Expr::Assign(_) => true,
-        Expr::Binary(binary) => matches!(
-            binary.op,
-            BinOp::AddAssign(_)
-                | BinOp::SubAssign(_)
-                | BinOp::MulAssign(_)
-                | BinOp::DivAssign(_)
-                | BinOp::RemAssign(_)
-                | BinOp::BitXorAssign(_)
-                | BinOp::BitAndAssign(_)
-                | BinOp::BitOrAssign(_)
-                | BinOp::ShlAssign(_)
-                | BinOp::ShrAssign(_)
-        ),
+        Expr::Binary(binary) => is_compound(&binary.op),
         _ => false,
     }
 }

@@ -802,16 +802,27 @@ impl Lowerer<'_> {
                     };
                     return self.site(call, path, has_try, replaced, preds, items, |_, _| {});
                 }
-                if let Expr::Assign(assign) = expr
-                    && let Some(name) = single_ident(&assign.left)
-                    && let Some((call, path, has_try)) = step_call(&assign.right)
+                if let Some((left, right, plain)) = assignment(expr)
+                    && let Some(root) = place_root(left)
+                    && let Some((call, path, has_try)) = step_call(right)
                 {
                     let mut replaced = stmt.clone();
-                    if let Stmt::Expr(Expr::Assign(assign), _) = &mut replaced {
-                        replace_call(&mut assign.right);
+                    if let Stmt::Expr(expr, _) = &mut replaced
+                        && let Some(right) = assignment_right(expr)
+                    {
+                        replace_call(right);
                     }
-                    let target = self.resolve(&name.to_string());
+                    let target = self.resolve(&root.to_string());
+                    // `x = ..` replaces `x`; `x += ..`, `x.field = ..` and
+                    // `x[i] = ..` read it (and `i`) after the step too.
+                    let replaces = plain && single_ident(left).is_some();
+                    let read = if replaces {
+                        BTreeSet::new()
+                    } else {
+                        self.uses_of(|uses| uses.visit_expr(left))
+                    };
                     return self.site(call, path, has_try, replaced, preds, items, |this, node| {
+                        this.nodes[node].uses.extend(read);
                         if let Some(id) = target {
                             this.nodes[node].defs.insert(id);
                             this.nodes[node].assigns.insert(id);
@@ -872,7 +883,7 @@ impl Lowerer<'_> {
         } else if contains_step(stmt) {
             self.error(
                 first_step_span(stmt),
-                "this step call must be a statement of its own; the workflow stops at each step and resumes right after it, which the macro supports for `let x = step(..).await?;`, `x = step(..).await?;`, `step(..).await?;` and steps inside `if`/`match` blocks; bind the step's output first: `let output = step(..).await?;`",
+                "this step call must be a statement of its own; the workflow stops at each step and resumes right after it, which the macro supports for `let x = step(..).await?;`, `x = step(..).await?;` (also `x += ..`, `x.field = ..`, `x[i] = ..`), `step(..).await?;` and steps inside `if`/`match` blocks; bind the step's output first: `let output = step(..).await?;`",
             );
         }
         self.pure(stmt, tail, ret, preds, items)
@@ -2188,6 +2199,59 @@ fn expr_text(expr: &Expr) -> String {
         ),
         Expr::Field(field) => format!("{}.{}", expr_text(&field.base), type_string(&field.member)),
         other => type_string(other),
+    }
+}
+
+// Input:  `total += book(&item).await?`, `order.total = price(..).await?`
+// Output: the place, the value, and whether it is a plain `=`
+/// The parts of an assignment or a compound assignment.
+fn assignment(expr: &Expr) -> Option<(&Expr, &Expr, bool)> {
+    match expr {
+        Expr::Assign(assign) => Some((&assign.left, &assign.right, true)),
+        Expr::Binary(binary) if is_compound(&binary.op) => {
+            Some((&binary.left, &binary.right, false))
+        }
+        _ => None,
+    }
+}
+
+/// The value of an assignment or a compound assignment, to rewrite.
+fn assignment_right(expr: &mut Expr) -> Option<&mut Expr> {
+    match expr {
+        Expr::Assign(assign) => Some(&mut assign.right),
+        Expr::Binary(binary) if is_compound(&binary.op) => Some(&mut binary.right),
+        _ => None,
+    }
+}
+
+/// Whether `op` is a compound assignment (`+=`, `-=`, `|=`, ...).
+pub fn is_compound(op: &syn::BinOp) -> bool {
+    use syn::BinOp;
+    matches!(
+        op,
+        BinOp::AddAssign(_)
+            | BinOp::SubAssign(_)
+            | BinOp::MulAssign(_)
+            | BinOp::DivAssign(_)
+            | BinOp::RemAssign(_)
+            | BinOp::BitXorAssign(_)
+            | BinOp::BitAndAssign(_)
+            | BinOp::BitOrAssign(_)
+            | BinOp::ShlAssign(_)
+            | BinOp::ShrAssign(_)
+    )
+}
+
+// Input:  `total`, `order.lines[2].qty`, `(*counts)[i]`
+// Output: the local the place is in: `total`, `order`, `counts`
+/// The variable a place expression writes into.
+fn place_root(expr: &Expr) -> Option<&Ident> {
+    match expr {
+        Expr::Field(field) => place_root(&field.base),
+        Expr::Index(index) => place_root(&index.expr),
+        Expr::Paren(paren) => place_root(&paren.expr),
+        Expr::Unary(unary) if matches!(unary.op, syn::UnOp::Deref(_)) => place_root(&unary.expr),
+        other => single_ident(other),
     }
 }
 

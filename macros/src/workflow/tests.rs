@@ -92,6 +92,33 @@ fn straight_sequence() {
 }
 
 #[test]
+fn step_outputs_into_places_keep_what_they_write_into() {
+    let machine = lowered(quote! {
+        async fn sum(items: Vec<u32>) -> Result<u64, WorkflowError> {
+            let mut total: u64 = 1;
+            total += price(items[0]).await?;
+            let mut each: Vec<u64> = vec![0; 2];
+            each[1] = price(items[1]).await?;
+            total = price(7).await?;
+            Ok(total + each[1])
+        }
+    });
+    assert_eq!(
+        states(&machine),
+        owned(&[
+            ("Start", &["items"]),
+            // `total += ..` reads `total` after its step.
+            ("Price1", &["items", "total"]),
+            // `each[1] = ..` writes into `each`, which it keeps (and not
+            // `total`, which the next step's output replaces).
+            ("Price2", &["items", "each"]),
+            // `total = ..` replaces `total`: not kept across its step.
+            ("Price3", &["each"]),
+        ])
+    );
+}
+
+#[test]
 fn if_else_with_a_step_in_one_branch() {
     let machine = lowered(quote! {
         async fn refund(order: Order, amount: u64) -> Result<u64, WorkflowError> {
