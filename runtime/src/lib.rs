@@ -137,6 +137,83 @@ pub mod __private {
     pub use std::time::Duration;
     pub use tokio::join as join_branches;
 
+    /// The payload of an `Option` a workflow body matches `Some(x)` on: how
+    /// a state names the type of `x` from the type of the value matched.
+    pub trait OptionParts {
+        /// `T` of `Option<T>`.
+        type Some;
+    }
+
+    impl<T> OptionParts for Option<T> {
+        type Some = T;
+    }
+
+    /// The payloads of a `Result` a workflow body matches `Ok(x)` or
+    /// `Err(e)` on.
+    pub trait ResultParts {
+        /// `T` of `Result<T, E>`.
+        type Ok;
+        /// `E` of `Result<T, E>`.
+        type Err;
+    }
+
+    impl<T, E> ResultParts for Result<T, E> {
+        type Ok = T;
+        type Err = E;
+    }
+
+    /// Element `I` of a tuple a workflow body destructures (`let (a, b) = ..`),
+    /// for tuples of up to eight elements.
+    pub trait TupleElement<const I: usize> {
+        /// The element's type.
+        type Type;
+    }
+
+    macro_rules! tuple_element {
+        ($index:literal => $element:ident in ($($all:ident),+)) => {
+            impl<$($all),+> TupleElement<$index> for ($($all,)+) {
+                type Type = $element;
+            }
+        };
+    }
+
+    tuple_element!(0 => A in (A));
+    tuple_element!(0 => A in (A, B));
+    tuple_element!(1 => B in (A, B));
+    tuple_element!(0 => A in (A, B, C));
+    tuple_element!(1 => B in (A, B, C));
+    tuple_element!(2 => C in (A, B, C));
+    tuple_element!(0 => A in (A, B, C, D));
+    tuple_element!(1 => B in (A, B, C, D));
+    tuple_element!(2 => C in (A, B, C, D));
+    tuple_element!(3 => D in (A, B, C, D));
+    tuple_element!(0 => A in (A, B, C, D, E));
+    tuple_element!(1 => B in (A, B, C, D, E));
+    tuple_element!(2 => C in (A, B, C, D, E));
+    tuple_element!(3 => D in (A, B, C, D, E));
+    tuple_element!(4 => E in (A, B, C, D, E));
+    tuple_element!(0 => A in (A, B, C, D, E, F));
+    tuple_element!(1 => B in (A, B, C, D, E, F));
+    tuple_element!(2 => C in (A, B, C, D, E, F));
+    tuple_element!(3 => D in (A, B, C, D, E, F));
+    tuple_element!(4 => E in (A, B, C, D, E, F));
+    tuple_element!(5 => F in (A, B, C, D, E, F));
+    tuple_element!(0 => A in (A, B, C, D, E, F, G));
+    tuple_element!(1 => B in (A, B, C, D, E, F, G));
+    tuple_element!(2 => C in (A, B, C, D, E, F, G));
+    tuple_element!(3 => D in (A, B, C, D, E, F, G));
+    tuple_element!(4 => E in (A, B, C, D, E, F, G));
+    tuple_element!(5 => F in (A, B, C, D, E, F, G));
+    tuple_element!(6 => G in (A, B, C, D, E, F, G));
+    tuple_element!(0 => A in (A, B, C, D, E, F, G, H));
+    tuple_element!(1 => B in (A, B, C, D, E, F, G, H));
+    tuple_element!(2 => C in (A, B, C, D, E, F, G, H));
+    tuple_element!(3 => D in (A, B, C, D, E, F, G, H));
+    tuple_element!(4 => E in (A, B, C, D, E, F, G, H));
+    tuple_element!(5 => F in (A, B, C, D, E, F, G, H));
+    tuple_element!(6 => G in (A, B, C, D, E, F, G, H));
+    tuple_element!(7 => H in (A, B, C, D, E, F, G, H));
+
     /// Implemented by `#[step]` with the step's owned parameter tuple and
     /// output, so `#[compensate]` can check its signature against them.
     #[diagnostic::on_unimplemented(

@@ -2,6 +2,7 @@
 
 pub mod faults;
 pub mod harness;
+pub mod journal;
 pub mod manual;
 
 pub use manual::{End, drive};

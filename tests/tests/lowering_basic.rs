@@ -1,24 +1,11 @@
 //! `#[workflow]` lowering, driven by hand: the generated `Workflow` impl is
 //! resumed state by state, the way the runtime does it.
 
-use std::cell::RefCell;
-
 use sagaflow::__private::{EdgeLabel, Target};
 use sagaflow::prelude::*;
+use sagaflow_tests::journal::{record, take_log};
 use sagaflow_tests::{End, drive};
 use serde::{Deserialize, Serialize};
-
-thread_local! {
-    static LOG: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
-}
-
-fn record(entry: String) {
-    LOG.with(|log| log.borrow_mut().push(entry));
-}
-
-fn take_log() -> Vec<String> {
-    LOG.with(|log| std::mem::take(&mut *log.borrow_mut()))
-}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Order {

@@ -1,23 +1,10 @@
 //! `#[workflow]` lowering of `if`/`match`, kept results, assignments,
 //! `return` and shadowing, driven by hand.
 
-use std::cell::RefCell;
-
 use sagaflow::__private::{EdgeLabel, Target};
 use sagaflow::prelude::*;
+use sagaflow_tests::journal::{record, take_log};
 use sagaflow_tests::{End, drive};
-
-thread_local! {
-    static LOG: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
-}
-
-fn record(entry: String) {
-    LOG.with(|log| log.borrow_mut().push(entry));
-}
-
-fn take_log() -> Vec<String> {
-    LOG.with(|log| std::mem::take(&mut *log.borrow_mut()))
-}
 
 #[step(readonly)]
 async fn quote_price(item: &str) -> Result<u64, StepError> {

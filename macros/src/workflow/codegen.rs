@@ -13,7 +13,7 @@ use super::check::CallSite;
 use std::collections::BTreeSet;
 
 use super::lower::{
-    Block, Item, LabelIr, LoopHead, LoopItem, Machine, NodeId, SiteKind, TargetIr, VarType,
+    Block, Item, LabelIr, LoopHead, LoopItem, Machine, NodeId, Part, SiteKind, TargetIr, VarType,
     camel_case, type_string,
 };
 use super::parse::WorkflowFn;
@@ -222,6 +222,18 @@ fn type_tokens(ty: &VarType) -> TokenStream {
             ::sagaflow::__private::Result<<#child as ::sagaflow::__private::Workflow>::Output, ::sagaflow::__private::StepError>
         ),
         VarType::StepError => quote!(::sagaflow::__private::StepError),
+        VarType::Part(of, part) => {
+            let of = type_tokens(of);
+            match part {
+                Part::Some => quote!(<#of as ::sagaflow::__private::OptionParts>::Some),
+                Part::Ok => quote!(<#of as ::sagaflow::__private::ResultParts>::Ok),
+                Part::Err => quote!(<#of as ::sagaflow::__private::ResultParts>::Err),
+                Part::Element(index) => {
+                    let index = proc_macro2::Literal::usize_unsuffixed(*index);
+                    quote!(<#of as ::sagaflow::__private::TupleElement<#index>>::Type)
+                }
+            }
+        }
         VarType::Element(collection) => {
             let collection = type_tokens(collection);
             quote!(<#collection as ::std::iter::IntoIterator>::Item)

@@ -45,8 +45,24 @@ pub enum VarType {
     JoinOutput(Vec<Path>),
     /// `let r = sagaflow::join!(..)`: the join's result, kept.
     JoinResult(Vec<Path>),
+    /// A part of a value of another type a pattern takes apart: the `x` of
+    /// `Some(x)`, `Ok(x)`, `Err(x)`, or the `a` of `(a, b)`.
+    Part(Box<VarType>, Part),
     /// Not nameable: an error if held across a step.
     Unknown,
+}
+
+/// Which part of a value a [`VarType::Part`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// `T` of `Option<T>`.
+    Some,
+    /// `T` of `Result<T, E>`.
+    Ok,
+    /// `E` of `Result<T, E>`.
+    Err,
+    /// Element `i` of a tuple.
+    Element(usize),
 }
 
 impl VarType {
@@ -84,11 +100,25 @@ impl VarType {
                 let index = match (last.ident.to_string().as_str(), variant, types.len()) {
                     ("Result", "Ok", 2) | ("Option", "Some", 1) => 0,
                     ("Result", "Err", 2) => 1,
-                    _ => return VarType::Unknown,
+                    _ => return self.part(variant),
                 };
                 VarType::Written(types[index].clone())
             }
-            _ => VarType::Unknown,
+            _ => self.part(variant),
+        }
+    }
+
+    /// The payload of `Some`, `Ok` or `Err` of this type, as a projection.
+    fn part(&self, variant: &str) -> VarType {
+        let part = match variant {
+            "Some" => Part::Some,
+            "Ok" => Part::Ok,
+            "Err" => Part::Err,
+            _ => return VarType::Unknown,
+        };
+        match self {
+            VarType::Unknown => VarType::Unknown,
+            known => VarType::Part(Box::new(known.clone()), part),
         }
     }
 
@@ -119,6 +149,14 @@ impl VarType {
             VarType::JoinResult(steps) => {
                 format!("Result<{}, StepError>", join_output_display(steps))
             }
+            VarType::Part(of, part) => match part {
+                Part::Some => format!("<{} as OptionParts>::Some", of.display()),
+                Part::Ok => format!("<{} as ResultParts>::Ok", of.display()),
+                Part::Err => format!("<{} as ResultParts>::Err", of.display()),
+                Part::Element(index) => {
+                    format!("<{} as TupleElement<{index}>>::Type", of.display())
+                }
+            },
             VarType::Unknown => "_".to_owned(),
         }
     }
@@ -1219,7 +1257,11 @@ impl Lowerer<'_> {
                     .init
                     .as_ref()
                     .is_some_and(|init| matches!(&*init.expr, Expr::Reference(_)));
-                let ids = self.bind(&local.pat, VarType::Unknown, node);
+                let ty = local
+                    .init
+                    .as_ref()
+                    .map_or(VarType::Unknown, |init| self.copied_type(&init.expr));
+                let ids = self.bind(&local.pat, ty, node);
                 if is_ref && let Pat::Ident(_) = &local.pat {
                     for id in ids {
                         self.bindings[id].is_ref = true;
@@ -1798,6 +1840,24 @@ impl Lowerer<'_> {
 
     /// Declares the bindings of `pat` (matched against a value of type `ty`)
     /// in the current scope, defined by `node`.
+    // Input:  `order`, `order.clone()`, with `order: Order` a parameter
+    // Output: `Order`; `Unknown` for any other expression
+    /// The type of a copy or clone of a local whose type is known.
+    fn copied_type(&self, expr: &Expr) -> VarType {
+        let source = match expr {
+            Expr::MethodCall(call) if call.method == "clone" && call.args.is_empty() => {
+                &*call.receiver
+            }
+            Expr::Paren(paren) => return self.copied_type(&paren.expr),
+            other => other,
+        };
+        single_ident(source)
+            .and_then(|name| self.resolve(&name.to_string()))
+            .map(|id| &self.bindings[id])
+            .filter(|binding| !binding.is_ref)
+            .map_or(VarType::Unknown, |binding| binding.ty.clone())
+    }
+
     fn bind(&mut self, pat: &Pat, ty: VarType, node: NodeId) -> Vec<BindingId> {
         let mut ids = Vec::new();
         self.bind_into(pat, ty, node, &mut ids);
@@ -1848,7 +1908,10 @@ impl Lowerer<'_> {
                             .map(|ty| VarType::Written(ty.clone()))
                             .collect()
                     }
-                    _ => vec![VarType::Unknown; tuple.elems.len()],
+                    VarType::Unknown => vec![VarType::Unknown; tuple.elems.len()],
+                    known => (0..tuple.elems.len())
+                        .map(|index| VarType::Part(Box::new(known.clone()), Part::Element(index)))
+                        .collect(),
                 };
                 for (pat, ty) in tuple.elems.iter().zip(elems) {
                     self.bind_into(pat, ty, node, ids);
@@ -1861,7 +1924,18 @@ impl Lowerer<'_> {
                     .last()
                     .map(|s| s.ident.to_string())
                     .unwrap_or_default();
-                let payload = if tuple.elems.len() == 1 {
+                // `Some`, `Ok` and `Err` as written, or through their
+                // enum's name: another enum's variant of that name is not
+                // one of them.
+                let std_variant = match tuple.path.segments.len() {
+                    1 => true,
+                    2 => matches!(
+                        tuple.path.segments[0].ident.to_string().as_str(),
+                        "Option" | "Result"
+                    ),
+                    _ => false,
+                };
+                let payload = if tuple.elems.len() == 1 && std_variant {
                     ty.payload(&variant)
                 } else {
                     VarType::Unknown

@@ -2,7 +2,8 @@
 //! machine.
 //!
 //! Stages, each in its own file: [`parse`] (syn → model), [`check`] (every
-//! diagnostic, collected), [`lower`] (model → IR: suspension points, states,
+//! diagnostic, collected), [`desugar`] (a step's output tested or
+//! destructured in place becomes a `let` of it first), [`lower`] (model → IR: suspension points, states,
 //! stored variables by liveness, edges), [`codegen`] (IR → tokens).
 //!
 //! Loops with steps (`loop`, `while`, `while let`, `for`) are cycles in the
@@ -15,6 +16,7 @@
 
 mod check;
 mod codegen;
+mod desugar;
 mod join;
 mod lower;
 mod parse;
@@ -61,6 +63,8 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         }
     };
     let sites = check::check(&func, &mut errors);
+    let mut func = func;
+    desugar::desugar(&mut func.body);
     let machine = lower::lower(&func, &mut errors);
     match (errors.take(), machine) {
         (None, Some(machine)) => codegen::generate(&func, &machine),

@@ -9,7 +9,8 @@ use super::{Errors, expand, lower, parse};
 /// Lowers a workflow; panics on errors.
 fn lowered(item: TokenStream) -> Machine {
     let mut errors = Errors::default();
-    let func = parse::parse(TokenStream::new(), item, &mut errors).expect("a function");
+    let mut func = parse::parse(TokenStream::new(), item, &mut errors).expect("a function");
+    super::desugar::desugar(&mut func.body);
     let machine = lower::lower(&func, &mut errors);
     if let Some(error) = errors.take() {
         panic!("{error}");
@@ -20,7 +21,8 @@ fn lowered(item: TokenStream) -> Machine {
 /// The errors lowering reports.
 fn lowering_errors(item: TokenStream) -> Vec<String> {
     let mut errors = Errors::default();
-    let func = parse::parse(TokenStream::new(), item, &mut errors).expect("a function");
+    let mut func = parse::parse(TokenStream::new(), item, &mut errors).expect("a function");
+    super::desugar::desugar(&mut func.body);
     let _ = lower::lower(&func, &mut errors);
     errors
         .take()
@@ -943,4 +945,45 @@ fn snapshot_child_workflow() {
             }
         },
     )));
+}
+
+#[test]
+fn locals_from_step_outputs_and_copies_are_typed_without_annotations() {
+    let machine = lowered(quote! {
+        async fn quote_order(order: Order) -> Result<u64, WorkflowError> {
+            let copy = order.clone();
+            let (net, tax) = split(&copy).await?;
+            let Some(extra) = surcharge(&copy).await? else { return Ok(0) };
+            finish(&copy).await?;
+            Ok(net + tax + extra)
+        }
+    });
+    let types: Vec<(String, String)> = machine
+        .stored
+        .last()
+        .expect("states")
+        .iter()
+        .map(|&id| {
+            let binding = &machine.bindings[id];
+            (binding.ident.to_string(), binding.ty.display())
+        })
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("copy".to_owned(), "Order".to_owned()),
+            (
+                "net".to_owned(),
+                "<<split as Step>::Output as TupleElement<0>>::Type".to_owned()
+            ),
+            (
+                "tax".to_owned(),
+                "<<split as Step>::Output as TupleElement<1>>::Type".to_owned()
+            ),
+            (
+                "extra".to_owned(),
+                "<<surcharge as Step>::Output as OptionParts>::Some".to_owned()
+            ),
+        ]
+    );
 }
