@@ -295,7 +295,7 @@ impl<'ast> Visit<'ast> for Checker<'_> {
             }
             Expr::Assign(syn::ExprAssign { left, .. })
             | Expr::Binary(syn::ExprBinary { left, .. })
-                if screaming(left).is_some() && is_assignment(expr) =>
+                if is_assignment(expr) =>
             {
                 if let Some(global) = screaming(left) {
                     self.global_write(expr.to_token_stream(), &global, "assignment changes");

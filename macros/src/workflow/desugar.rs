@@ -68,7 +68,7 @@ impl Desugar {
     // Output: the `let`s to put before it, and the expression on them
     fn expression(&mut self, expr: Expr) -> (Vec<Stmt>, Expr) {
         match expr {
-            Expr::If(mut expr_if) if let_of_step(&expr_if.cond).is_some() => {
+            Expr::If(mut expr_if) if let_of_step(&expr_if.cond) => {
                 let output = self.output(expr_if.cond.span());
                 let Expr::Let(condition) = &mut *expr_if.cond else {
                     unreachable!("matched above")
@@ -87,7 +87,7 @@ impl Desugar {
                     Expr::Match(expr_match),
                 )
             }
-            Expr::While(expr_while) if let_of_step(&expr_while.cond).is_some() => {
+            Expr::While(expr_while) if let_of_step(&expr_while.cond) => {
                 let syn::ExprWhile {
                     attrs,
                     label,
@@ -124,12 +124,9 @@ impl Desugar {
     }
 }
 
-/// The step call of `let PAT = step(..).await?` as an `if`/`while` condition.
-fn let_of_step(cond: &Expr) -> Option<&Expr> {
-    match cond {
-        Expr::Let(condition) if step_call(&condition.expr).is_some() => Some(&condition.expr),
-        _ => None,
-    }
+/// Whether an `if`/`while` condition is `let PAT = step(..).await?`.
+fn let_of_step(cond: &Expr) -> bool {
+    matches!(cond, Expr::Let(condition) if step_call(&condition.expr).is_some())
 }
 
 impl VisitMut for Desugar {
@@ -149,7 +146,7 @@ impl VisitMut for Desugar {
         // `else if let PAT = step(..)` becomes `else { let ..; if let .. }`.
         if let Some((_, otherwise)) = &mut expr_if.else_branch
             && let Expr::If(inner) = &**otherwise
-            && let_of_step(&inner.cond).is_some()
+            && let_of_step(&inner.cond)
         {
             let inner = std::mem::replace(&mut **otherwise, syn::parse_quote!({}));
             let (before, inner) = self.expression(inner);
