@@ -38,6 +38,15 @@
 //! instance id, the state whose code runs, the number of committed
 //! transitions and the call's position, so a re-run sees the same values.
 //!
+//! Reading the clock, random numbers or the environment any other way
+//! (`SystemTime::now()`, `rand`, `Uuid::new_v4()`, the order of a
+//! `HashMap`) is safe too: a step's arguments are computed before its
+//! state is committed and stored with it, so every attempt of a step, in
+//! every process, gets the same values, and a branch taken on such a value
+//! is committed before the step it chose runs. `now()`, `uuid()` and
+//! `random()` add that the code between steps sees the same value each
+//! time it runs, which makes a run easy to reason about and to test.
+//!
 //! # Elsewhere
 //!
 //! Outside a workflow body (in a step, in tests, in `main`) `sleep` and

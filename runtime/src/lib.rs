@@ -214,6 +214,60 @@ pub mod __private {
     tuple_element!(6 => G in (A, B, C, D, E, F, G, H));
     tuple_element!(7 => H in (A, B, C, D, E, F, G, H));
 
+    /// A step argument computed in the workflow body (a call, a macro, a
+    /// method other than a copy), turned into the step's owned parameter
+    /// type `T` so it can be stored with the state before the step runs:
+    /// the value itself, or a copy of what a reference points to.
+    #[diagnostic::on_unimplemented(
+        message = "this step argument is `{Self}`, which is not the step's parameter type `{T}`",
+        label = "expected `{T}` (or a reference to it)",
+        note = "a computed argument is stored with the state before the step runs, as the parameter's owned type; pass a value of that type, or a reference to a `Clone` one"
+    )]
+    pub trait Hoist<T> {
+        /// The stored value.
+        fn hoist(self) -> T;
+    }
+
+    impl<T> Hoist<T> for T {
+        fn hoist(self) -> T {
+            self
+        }
+    }
+
+    impl<T: Clone> Hoist<T> for &T {
+        fn hoist(self) -> T {
+            self.clone()
+        }
+    }
+
+    impl Hoist<String> for &str {
+        fn hoist(self) -> String {
+            self.to_owned()
+        }
+    }
+
+    impl<T: Clone> Hoist<Vec<T>> for &[T] {
+        fn hoist(self) -> Vec<T> {
+            self.to_vec()
+        }
+    }
+
+    impl Hoist<std::path::PathBuf> for &std::path::Path {
+        fn hoist(self) -> std::path::PathBuf {
+            self.to_path_buf()
+        }
+    }
+
+    /// The owned type of parameter `I` of a step whose owned argument tuple
+    /// is `A` (`<step as Step>::Args`): what a workflow's state stores for
+    /// a computed argument of the step.
+    pub type StepArg<A, const I: usize> = <A as TupleElement<I>>::Type;
+
+    /// [`Hoist::hoist`] as a function, so the stored type drives the choice.
+    pub fn hoist<T, A: Hoist<T>>(argument: A) -> T {
+        argument.hoist()
+    }
+
     /// Implemented by `#[step]` with the step's owned parameter tuple and
     /// output, so `#[compensate]` can check its signature against them.
     #[diagnostic::on_unimplemented(

@@ -94,6 +94,13 @@ pub struct StateInfo {
     pub wait: Option<&'static str>,
     /// The variables the state stores, with their types as written.
     pub variables: &'static [Variable],
+    /// Whether the code before the state computed something its step, or
+    /// the choice of its step, depends on: an argument from a call or a
+    /// macro, a local, a branch taken on a value. Entering it is then
+    /// written before its step runs even when no step ran before it (the
+    /// transition out of `Start`, the only one not written anyway), so
+    /// every attempt of the step, in every process, gets the same values.
+    pub commit_on_entry: bool,
     /// For a join (`sagaflow::join!`), the steps its branches run, in the
     /// order written; empty for every other state.
     pub branches: &'static [StepInfo],
@@ -304,6 +311,7 @@ mod tests {
                 name: "Start",
                 step: None,
                 wait: None,
+                commit_on_entry: false,
                 variables: &[Variable {
                     name: "order",
                     ty: "Order",
@@ -315,6 +323,7 @@ mod tests {
                 name: "Reserve1",
                 step: step("reserve", StepKind::Compensable, Some("release")),
                 wait: None,
+                commit_on_entry: false,
                 variables: &[Variable {
                     name: "order",
                     ty: "Order",
@@ -326,6 +335,7 @@ mod tests {
                 name: "Ship2",
                 step: step("ship", StepKind::Pivot, None),
                 wait: None,
+                commit_on_entry: false,
                 variables: &[],
                 branches: &[],
             },
@@ -333,6 +343,7 @@ mod tests {
                 name: "Confirm3",
                 step: step("confirm", StepKind::Retriable, None),
                 wait: None,
+                commit_on_entry: false,
                 variables: &[],
                 branches: &[],
             },
@@ -451,6 +462,7 @@ mod tests {
                 name: "SignalTimeout3",
                 step: None,
                 wait: Some("signal approval or timeout"),
+                commit_on_entry: false,
                 variables: &[],
                 branches: &[],
             }],
@@ -476,6 +488,7 @@ mod tests {
                 name: "Join1",
                 step: None,
                 wait: None,
+                commit_on_entry: false,
                 variables: &[],
                 branches: &[
                     StepInfo {

@@ -105,7 +105,7 @@ async fn straight_sequence_runs_steps_in_order_and_stores_live_variables() {
             r#"{"ReserveInventory1":{"order":{"id":7,"amount":30},"label":"order 7"}}"#,
             r#"{"ChargePayment2":{"order":{"id":7,"amount":30},"label":"order 7","reservation":"r-7"}}"#,
             r#"{"Ship3":{"order":{"id":7,"amount":30},"label":"order 7","reservation":"r-7","payment":30}}"#,
-            r#"{"Notify4":{"order":{"id":7,"amount":30},"label":"order 7","reservation":"r-7","payment":30}}"#,
+            r#"{"Notify4":{"order":{"id":7,"amount":30},"reservation":"r-7","payment":30,"__notify1_arg0":"order 7 shipped"}}"#,
         ]
     );
 }

@@ -321,10 +321,11 @@ async fn break_right_after_a_step_leaves_the_loop() {
     };
     assert_eq!(column, 2);
     assert_eq!(take_log(), ["cell 1.0", "cell 1.1", "cell 1.2", "ping 12"]);
-    // `ping` reads `value`; after it the loop is over, so `target` is not stored
+    // `ping`'s argument `u64::from(value)` is stored as computed before the
+    // step; after it the loop is over, so neither `value` nor `target` is stored
     assert_eq!(
         states.last().unwrap(),
-        r#"{"Ping2":{"column":2,"value":12}}"#
+        r#"{"Ping2":{"column":2,"__ping1_arg0":12}}"#
     );
 }
 

@@ -439,10 +439,12 @@ async fn each_loop_iteration_has_its_own_idempotency_key() {
     assert_eq!(
         entries("charge lines-1/"),
         [
-            "charge lines-1/ChargeLine1/0 attempt 1",
+            // Entering the loop from `Start` is a committed transition (it
+            // stores the loop's position), so the first iteration's is 1.
             "charge lines-1/ChargeLine1/1 attempt 1",
-            "charge lines-1/ChargeLine1/1 attempt 2",
             "charge lines-1/ChargeLine1/2 attempt 1",
+            "charge lines-1/ChargeLine1/2 attempt 2",
+            "charge lines-1/ChargeLine1/3 attempt 1",
             // Not on a cycle: the key has no count.
             "charge lines-1/Total2 total 3",
         ]

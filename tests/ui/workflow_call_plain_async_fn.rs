@@ -20,7 +20,7 @@ async fn notify(id: u32) -> Result<(), StepError> {
 #[workflow]
 async fn order(id: u32) -> Result<(), WorkflowError> {
     reserve(&id).await?;
-    notify(id).await?;
+    notify(id + u32::from(true)).await?;
     Ok(())
 }
 

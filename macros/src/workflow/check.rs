@@ -1,6 +1,9 @@
 //! Stage 2: the diagnostics that need no lowering: what is awaited, where
-//! steps are called, and calls that are not deterministic. Every mistake is
-//! collected; none stops the others.
+//! steps are called, and effects outside steps (tasks, threads, processes,
+//! the network, files, writes to globals). Every mistake is collected; none
+//! stops the others. Reads of the clock, random numbers or the environment
+//! are not effects: what the body computes is committed before a step sees
+//! it (see `desugar::hoist_arguments` and `StateInfo::commit_on_entry`).
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::ToTokens;
@@ -148,9 +151,10 @@ impl Checker<'_> {
         }
     }
 
-    fn nondeterministic(&mut self, segments: &[String], tokens: TokenStream) {
+    /// Reports `segments`, a path in the body, if it names an effect the
+    /// saga cannot track: its code between steps runs again after a crash.
+    fn effect(&mut self, segments: &[String], tokens: TokenStream) {
         let joined = segments.join("::");
-        let last = segments.last().map(String::as_str).unwrap_or_default();
         let ends = |suffix: &[&str]| {
             segments.len() >= suffix.len()
                 && segments[segments.len() - suffix.len()..]
@@ -159,26 +163,7 @@ impl Checker<'_> {
                     .all(|(a, b)| a == b)
         };
         let first = segments.first().map(String::as_str).unwrap_or_default();
-        let message = if ends(&["SystemTime", "now"])
-            || ends(&["Instant", "now"])
-            || ends(&["Utc", "now"])
-            || ends(&["Local", "now"])
-        {
-            format!(
-                "`{joined}` reads the clock, which is not deterministic: the code between steps runs again after a crash and would see another time; use `sagaflow::now()`, the time the instance's last transition was committed, which is the same when the code runs again; or read the clock in a step and use its output"
-            )
-        } else if first == "rand" || last == "thread_rng" || ends(&["rand", "random"]) {
-            format!(
-                "`{joined}` draws random numbers, which is not deterministic: the code between steps runs again after a crash and would draw others; use `sagaflow::random()`, fixed per state and transition, or draw them in a step and use its output"
-            )
-        } else if ends(&["Uuid", "new_v4"])
-            || ends(&["Uuid", "now_v7"])
-            || ends(&["Uuid", "new_v7"])
-        {
-            format!(
-                "`{joined}` makes a new id on every call, which is not deterministic: the code between steps runs again after a crash and would make another; use `sagaflow::uuid()`, fixed per state and transition, or make the id in a step and use its output"
-            )
-        } else if spawns(segments) {
+        let message = if spawns(segments) {
             format!(
                 "`{joined}` starts work the saga does not track (a task or a thread): it is lost on a crash and started again when the code runs again; make that work a step, or run steps side by side with `sagaflow::join!(step_a(..), step_b(..))`"
             )
@@ -252,10 +237,10 @@ impl Checker<'_> {
                                 _ => break,
                             }
                         }
-                        if segments.len() > 1 || segments[0] == "thread_rng" {
+                        if segments.len() > 1 {
                             let path: TokenStream =
                                 tokens[i..(j.min(tokens.len()))].iter().cloned().collect();
-                            self.nondeterministic(&segments, path);
+                            self.effect(&segments, path);
                         }
                     }
                 }
@@ -331,8 +316,8 @@ impl<'ast> Visit<'ast> for Checker<'_> {
 
     fn visit_path(&mut self, path: &'ast Path) {
         let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
-        if segments.len() > 1 || segments[0] == "thread_rng" {
-            self.nondeterministic(&segments, path.to_token_stream());
+        if segments.len() > 1 {
+            self.effect(&segments, path.to_token_stream());
         }
         visit::visit_path(self, path);
     }

@@ -10,6 +10,7 @@ use syn::visit_mut::{self, VisitMut};
 use syn::{Expr, Ident, Stmt, Type};
 
 use super::check::CallSite;
+use super::desugar;
 use std::collections::BTreeSet;
 
 use super::lower::{
@@ -345,10 +346,13 @@ fn resume_arm(machine: &Machine, names: &Names, index: usize) -> TokenStream {
             }
         };
     }
-    let arg_names: Vec<Ident> = (0..site.args.len())
-        .map(|i| format_ident!("__arg{}", i))
-        .collect();
     let args = &site.args;
+    // Spanned by the argument: a type mismatch at the call points there.
+    let arg_names: Vec<Ident> = args
+        .iter()
+        .enumerate()
+        .map(|(i, arg)| Ident::new(&format!("__arg{i}"), syn::spanned::Spanned::span(arg)))
+        .collect();
     // `(#step)`: in parentheses the step is only looked up as a type, so a
     // plain `async fn` there is one "expected type, found function" error,
     // not that and "constant provided when a type was expected".
@@ -864,6 +868,34 @@ fn fingerprint_text(machine: &Machine, name: &str, with_types: bool) -> u64 {
     hasher.finish()
 }
 
+/// Whether entering state `index` must be written before its step runs
+/// (see `StateInfo::commit_on_entry`): it stores an argument its step
+/// computed, or `Start`'s code, which is not written, leads to it having
+/// computed a local, assigned a variable or chosen between targets.
+fn commits_on_entry(machine: &Machine, index: usize) -> bool {
+    let stored = &machine.stored[index];
+    if stored
+        .iter()
+        .any(|&id| desugar::is_argument_local(&machine.bindings[id].ident.to_string()))
+    {
+        return true;
+    }
+    let mut from_start = machine
+        .edges
+        .iter()
+        .filter(|edge| edge.from == 0)
+        .map(|edge| edge.to);
+    if !from_start.clone().any(|to| to == TargetIr::State(index)) {
+        return false;
+    }
+    let first = from_start.next();
+    from_start.any(|to| Some(to) != first)
+        || !machine.assigned[0].is_empty()
+        || stored
+            .iter()
+            .any(|&id| machine.bindings[id].declared_at.is_some())
+}
+
 fn state_machine(machine: &Machine, func: &WorkflowFn, ok: &Type) -> TokenStream {
     let name = func.options.name.as_str();
     let version = func.options.version;
@@ -874,6 +906,7 @@ fn state_machine(machine: &Machine, func: &WorkflowFn, ok: &Type) -> TokenStream
     };
     let states = (0..machine.stored.len()).map(|index| {
         let state_name = machine.state_name(index);
+        let commit_on_entry = commits_on_entry(machine, index);
         let variables = machine.stored[index].iter().map(|&id| {
             let binding = &machine.bindings[id];
             let var = binding.ident.to_string();
@@ -914,7 +947,7 @@ fn state_machine(machine: &Machine, func: &WorkflowFn, ok: &Type) -> TokenStream
             }
             Some(SiteKind::Step | SiteKind::Join { .. }) | None => quote!(::sagaflow::__private::None),
         };
-        quote!(::sagaflow::__private::StateInfo { name: #state_name, step: #step, wait: #wait, variables: &[#(#variables),*], branches: #branches })
+        quote!(::sagaflow::__private::StateInfo { name: #state_name, step: #step, wait: #wait, variables: &[#(#variables),*], commit_on_entry: #commit_on_entry, branches: #branches })
     });
     let edges = machine.edges.iter().map(|edge| {
         let from = edge.from;

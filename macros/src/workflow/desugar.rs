@@ -16,14 +16,22 @@
 //! starts with `__step`), is typed by the step (`<step as Step>::Output`),
 //! and is used at once, so no state keeps it.
 //!
+//! Then [`hoist_arguments`] evaluates every computed argument of a step
+//! call before the call's statement, so it is stored with the state that
+//! runs the step (see there).
+//!
 //! [`check`]: super::check
 
 use proc_macro2::Span;
+use quote::{ToTokens, quote_spanned};
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::visit_mut::{self, VisitMut};
-use syn::{Block, Expr, Ident, Stmt};
+use syn::{Block, Expr, ExprCall, Ident, Macro, Stmt, Token};
 
-use super::lower::step_call;
+use super::join::is_join;
+use super::lower::{assignment_right, step_call, wait_name};
 
 /// Rewrites `body` in place.
 pub fn desugar(body: &mut Block) {
@@ -161,6 +169,222 @@ impl VisitMut for Desugar {
     fn visit_item_mut(&mut self, _: &mut syn::Item) {}
 }
 
+// Input:  `charge(&order, quote(&order), format!("{}", order.id)).await?;`
+// Output: `let __charge1_arg1: StepArg<<charge as Step>::Args, 1> = hoist(quote(&order));`
+//         `let __charge1_arg2: StepArg<<charge as Step>::Args, 2> = hoist(format!("{}", order.id));`
+//         `charge(&order, __charge1_arg1, __charge1_arg2).await?;`
+/// Evaluates every computed argument of a step call (also of a join's
+/// branches) into a local before the call's statement.
+///
+/// A step's state evaluates its arguments each time it runs: on every
+/// retry, and in every process that resumes it. An argument that is a
+/// stored variable, a field of one, a literal or a copy of one
+/// ([`determined`]) has the same value each time. A computed one (a call,
+/// a macro, any other method) might not: a clock, a random number, an id,
+/// the order of a `HashMap`. As a local it is computed once, between the
+/// previous step and this one, and committed with the step's state before
+/// the step's first attempt, so every attempt of the step gets the same
+/// value, whatever the code computing it reads. The local is typed by the
+/// step's owned parameter type (`&Order` stores `Order`, `&str` stores
+/// `String`), and a reference to a copyable value is copied into it.
+pub fn hoist_arguments(body: &mut Block) {
+    Hoister { next: 0 }.visit_block_mut(body);
+}
+
+struct Hoister {
+    /// The number of step calls whose arguments were hoisted so far.
+    next: usize,
+}
+
+impl Hoister {
+    // Input:  a statement of a block
+    // Output: the `let`s of its step call's computed arguments (the call now uses them)
+    fn statement(&mut self, stmt: &mut Stmt) -> Vec<Stmt> {
+        let mut before = Vec::new();
+        match stmt {
+            Stmt::Local(local) => {
+                if let Some(init) = &mut local.init {
+                    self.expression(&mut init.expr, &mut before);
+                }
+            }
+            Stmt::Expr(expr, _) => {
+                if let Some(right) = assignment_right(expr) {
+                    self.expression(right, &mut before);
+                } else {
+                    self.expression(expr, &mut before);
+                }
+            }
+            Stmt::Macro(stmt_macro) if is_join(&stmt_macro.mac) => {
+                self.join(&mut stmt_macro.mac, &mut before);
+            }
+            _ => {}
+        }
+        before
+    }
+
+    /// Hoists the arguments of `expr` if it is a step call or a join
+    /// (with or without `?`), the only forms whose statement is a step.
+    fn expression(&mut self, expr: &mut Expr, before: &mut Vec<Stmt>) {
+        let inner = match expr {
+            Expr::Try(expr_try) => &mut *expr_try.expr,
+            other => other,
+        };
+        match inner {
+            Expr::Await(expr_await) => {
+                if let Expr::Call(call) = &mut *expr_await.base {
+                    self.call(call, before);
+                }
+            }
+            Expr::Macro(expr_macro) if is_join(&expr_macro.mac) => {
+                self.join(&mut expr_macro.mac, before);
+            }
+            _ => {}
+        }
+    }
+
+    /// Hoists the arguments of each branch of `sagaflow::join!(..)`; a join
+    /// that does not parse is left for the lowering to report.
+    fn join(&mut self, mac: &mut Macro, before: &mut Vec<Stmt>) {
+        let Ok(mut branches) =
+            Punctuated::<Expr, Token![,]>::parse_terminated.parse2(mac.tokens.clone())
+        else {
+            return;
+        };
+        for branch in branches.iter_mut() {
+            if let Expr::Call(call) = branch {
+                self.call(call, before);
+            }
+        }
+        mac.tokens = branches.into_token_stream();
+    }
+
+    fn call(&mut self, call: &mut ExprCall, before: &mut Vec<Stmt>) {
+        let Expr::Path(func) = &*call.func else {
+            return;
+        };
+        let step = &func.path;
+        // Waits store what they need themselves (a child's input, a timer's
+        // deadline), and a method path is not a step.
+        if func.qself.is_some() || wait_name(step).is_some() || step.segments.is_empty() {
+            return;
+        }
+        let name = step
+            .segments
+            .last()
+            .map(|segment| segment.ident.to_string())
+            .unwrap_or_default();
+        let mut hoisted = false;
+        for (index, arg) in call.args.iter_mut().enumerate() {
+            let (value, by_ref) = match &*arg {
+                Expr::Reference(reference) if reference.mutability.is_none() => {
+                    ((*reference.expr).clone(), true)
+                }
+                other => (other.clone(), false),
+            };
+            if determined(&value) {
+                continue;
+            }
+            if !hoisted {
+                self.next += 1;
+                hoisted = true;
+            }
+            let span = arg.span();
+            let local = Ident::new(&argument_local(&name, self.next, index), span);
+            let position = proc_macro2::Literal::usize_unsuffixed(index);
+            before.push(syn::parse_quote_spanned! {span=>
+                // The step only as a type (of a qualified path), so a plain
+                // `async fn` there is one error, as in the state's resume code.
+                let #local: ::sagaflow::__private::StepArg<<#step as ::sagaflow::__private::Step>::Args, #position> = ::sagaflow::__private::hoist(#value);
+            });
+            *arg = if by_ref {
+                syn::parse2(quote_spanned!(span=> &#local)).expect("a reference parses")
+            } else {
+                syn::parse2(quote_spanned!(span=> #local)).expect("a path parses")
+            };
+        }
+    }
+}
+
+/// The name of the local holding argument `index` of the `call`-th step
+/// call with computed arguments, a call of `step`: `__notify1_arg0`.
+fn argument_local(step: &str, call: usize, index: usize) -> String {
+    format!("__{step}{call}_arg{index}")
+}
+
+/// Whether `name` is one [`argument_local`] makes: the code generator marks
+/// the states storing one, whose entry is written before the step runs.
+pub fn is_argument_local(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("__") else {
+        return false;
+    };
+    let Some((step_call, index)) = rest.rsplit_once("_arg") else {
+        return false;
+    };
+    let digits = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    let step = step_call.trim_end_matches(|c: char| c.is_ascii_digit());
+    digits(index) && !step.is_empty() && step.len() < step_call.len()
+}
+
+/// Methods that copy or view a value without reading anything else.
+const COPIES: &[&str] = &[
+    "clone",
+    "to_owned",
+    "to_string",
+    "to_vec",
+    "into",
+    "as_str",
+    "as_slice",
+    "as_ref",
+    "as_deref",
+    "len",
+    "is_empty",
+];
+
+/// Whether an argument's value follows from the stored variables alone: a
+/// variable or constant, a literal, fields, indexes, operators, tuples and
+/// struct literals of those, and copies of them ([`COPIES`]).
+fn determined(expr: &Expr) -> bool {
+    match expr {
+        Expr::Path(_) | Expr::Lit(_) => true,
+        Expr::Field(field) => determined(&field.base),
+        Expr::Index(index) => determined(&index.expr) && determined(&index.index),
+        Expr::Paren(paren) => determined(&paren.expr),
+        Expr::Group(group) => determined(&group.expr),
+        Expr::Reference(reference) => determined(&reference.expr),
+        Expr::Unary(unary) => determined(&unary.expr),
+        Expr::Binary(binary) => determined(&binary.left) && determined(&binary.right),
+        Expr::Cast(cast) => determined(&cast.expr),
+        Expr::Tuple(tuple) => tuple.elems.iter().all(determined),
+        Expr::Array(array) => array.elems.iter().all(determined),
+        Expr::Struct(literal) => {
+            literal.rest.is_none() && literal.fields.iter().all(|field| determined(&field.expr))
+        }
+        Expr::MethodCall(method) => {
+            method.args.is_empty()
+                && method.turbofish.is_none()
+                && COPIES.contains(&method.method.to_string().as_str())
+                && determined(&method.receiver)
+        }
+        _ => false,
+    }
+}
+
+impl VisitMut for Hoister {
+    fn visit_block_mut(&mut self, block: &mut Block) {
+        visit_mut::visit_block_mut(self, block);
+        let stmts = std::mem::take(&mut block.stmts);
+        for mut stmt in stmts {
+            let before = self.statement(&mut stmt);
+            block.stmts.extend(before);
+            block.stmts.push(stmt);
+        }
+    }
+
+    fn visit_expr_closure_mut(&mut self, _: &mut syn::ExprClosure) {}
+    fn visit_expr_async_mut(&mut self, _: &mut syn::ExprAsync) {}
+    fn visit_item_mut(&mut self, _: &mut syn::Item) {}
+}
+
 #[cfg(test)]
 mod tests {
     use quote::quote;
@@ -172,6 +396,63 @@ mod tests {
         desugar(&mut block);
         let file: syn::File = syn::parse2(quote!(fn f() #block)).expect("a fn");
         prettyplease::unparse(&file)
+    }
+
+    fn hoisted(body: proc_macro2::TokenStream) -> String {
+        let mut block: Block = syn::parse2(quote!({ #body })).expect("a block");
+        hoist_arguments(&mut block);
+        let file: syn::File = syn::parse2(quote!(fn f() #block)).expect("a fn");
+        prettyplease::unparse(&file)
+    }
+
+    #[test]
+    fn computed_arguments_are_hoisted_and_determined_ones_stay() {
+        assert_eq!(
+            hoisted(quote! {
+                let paid = charge(&order, order.id + 1, label.clone(), &quote(&order), format!("{}", order.id)).await?;
+                ship(&order, [paid, 2], Line { id: order.id }).await?;
+            }),
+            same(quote! {
+                let __charge1_arg3: ::sagaflow::__private::StepArg<<charge as ::sagaflow::__private::Step>::Args, 3> = ::sagaflow::__private::hoist(quote(&order));
+                let __charge1_arg4: ::sagaflow::__private::StepArg<<charge as ::sagaflow::__private::Step>::Args, 4> = ::sagaflow::__private::hoist(format!("{}", order.id));
+                let paid = charge(&order, order.id + 1, label.clone(), &__charge1_arg3, __charge1_arg4).await?;
+                ship(&order, [paid, 2], Line { id: order.id }).await?;
+            })
+        );
+    }
+
+    #[test]
+    fn arguments_of_join_branches_and_assignments_are_hoisted_in_nested_blocks() {
+        assert_eq!(
+            hoisted(quote! {
+                for item in items {
+                    total += book(&item, now()).await?;
+                }
+                let (a, b) = sagaflow::join!(fly(&trip), stay(&trip, nights(&trip)))?;
+                sagaflow::sleep(Duration::from_secs(1)).await;
+                let later = || notify(format!("x"));
+            }),
+            same(quote! {
+                for item in items {
+                    let __book1_arg1: ::sagaflow::__private::StepArg<<book as ::sagaflow::__private::Step>::Args, 1> = ::sagaflow::__private::hoist(now());
+                    total += book(&item, __book1_arg1).await?;
+                }
+                let __stay2_arg1: ::sagaflow::__private::StepArg<<stay as ::sagaflow::__private::Step>::Args, 1> = ::sagaflow::__private::hoist(nights(&trip));
+                let (a, b) = sagaflow::join!(fly(&trip), stay(&trip, __stay2_arg1))?;
+                sagaflow::sleep(Duration::from_secs(1)).await;
+                let later = || notify(format!("x"));
+            })
+        );
+    }
+
+    #[test]
+    fn argument_locals_are_recognised_by_name() {
+        assert!(is_argument_local(&argument_local("notify", 1, 0)));
+        assert!(is_argument_local("__charge_payment12_arg3"));
+        assert!(!is_argument_local("__step1"));
+        assert!(!is_argument_local("__for1_items"));
+        assert!(!is_argument_local("label_arg0"));
+        assert!(!is_argument_local("__notify_arg0"));
     }
 
     fn same(expected: proc_macro2::TokenStream) -> String {

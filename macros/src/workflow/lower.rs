@@ -2290,7 +2290,7 @@ fn assignment(expr: &Expr) -> Option<(&Expr, &Expr, bool)> {
 }
 
 /// The value of an assignment or a compound assignment, to rewrite.
-fn assignment_right(expr: &mut Expr) -> Option<&mut Expr> {
+pub fn assignment_right(expr: &mut Expr) -> Option<&mut Expr> {
     match expr {
         Expr::Assign(assign) => Some(&mut assign.right),
         Expr::Binary(binary) if is_compound(&binary.op) => Some(&mut binary.right),

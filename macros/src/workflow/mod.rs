@@ -3,8 +3,10 @@
 //!
 //! Stages, each in its own file: [`parse`] (syn → model), [`check`] (every
 //! diagnostic, collected), [`desugar`] (a step's output tested or
-//! destructured in place becomes a `let` of it first), [`lower`] (model → IR: suspension points, states,
-//! stored variables by liveness, edges), [`codegen`] (IR → tokens).
+//! destructured in place becomes a `let` of it first, and a step's computed
+//! arguments are evaluated into locals before its statement), [`lower`]
+//! (model → IR: suspension points, states, stored variables by liveness,
+//! edges), [`codegen`] (IR → tokens).
 //!
 //! Loops with steps (`loop`, `while`, `while let`, `for`) are cycles in the
 //! CFG: the state at a step in a loop stores the loop's live variables and
@@ -65,6 +67,7 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let sites = check::check(&func, &mut errors);
     let mut func = func;
     desugar::desugar(&mut func.body);
+    desugar::hoist_arguments(&mut func.body);
     let machine = lower::lower(&func, &mut errors);
     match (errors.take(), machine) {
         (None, Some(machine)) => codegen::generate(&func, &machine),

@@ -834,10 +834,16 @@ impl Worker {
                 next.next_run_at = None;
                 next.phase = Phase::Running;
                 let Some(wait) = wait else {
-                    if !written {
+                    let computed = workflow
+                        .machine()
+                        .state(state_name)
+                        .is_some_and(|state| state.commit_on_entry);
+                    if !written && !computed {
                         // No step ran and no wait ended: the transition is
                         // pure and runs again after a crash, so it needs no
-                        // write of its own.
+                        // write of its own. One that computed the next
+                        // step's arguments is written, so that a crash
+                        // does not give the step other values.
                         *self.typed_slot() = next_typed;
                         return Ok(Flow::Continue);
                     }

@@ -373,6 +373,7 @@ pub static PLACE_ORDER_MACHINE: StateMachine = StateMachine {
             name: "Start",
             step: None,
             wait: None,
+            commit_on_entry: false,
             variables: ORDER,
             branches: &[],
         },
@@ -386,6 +387,7 @@ pub static PLACE_ORDER_MACHINE: StateMachine = StateMachine {
                 output: shape_of::<()>(),
             }),
             wait: None,
+            commit_on_entry: false,
             variables: ORDER,
             branches: &[],
         },
@@ -399,6 +401,7 @@ pub static PLACE_ORDER_MACHINE: StateMachine = StateMachine {
                 output: shape_of::<()>(),
             }),
             wait: None,
+            commit_on_entry: false,
             variables: &[
                 Variable {
                     name: "order",
@@ -423,6 +426,7 @@ pub static PLACE_ORDER_MACHINE: StateMachine = StateMachine {
                 output: shape_of::<()>(),
             }),
             wait: None,
+            commit_on_entry: false,
             variables: &[
                 Variable {
                     name: "order",
@@ -452,6 +456,7 @@ pub static PLACE_ORDER_MACHINE: StateMachine = StateMachine {
                 output: shape_of::<()>(),
             }),
             wait: None,
+            commit_on_entry: false,
             variables: &[
                 Variable {
                     name: "order",
@@ -679,6 +684,7 @@ pub static PING_MACHINE: StateMachine = StateMachine {
             name: "Start",
             step: None,
             wait: None,
+            commit_on_entry: false,
             variables: &[Variable {
                 name: "text",
                 ty: "String",
@@ -696,6 +702,7 @@ pub static PING_MACHINE: StateMachine = StateMachine {
                 output: shape_of::<()>(),
             }),
             wait: None,
+            commit_on_entry: false,
             variables: &[Variable {
                 name: "text",
                 ty: "String",
