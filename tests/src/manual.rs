@@ -5,6 +5,7 @@ use sagaflow::__private::{Driver, Transition};
 use sagaflow::{Workflow, WorkflowError};
 
 /// How a workflow driven by [`drive`] ended.
+#[derive(Debug)]
 pub enum End<O> {
     /// It returned `Ok`.
     Complete(O),

@@ -7,7 +7,7 @@ use std::hash::Hasher;
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::visit_mut::{self, VisitMut};
-use syn::{Expr, Ident, Stmt, Type};
+use syn::{Expr, Ident, Pat, Stmt, Type};
 
 use super::check::CallSite;
 use super::desugar;
@@ -209,7 +209,7 @@ fn suspension_fn(machine: &Machine, state: &Ident) -> TokenStream {
 }
 
 /// The field type of a stored variable.
-fn type_tokens(ty: &VarType) -> TokenStream {
+pub(super) fn type_tokens(ty: &VarType) -> TokenStream {
     match ty {
         VarType::Written(ty) => quote!(#ty),
         VarType::StepOutput(step) => quote!(<#step as ::sagaflow::__private::Step>::Output),
@@ -482,6 +482,7 @@ fn continuation(machine: &Machine, state: &Ident, index: usize) -> TokenStream {
         machine,
         state,
         segment: &machine.segments[index],
+        unassigned: &machine.unassigned[index],
     };
     if index == 0 {
         return emit.items(&machine.body, 0);
@@ -570,6 +571,8 @@ struct Emit<'a> {
     /// The CFG nodes the segment runs: code after a loop is emitted only if
     /// the segment can leave the loop (else it may name undeclared variables).
     segment: &'a BTreeSet<NodeId>,
+    /// The `let x;` declarations to leave out (see [`Machine::unassigned`]).
+    unassigned: &'a BTreeSet<String>,
 }
 
 impl Emit<'_> {
@@ -580,6 +583,12 @@ impl Emit<'_> {
         let mut out = TokenStream::new();
         for item in &block.items[from.min(block.items.len())..] {
             match item {
+                Item::Pure {
+                    stmt: Stmt::Local(local),
+                    ..
+                } if local.init.is_none()
+                    && matches!(&local.pat, Pat::Ident(pat) if self.unassigned.contains(&pat.ident.to_string())) =>
+                    {}
                 Item::Pure { stmt, tail } => {
                     let mut stmt = stmt.clone();
                     ReturnRewriter.visit_stmt_mut(&mut stmt);

@@ -11,10 +11,19 @@
 //!   → `let __stepN = step(..).await?; match __stepN { .. }`
 //! - `'l: while let PAT = step(..).await? { body }`
 //!   → `'l: loop { let __stepN = step(..).await?; match __stepN { PAT => { body } _ => break 'l } }`
+//! - `let PAT = { ..; value };`, `let PAT = if c { ..; a } else { b };` and
+//!   `let PAT = match e { p => { ..; a } .. };` with steps inside
+//!   → `let __valueN; if c { ..; __valueN = a; } else { __valueN = b; } let PAT = __valueN;`
+//!   (each tail of the value, nested blocks included, assigns the variable;
+//!   a tail that is a step is the step's statement `__valueN = step(..).await?;`)
+//! - a bare block `{ .. }` with steps, as a statement
+//!   → `match () { () => { .. } }`, so it lowers as a one-arm `match`
 //!
 //! The output's variable is named after nothing the user can write (it
 //! starts with `__step`), is typed by the step (`<step as Step>::Output`),
-//! and is used at once, so no state keeps it.
+//! and is used at once, so no state keeps it. A value's variable
+//! (`__valueN`) is assigned after the last step of its branch and read
+//! right after the branches, so no state keeps it either.
 //!
 //! Then [`hoist_arguments`] evaluates every computed argument of a step
 //! call before the call's statement, so it is stored with the state that
@@ -31,7 +40,7 @@ use syn::visit_mut::{self, VisitMut};
 use syn::{Block, Expr, ExprCall, Ident, Macro, Stmt, Token};
 
 use super::join::is_join;
-use super::lower::{assignment_right, step_call, wait_name};
+use super::lower::{assignment_right, contains_step, step_call, wait_name};
 
 /// Rewrites `body` in place.
 pub fn desugar(body: &mut Block) {
@@ -63,6 +72,22 @@ impl Desugar {
                 let call = std::mem::replace(&mut *init.expr, syn::parse_quote!(#output));
                 vec![syn::parse_quote!(let #output = #call;), Stmt::Local(local)]
             }
+            Stmt::Local(local)
+                if local.init.as_ref().is_some_and(|init| {
+                    init.diverge
+                        .as_ref()
+                        .is_none_or(|(_, otherwise)| !contains_step(&**otherwise))
+                        && is_branching(unparenthesized(&init.expr))
+                        && contains_step(&*init.expr)
+                }) =>
+            {
+                self.value_bound(local)
+            }
+            Stmt::Expr(Expr::Block(block), semi)
+                if block.label.is_none() && block.block.stmts.iter().any(contains_step) =>
+            {
+                vec![Stmt::Expr(one_arm_match(block), semi)]
+            }
             Stmt::Expr(expr, semi) => {
                 let (mut before, expr) = self.expression(expr);
                 before.push(Stmt::Expr(expr, semi));
@@ -70,6 +95,51 @@ impl Desugar {
             }
             other => vec![other],
         }
+    }
+
+    // Input:  `let (a, b): (u32, u32) = if c { let r = step(..).await?; (r, 1) } else { (0, 0) };`
+    // Output: `let __value1: (u32, u32);`
+    //         `if c { let r = step(..).await?; __value1 = (r, 1); } else { __value1 = (0, 0); }`
+    //         `let (a, b): (u32, u32) = __value1;`
+    /// Rewrites a `let` whose value is a block, `if` or `match` with steps
+    /// into a variable each branch assigns, then the `let` of that variable.
+    fn value_bound(&mut self, mut local: syn::Local) -> Vec<Stmt> {
+        let init = local.init.as_mut().expect("matched by the caller");
+        // `match step(..).await? {..}` and `if let P = step(..).await? {..}`:
+        // the step first; a value without other steps is then plain code.
+        let mut expr = std::mem::replace(&mut *init.expr, syn::parse_quote!(()));
+        // `let Some(x) = (match .. {..}) else {..}`: the parentheses only
+        // keep the `else` apart from the match.
+        while let Expr::Paren(paren) = expr {
+            expr = *paren.expr;
+        }
+        let (mut before, expr) = self.expression(expr);
+        if !contains_step(&expr) {
+            *init.expr = expr;
+            before.push(Stmt::Local(local));
+            return before;
+        }
+        *init.expr = expr;
+        self.next += 1;
+        let value = Ident::new(&format!("__value{}", self.next), init.expr.span());
+        let declare: Stmt = match &local.pat {
+            syn::Pat::Type(typed) => {
+                let ty = &typed.ty;
+                syn::parse_quote!(let #value: #ty;)
+            }
+            _ => syn::parse_quote!(let #value;),
+        };
+        let expr = std::mem::replace(&mut *init.expr, syn::parse_quote!(#value));
+        let mut block = Block {
+            brace_token: Default::default(),
+            stmts: vec![declare, assign_value(expr, &value), Stmt::Local(local)],
+        };
+        // The branches now hold statements the rewrite has not seen
+        // (`__valueN = match step(..).await? {..};`): rewrite them too. The
+        // rewrite leaves what it already rewrote unchanged.
+        self.visit_block_mut(&mut block);
+        before.extend(block.stmts);
+        before
     }
 
     // Input:  an expression statement
@@ -130,6 +200,113 @@ impl Desugar {
             other => (Vec::new(), other),
         }
     }
+}
+
+/// `expr` without the parentheses around it.
+fn unparenthesized(mut expr: &Expr) -> &Expr {
+    while let Expr::Paren(paren) = expr {
+        expr = &paren.expr;
+    }
+    expr
+}
+
+/// Whether `expr` is a block, `if` or `match`: an expression whose value
+/// is the value of one of its tails.
+fn is_branching(expr: &Expr) -> bool {
+    match expr {
+        Expr::Block(block) => block.label.is_none(),
+        Expr::If(_) | Expr::Match(_) => true,
+        _ => false,
+    }
+}
+
+// Input:  `{ ..; a }` (also `if`/`match`), `__value1`
+// Output: `{ ..; __value1 = a; }`; a tail without steps is assigned whole
+/// The statement that runs `expr` and assigns its value to `value`: in each
+/// tail when `expr` branches and has steps, else as one assignment. A tail
+/// that diverges (`return`, `break`, `continue`, `panic!`) stays as it is.
+fn assign_value(expr: Expr, value: &Ident) -> Stmt {
+    let semi = Some(Default::default());
+    if !is_branching(&expr) || !contains_step(&expr) {
+        if diverges(&expr) {
+            return Stmt::Expr(expr, semi);
+        }
+        return Stmt::Expr(syn::parse_quote!(#value = #expr), semi);
+    }
+    let expr = match expr {
+        Expr::Block(mut block) => {
+            assign_tail(&mut block.block, value);
+            Expr::Block(block)
+        }
+        Expr::If(mut expr_if) => {
+            assign_tail(&mut expr_if.then_branch, value);
+            if let Some((_, otherwise)) = &mut expr_if.else_branch
+                && let Expr::Block(block) = &mut **otherwise
+            {
+                assign_tail(&mut block.block, value);
+            } else if let Some((_, otherwise)) = &mut expr_if.else_branch {
+                let inner = std::mem::replace(&mut **otherwise, syn::parse_quote!({}));
+                let assigned = assign_value(inner, value);
+                **otherwise = match assigned {
+                    Stmt::Expr(Expr::If(nested), _) => Expr::If(nested),
+                    other => syn::parse_quote!({ #other }),
+                };
+            }
+            Expr::If(expr_if)
+        }
+        Expr::Match(mut expr_match) => {
+            for arm in &mut expr_match.arms {
+                let body = std::mem::replace(&mut *arm.body, syn::parse_quote!({}));
+                *arm.body = match body {
+                    Expr::Block(mut block) if block.label.is_none() => {
+                        assign_tail(&mut block.block, value);
+                        Expr::Block(block)
+                    }
+                    other if diverges(&other) => other,
+                    other => {
+                        let assigned = assign_value(other, value);
+                        syn::parse_quote!({ #assigned })
+                    }
+                };
+                arm.comma = Some(Default::default());
+            }
+            Expr::Match(expr_match)
+        }
+        _ => unreachable!("checked by is_branching"),
+    };
+    Stmt::Expr(expr, semi)
+}
+
+/// Makes the tail of `block` (its last statement, without `;`) assign `value`.
+fn assign_tail(block: &mut Block, value: &Ident) {
+    if let Some(Stmt::Expr(_, None)) = block.stmts.last()
+        && let Some(Stmt::Expr(tail, None)) = block.stmts.pop()
+    {
+        block.stmts.push(assign_value(tail, value));
+    }
+}
+
+/// Whether `expr` never has a value: `return`, `break`, `continue`, or a
+/// panicking macro.
+fn diverges(expr: &Expr) -> bool {
+    match expr {
+        Expr::Return(_) | Expr::Break(_) | Expr::Continue(_) => true,
+        Expr::Macro(expr_macro) => expr_macro.mac.path.segments.last().is_some_and(|last| {
+            matches!(
+                last.ident.to_string().as_str(),
+                "panic" | "unreachable" | "todo" | "unimplemented"
+            )
+        }),
+        _ => false,
+    }
+}
+
+// Input:  `{ let r = step(..).await?; total += r; }`
+// Output: `match () { () => { let r = step(..).await?; total += r; } }`
+/// A bare block as a one-arm `match`, which the lowering knows.
+fn one_arm_match(block: syn::ExprBlock) -> Expr {
+    let span = block.block.brace_token.span.join();
+    syn::parse_quote_spanned!(span=> match () { () => #block })
 }
 
 /// Whether an `if`/`while` condition is `let PAT = step(..).await?`.

@@ -276,6 +276,10 @@ pub struct Binding {
     pub is_ref: bool,
     /// The node that declares it; `None` for parameters.
     pub declared_at: Option<NodeId>,
+    /// Whether it is declared by `let x;`, with neither a type nor a value:
+    /// rustc infers its type from its assignments, so a segment that never
+    /// assigns it leaves that declaration out.
+    pub deferred: bool,
 }
 
 /// What a suspension point waits for.
@@ -565,6 +569,10 @@ pub struct Machine {
     pub stored: Vec<Vec<BindingId>>,
     /// Per state: variables the segment assigns but neither stores nor declares.
     pub assigned: Vec<Vec<BindingId>>,
+    /// Per state: the names of `let x;` declarations (no type, no value)
+    /// the segment runs but never assigns; it leaves them out, as rustc
+    /// could not infer their type there.
+    pub unassigned: Vec<BTreeSet<String>>,
     /// Per state: the CFG nodes its segment runs (up to the next steps).
     pub segments: Vec<BTreeSet<NodeId>>,
     /// The machine's edges, sorted and deduped.
@@ -654,6 +662,7 @@ pub fn lower(func: &WorkflowFn, errors: &mut Errors) -> Option<Machine> {
             ty: VarType::Written(param.ty.clone()),
             is_ref: false,
             declared_at: None,
+            deferred: false,
         });
         lowerer.scopes[0].push(id);
     }
@@ -859,11 +868,19 @@ impl Lowerer<'_> {
                     } else {
                         self.uses_of(|uses| uses.visit_expr(left))
                     };
+                    // `x = step(..).await?` types a `let x;` by the step's output.
+                    let output = (replaces && has_try && wait_name(path).is_none())
+                        .then(|| VarType::StepOutput(path.clone()));
                     return self.site(call, path, has_try, replaced, preds, items, |this, node| {
                         this.nodes[node].uses.extend(read);
                         if let Some(id) = target {
                             this.nodes[node].defs.insert(id);
                             this.nodes[node].assigns.insert(id);
+                            if let Some(output) = output
+                                && matches!(this.bindings[id].ty, VarType::Unknown)
+                            {
+                                this.bindings[id].ty = output;
+                            }
                         }
                     });
                 }
@@ -911,17 +928,17 @@ impl Lowerer<'_> {
             );
         } else if let Stmt::Local(local) = stmt
             && let Some(init) = &local.init
-            && matches!(&*init.expr, Expr::If(_) | Expr::Match(_))
-            && contains_step(&*init.expr)
+            && let Some((_, otherwise)) = &init.diverge
+            && contains_step(&**otherwise)
         {
             self.error(
-                first_step_span(stmt),
-                "a step inside an `if` or `match` whose value is bound with `let` is not supported yet; the branches' values cannot be carried across the step; declare the variable first and assign it in each branch: `let x: Type; match .. { .. => { ..; x = value; } }`",
+                first_step_span(&**otherwise),
+                "a step inside the `else` of `let .. else` is not supported; the `else` block cannot resume after a step; use a `match` whose other arm runs the step and returns: `let x = match value { Some(x) => x, None => { step(..).await?; return Err(..); } };`",
             );
         } else if contains_step(stmt) {
             self.error(
                 first_step_span(stmt),
-                "this step call must be a statement of its own; the workflow stops at each step and resumes right after it, which the macro supports for `let x = step(..).await?;`, `x = step(..).await?;` (also `x += ..`, `x.field = ..`, `x[i] = ..`), `step(..).await?;` and steps inside `if`/`match` blocks; bind the step's output first: `let output = step(..).await?;`",
+                "this step call must be a statement of its own; the workflow stops at each step and resumes right after it, which the macro supports for `let x = step(..).await?;`, `x = step(..).await?;` (also `x += ..`, `x.field = ..`, `x[i] = ..`), `step(..).await?;`, steps inside blocks, `if`, `match` and loops, and `let x = {..}`/`if`/`match` whose branches hold steps; bind the step's output first: `let output = step(..).await?;`",
             );
         }
         self.pure(stmt, tail, ret, preds, items)
@@ -1262,9 +1279,10 @@ impl Lowerer<'_> {
                     .as_ref()
                     .map_or(VarType::Unknown, |init| self.copied_type(&init.expr));
                 let ids = self.bind(&local.pat, ty, node);
-                if is_ref && let Pat::Ident(_) = &local.pat {
+                if let Pat::Ident(_) = &local.pat {
                     for id in ids {
-                        self.bindings[id].is_ref = true;
+                        self.bindings[id].is_ref |= is_ref;
+                        self.bindings[id].deferred = local.init.is_none();
                     }
                 }
             }
@@ -1276,6 +1294,10 @@ impl Lowerer<'_> {
                 if let Some(id) = self.resolve(&name) {
                     self.nodes[node].defs.insert(id);
                     self.nodes[node].assigns.insert(id);
+                    // `let x; .. x = y;` types `x` as a copy of `y`.
+                    if matches!(self.bindings[id].ty, VarType::Unknown) {
+                        self.bindings[id].ty = self.copied_type(&assign.right);
+                    }
                 }
             }
             Stmt::Expr(Expr::Return(ret_expr), _) => {
@@ -1454,11 +1476,15 @@ impl Lowerer<'_> {
             arms: Vec::new(),
         };
         let mut dangling = Vec::new();
+        // One arm without a guard always matches: no choice is made there.
+        let choice = if expr_match.arms.len() == 1 && expr_match.arms[0].guard.is_none() {
+            EdgeKind::Normal
+        } else {
+            EdgeKind::Branch
+        };
         for (index, arm) in expr_match.arms.iter().enumerate() {
             let arm_node = self.node(NodeKind::Pure);
-            self.nodes[scrutinee]
-                .succ
-                .push((arm_node, EdgeKind::Branch));
+            self.nodes[scrutinee].succ.push((arm_node, choice));
             self.scopes.push(Vec::new());
             self.bind(&arm.pat, ty.clone(), arm_node);
             if let Some((_, guard)) = &arm.guard
@@ -1791,6 +1817,7 @@ impl Lowerer<'_> {
             ty,
             is_ref: false,
             declared_at: Some(node),
+            deferred: false,
         });
         self.nodes[node].defs.insert(id);
         id
@@ -1798,17 +1825,9 @@ impl Lowerer<'_> {
 
     /// Binds the patterns of the `let`s of a condition (`while let`, let chains).
     fn bind_lets(&mut self, cond: &Expr, node: NodeId) {
-        match cond {
-            Expr::Let(expr_let) => {
-                let ty = self.type_of(&expr_let.expr);
-                self.bind(&expr_let.pat, ty, node);
-            }
-            Expr::Binary(binary) if matches!(binary.op, syn::BinOp::And(_)) => {
-                self.bind_lets(&binary.left, node);
-                self.bind_lets(&binary.right, node);
-            }
-            Expr::Paren(paren) => self.bind_lets(&paren.expr, node),
-            _ => {}
+        for expr_let in condition_lets(cond) {
+            let ty = self.type_of(&expr_let.expr);
+            self.bind(&expr_let.pat, ty, node);
         }
     }
 
@@ -1844,18 +1863,77 @@ impl Lowerer<'_> {
     // Output: `Order`; `Unknown` for any other expression
     /// The type of a copy or clone of a local whose type is known.
     fn copied_type(&self, expr: &Expr) -> VarType {
-        let source = match expr {
+        self.value_type(expr, &[])
+    }
+
+    // Input:  `match __step1 { Some(qty) => qty, None => return Ok(0) }`, with
+    //         `__step1: StepOutput(lookup)`
+    // Output: `Part(StepOutput(lookup), Some)`
+    /// The type of a copy of a local (see [`Self::copied_type`]), also when
+    /// it is the value of a block, `if` or `match`: the first tail whose
+    /// type is known names it (every tail has the value's type). `bound`
+    /// holds the names the enclosing patterns and `let`s bind there.
+    fn value_type(&self, expr: &Expr, bound: &[(String, VarType)]) -> VarType {
+        match expr {
             Expr::MethodCall(call) if call.method == "clone" && call.args.is_empty() => {
-                &*call.receiver
+                self.value_type(&call.receiver, bound)
             }
-            Expr::Paren(paren) => return self.copied_type(&paren.expr),
-            other => other,
-        };
-        single_ident(source)
-            .and_then(|name| self.resolve(&name.to_string()))
-            .map(|id| &self.bindings[id])
-            .filter(|binding| !binding.is_ref)
-            .map_or(VarType::Unknown, |binding| binding.ty.clone())
+            Expr::Paren(paren) => self.value_type(&paren.expr, bound),
+            Expr::Block(block) if block.label.is_none() => self.tail_type(&block.block, bound),
+            Expr::If(expr_if) => {
+                let mut inner = bound.to_vec();
+                for expr_let in condition_lets(&expr_if.cond) {
+                    let ty = self.type_of(&expr_let.expr);
+                    inner.extend(pattern_types(&expr_let.pat, ty));
+                }
+                let then = self.tail_type(&expr_if.then_branch, &inner);
+                match (&then, &expr_if.else_branch) {
+                    (VarType::Unknown, Some((_, otherwise))) => self.value_type(otherwise, bound),
+                    _ => then,
+                }
+            }
+            Expr::Match(expr_match) => {
+                let ty = self.type_of(&expr_match.expr);
+                expr_match
+                    .arms
+                    .iter()
+                    .map(|arm| {
+                        let mut inner = bound.to_vec();
+                        inner.extend(pattern_types(&arm.pat, ty.clone()));
+                        self.value_type(&arm.body, &inner)
+                    })
+                    .find(|ty| !matches!(ty, VarType::Unknown))
+                    .unwrap_or(VarType::Unknown)
+            }
+            other => {
+                let Some(name) = single_ident(other).map(|name| name.to_string()) else {
+                    return VarType::Unknown;
+                };
+                if let Some((_, ty)) = bound.iter().rev().find(|(bound, _)| *bound == name) {
+                    return ty.clone();
+                }
+                self.resolve(&name)
+                    .map(|id| &self.bindings[id])
+                    .filter(|binding| !binding.is_ref)
+                    .map_or(VarType::Unknown, |binding| binding.ty.clone())
+            }
+        }
+    }
+
+    /// The type of the value of `block` (see [`Self::value_type`]); the
+    /// block's own `let`s shadow what they bind, with types not named.
+    fn tail_type(&self, block: &syn::Block, bound: &[(String, VarType)]) -> VarType {
+        let mut inner = bound.to_vec();
+        for stmt in &block.stmts {
+            if let Stmt::Local(local) = stmt {
+                let names = pattern_types(&local.pat, VarType::Unknown);
+                inner.extend(names.into_iter().map(|(name, _)| (name, VarType::Unknown)));
+            }
+        }
+        match block.stmts.last() {
+            Some(Stmt::Expr(tail, None)) => self.value_type(tail, &inner),
+            _ => VarType::Unknown,
+        }
     }
 
     fn bind(&mut self, pat: &Pat, ty: VarType, node: NodeId) -> Vec<BindingId> {
@@ -1865,104 +1943,25 @@ impl Lowerer<'_> {
     }
 
     fn bind_into(&mut self, pat: &Pat, ty: VarType, node: NodeId, ids: &mut Vec<BindingId>) {
-        match pat {
-            Pat::Ident(pat_ident) => {
-                if let Some((_, sub)) = &pat_ident.subpat {
-                    self.bind_into(sub, ty.clone(), node, ids);
-                }
-                if !is_binding_name(&pat_ident.ident) {
-                    return;
-                }
-                let is_ref = pat_ident.by_ref.is_some()
-                    || matches!(&ty, VarType::Written(Type::Reference(_)));
-                let id = self.bindings.len();
-                self.bindings.push(Binding {
-                    ident: pat_ident.ident.clone(),
-                    ty,
-                    is_ref,
-                    declared_at: Some(node),
-                });
-                self.scopes.last_mut().expect("a scope").push(id);
-                self.nodes[node].defs.insert(id);
-                ids.push(id);
+        let mut found = Vec::new();
+        pattern_bindings(pat, ty, &mut found);
+        for (pat_ident, ty) in found {
+            if !is_binding_name(&pat_ident.ident) {
+                continue;
             }
-            Pat::Type(pat_type) => self.bind_into(
-                &pat_type.pat,
-                VarType::Written((*pat_type.ty).clone()),
-                node,
-                ids,
-            ),
-            Pat::Paren(paren) => self.bind_into(&paren.pat, ty, node, ids),
-            Pat::Tuple(tuple) => {
-                let elems = match &ty {
-                    VarType::JoinOutput(steps) if steps.len() == tuple.elems.len() => steps
-                        .iter()
-                        .map(|step| VarType::StepOutput(step.clone()))
-                        .collect(),
-                    VarType::Written(Type::Tuple(types))
-                        if types.elems.len() == tuple.elems.len() =>
-                    {
-                        types
-                            .elems
-                            .iter()
-                            .map(|ty| VarType::Written(ty.clone()))
-                            .collect()
-                    }
-                    VarType::Unknown => vec![VarType::Unknown; tuple.elems.len()],
-                    known => (0..tuple.elems.len())
-                        .map(|index| VarType::Part(Box::new(known.clone()), Part::Element(index)))
-                        .collect(),
-                };
-                for (pat, ty) in tuple.elems.iter().zip(elems) {
-                    self.bind_into(pat, ty, node, ids);
-                }
-            }
-            Pat::TupleStruct(tuple) => {
-                let variant = tuple
-                    .path
-                    .segments
-                    .last()
-                    .map(|s| s.ident.to_string())
-                    .unwrap_or_default();
-                // `Some`, `Ok` and `Err` as written, or through their
-                // enum's name: another enum's variant of that name is not
-                // one of them.
-                let std_variant = match tuple.path.segments.len() {
-                    1 => true,
-                    2 => matches!(
-                        tuple.path.segments[0].ident.to_string().as_str(),
-                        "Option" | "Result"
-                    ),
-                    _ => false,
-                };
-                let payload = if tuple.elems.len() == 1 && std_variant {
-                    ty.payload(&variant)
-                } else {
-                    VarType::Unknown
-                };
-                for pat in &tuple.elems {
-                    self.bind_into(pat, payload.clone(), node, ids);
-                }
-            }
-            Pat::Struct(pat_struct) => {
-                for field in &pat_struct.fields {
-                    self.bind_into(&field.pat, VarType::Unknown, node, ids);
-                }
-            }
-            Pat::Slice(slice) => {
-                for pat in &slice.elems {
-                    self.bind_into(pat, VarType::Unknown, node, ids);
-                }
-            }
-            Pat::Reference(reference) => {
-                self.bind_into(&reference.pat, VarType::Unknown, node, ids)
-            }
-            Pat::Or(or) => {
-                if let Some(first) = or.cases.first() {
-                    self.bind_into(first, ty, node, ids);
-                }
-            }
-            _ => {}
+            let is_ref =
+                pat_ident.by_ref.is_some() || matches!(&ty, VarType::Written(Type::Reference(_)));
+            let id = self.bindings.len();
+            self.bindings.push(Binding {
+                ident: pat_ident.ident.clone(),
+                ty,
+                is_ref,
+                declared_at: Some(node),
+                deferred: false,
+            });
+            self.scopes.last_mut().expect("a scope").push(id);
+            self.nodes[node].defs.insert(id);
+            ids.push(id);
         }
     }
 
@@ -2029,6 +2028,7 @@ impl Lowerer<'_> {
             .collect();
         let mut edges = Vec::new();
         let mut assigned = Vec::new();
+        let mut unassigned = Vec::new();
         let mut segments = Vec::new();
         for (state, &entry) in entries.iter().enumerate() {
             let (state_edges, segment) = self.segment(state, entry);
@@ -2041,14 +2041,29 @@ impl Lowerer<'_> {
                 })
                 .collect();
             let mut to_declare = BTreeSet::new();
+            let mut assigns = BTreeSet::new();
             for &node in &segment {
                 for &id in &self.nodes[node].assigns {
+                    assigns.insert(id);
                     if !stored[state].contains(&id) && !declared.contains(&id) {
                         to_declare.insert(id);
                     }
                 }
             }
             assigned.push(to_declare.into_iter().collect());
+            // A name is left out only if no `let x;` of that name here is assigned.
+            let deferred = declared.iter().filter(|&&id| self.bindings[id].deferred);
+            let (kept, left): (Vec<_>, Vec<_>) = deferred.partition(|id| assigns.contains(id));
+            let kept: BTreeSet<String> = kept
+                .into_iter()
+                .map(|&id| self.bindings[id].ident.to_string())
+                .collect();
+            unassigned.push(
+                left.into_iter()
+                    .map(|&id| self.bindings[id].ident.to_string())
+                    .filter(|name| !kept.contains(name))
+                    .collect(),
+            );
             segments.push(segment);
         }
         edges.sort();
@@ -2081,6 +2096,7 @@ impl Lowerer<'_> {
             items: self.items,
             stored,
             assigned,
+            unassigned,
             segments,
             edges,
             precedes,
@@ -2419,7 +2435,7 @@ impl<'ast> Visit<'ast> for StepFinder {
     fn visit_item(&mut self, _: &'ast syn::Item) {}
 }
 
-fn contains_step<T: StepSearch + ?Sized>(node: &T) -> bool {
+pub(super) fn contains_step<T: StepSearch + ?Sized>(node: &T) -> bool {
     node.first_step().is_some()
 }
 
@@ -2427,7 +2443,7 @@ fn first_step_span<T: StepSearch + ?Sized>(node: &T) -> Span {
     node.first_step().unwrap_or_else(Span::call_site)
 }
 
-trait StepSearch {
+pub(super) trait StepSearch {
     fn first_step(&self) -> Option<Span>;
 }
 
@@ -2690,4 +2706,119 @@ impl<'ast> Visit<'ast> for Uses<'_> {
     }
 
     fn visit_item(&mut self, _: &'ast syn::Item) {}
+}
+
+/// The `let`s of a condition: `let P = e`, or each of a chain `a && let P = e`.
+fn condition_lets(cond: &Expr) -> Vec<&syn::ExprLet> {
+    match cond {
+        Expr::Let(expr_let) => vec![expr_let],
+        Expr::Binary(binary) if matches!(binary.op, syn::BinOp::And(_)) => {
+            let mut lets = condition_lets(&binary.left);
+            lets.extend(condition_lets(&binary.right));
+            lets
+        }
+        Expr::Paren(paren) => condition_lets(&paren.expr),
+        _ => Vec::new(),
+    }
+}
+
+/// The names `pat` binds against a value of type `ty`, with their types
+/// (not named for a binding by reference: a copy of it is not its type).
+fn pattern_types(pat: &Pat, ty: VarType) -> Vec<(String, VarType)> {
+    let mut found = Vec::new();
+    pattern_bindings(pat, ty, &mut found);
+    found
+        .into_iter()
+        .map(|(pat_ident, ty)| {
+            let by_ref =
+                pat_ident.by_ref.is_some() || matches!(&ty, VarType::Written(Type::Reference(_)));
+            let ty = if by_ref { VarType::Unknown } else { ty };
+            (pat_ident.ident.to_string(), ty)
+        })
+        .collect()
+}
+
+/// The identifiers `pat` binds, matched against a value of type `ty`, each
+/// with its type as far as the macro can name it, in binding order.
+// Input:  `(Some(a), b)` against `StepOutput(split)`
+// Output: `a: Part(Part(StepOutput(split), Element(0)), Some)`, `b: Part(StepOutput(split), Element(1))`
+fn pattern_bindings<'p>(pat: &'p Pat, ty: VarType, out: &mut Vec<(&'p syn::PatIdent, VarType)>) {
+    match pat {
+        Pat::Ident(pat_ident) => {
+            if let Some((_, sub)) = &pat_ident.subpat {
+                pattern_bindings(sub, ty.clone(), out);
+            }
+            out.push((pat_ident, ty));
+        }
+        Pat::Type(pat_type) => {
+            pattern_bindings(&pat_type.pat, VarType::Written((*pat_type.ty).clone()), out)
+        }
+        Pat::Paren(paren) => pattern_bindings(&paren.pat, ty, out),
+        Pat::Tuple(tuple) => {
+            let elems = match &ty {
+                VarType::JoinOutput(steps) if steps.len() == tuple.elems.len() => steps
+                    .iter()
+                    .map(|step| VarType::StepOutput(step.clone()))
+                    .collect(),
+                VarType::Written(Type::Tuple(types)) if types.elems.len() == tuple.elems.len() => {
+                    types
+                        .elems
+                        .iter()
+                        .map(|ty| VarType::Written(ty.clone()))
+                        .collect()
+                }
+                VarType::Unknown => vec![VarType::Unknown; tuple.elems.len()],
+                known => (0..tuple.elems.len())
+                    .map(|index| VarType::Part(Box::new(known.clone()), Part::Element(index)))
+                    .collect(),
+            };
+            for (pat, ty) in tuple.elems.iter().zip(elems) {
+                pattern_bindings(pat, ty, out);
+            }
+        }
+        Pat::TupleStruct(tuple) => {
+            let variant = tuple
+                .path
+                .segments
+                .last()
+                .map(|s| s.ident.to_string())
+                .unwrap_or_default();
+            // `Some`, `Ok` and `Err` as written, or through their
+            // enum's name: another enum's variant of that name is not
+            // one of them.
+            let std_variant = match tuple.path.segments.len() {
+                1 => true,
+                2 => matches!(
+                    tuple.path.segments[0].ident.to_string().as_str(),
+                    "Option" | "Result"
+                ),
+                _ => false,
+            };
+            let payload = if tuple.elems.len() == 1 && std_variant {
+                ty.payload(&variant)
+            } else {
+                VarType::Unknown
+            };
+            for pat in &tuple.elems {
+                pattern_bindings(pat, payload.clone(), out);
+            }
+        }
+        Pat::Struct(pat_struct) => {
+            for field in &pat_struct.fields {
+                pattern_bindings(&field.pat, VarType::Unknown, out);
+            }
+        }
+        Pat::Slice(slice) => {
+            for pat in &slice.elems {
+                pattern_bindings(pat, VarType::Unknown, out);
+            }
+        }
+        Pat::Reference(reference) => pattern_bindings(&reference.pat, VarType::Unknown, out),
+        Pat::Or(or) => {
+            if let Some(first) = or.cases.first() {
+                pattern_bindings(first, ty, out);
+            }
+        }
+        _ => {}
+    }
 }

@@ -987,3 +987,135 @@ fn locals_from_step_outputs_and_copies_are_typed_without_annotations() {
         ]
     );
 }
+
+/// The body after the desugaring stage, pretty-printed.
+fn desugared(item: TokenStream) -> String {
+    let mut errors = Errors::default();
+    let mut func = parse::parse(TokenStream::new(), item, &mut errors).expect("a function");
+    super::desugar::desugar(&mut func.body);
+    let block = &func.body;
+    pretty(quote!(fn body() #block))
+}
+
+#[test]
+fn a_value_with_steps_becomes_a_variable_each_tail_assigns() {
+    let body = desugared(quote! {
+        async fn pay(account: String, key: String) -> Result<u32, WorkflowError> {
+            let held = { hold(&account).await? };
+            let found = match key.len() {
+                0 => 0,
+                1 => return Ok(1),
+                _ => {
+                    let found = lookup(&key).await?;
+                    if found > 3 { settle(found).await? } else { found }
+                }
+            };
+            let qty = match lookup(&key).await? {
+                Some(qty) => qty,
+                None => return Ok(0),
+            };
+            {
+                settle(held + found + qty).await?;
+            }
+            Ok(held)
+        }
+    });
+    assert_eq!(
+        body,
+        "fn body() {
+    let __value1;
+    match () {
+        () => {
+            __value1 = hold(&account).await?;
+        }
+    };
+    let held = __value1;
+    let __value2;
+    match key.len() {
+        0 => {
+            __value2 = 0;
+        }
+        1 => return Ok(1),
+        _ => {
+            let found = lookup(&key).await?;
+            if found > 3 {
+                __value2 = settle(found).await?;
+            } else {
+                __value2 = found;
+            };
+        }
+    };
+    let found = __value2;
+    let __step3 = lookup(&key).await?;
+    let qty = match __step3 {
+        Some(qty) => qty,
+        None => return Ok(0),
+    };
+    match () {
+        () => {
+            settle(held + found + qty).await?;
+        }
+    }
+    Ok(held)
+}
+"
+    );
+}
+
+#[test]
+fn values_of_blocks_are_typed_by_their_tails_and_never_stored() {
+    let machine = lowered(quote! {
+        async fn pay(account: String, key: String) -> Result<u32, WorkflowError> {
+            let held = { hold(&account).await? };
+            let qty = match lookup(&key).await? {
+                Some(qty) => qty,
+                None => return Ok(0),
+            };
+            {
+                let fee = settle(held).await?;
+                audit(&key).await?;
+                notify(fee).await?;
+            }
+            let last = settle(qty).await?;
+            Ok(last + held)
+        }
+    });
+    // A step's state keeps its arguments. `__value1` lives from `hold` to
+    // the next line only; `held` and `qty` are held across later steps with
+    // the types of `hold`'s output and of the `Some` of `lookup`'s; the
+    // block's `fee` ends with it.
+    assert_eq!(
+        states(&machine),
+        owned(&[
+            ("Start", &["account", "key"]),
+            ("Hold1", &["account", "key"]),
+            ("Lookup2", &["key", "held"]),
+            ("Settle3", &["key", "held", "qty"]),
+            ("Audit4", &["key", "held", "qty", "fee"]),
+            ("Notify5", &["held", "qty", "fee"]),
+            ("Settle6", &["held", "qty"]),
+        ])
+    );
+    let type_of = |name: &str| {
+        let binding = machine
+            .bindings
+            .iter()
+            .find(|binding| binding.ident == name)
+            .expect("a binding");
+        type_string(&super::codegen::type_tokens(&binding.ty))
+    };
+    assert_eq!(
+        type_of("held"),
+        "<hold as::sagaflow::__private::Step>::Output"
+    );
+    assert!(type_of("qty").contains("lookup"), "{}", type_of("qty"));
+    // `let __value1;` is left out of the segment that never assigns it.
+    assert!(machine.unassigned[0].contains("__value1"));
+    assert!(!machine.unassigned[1].contains("__value1"));
+    // No choice is made at a bare block.
+    assert!(
+        machine
+            .edges
+            .contains(&edge(0, TargetIr::State(1), LabelIr::Ok))
+    );
+}
