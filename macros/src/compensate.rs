@@ -148,8 +148,14 @@ fn codegen(func: &ItemFn, step: &Path, signature: &Signature) -> TokenStream {
     // on this function's parameters with `StepSignature`'s message. Naming
     // the step as `Self` (not by its path again) keeps a misspelt step name
     // to one "cannot find type" error.
+    // The braced struct named like the compensation (a type, so the call of
+    // the function by its name below is untouched) names it in the error.
     let signature_check = quote_spanned! {signature.params_span=>
-        ::sagaflow::__private::compensation_matches::<Self, #args_tuple, #owned_output>();
+        {
+            #[allow(non_camel_case_types, dead_code)]
+            struct #function {}
+            ::sagaflow::__private::compensation_matches::<Self, #args_tuple, #owned_output, #function>();
+        }
     };
     // Spanned on the step's name: a pivot, retriable or readonly step there
     // is one error naming its kind (the impl itself never conflicts with the

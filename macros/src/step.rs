@@ -503,7 +503,7 @@ pub fn args_tuple(signature: &Signature) -> TokenStream {
 // Output: the function unchanged, then
 //     struct create_shipment {}
 //     impl Step for create_shipment { NAME, KIND, OPTIONS, FINGERPRINT, Args = (Order,), Output = Shipment }
-//     impl StepSignature<(Order,), Shipment> for create_shipment {}
+//     impl<C> StepSignature<(Order,), Shipment, C> for create_shipment {}
 //     impl StepKindOf for create_shipment { type Kind = kind::Pivot; }
 //     impl CompensationOf<kind::Pivot> for create_shipment { COMPENSATION = None, .. }  // not for compensable steps
 fn codegen(func: &ItemFn, attr: &StepAttr, signature: &Signature) -> TokenStream {
@@ -557,7 +557,7 @@ fn codegen(func: &ItemFn, attr: &StepAttr, signature: &Signature) -> TokenStream
         }
 
         #(#cfgs)*
-        impl ::sagaflow::__private::StepSignature<#args, #output> for #ident {}
+        impl<C> ::sagaflow::__private::StepSignature<#args, #output, C> for #ident {}
 
         #(#cfgs)*
         impl ::sagaflow::__private::StepKindOf for #ident {

@@ -269,19 +269,39 @@ pub mod __private {
     }
 
     /// Implemented by `#[step]` with the step's owned parameter tuple and
-    /// output, so `#[compensate]` can check its signature against them.
+    /// output, for any `Compensation`, so `#[compensate]` can check its
+    /// signature against them; `Compensation` is a type named like the
+    /// compensation function, only there to name it in the error.
     #[diagnostic::on_unimplemented(
-        message = "this compensation's parameters do not match step `{Self}`",
+        message = "compensation `{Compensation}` does not match step `{Self}`: it takes `{Args}` then `{Output}`",
         label = "expected `{Self}`'s parameters, then its output",
         note = "a compensation takes the step's parameters in order, then the step's output by value: \
                 with `#[step] async fn {Self}(a: &A, b: B) -> Result<O, StepError>`, write \
-                `#[compensate({Self})] async fn undo(a: &A, b: B, output: O) -> Result<(), StepError>`"
+                `#[compensate({Self})] async fn {Compensation}(a: &A, b: B, output: O) -> Result<(), StepError>`; \
+                rustc's \"but trait `StepSignature<Args, Output, ..>` is implemented for it\" below lists \
+                `{Self}`'s parameters (owned) and its output"
     )]
-    pub trait StepSignature<Args, Output> {}
+    pub trait StepSignature<Args, Output, Compensation> {}
 
-    /// Compile-time check that a compensation's owned parameters `A` and
+    /// Compile-time check that compensation `C`'s owned parameters `A` and
     /// output `O` are those of step `S`.
-    pub const fn compensation_matches<S: StepSignature<A, O>, A, O>() {}
+    pub const fn compensation_matches<S: StepSignature<A, O, C>, A, O, C>() {}
+
+    /// Implemented by every type a workflow's state can store: a local or
+    /// parameter held across `Across` (a step, or a type named like the
+    /// timer, signal or child wait) is stored with the state there.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` is held across `{Across}`, and a workflow's state is stored there: it must be `Serialize` and `Deserialize`",
+        label = "held across `{Across}`",
+        note = "derive them (`#[derive(Serialize, Deserialize)]`); for a live handle (a connection, a client, a file) \
+                make it in the step that uses it, or keep only what rebuilds it (an id, an address) across `{Across}`"
+    )]
+    pub trait Storable<Across> {}
+
+    impl<T: serde::Serialize + serde::de::DeserializeOwned, Across> Storable<Across> for T {}
+
+    /// Compile-time check that `T`, held across `Across`, can be stored.
+    pub const fn storable<T: Storable<Across>, Across>() {}
 
     /// Implemented by the type a user's migration takes for the state enum
     /// `Old` it is given: only that enum itself.

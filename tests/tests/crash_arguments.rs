@@ -11,7 +11,9 @@
 //! fresh runtime, lets the instance finish, and checks that every attempt of
 //! every step (the killed one, its re-run in the parent, the retry that
 //! `second` always needs) saw one argument value, and that the branch the
-//! child took is the one the parent finished.
+//! child took is the one the parent finished. A second saga, [`restamped`],
+//! sets a field of its `mut` input from the clock before its first step,
+//! whose only argument is that input.
 #![cfg(unix)]
 
 use std::collections::BTreeMap;
@@ -48,6 +50,9 @@ const ID: &str = "stamp-1";
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     effects: String,
+    /// Set from the clock by [`restamped`] before its first step.
+    #[serde(default)]
+    stamp: u64,
 }
 
 #[step(retriable)]
@@ -98,6 +103,22 @@ async fn stamped(job: Job) -> Result<String, WorkflowError> {
     Ok(format!("{first} {again} {a} {b}"))
 }
 
+/// Records the input's own stamp.
+#[step(retriable)]
+async fn stamp(job: &Job) -> Result<u64, StepError> {
+    attempt(job, "stamp", job.stamp).await
+}
+
+/// The first step's only argument is the input as it is, changed from the
+/// clock before it: a `mut` parameter set by the code before the first step,
+/// which no step argument computes.
+#[workflow]
+async fn restamped(mut job: Job) -> Result<String, WorkflowError> {
+    job.stamp = clock_nanos();
+    let seen = stamp(&job).await?;
+    Ok(seen.to_string())
+}
+
 /// Nanoseconds since the Unix epoch, now.
 fn clock_nanos() -> u64 {
     SystemTime::now()
@@ -136,6 +157,7 @@ fn runtime_builder(store: EmbeddedStore) -> sagaflow::RuntimeBuilder {
     Runtime::builder()
         .store(store)
         .register(stamped)
+        .register(restamped)
         .workers(4)
         .lease_ttl(LEASE_TTL)
         // Expired leases and due retries are found within 50 ms.
@@ -165,9 +187,12 @@ fn arguments_child() {
             .build()
             .await
             .expect("child: the runtime builds");
-        rt.start(stamped, ID, Job { effects })
-            .await
-            .expect("child: start");
+        let job = Job { effects, stamp: 0 };
+        if std::env::var(HANG_VAR).as_deref() == Ok("stamp") {
+            rt.start(restamped, ID, job).await.expect("child: start");
+        } else {
+            rt.start(stamped, ID, job).await.expect("child: start");
+        }
         std::future::pending::<()>().await;
     });
 }
@@ -243,8 +268,12 @@ fn kill_child_in(scratch: &Scratch, hang: &str) -> (String, u32) {
     (hung, pid)
 }
 
-/// Finishes the instance with a fresh runtime on the store the child left.
-fn finish_after_the_kill(scratch: &Scratch) -> Outcome<String> {
+/// Finishes the instance of `workflow` with a fresh runtime on the store
+/// the child left.
+fn finish_after_the_kill<W>(scratch: &Scratch, workflow: W) -> Outcome<String>
+where
+    W: sagaflow::Workflow<Output = String>,
+{
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -256,7 +285,7 @@ fn finish_after_the_kill(scratch: &Scratch) -> Outcome<String> {
             .build()
             .await
             .expect("the resuming runtime builds");
-        let outcome = tokio::time::timeout(WAIT_LIMIT, rt.handle(stamped, ID).outcome())
+        let outcome = tokio::time::timeout(WAIT_LIMIT, rt.handle(workflow, ID).outcome())
             .await
             .unwrap_or_else(|_| panic!("{ID} did not finish within {WAIT_LIMIT:?} after the kill"))
             .unwrap_or_else(|error| panic!("{ID}: {error}"));
@@ -286,7 +315,7 @@ fn attempts_by_step(scratch: &Scratch) -> BTreeMap<String, Vec<(u64, u32)>> {
 fn crash_in(name: &str, hang: &str) -> String {
     let scratch = Scratch::new("crash-arguments", name);
     let (hung, child) = kill_child_in(&scratch, hang);
-    let outcome = finish_after_the_kill(&scratch);
+    let outcome = finish_after_the_kill(&scratch, stamped);
     let parent = std::process::id();
     let steps = attempts_by_step(&scratch);
     let Outcome::Completed(output) = outcome else {
@@ -347,4 +376,34 @@ fn a_step_after_a_step_killed_mid_attempt_runs_again_with_its_argument() {
 #[test]
 fn a_join_branch_killed_mid_attempt_runs_again_with_its_argument() {
     assert_eq!(crash_in("join", "north"), "north");
+}
+
+#[test]
+fn a_first_step_whose_input_the_body_changed_from_the_clock_runs_again_with_it() {
+    let scratch = Scratch::new("crash-arguments", "restamped");
+    let (hung, child) = kill_child_in(&scratch, "stamp");
+    assert_eq!(hung, "stamp");
+    let outcome = finish_after_the_kill(&scratch, restamped);
+    let steps = attempts_by_step(&scratch);
+    let attempts = &steps["stamp"];
+    // Killed in the child, run again in the parent, with one stamp.
+    assert_eq!(
+        attempts.first().map(|&(_, pid)| pid),
+        Some(child),
+        "{steps:?}"
+    );
+    assert_eq!(
+        attempts.last().map(|&(_, pid)| pid),
+        Some(std::process::id()),
+        "{steps:?}"
+    );
+    let (first, _) = attempts[0];
+    assert!(
+        attempts.iter().all(|&(stamp, _)| stamp == first),
+        "every attempt of `stamp` saw the stamp set before it: {attempts:?}"
+    );
+    assert!(
+        matches!(&outcome, Outcome::Completed(output) if *output == first.to_string()),
+        "{outcome:?}"
+    );
 }

@@ -109,6 +109,50 @@ async fn a_let_else_on_a_value_with_steps_binds_or_diverges() {
     assert_eq!(take_log(), Vec::<String>::new());
 }
 
+/// A `let x;` assigned in every branch of step-free code after a step, and
+/// a variable assigned on one path only, both held across later steps.
+#[workflow]
+async fn assigned_later(key: String) -> Result<u32, WorkflowError> {
+    let exact: u32;
+    let mut rounded: u32 = 100;
+    let held = hold(&key).await?;
+    if held > 3 {
+        exact = held;
+    } else {
+        match held {
+            0 => exact = 1,
+            _ => exact = held * 2,
+        }
+    }
+    if held > 4 {
+        rounded = held;
+    }
+    let settled = settle(exact).await?;
+    Ok(settled + exact + rounded)
+}
+
+#[tokio::test]
+async fn a_variable_assigned_by_step_free_code_between_steps_is_held_from_there() {
+    // held 2: exact 4, rounded stays 100, settle 4 → 5.
+    let (end, states) = drive::<assigned_later>("ab".to_owned()).await;
+    assert!(matches!(end, End::Complete(109)), "{end:?}");
+    assert_eq!(take_log(), ["hold ab", "settle 4"]);
+    // `exact` is not held across `hold` (it is assigned after it);
+    // `rounded`, which one path keeps, is.
+    let hold_state = states
+        .iter()
+        .find(|state| state.contains("Hold1"))
+        .unwrap_or_else(|| panic!("{states:#?}"));
+    assert!(
+        !hold_state.contains("exact") && hold_state.contains("rounded"),
+        "{states:#?}"
+    );
+    // held 5: exact 5, rounded 5, settle 5 → 6.
+    let (end, _) = drive::<assigned_later>("abcde".to_owned()).await;
+    assert!(matches!(end, End::Complete(16)), "{end:?}");
+    take_log();
+}
+
 #[tokio::test]
 async fn a_bare_block_runs_its_steps_and_keeps_what_it_assigns() {
     let (end, states) = drive::<scoped>("acct".to_owned()).await;

@@ -83,6 +83,7 @@ pub fn generate(func: &WorkflowFn, machine: &Machine) -> TokenStream {
     let compensate = compensate_fn(machine);
     let suspension = suspension_fn(machine, state);
     let checks = checks(machine);
+    let storable = storable_checks(machine);
     let doc = format!(
         " The states of workflow `{name}`: `Start`, then one per step call, timer and signal wait, each holding the variables live there."
     );
@@ -92,6 +93,8 @@ pub fn generate(func: &WorkflowFn, machine: &Machine) -> TokenStream {
         #[allow(non_camel_case_types)]
         #[derive(Clone, Copy, Debug, Default)]
         #vis struct #workflow;
+
+        #storable
 
         #[doc = #doc]
         #[doc(hidden)]
@@ -880,8 +883,9 @@ fn fingerprint_text(machine: &Machine, name: &str, with_types: bool) -> u64 {
 /// Whether entering state `index` must be written before its step runs
 /// (see `StateInfo::commit_on_entry`): it stores an argument its step
 /// computed, or `Start`'s code, which is not written, leads to it having
-/// computed a local, assigned a variable or chosen between targets.
-fn commits_on_entry(machine: &Machine, index: usize) -> bool {
+/// computed a local, assigned a variable (a `mut` parameter too) or chosen
+/// between targets.
+fn commits_on_entry(machine: &Machine, func: &WorkflowFn, index: usize) -> bool {
     let stored = &machine.stored[index];
     if stored
         .iter()
@@ -900,9 +904,14 @@ fn commits_on_entry(machine: &Machine, index: usize) -> bool {
     let first = from_start.next();
     from_start.any(|to| Some(to) != first)
         || !machine.assigned[0].is_empty()
-        || stored
-            .iter()
-            .any(|&id| machine.bindings[id].declared_at.is_some())
+        || stored.iter().any(|&id| {
+            let binding = &machine.bindings[id];
+            binding.declared_at.is_some()
+                || func
+                    .params
+                    .iter()
+                    .any(|param| param.mutable && param.name == binding.ident)
+        })
 }
 
 fn state_machine(machine: &Machine, func: &WorkflowFn, ok: &Type) -> TokenStream {
@@ -915,7 +924,7 @@ fn state_machine(machine: &Machine, func: &WorkflowFn, ok: &Type) -> TokenStream
     };
     let states = (0..machine.stored.len()).map(|index| {
         let state_name = machine.state_name(index);
-        let commit_on_entry = commits_on_entry(machine, index);
+        let commit_on_entry = commits_on_entry(machine, func, index);
         let variables = machine.stored[index].iter().map(|&id| {
             let binding = &machine.bindings[id];
             let var = binding.ident.to_string();
@@ -1099,6 +1108,54 @@ fn checks(machine: &Machine) -> TokenStream {
         }
     }
     out.extend(join_checks(machine));
+    out
+}
+
+// Input:  `let connection: Connection = ..;` held across step `count`
+// Output: `const _: () = { storable::<Connection, count>(); };` on `connection`
+/// For each variable of a written type a state stores, a check (before the
+/// state enum, so its error comes before serde's) that the type can be
+/// stored, naming the first step or wait it is held across.
+fn storable_checks(machine: &Machine) -> TokenStream {
+    let mut out = TokenStream::new();
+    let mut seen = Vec::new();
+    for (index, stored) in machine.stored.iter().enumerate().skip(1) {
+        let site = &machine.sites[index - 1];
+        for &id in stored {
+            let binding = &machine.bindings[id];
+            // The macro's own variables (`__step1_arg0`, `__for1_items`)
+            // hold a step's arguments or a loop's collection, of types the
+            // step or the user's own variables already answer for.
+            let VarType::Written(ty) = &binding.ty else {
+                continue;
+            };
+            if binding.ident.to_string().starts_with("__") || seen.contains(&id) {
+                continue;
+            }
+            seen.push(id);
+            // A braced struct named like the step or the wait's function
+            // (`sleep`, `signal`, `child`) names it in the error, and
+            // refers to nothing: a step name that is not a step is one
+            // error, elsewhere.
+            let path = match &site.kind {
+                SiteKind::Join { branches } => {
+                    branches.first().map_or(&site.step, |branch| &branch.step)
+                }
+                _ => &site.step,
+            };
+            let across = path
+                .segments
+                .last()
+                .map_or_else(|| format_ident!("step"), |segment| segment.ident.clone());
+            out.extend(quote_spanned! {binding.ident.span()=>
+                const _: () = {
+                    #[allow(non_camel_case_types, dead_code)]
+                    struct #across {}
+                    ::sagaflow::__private::storable::<#ty, #across>();
+                };
+            });
+        }
+    }
     out
 }
 

@@ -40,7 +40,7 @@ use syn::visit_mut::{self, VisitMut};
 use syn::{Block, Expr, ExprCall, Ident, Macro, Stmt, Token};
 
 use super::join::is_join;
-use super::lower::{assignment_right, contains_step, step_call, wait_name};
+use super::lower::{assignment_right, contains_step, is_panic, step_call, wait_name};
 
 /// Rewrites `body` in place.
 pub fn desugar(body: &mut Block) {
@@ -291,12 +291,7 @@ fn assign_tail(block: &mut Block, value: &Ident) {
 fn diverges(expr: &Expr) -> bool {
     match expr {
         Expr::Return(_) | Expr::Break(_) | Expr::Continue(_) => true,
-        Expr::Macro(expr_macro) => expr_macro.mac.path.segments.last().is_some_and(|last| {
-            matches!(
-                last.ident.to_string().as_str(),
-                "panic" | "unreachable" | "todo" | "unimplemented"
-            )
-        }),
+        Expr::Macro(expr_macro) => is_panic(&expr_macro.mac),
         _ => false,
     }
 }

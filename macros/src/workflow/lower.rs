@@ -1319,6 +1319,25 @@ impl Lowerer<'_> {
                 let uses = self.uses_of(|uses| uses.visit_stmt(stmt));
                 self.nodes[node].uses = uses;
                 exits.visit_stmt(stmt);
+                // `if c { x = 1; } else { x = 2; }`: what it assigns on every
+                // path that goes on defines it here (liveness: no state
+                // before holds it); what it may assign, the segment declares.
+                if let Stmt::Expr(expr, _) = stmt {
+                    let mut may = BTreeSet::new();
+                    may_assign(expr, &mut may);
+                    for name in &may {
+                        if let Some(id) = self.resolve(name) {
+                            self.nodes[node].assigns.insert(id);
+                        }
+                    }
+                    if let Assigned::Names(names) = must_assign(expr) {
+                        for name in &names {
+                            if let Some(id) = self.resolve(name) {
+                                self.nodes[node].defs.insert(id);
+                            }
+                        }
+                    }
+                }
             }
         }
         let direct_jump = matches!(stmt, Stmt::Expr(Expr::Break(_) | Expr::Continue(_), _));
@@ -2345,6 +2364,158 @@ fn place_root(expr: &Expr) -> Option<&Ident> {
     }
 }
 
+/// What pure code assigns (`x = ..`) on every path that goes on after it.
+#[derive(Debug, PartialEq)]
+enum Assigned {
+    /// These names, declared outside it.
+    Names(BTreeSet<String>),
+    /// It never goes on (`return`, a panic): anything.
+    Diverges,
+}
+
+impl Assigned {
+    fn none() -> Self {
+        Assigned::Names(BTreeSet::new())
+    }
+
+    /// Both, one after the other.
+    fn then(self, next: Assigned) -> Assigned {
+        match (self, next) {
+            (Assigned::Names(mut a), Assigned::Names(b)) => {
+                a.extend(b);
+                Assigned::Names(a)
+            }
+            _ => Assigned::Diverges,
+        }
+    }
+
+    /// One or the other.
+    fn or(self, other: Assigned) -> Assigned {
+        match (self, other) {
+            (Assigned::Names(a), Assigned::Names(b)) => {
+                Assigned::Names(a.intersection(&b).cloned().collect())
+            }
+            (Assigned::Diverges, other) | (other, Assigned::Diverges) => other,
+        }
+    }
+
+    /// Without what a nested scope declares under these names.
+    fn without(self, shadowed: &BTreeSet<String>) -> Assigned {
+        match self {
+            Assigned::Names(names) => {
+                Assigned::Names(names.difference(shadowed).cloned().collect())
+            }
+            Assigned::Diverges => Assigned::Diverges,
+        }
+    }
+}
+
+// Input:  `if c { x = 1; } else { match n { 0 => x = 2, _ => return Ok(0) } }`
+// Output: `Names({x})`
+/// The variables pure code assigns on every path out of it but `return`s
+/// and panics (which leave the workflow). A `break` or `continue` counts as
+/// assigning nothing, since the loop's next code may read the old value;
+/// loops, closures and calls too: a def missed only keeps a variable stored.
+fn must_assign(expr: &Expr) -> Assigned {
+    match expr {
+        Expr::Assign(assign) => {
+            let value = must_assign(&assign.right);
+            match single_ident(&assign.left) {
+                Some(name) => value.then(Assigned::Names(BTreeSet::from([name.to_string()]))),
+                None => value,
+            }
+        }
+        Expr::If(expr_if) => {
+            let cond = must_assign(&expr_if.cond);
+            let branches = match &expr_if.else_branch {
+                Some((_, otherwise)) => {
+                    block_must_assign(&expr_if.then_branch).or(must_assign(otherwise))
+                }
+                None => Assigned::none(),
+            };
+            cond.then(branches)
+        }
+        Expr::Match(expr_match) => {
+            let arms = expr_match
+                .arms
+                .iter()
+                .map(|arm| {
+                    let mut found = Vec::new();
+                    pattern_bindings(&arm.pat, VarType::Unknown, &mut found);
+                    let bound = found.iter().map(|(pat, _)| pat.ident.to_string()).collect();
+                    must_assign(&arm.body).without(&bound)
+                })
+                .reduce(Assigned::or)
+                // A match without arms never goes on.
+                .unwrap_or(Assigned::Diverges);
+            must_assign(&expr_match.expr).then(arms)
+        }
+        Expr::Block(block) if block.label.is_none() => block_must_assign(&block.block),
+        Expr::Unsafe(block) => block_must_assign(&block.block),
+        Expr::Paren(paren) => must_assign(&paren.expr),
+        Expr::Return(_) => Assigned::Diverges,
+        Expr::Macro(expr_macro) if is_panic(&expr_macro.mac) => Assigned::Diverges,
+        _ => Assigned::none(),
+    }
+}
+
+/// [`must_assign`] of a block: its statements in order, less its own `let`s.
+fn block_must_assign(block: &syn::Block) -> Assigned {
+    let mut assigned = Assigned::none();
+    let mut shadowed = BTreeSet::new();
+    for stmt in &block.stmts {
+        let next = match stmt {
+            Stmt::Local(local) => {
+                let value = local
+                    .init
+                    .as_ref()
+                    .map_or_else(Assigned::none, |init| must_assign(&init.expr));
+                let value = value.without(&shadowed);
+                let mut found = Vec::new();
+                pattern_bindings(&local.pat, VarType::Unknown, &mut found);
+                shadowed.extend(found.iter().map(|(pat, _)| pat.ident.to_string()));
+                value
+            }
+            Stmt::Expr(expr, _) => must_assign(expr).without(&shadowed),
+            Stmt::Macro(stmt_macro) if is_panic(&stmt_macro.mac) => Assigned::Diverges,
+            _ => Assigned::none(),
+        };
+        assigned = assigned.then(next);
+        if assigned == Assigned::Diverges {
+            break;
+        }
+    }
+    assigned
+}
+
+/// Whether a macro is one that panics.
+pub(super) fn is_panic(mac: &syn::Macro) -> bool {
+    mac.path.segments.last().is_some_and(|last| {
+        matches!(
+            last.ident.to_string().as_str(),
+            "panic" | "unreachable" | "todo" | "unimplemented"
+        )
+    })
+}
+
+/// Every variable pure code may assign (`x = ..`), outside closures and
+/// nested items; a name a nested `let` or pattern shadows is kept too, which
+/// at worst declares an unused variable.
+fn may_assign(expr: &Expr, out: &mut BTreeSet<String>) {
+    struct Assigns<'a>(&'a mut BTreeSet<String>);
+    impl<'ast> Visit<'ast> for Assigns<'_> {
+        fn visit_expr_assign(&mut self, assign: &'ast syn::ExprAssign) {
+            if let Some(name) = single_ident(&assign.left) {
+                self.0.insert(name.to_string());
+            }
+            visit::visit_expr_assign(self, assign);
+        }
+        fn visit_expr_closure(&mut self, _: &'ast syn::ExprClosure) {}
+        fn visit_item(&mut self, _: &'ast syn::Item) {}
+    }
+    Assigns(out).visit_expr(expr);
+}
+
 fn single_ident(expr: &Expr) -> Option<&Ident> {
     match expr {
         Expr::Path(path) if path.qself.is_none() => path.path.get_ident(),
@@ -2651,6 +2822,16 @@ impl<'ast> Visit<'ast> for Uses<'_> {
             self.resolve(&ident.to_string());
         }
         visit::visit_expr_path(self, path);
+    }
+
+    // `x = value` writes `x` without reading it: a `let x;` assigned in
+    // pure code is not live before it.
+    fn visit_expr_assign(&mut self, assign: &'ast syn::ExprAssign) {
+        if single_ident(&assign.left).is_some() {
+            self.visit_expr(&assign.right);
+        } else {
+            visit::visit_expr_assign(self, assign);
+        }
     }
 
     fn visit_block(&mut self, block: &'ast syn::Block) {

@@ -48,6 +48,8 @@ pub struct Param {
     pub name: Ident,
     /// Its type as written.
     pub ty: Type,
+    /// Written `mut name: Type`: the body may change it before a step.
+    pub mutable: bool,
 }
 
 // Input:  `#[workflow] async fn place_order(order: Order) -> Result<Receipt, WorkflowError> { .. }`
@@ -111,7 +113,11 @@ pub fn parse(args: TokenStream, item: TokenStream, errors: &mut Errors) -> Optio
                         ),
                     );
                 }
-                params.push(Param { name: pat.ident.clone(), ty: (*typed.ty).clone() });
+                params.push(Param {
+                    name: pat.ident.clone(),
+                    ty: (*typed.ty).clone(),
+                    mutable: pat.mutability.is_some(),
+                });
             }
         }
     }
