@@ -31,32 +31,15 @@ pub fn check(func: &WorkflowFn, errors: &mut Errors) -> Vec<CallSite> {
     let mut checker = Checker {
         errors,
         sites: Vec::new(),
-        bindings: Vec::new(),
         closure: 0,
     };
     checker.visit_block(&func.body);
-    let bindings = func
-        .params
-        .iter()
-        .map(|param| &param.name)
-        .chain(checker.bindings.iter());
-    for binding in bindings.filter(|binding| **binding == func.name) {
-        checker.errors.at(
-            binding.span(),
-            format!(
-                "`{name}` is the workflow's name, and the workflow is also a unit struct `{name}` (the value you pass to `rt.start({name}, ..)`), which no parameter or local in this module can shadow; name the workflow for what it does (e.g. `place_{name}`, `run_{name}`), or rename this binding",
-                name = func.name
-            ),
-        );
-    }
     checker.sites
 }
 
 struct Checker<'a> {
     errors: &'a mut Errors,
     sites: Vec<CallSite>,
-    /// Every name a pattern in the body binds.
-    bindings: Vec<syn::Ident>,
     /// Depth of closures, async blocks and nested fns around the visitor.
     closure: usize,
 }
@@ -301,11 +284,6 @@ impl<'ast> Visit<'ast> for Checker<'_> {
             }
             _ => visit::visit_expr(self, expr),
         }
-    }
-
-    fn visit_pat_ident(&mut self, pat: &'ast syn::PatIdent) {
-        self.bindings.push(pat.ident.clone());
-        visit::visit_pat_ident(self, pat);
     }
 
     fn visit_item(&mut self, item: &'ast syn::Item) {

@@ -11,6 +11,7 @@ use syn::{Expr, Ident, Pat, Stmt, Type};
 
 use super::check::CallSite;
 use super::desugar;
+use super::rename;
 use std::collections::BTreeSet;
 
 use super::lower::{
@@ -51,7 +52,12 @@ pub fn generate(func: &WorkflowFn, machine: &Machine) -> TokenStream {
             let binding = &machine.bindings[id];
             let ident = &binding.ident;
             let ty = type_tokens(&binding.ty);
-            quote!(#ident: #ty)
+            let shown = rename::shown(ident);
+            if *ident == shown {
+                quote!(#ident: #ty)
+            } else {
+                quote!(#[serde(rename = #shown)] #ident: #ty)
+            }
         });
         let timer = (index > 0 && machine.sites[index - 1].kind.has_timer())
             .then(|| quote!(__timer: ::sagaflow::__private::Timer));
@@ -251,6 +257,12 @@ pub(super) fn type_tokens(ty: &VarType) -> TokenStream {
             quote!(::std::ops::Range<#element>)
         }
         VarType::JoinOutput(steps) => join_output_tokens(steps),
+        VarType::Operated(left, op, right) => {
+            let left = type_tokens(left);
+            let right = type_tokens(right);
+            let op = Ident::new(op, Span::call_site());
+            quote!(<#left as ::core::ops::#op<#right>>::Output)
+        }
         VarType::JoinResult(steps) => {
             let outputs = join_output_tokens(steps);
             quote!(::sagaflow::__private::Result<#outputs, ::sagaflow::__private::StepError>)
@@ -927,7 +939,7 @@ fn state_machine(machine: &Machine, func: &WorkflowFn, ok: &Type) -> TokenStream
         let commit_on_entry = commits_on_entry(machine, func, index);
         let variables = machine.stored[index].iter().map(|&id| {
             let binding = &machine.bindings[id];
-            let var = binding.ident.to_string();
+            let var = rename::shown(&binding.ident);
             let ty = binding.ty.display();
             let tokens = type_tokens(&binding.ty);
             quote!(::sagaflow::__private::Variable { name: #var, ty: #ty, shape: ::sagaflow::__private::shape_of::<#tokens>() })

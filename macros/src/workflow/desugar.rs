@@ -40,7 +40,7 @@ use syn::visit_mut::{self, VisitMut};
 use syn::{Block, Expr, ExprCall, Ident, Macro, Stmt, Token};
 
 use super::join::is_join;
-use super::lower::{assignment_right, contains_step, is_panic, step_call, wait_name};
+use super::lower::{assignment_right, contains_step, is_compound, is_panic, step_call, wait_name};
 
 /// Rewrites `body` in place.
 pub fn desugar(body: &mut Block) {
@@ -82,6 +82,19 @@ impl Desugar {
                 }) =>
             {
                 self.value_bound(local)
+            }
+            Stmt::Local(mut local)
+                if local
+                    .init
+                    .as_ref()
+                    .is_some_and(|init| nested_step(&init.expr)) =>
+            {
+                // `let total = price(..).await? * qty;`: the step first.
+                let init = local.init.as_mut().expect("matched above");
+                let mut before = Vec::new();
+                self.lift_within(&mut init.expr, &mut before);
+                before.push(Stmt::Local(local));
+                before
             }
             Stmt::Expr(Expr::Block(block), semi)
                 if block.label.is_none() && block.block.stmts.iter().any(contains_step) =>
@@ -197,8 +210,207 @@ impl Desugar {
                 looped.attrs = attrs;
                 (Vec::new(), Expr::Loop(looped))
             }
-            other => (Vec::new(), other),
+            mut other => {
+                let mut before = Vec::new();
+                match lifted_part(&mut other) {
+                    Some(Part::Evaluated(part)) => self.lift(part, &mut before, &mut true),
+                    Some(Part::Value(part)) => self.lift_within(part, &mut before),
+                    None => {}
+                }
+                (before, other)
+            }
         }
+    }
+
+    /// [`Self::lift`] on `expr`, but a step call that is `expr` itself
+    /// (`let x = step(other(..).await?).await?`) keeps its place: only the
+    /// steps in its arguments go before it.
+    fn lift_within(&mut self, expr: &mut Expr, before: &mut Vec<Stmt>) {
+        let mut clean = true;
+        match liftable_step_mut(expr) {
+            Some(args) => {
+                for arg in args.iter_mut() {
+                    self.lift(arg, before, &mut clean);
+                }
+            }
+            None => self.lift(expr, before, &mut clean),
+        }
+    }
+
+    // Input:  `Ok(quote(&order).await?.total + fee)`
+    // Output: `let __step1 = quote(&order).await?;` pushed to `before`,
+    //         and `Ok(__step1.total + fee)`
+    /// Lifts the step calls nested in `expr` into `let`s before its
+    /// statement, in the order they run, while nothing before them in the
+    /// statement can have an effect or leave it (`clean`): names, literals,
+    /// fields, operators, and the calls' own arguments. A step after a call,
+    /// a `?`, a macro or a branch stays where it is, for the lowering to
+    /// report: lifting it would run it before that code.
+    fn lift(&mut self, expr: &mut Expr, before: &mut Vec<Stmt>, clean: &mut bool) {
+        if let Some(args) = liftable_step_mut(expr) {
+            // The step's own arguments go with it: only what ran before
+            // them decides.
+            let was_clean = *clean;
+            for arg in args.iter_mut() {
+                self.lift(arg, before, clean);
+            }
+            if was_clean && !args.iter().any(contains_step) {
+                let output = self.output(expr.span());
+                let call = std::mem::replace(expr, syn::parse_quote!(#output));
+                before.push(syn::parse_quote!(let #output = #call;));
+                *clean = true;
+            }
+            return;
+        }
+        match expr {
+            Expr::Path(_) | Expr::Lit(_) => {}
+            Expr::Paren(inner) => self.lift(&mut inner.expr, before, clean),
+            Expr::Reference(inner) => self.lift(&mut inner.expr, before, clean),
+            Expr::Field(inner) => self.lift(&mut inner.base, before, clean),
+            Expr::Unary(inner) => self.lift(&mut inner.expr, before, clean),
+            Expr::Cast(inner) => self.lift(&mut inner.expr, before, clean),
+            Expr::Index(index) => {
+                self.lift(&mut index.expr, before, clean);
+                self.lift(&mut index.index, before, clean);
+            }
+            Expr::Tuple(tuple) => {
+                for elem in tuple.elems.iter_mut() {
+                    self.lift(elem, before, clean);
+                }
+            }
+            Expr::Array(array) => {
+                for elem in array.elems.iter_mut() {
+                    self.lift(elem, before, clean);
+                }
+            }
+            Expr::Struct(literal) => {
+                for field in literal.fields.iter_mut() {
+                    self.lift(&mut field.expr, before, clean);
+                }
+                if let Some(rest) = &mut literal.rest {
+                    self.lift(rest, before, clean);
+                }
+            }
+            Expr::Binary(binary) => {
+                self.lift(&mut binary.left, before, clean);
+                // The right of `&&` and `||` may not run at all.
+                if matches!(binary.op, syn::BinOp::And(_) | syn::BinOp::Or(_)) {
+                    *clean = false;
+                } else {
+                    self.lift(&mut binary.right, before, clean);
+                }
+            }
+            Expr::Call(call) => {
+                self.lift(&mut call.func, before, clean);
+                for arg in call.args.iter_mut() {
+                    self.lift(arg, before, clean);
+                }
+                *clean = false;
+            }
+            Expr::MethodCall(call) => {
+                self.lift(&mut call.receiver, before, clean);
+                for arg in call.args.iter_mut() {
+                    self.lift(arg, before, clean);
+                }
+                // `x.clone()` changes nothing and cannot leave: a step
+                // after it may still go first.
+                if !(call.method == "clone" && call.args.is_empty()) {
+                    *clean = false;
+                }
+            }
+            Expr::Try(inner) => {
+                self.lift(&mut inner.expr, before, clean);
+                *clean = false;
+            }
+            Expr::Return(ret) => {
+                if let Some(value) = &mut ret.expr {
+                    self.lift(value, before, clean);
+                }
+            }
+            _ => *clean = false,
+        }
+    }
+}
+
+/// The part of an expression statement whose nested steps can run before
+/// the statement (see [`lifted_part`]).
+enum Part<'a> {
+    /// Evaluated once, before anything else of the statement: an `if`'s
+    /// condition, a `match`'s scrutinee, a `for`'s collection. A step that
+    /// is the whole part goes before the statement too.
+    Evaluated(&'a mut Expr),
+    /// The value of an assignment, or the whole expression: a step that is
+    /// the whole part is a step statement the lowering knows.
+    Value(&'a mut Expr),
+}
+
+// Input:  `Ok(price(..).await? * 2)`, `x += price(..).await? * 2`, `if ready(..).await? { .. }`
+// Output: the part whose nested steps can run before the statement
+/// The part of an expression statement the statement evaluates first, or
+/// whole, and that holds a step not already in a form the lowering knows.
+/// `None` for a step statement itself, loops' and branches' bodies (the
+/// lowering's), and a `while` condition (evaluated each round).
+fn lifted_part(expr: &mut Expr) -> Option<Part<'_>> {
+    if matches!(
+        expr,
+        Expr::While(_) | Expr::Loop(_) | Expr::Block(_) | Expr::Unsafe(_)
+    ) {
+        return None;
+    }
+    let whole = !matches!(
+        expr,
+        Expr::If(_) | Expr::Match(_) | Expr::ForLoop(_) | Expr::Assign(_)
+    ) && !matches!(expr, Expr::Binary(binary) if is_compound(&binary.op));
+    if whole {
+        return nested_step(expr).then_some(Part::Value(expr));
+    }
+    match expr {
+        Expr::If(expr_if) => {
+            contains_step(&*expr_if.cond).then_some(Part::Evaluated(&mut expr_if.cond))
+        }
+        Expr::Match(expr_match) => {
+            contains_step(&*expr_match.expr).then_some(Part::Evaluated(&mut expr_match.expr))
+        }
+        Expr::ForLoop(expr_for) => {
+            contains_step(&*expr_for.expr).then_some(Part::Evaluated(&mut expr_for.expr))
+        }
+        Expr::Assign(assign) => {
+            nested_step(&assign.right).then_some(Part::Value(&mut assign.right))
+        }
+        Expr::Binary(binary) => {
+            nested_step(&binary.right).then_some(Part::Value(&mut binary.right))
+        }
+        _ => None,
+    }
+}
+
+/// Whether `expr` holds a step that is not `expr` itself: a step in an
+/// expression, or in a step call's arguments.
+fn nested_step(expr: &Expr) -> bool {
+    match step_call(expr) {
+        Some((call, _, _)) => call.args.iter().any(contains_step),
+        None => contains_step(expr),
+    }
+}
+
+/// The arguments of `expr` when it is a step call, a signal wait or a
+/// child workflow (`path(..).await`, with or without `?`): what can be
+/// bound with `let`. A timer, which has no value, is not.
+fn liftable_step_mut(expr: &mut Expr) -> Option<&mut Punctuated<Expr, Token![,]>> {
+    let (_, path, _) = step_call(expr)?;
+    if wait_name(path).is_some_and(|wait| wait.starts_with("sleep")) {
+        return None;
+    }
+    let inner = match expr {
+        Expr::Try(expr_try) => &mut *expr_try.expr,
+        other => other,
+    };
+    match inner {
+        Expr::Await(expr_await) => match &mut *expr_await.base {
+            Expr::Call(call) => Some(&mut call.args),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -326,7 +538,7 @@ impl VisitMut for Desugar {
         // `else if let PAT = step(..)` becomes `else { let ..; if let .. }`.
         if let Some((_, otherwise)) = &mut expr_if.else_branch
             && let Expr::If(inner) = &**otherwise
-            && let_of_step(&inner.cond)
+            && contains_step(&*inner.cond)
         {
             let inner = std::mem::replace(&mut **otherwise, syn::parse_quote!({}));
             let (before, inner) = self.expression(inner);

@@ -48,6 +48,9 @@ pub enum VarType {
     /// A part of a value of another type a pattern takes apart: the `x` of
     /// `Some(x)`, `Ok(x)`, `Err(x)`, or the `a` of `(a, b)`.
     Part(Box<VarType>, Part),
+    /// `a * b` (any arithmetic or bit operator): `<A as Mul<B>>::Output`,
+    /// with the operator's trait.
+    Operated(Box<VarType>, &'static str, Box<VarType>),
     /// Not nameable: an error if held across a step.
     Unknown,
 }
@@ -157,6 +160,9 @@ impl VarType {
                     format!("<{} as TupleElement<{index}>>::Type", of.display())
                 }
             },
+            VarType::Operated(left, op, right) => {
+                format!("<{} as {op}<{}>>::Output", left.display(), right.display())
+            }
             VarType::Unknown => "_".to_owned(),
         }
     }
@@ -938,7 +944,7 @@ impl Lowerer<'_> {
         } else if contains_step(stmt) {
             self.error(
                 first_step_span(stmt),
-                "this step call must be a statement of its own; the workflow stops at each step and resumes right after it, which the macro supports for `let x = step(..).await?;`, `x = step(..).await?;` (also `x += ..`, `x.field = ..`, `x[i] = ..`), `step(..).await?;`, steps inside blocks, `if`, `match` and loops, and `let x = {..}`/`if`/`match` whose branches hold steps; bind the step's output first: `let output = step(..).await?;`",
+                "this step call cannot run before the rest of its statement: a step nested in an expression (`Ok(step(..).await?)`, `price(..).await? * qty`, `f(step(..).await?)`) runs first, as a `let` of its own, which the macro does only when nothing before it in the statement can have an effect or leave early; here a call, a `?` or a macro comes before it, or it is on the right of `&&`/`||` or in a `while` condition; bind the step's output first and use it: `let output = step(..).await?;`",
             );
         }
         self.pure(stmt, tail, ret, preds, items)
@@ -1898,6 +1904,63 @@ impl Lowerer<'_> {
                 self.value_type(&call.receiver, bound)
             }
             Expr::Paren(paren) => self.value_type(&paren.expr, bound),
+            // `price * qty`: the operator trait's output for the operands'
+            // types; an unsuffixed literal takes the other side's type.
+            Expr::Binary(binary) if !is_compound(&binary.op) => {
+                let Some(op) = operator_trait(&binary.op) else {
+                    // Comparisons, `&&` and `||`.
+                    return VarType::Written(syn::parse_quote!(bool));
+                };
+                let left = self.value_type(&binary.left, bound);
+                let right = self.value_type(&binary.right, bound);
+                let (left, right) = match (left, right) {
+                    (VarType::Unknown, right) if is_unsuffixed_number(&binary.left) => {
+                        (right.clone(), right)
+                    }
+                    (left, VarType::Unknown) if is_unsuffixed_number(&binary.right) => {
+                        (left.clone(), left)
+                    }
+                    other => other,
+                };
+                if matches!(left, VarType::Unknown) || matches!(right, VarType::Unknown) {
+                    return VarType::Unknown;
+                }
+                VarType::Operated(Box::new(left), op, Box::new(right))
+            }
+            Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Bool(_),
+                ..
+            }) => VarType::Written(syn::parse_quote!(bool)),
+            Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Int(int),
+                ..
+            }) if !int.suffix().is_empty() => {
+                let suffix = Ident::new(int.suffix(), int.span());
+                VarType::Written(syn::parse_quote!(#suffix))
+            }
+            Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Float(float),
+                ..
+            }) if !float.suffix().is_empty() => {
+                let suffix = Ident::new(float.suffix(), float.span());
+                VarType::Written(syn::parse_quote!(#suffix))
+            }
+            // `Receipt { order, slot }`: a struct named by one segment with no
+            // generics is its own type (`Shape::Circle { .. }` may be a
+            // variant, and `Wrapper { .. }` may infer generic arguments).
+            Expr::Struct(literal)
+                if literal.qself.is_none()
+                    && literal.path.segments.len() == 1
+                    && literal.path.segments[0].arguments.is_none()
+                    && literal.path.segments[0].ident != "Self"
+                    && literal.path.segments[0]
+                        .ident
+                        .to_string()
+                        .starts_with(|c: char| c.is_ascii_uppercase()) =>
+            {
+                let path = &literal.path;
+                VarType::Written(syn::parse_quote!(#path))
+            }
             Expr::Block(block) if block.label.is_none() => self.tail_type(&block.block, bound),
             Expr::If(expr_if) => {
                 let mut inner = bound.to_vec();
@@ -2361,6 +2424,42 @@ fn place_root(expr: &Expr) -> Option<&Ident> {
         Expr::Paren(paren) => place_root(&paren.expr),
         Expr::Unary(unary) if matches!(unary.op, syn::UnOp::Deref(_)) => place_root(&unary.expr),
         other => single_ident(other),
+    }
+}
+
+/// The `std::ops` trait of an arithmetic or bit operator; `None` for a
+/// comparison, `&&` and `||`, whose value is a `bool`.
+fn operator_trait(op: &syn::BinOp) -> Option<&'static str> {
+    use syn::BinOp;
+    Some(match op {
+        BinOp::Add(_) => "Add",
+        BinOp::Sub(_) => "Sub",
+        BinOp::Mul(_) => "Mul",
+        BinOp::Div(_) => "Div",
+        BinOp::Rem(_) => "Rem",
+        BinOp::BitAnd(_) => "BitAnd",
+        BinOp::BitOr(_) => "BitOr",
+        BinOp::BitXor(_) => "BitXor",
+        BinOp::Shl(_) => "Shl",
+        BinOp::Shr(_) => "Shr",
+        _ => return None,
+    })
+}
+
+/// Whether `expr` is a number literal without a type suffix (`2`, `0.5`),
+/// whose type rustc infers from the other operand.
+fn is_unsuffixed_number(expr: &Expr) -> bool {
+    match expr {
+        Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Int(int),
+            ..
+        }) => int.suffix().is_empty(),
+        Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Float(float),
+            ..
+        }) => float.suffix().is_empty(),
+        Expr::Paren(paren) => is_unsuffixed_number(&paren.expr),
+        _ => false,
     }
 }
 

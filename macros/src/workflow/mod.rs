@@ -1,7 +1,8 @@
 //! `#[workflow]`: compiles an `async fn` calling steps into a persisted state
 //! machine.
 //!
-//! Stages, each in its own file: [`parse`] (syn → model), [`check`] (every
+//! Stages, each in its own file: [`parse`] (syn → model), [`rename`] (a
+//! variable named like the workflow), [`check`] (every
 //! diagnostic, collected), [`desugar`] (a step's output tested or
 //! destructured in place becomes a `let` of it first, and a step's computed
 //! arguments are evaluated into locals before its statement), [`lower`]
@@ -22,6 +23,7 @@ mod desugar;
 mod join;
 mod lower;
 mod parse;
+mod rename;
 
 use proc_macro2::TokenStream;
 
@@ -64,8 +66,9 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
             return tokens;
         }
     };
-    let sites = check::check(&func, &mut errors);
     let mut func = func;
+    rename::rename_own_name(&mut func);
+    let sites = check::check(&func, &mut errors);
     desugar::desugar(&mut func.body);
     desugar::hoist_arguments(&mut func.body);
     let machine = lower::lower(&func, &mut errors);

@@ -1119,3 +1119,32 @@ fn values_of_blocks_are_typed_by_their_tails_and_never_stored() {
             .contains(&edge(0, TargetIr::State(1), LabelIr::Ok))
     );
 }
+
+#[test]
+fn a_step_nested_in_an_expression_runs_first_unless_code_before_it_could_act() {
+    let body = desugared(quote! {
+        async fn pay(item: String, qty: u32, flag: bool) -> Result<u32, WorkflowError> {
+            let total = price(&item).await? * qty;
+            let fee = quote(price(&item).await? + 1).await?.fee;
+            if ready(total).await? {}
+            let late = u32::from(flag) + price(&item).await?;
+            Ok(total + quote(item.len()).await?.total)
+        }
+    });
+    assert_eq!(
+        body,
+        "fn body() {
+    let __step1 = price(&item).await?;
+    let total = __step1 * qty;
+    let __step2 = price(&item).await?;
+    let __step3 = quote(__step2 + 1).await?;
+    let fee = __step3.fee;
+    let __step4 = ready(total).await?;
+    if __step4 {}
+    let late = u32::from(flag) + price(&item).await?;
+    let __step5 = quote(item.len()).await?;
+    Ok(total + __step5.total)
+}
+"
+    );
+}

@@ -1,0 +1,115 @@
+//! `#[workflow]` lowering of steps nested in expressions: each runs first,
+//! as a `let` of its own, when nothing before it in its statement can have
+//! an effect or leave early.
+
+use sagaflow::prelude::*;
+use sagaflow_tests::journal::{record, take_log};
+use sagaflow_tests::{End, drive};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Quote {
+    total: u32,
+    fee: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Line {
+    item: String,
+    price: u32,
+}
+
+#[step(readonly)]
+async fn price(item: &str) -> Result<u32, StepError> {
+    record(format!("price {item}"));
+    Ok(item.len() as u32)
+}
+
+#[step(readonly)]
+async fn quote(total: u32) -> Result<Quote, StepError> {
+    record(format!("quote {total}"));
+    Ok(Quote { total, fee: 1 })
+}
+
+#[step(readonly)]
+async fn ready(total: u32) -> Result<bool, StepError> {
+    record(format!("ready {total}"));
+    Ok(total > 5)
+}
+
+#[step(readonly)]
+async fn items(count: u32) -> Result<Vec<String>, StepError> {
+    record(format!("items {count}"));
+    Ok((0..count).map(|i| format!("i{i}")).collect())
+}
+
+/// Steps in arithmetic, in a call's and a struct's arguments, in a step's
+/// argument, in an `if` condition (also after `else`), a `match` scrutinee,
+/// a `for` collection, a compound assignment and the tail.
+#[workflow]
+async fn nested(item: String, qty: u32) -> Result<u32, WorkflowError> {
+    let mut total = price(&item).await? * qty;
+    let mut lines: Vec<Line> = Vec::new();
+    lines.push(Line {
+        item: item.clone(),
+        price: price(&item).await?,
+    });
+    // A field of a step's output has a type the macro cannot name.
+    let fee: u32 = quote(price(&item).await? + 1).await?.fee;
+    if ready(total).await? {
+        total += 100;
+    } else if ready(total + 10).await? {
+        total += 10;
+    }
+    match quote(total).await?.total {
+        0 => return Ok(0),
+        _ => {}
+    }
+    for each in items(qty).await? {
+        total += price(&each).await? + fee;
+    }
+    Ok(total + quote(lines.len() as u32).await?.total)
+}
+
+#[tokio::test]
+async fn nested_steps_run_first_in_the_order_written() {
+    let (end, _) = drive::<nested>(("tea".to_owned(), 2)).await;
+    // total 3 * 2 = 6; fee of quote(3 + 1) = 1; ready(6) → 106;
+    // quote(106); items i0, i1: 106 + (2 + 1) * 2 = 112; + quote(1).total.
+    assert!(matches!(end, End::Complete(113)), "{end:?}");
+    assert_eq!(
+        take_log(),
+        [
+            "price tea",
+            "price tea",
+            "price tea",
+            "quote 4",
+            "ready 6",
+            "quote 106",
+            "items 2",
+            "price i0",
+            "price i1",
+            "quote 1"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_nested_step_in_an_else_if_runs_only_when_the_first_condition_fails() {
+    let (end, _) = drive::<nested>(("t".to_owned(), 1)).await;
+    // total 1; fee 1; ready(1) no, ready(11) → 11; quote(11);
+    // items i0: 11 + 2 + 1 = 14; + quote(1).total = 15.
+    assert!(matches!(end, End::Complete(15)), "{end:?}");
+    assert_eq!(
+        take_log(),
+        [
+            "price t", "price t", "price t", "quote 2", "ready 1", "ready 11", "quote 11",
+            "items 1", "price i0", "quote 1"
+        ]
+    );
+}
+
+#[test]
+fn the_machine_of_nested_steps() {
+    insta::assert_snapshot!("nested", nested.state_machine().to_mermaid());
+}
