@@ -112,4 +112,70 @@ async fn a_nested_step_in_an_else_if_runs_only_when_the_first_condition_fails() 
 #[test]
 fn the_machine_of_nested_steps() {
     insta::assert_snapshot!("nested", nested.state_machine().to_mermaid());
+    insta::assert_snapshot!("guarded", guarded.state_machine().to_mermaid());
+}
+
+/// A step on the right of `&&` and `||` (it runs only when the left does
+/// not decide), and in a `while` condition (it runs each round).
+#[workflow]
+async fn guarded(total: u32, express: bool) -> Result<u32, WorkflowError> {
+    let mut rounds: u32 = 0;
+    if express && ready(total).await? {
+        rounds += 100;
+    }
+    let either = express || ready(total + 1).await?;
+    while price(&"x".repeat(rounds as usize % 7)).await? < 3 && rounds < 1000 {
+        rounds += 1;
+    }
+    let mut left: u32 = 2;
+    while let Some(each) = items(left).await?.pop() {
+        left -= 1;
+        // Held across `price`: the type of `pop()`'s item is not the macro's
+        // to name.
+        let each: String = each;
+        rounds += price(&each).await?;
+    }
+    Ok(rounds + u32::from(either))
+}
+
+#[tokio::test]
+async fn a_step_right_of_a_logical_operator_runs_only_when_needed() {
+    // express: ready(6) → 100 rounds; `||` decided by `express`;
+    // while: price of "xx" (100 % 7 = 2) < 3 → 101; "xxx" → stop.
+    let (end, _) = drive::<guarded>((6, true)).await;
+    // Then items(2) pops i1, items(1) pops i0, items(0) is empty: + 2 + 2.
+    assert!(matches!(end, End::Complete(106)), "{end:?}");
+    assert_eq!(
+        take_log(),
+        [
+            "ready 6",
+            "price xx",
+            "price xxx",
+            "items 2",
+            "price i1",
+            "items 1",
+            "price i0",
+            "items 0"
+        ]
+    );
+
+    // Not express: `&&` skips ready; `||` asks ready(7) → true; while from
+    // 0 rounds: "", "x", "xx" < 3, then "xxx" stops at 3 rounds.
+    let (end, _) = drive::<guarded>((6, false)).await;
+    assert!(matches!(end, End::Complete(8)), "{end:?}");
+    assert_eq!(
+        take_log(),
+        [
+            "ready 7",
+            "price ",
+            "price x",
+            "price xx",
+            "price xxx",
+            "items 2",
+            "price i1",
+            "items 1",
+            "price i0",
+            "items 0"
+        ]
+    );
 }

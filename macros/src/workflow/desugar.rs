@@ -178,7 +178,7 @@ impl Desugar {
                     Expr::Match(expr_match),
                 )
             }
-            Expr::While(expr_while) if let_of_step(&expr_while.cond) => {
+            Expr::While(expr_while) if contains_step(&*expr_while.cond) => {
                 let syn::ExprWhile {
                     attrs,
                     label,
@@ -186,28 +186,41 @@ impl Desugar {
                     body,
                     ..
                 } = expr_while;
-                let Expr::Let(condition) = *cond else {
-                    unreachable!("matched above")
-                };
-                let output = self.output(condition.expr.span());
-                let call = condition.expr;
-                let pat = condition.pat;
                 // `break` leaves this loop whatever loops the body holds.
+                self.next += 1;
                 let label = label.unwrap_or_else(|| syn::Label {
                     name: syn::Lifetime::new(&format!("'__while{}", self.next), Span::call_site()),
                     colon_token: Default::default(),
                 });
                 let name = &label.name;
-                let mut looped: syn::ExprLoop = syn::parse_quote! {
-                    #label loop {
-                        let #output = #call;
-                        match #output {
-                            #pat => #body
-                            _ => break #name,
+                let mut looped: syn::ExprLoop = match *cond {
+                    Expr::Let(condition) => {
+                        let (pat, value) = (condition.pat, condition.expr);
+                        syn::parse_quote! {
+                            #label loop {
+                                match #value {
+                                    #pat => #body
+                                    _ => break #name,
+                                }
+                            }
+                        }
+                    }
+                    cond => {
+                        let stmts = &body.stmts;
+                        syn::parse_quote! {
+                            #label loop {
+                                if !(#cond) {
+                                    break #name;
+                                }
+                                #(#stmts)*
+                            }
                         }
                     }
                 };
                 looped.attrs = attrs;
+                // The condition, now the first statement of each round, is
+                // rewritten as any statement (the rest is already).
+                self.visit_block_mut(&mut looped.body);
                 (Vec::new(), Expr::Loop(looped))
             }
             mut other => {
@@ -255,15 +268,18 @@ impl Desugar {
                 self.lift(arg, before, clean);
             }
             if was_clean && !args.iter().any(contains_step) {
+                // `mut`: the output stands for a temporary, which a method
+                // after it may change (`next(..).await?.pop()`).
                 let output = self.output(expr.span());
                 let call = std::mem::replace(expr, syn::parse_quote!(#output));
-                before.push(syn::parse_quote!(let #output = #call;));
+                before.push(syn::parse_quote!(let mut #output = #call;));
                 *clean = true;
             }
             return;
         }
         match expr {
             Expr::Path(_) | Expr::Lit(_) => {}
+            Expr::Let(inner) => self.lift(&mut inner.expr, before, clean),
             Expr::Paren(inner) => self.lift(&mut inner.expr, before, clean),
             Expr::Reference(inner) => self.lift(&mut inner.expr, before, clean),
             Expr::Field(inner) => self.lift(&mut inner.base, before, clean),
@@ -290,6 +306,35 @@ impl Desugar {
                 if let Some(rest) = &mut literal.rest {
                     self.lift(rest, before, clean);
                 }
+            }
+            // `a && step(..).await?`: the right runs only if `a` holds, so
+            // it becomes `let __valueN: bool; if a { __valueN = step(..).await?; }
+            // else { __valueN = false; }` before the statement.
+            Expr::Binary(binary)
+                if matches!(binary.op, syn::BinOp::And(_) | syn::BinOp::Or(_))
+                    && contains_step(&*binary.right) =>
+            {
+                if !*clean {
+                    return;
+                }
+                self.next += 1;
+                let value = Ident::new(&format!("__value{}", self.next), binary.span());
+                let (left, right) = (&binary.left, &binary.right);
+                let (then, otherwise): (Expr, Expr) = match binary.op {
+                    syn::BinOp::And(_) => (syn::parse_quote!(#right), syn::parse_quote!(false)),
+                    _ => (syn::parse_quote!(true), syn::parse_quote!(#right)),
+                };
+                let mut block: Block = syn::parse_quote!({
+                    let #value: bool;
+                    if #left {
+                        #value = #then;
+                    } else {
+                        #value = #otherwise;
+                    }
+                });
+                self.visit_block_mut(&mut block);
+                before.extend(block.stmts);
+                *expr = syn::parse_quote!(#value);
             }
             Expr::Binary(binary) => {
                 self.lift(&mut binary.left, before, clean);
@@ -912,8 +957,8 @@ mod tests {
             }),
             same(quote! {
                 '__while1: loop {
-                    let __step1 = next_job(n).await?;
-                    match __step1 {
+                    let __step2 = next_job(n).await?;
+                    match __step2 {
                         Some(job) => {
                             run(job).await?;
                         }

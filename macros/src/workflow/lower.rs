@@ -944,7 +944,7 @@ impl Lowerer<'_> {
         } else if contains_step(stmt) {
             self.error(
                 first_step_span(stmt),
-                "this step call cannot run before the rest of its statement: a step nested in an expression (`Ok(step(..).await?)`, `price(..).await? * qty`, `f(step(..).await?)`) runs first, as a `let` of its own, which the macro does only when nothing before it in the statement can have an effect or leave early; here a call, a `?` or a macro comes before it, or it is on the right of `&&`/`||` or in a `while` condition; bind the step's output first and use it: `let output = step(..).await?;`",
+                "this step call cannot run before the rest of its statement: a step nested in an expression (`Ok(step(..).await?)`, `price(..).await? * qty`, `f(step(..).await?)`) runs first, as a `let` of its own, which the macro does only when nothing before it in the statement can have an effect or leave early; here a call (other than `.clone()`), a `?` or a macro comes before it; bind the step's output first and use it: `let output = step(..).await?;`",
             );
         }
         self.pure(stmt, tail, ret, preds, items)
@@ -1573,13 +1573,8 @@ impl Lowerer<'_> {
                 (LoopHead::Loop, vec![(head, EdgeKind::Normal)])
             }
             Expr::While(expr_while) => {
+                // A condition with steps is a `loop` by now (`desugar`).
                 let cond = &*expr_while.cond;
-                if contains_step(cond) {
-                    self.error(
-                        first_step_span(cond),
-                        "a step cannot be called in a `while` condition; the workflow must stop at the step before it tests the condition; call the step in the body: `loop { let go = step(..).await?; if !go { break; } .. }`",
-                    );
-                }
                 self.connect(preds, head);
                 self.nodes[head].uses = self.uses_of(|uses| uses.visit_expr(cond));
                 let mut exits = Exits::default();
