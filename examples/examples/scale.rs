@@ -831,8 +831,11 @@ async fn stored(store: &Arc<dyn Store>) -> Stored {
     }
 }
 
-/// Signed difference of two RSS readings, per instance.
+/// Signed difference of two RSS readings, per instance (0 with none).
 fn per_instance(after: u64, before: u64, instances: usize) -> f64 {
+    if instances == 0 {
+        return 0.0;
+    }
     (after as f64 - before as f64) / instances as f64
 }
 
@@ -1231,12 +1234,15 @@ async fn with_parked(
     } else {
         (per_parked, "total")
     };
-    report.add(
-        format!("RSS per parked instance, {p} ({against})"),
-        format!("{per_parked:.0} B, of it the runtime's {runtime_share:.0} B"),
-        Some(checked),
-        Goal::Bytes(RSS_GOAL_BYTES),
-    );
+    // With nothing parked there is nothing to divide by.
+    if parked > 0 {
+        report.add(
+            format!("RSS per parked instance, {p} ({against})"),
+            format!("{per_parked:.0} B, of it the runtime's {runtime_share:.0} B"),
+            Some(checked),
+            Goal::Bytes(RSS_GOAL_BYTES),
+        );
+    }
 
     if options.has("resume") {
         resume(&site, dropped, parked, base, options, report).await;
@@ -1375,12 +1381,14 @@ async fn resume(
         mib(rss_restarted),
         mib(rss_up)
     );
-    report.add(
-        format!("RSS per parked instance after the restart, {p}"),
-        format!("{per_parked:.0} B"),
-        None,
-        Goal::None,
-    );
+    if parked > 0 {
+        report.add(
+            format!("RSS per parked instance after the restart, {p}"),
+            format!("{per_parked:.0} B"),
+            None,
+            Goal::None,
+        );
+    }
     report.add_rate(
         format!("{} at once after the restart, {p} parked", count(BASE)),
         rate,
