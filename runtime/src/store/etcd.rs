@@ -35,7 +35,7 @@
 //! # Change notification
 //!
 //! The first [`Store::due_changes`] opens a watch on the due index (keys
-//! under [`WAKE_PREFIX`](super::WAKE_PREFIX), behind the key prefix), for
+//! under [`WAKE_PREFIX`], behind the key prefix), for
 //! puts only; it is re-established with backoff after an error or a
 //! cancel, waking its subscribers each time (events in between are not
 //! replayed), and closed when the last subscriber is dropped.

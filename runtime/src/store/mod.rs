@@ -21,7 +21,10 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
+/// The attribute a [`Store`] implementation is written with
+/// (`#[sagaflow::store::async_trait]`), so an implementer needs no
+/// dependency of its own for it.
+pub use async_trait::async_trait;
 use tokio::sync::watch;
 
 use crate::error::StoreError;
@@ -152,8 +155,144 @@ pub struct ScanPage {
 
 /// A key-value store the runtime keeps its instances in.
 ///
-/// Versions are per key, strictly increase with every write of that key and
-/// are never reused, even after a delete.
+/// # The contract
+///
+/// What the runtime relies on, and what
+/// [`conformance::run`] checks (a store of your own passes it in one test):
+///
+/// - **Versions.** Each key has a version, a `u64` returned by every
+///   successful write, that strictly increases with every write of that key
+///   and is **never reused, even after a delete**: a key deleted at version 7
+///   and created again gets a version above 7. A counter per row that
+///   restarts at 1 breaks this (a handle holding version 1 of the old key
+///   would then match the new one); a counter per store, or per key kept
+///   beside a tombstone, keeps it.
+/// - **Expectations.** [`Expect::Absent`] holds when the key does not
+///   exist, [`Expect::Version`] when it exists with exactly that version,
+///   [`Expect::Any`] always. A write or delete whose expectation does not
+///   hold fails with [`StoreError::Conflict`] and changes nothing. Deleting
+///   an absent key succeeds with `Expect::Absent` and `Expect::Any`, and
+///   conflicts with `Expect::Version`.
+/// - **Order.** Keys are UTF-8 strings compared as bytes: "ascending" is
+///   byte order (`"a/é"` sorts after `"a/z"`), not a collation.
+/// - **Scans.** [`scan`](Self::scan) returns the keys that start with
+///   `prefix` (byte-wise; not keys the prefix merely shares a start with,
+///   nor the keys it is a prefix of), ascending, strictly after `after` when
+///   given (`after` need not exist; one sorting before the prefix reads from
+///   its start, one past it reads nothing), at most `limit` of them. A page
+///   that may not be the last sets [`ScanPage::next`] to the last key it
+///   returned; the last page sets `None`. A page may hold fewer than
+///   `limit` entries and still have a `next`, but a page with no entries
+///   has no `next`. A `limit` of 0 (a user's `Runtime::list(.., 0)`)
+///   gets an empty last page.
+/// - **Errors.** Return [`StoreError::Timeout`] when the answer did not
+///   come in time and the write may have applied, and
+///   [`StoreError::Unavailable`] when the backend cannot be reached: the
+///   runtime retries a step's commit on these two (a few times, with
+///   backoff) and, for a write whose answer was lost, reads the key to see
+///   whether it landed. Every other error ([`StoreError::TooLarge`],
+///   [`StoreError::Backend`]) fails the operation at once.
+/// - **Blocking.** Methods are called on tokio's worker threads: they must
+///   not block them for long. Run blocking I/O on a thread of its own
+///   (`tokio::task::spawn_blocking`, or a channel to a writer thread, as
+///   [`EmbeddedStore`](crate::EmbeddedStore) does).
+/// - **Batches.** [`put_batch`](Self::put_batch) answers each write on its
+///   own; a backend that cannot commit a batch at all answers every write
+///   with the same error (nothing written), which the runtime treats as
+///   each write failing.
+/// - **Notification.** [`due_changes`](Self::due_changes) reports writes,
+///   including deletes, of keys under [`WAKE_PREFIX`]; it is optional and
+///   best effort.
+///
+/// # Writing one
+///
+/// A store over a `BTreeMap` behind a mutex, with versions from one
+/// counter for the whole store (so never reused), checked by the suite:
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use std::sync::{Arc, Mutex};
+///
+/// use sagaflow::StoreError;
+/// use sagaflow::store::{Expect, ScanPage, Store, Versioned, async_trait};
+///
+/// #[derive(Default)]
+/// struct MapStore {
+///     /// The keys and their versions, and the last version given out.
+///     inner: Mutex<(BTreeMap<String, Versioned>, u64)>,
+/// }
+///
+/// fn holds(current: Option<&Versioned>, expect: Expect) -> bool {
+///     match expect {
+///         Expect::Any => true,
+///         Expect::Absent => current.is_none(),
+///         Expect::Version(v) => current.is_some_and(|c| c.version == v),
+///     }
+/// }
+///
+/// #[async_trait]
+/// impl Store for MapStore {
+///     async fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+///         let inner = self.inner.lock().map_err(|_| StoreError::Unavailable("poisoned".into()))?;
+///         Ok(inner.0.get(key).cloned())
+///     }
+///
+///     async fn put(&self, key: &str, value: Vec<u8>, expect: Expect) -> Result<u64, StoreError> {
+///         let mut inner = self.inner.lock().map_err(|_| StoreError::Unavailable("poisoned".into()))?;
+///         if !holds(inner.0.get(key), expect) {
+///             return Err(StoreError::Conflict);
+///         }
+///         inner.1 += 1;
+///         let version = inner.1;
+///         inner.0.insert(key.to_owned(), Versioned { value, version });
+///         Ok(version)
+///     }
+///
+///     async fn delete(&self, key: &str, expect: Expect) -> Result<(), StoreError> {
+///         let mut inner = self.inner.lock().map_err(|_| StoreError::Unavailable("poisoned".into()))?;
+///         // An absent key holds `Absent` and `Any`: deleting it succeeds.
+///         if !holds(inner.0.get(key), expect) {
+///             return Err(StoreError::Conflict);
+///         }
+///         inner.0.remove(key);
+///         Ok(())
+///     }
+///
+///     async fn scan(
+///         &self,
+///         prefix: &str,
+///         after: Option<&str>,
+///         limit: usize,
+///     ) -> Result<ScanPage, StoreError> {
+///         let inner = self.inner.lock().map_err(|_| StoreError::Unavailable("poisoned".into()))?;
+///         let mut entries: Vec<(String, Versioned)> = inner
+///             .0
+///             .range(prefix.to_owned()..)
+///             .take_while(|(key, _)| key.starts_with(prefix))
+///             .filter(|(key, _)| after.is_none_or(|after| key.as_str() > after))
+///             .take(limit.saturating_add(1))
+///             .map(|(key, value)| (key.clone(), value.clone()))
+///             .collect();
+///         // One more than asked for says whether this page is the last.
+///         let next = if entries.len() > limit {
+///             entries.truncate(limit);
+///             entries.last().map(|(key, _)| key.clone())
+///         } else {
+///             None
+///         };
+///         Ok(ScanPage { entries, next })
+///     }
+///
+///     fn name(&self) -> &'static str {
+///         "map"
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// sagaflow::store::conformance::run(Arc::new(MapStore::default())).await;
+/// # }
+/// ```
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Reads a key.
