@@ -128,8 +128,13 @@ impl AttemptContext {
 /// this attempt's result will be discarded and the step may stop early;
 /// [`Error::Codec`] when `details` does not serialize.
 ///
-/// ```ignore
-/// sagaflow::heartbeat(json!({ "copied": bytes })).await?;
+/// ```
+/// # use sagaflow::prelude::*;
+/// # #[step(retriable)]
+/// # async fn copy(bytes: u64) -> Result<u64, StepError> {
+/// sagaflow::heartbeat(serde_json::json!({ "copied": bytes })).await?;
+/// # Ok(bytes)
+/// # }
 /// ```
 pub async fn heartbeat(details: impl Serialize) -> Result<(), Error> {
     let Ok(link) = ATTEMPT.try_with(Arc::clone) else {

@@ -17,7 +17,15 @@
 //! no worker, and survives restarts. Whichever runtime's poller finds it
 //! due (the time passed, the signal arrived) runs the code after it.
 //!
-//! ```ignore
+//! ```
+//! # use std::time::Duration;
+//! # use sagaflow::prelude::*;
+//! # #[derive(serde::Serialize, serde::Deserialize)]
+//! # pub struct Request { id: String }
+//! # #[derive(serde::Serialize, serde::Deserialize)]
+//! # pub struct Decision { approved: bool }
+//! # #[step(readonly)]
+//! # async fn notify_approver(request: &Request) -> Result<(), StepError> { let _ = &request.id; Ok(()) }
 //! #[workflow]
 //! async fn approve(request: Request) -> Result<Decision, WorkflowError> {
 //!     notify_approver(&request).await?;
@@ -25,8 +33,8 @@
 //!     let answer: Option<bool> =
 //!         sagaflow::signal_timeout("approval", Duration::from_secs(3600)).await;
 //!     match answer {
-//!         Some(true) => { .. }
-//!         _ => return Err(WorkflowError::new("not approved in time")),
+//!         Some(true) => Ok(Decision { approved: true }),
+//!         _ => Err(WorkflowError::new("not approved in time")),
 //!     }
 //! }
 //! ```
@@ -74,8 +82,15 @@ use crate::workflow::Workflow;
 /// holds no lease or task meanwhile, and wakes in any runtime on the store,
 /// even after a restart. Elsewhere it is `tokio::time::sleep`.
 ///
-/// ```ignore
+/// ```
+/// # use std::time::Duration;
+/// # use sagaflow::prelude::*;
+/// # #[workflow]
+/// # async fn example(n: u64) -> Result<(), WorkflowError> {
 /// sagaflow::sleep(Duration::from_secs(24 * 3600)).await;
+/// # let _ = n;
+/// # Ok(())
+/// # }
 /// ```
 pub async fn sleep(duration: Duration) {
     tokio::time::sleep(duration).await;
@@ -85,9 +100,16 @@ pub async fn sleep(duration: Duration) {
 /// (see [`sleep`]); at once if `time` has passed. Elsewhere, a tokio sleep
 /// for the time left.
 ///
-/// ```ignore
+/// ```
+/// # use std::time::Duration;
+/// # use sagaflow::prelude::*;
+/// # #[workflow]
+/// # async fn example(n: u64) -> Result<(), WorkflowError> {
 /// let due = sagaflow::now() + Duration::from_secs(3600);
 /// sagaflow::sleep_until(due).await;
+/// # let _ = n;
+/// # Ok(())
+/// # }
 /// ```
 pub async fn sleep_until(time: SystemTime) {
     let left = time
@@ -116,9 +138,16 @@ pub async fn signal<T: DeserializeOwned>(name: &str) -> T {
 /// signal arrived first, `None` once `timeout` has passed since the wait
 /// began (the approval-or-timeout pattern).
 ///
-/// ```ignore
+/// ```
+/// # use std::time::Duration;
+/// # use sagaflow::prelude::*;
+/// # #[workflow]
+/// # async fn example(n: u64) -> Result<(), WorkflowError> {
 /// let approved: Option<bool> =
 ///     sagaflow::signal_timeout("approval", Duration::from_secs(3600)).await;
+/// # let _ = (n, approved);
+/// # Ok(())
+/// # }
 /// ```
 ///
 /// Outside a workflow body: `None` after `timeout`.
@@ -132,7 +161,16 @@ pub async fn signal_timeout<T: DeserializeOwned>(name: &str, timeout: Duration) 
 /// `Ok(output)` when the child completed, `Err` when it was compensated or
 /// failed (the error names the child's id and its failure).
 ///
-/// ```ignore
+/// ```
+/// # use sagaflow::prelude::*;
+/// # #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// # pub struct Order { id: String }
+/// # #[derive(serde::Serialize, serde::Deserialize)]
+/// # pub struct Receipt { payment: u64, shipment: String }
+/// # #[step(retriable)]
+/// # async fn charge_payment(order: &Order) -> Result<u64, StepError> { Ok(order.id.len() as u64) }
+/// # #[workflow]
+/// # async fn ship_order(order: Order) -> Result<String, WorkflowError> { Ok(order.id) }
 /// #[workflow]
 /// async fn fulfil_order(order: Order) -> Result<Receipt, WorkflowError> {
 ///     let payment = charge_payment(&order).await?;
@@ -187,9 +225,18 @@ pub fn now() -> SystemTime {
 /// before, so a re-run after a crash gets the same one. Outside a workflow
 /// body: a fresh value (unique in practice, not cryptographic).
 ///
-/// ```ignore
+/// ```
+/// # use std::time::Duration;
+/// # use sagaflow::prelude::*;
+/// # #[step(retriable)]
+/// # async fn charge(order: &str, payment_id: &str) -> Result<(), StepError> { let _ = (order, payment_id); Ok(()) }
+/// # #[workflow]
+/// # async fn example(order: String) -> Result<(), WorkflowError> {
 /// let payment_id = sagaflow::uuid();
 /// charge(&order, &payment_id).await?;
+/// # let _ = order;
+/// # Ok(())
+/// # }
 /// ```
 pub fn uuid() -> String {
     let high = random();
@@ -238,8 +285,17 @@ pub fn random() -> u64 {
 /// when the state it describes is. The last call wins. Outside a workflow
 /// body it does nothing.
 ///
-/// ```ignore
+/// ```
+/// # use std::time::Duration;
+/// # use sagaflow::prelude::*;
+/// # #[derive(serde::Serialize)]
+/// # enum OrderStatus { Paid }
+/// # #[workflow]
+/// # async fn example(n: u64) -> Result<(), WorkflowError> {
 /// sagaflow::set_status(OrderStatus::Paid);
+/// # let _ = n;
+/// # Ok(())
+/// # }
 /// ```
 pub fn set_status<T: Serialize>(status: T) {
     let _ = with_segment(|segment| match serde_json::to_value(&status) {

@@ -47,7 +47,16 @@ pub use workflow::Workflow;
 
 /// Runs steps concurrently inside a `#[workflow]` body: the parallel step.
 ///
-/// ```ignore
+/// ```
+/// # use sagaflow::prelude::*;
+/// # #[derive(serde::Serialize, serde::Deserialize)]
+/// # pub struct Trip { to: String }
+/// # #[derive(serde::Serialize, serde::Deserialize)]
+/// # pub struct Booking { flight: String, hotel: String }
+/// # #[step(readonly)]
+/// # async fn book_flight(trip: &Trip) -> Result<String, StepError> { Ok(trip.to.clone()) }
+/// # #[step(readonly)]
+/// # async fn book_hotel(trip: &Trip) -> Result<String, StepError> { Ok(trip.to.clone()) }
 /// #[workflow]
 /// async fn book_trip(trip: Trip) -> Result<Booking, WorkflowError> {
 ///     let (flight, hotel) = sagaflow::join!(book_flight(&trip), book_hotel(&trip))?;

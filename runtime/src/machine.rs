@@ -24,8 +24,18 @@ pub type ShapeFn = fn() -> Result<shape::Shape, shape::ShapeError>;
 /// The state machine `#[workflow]` generated: static data, the same on every
 /// run, so its diagrams can be snapshot-tested.
 ///
-/// ```ignore
-/// insta::assert_snapshot!(place_order.state_machine().to_mermaid());
+/// ```
+/// # use sagaflow::prelude::*;
+/// # #[step(readonly)]
+/// # async fn price(order: &str) -> Result<u64, StepError> { Ok(order.len() as u64) }
+/// # #[workflow]
+/// # async fn place_order(order: String) -> Result<u64, WorkflowError> {
+/// #     let cents = price(&order).await?;
+/// #     Ok(cents)
+/// # }
+/// let mermaid = place_order.state_machine().to_mermaid();
+/// assert!(mermaid.starts_with("stateDiagram-v2"));
+/// // in a test: insta::assert_snapshot!(place_order.state_machine().to_mermaid());
 /// ```
 #[derive(Debug)]
 pub struct StateMachine {

@@ -156,11 +156,21 @@ impl StepOptions {
 
 /// A step: implemented by `#[step]` on the same-named struct it generates.
 ///
-/// ```ignore
+/// ```
+/// # use sagaflow::prelude::*;
+/// # use sagaflow::Step;
+/// # #[derive(serde::Serialize, serde::Deserialize)]
+/// # pub struct Order { id: String }
+/// # #[derive(serde::Serialize, serde::Deserialize)]
+/// # pub struct Shipment { tracking: String }
 /// #[step(pivot)]
-/// async fn create_shipment(order: &Order) -> Result<Shipment, StepError> { .. }
+/// async fn create_shipment(order: &Order) -> Result<Shipment, StepError> {
+///     Ok(Shipment { tracking: format!("trk-{}", order.id) })
+/// }
 /// // generates `struct create_shipment {}` implementing `Step`
 /// // with NAME = "create_shipment", KIND = StepKind::Pivot, Output = Shipment.
+/// assert_eq!(<create_shipment as Step>::NAME, "create_shipment");
+/// assert_eq!(<create_shipment as Step>::KIND, StepKind::Pivot);
 /// ```
 pub trait Step: Send + Sync + 'static {
     /// The step's name as written (the function's name).

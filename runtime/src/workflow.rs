@@ -17,9 +17,17 @@ use crate::step::{CompensationFuture, Step, StepKind};
 /// A workflow: implemented by `#[workflow]` on the unit struct it generates,
 /// so the function's name is both a type and a value.
 ///
-/// ```ignore
+/// ```
+/// # use sagaflow::prelude::*;
+/// # #[derive(serde::Serialize, serde::Deserialize)]
+/// # pub struct Order { id: String }
+/// # #[step(readonly)]
+/// # async fn receipt_for(order: &Order) -> Result<String, StepError> { Ok(order.id.clone()) }
 /// #[workflow]
-/// async fn place_order(order: Order) -> Result<Receipt, WorkflowError> { .. }
+/// async fn place_order(order: Order) -> Result<String, WorkflowError> {
+///     let receipt = receipt_for(&order).await?;
+///     Ok(receipt)
+/// }
 ///
 /// println!("{}", place_order.state_machine().to_mermaid());
 /// ```

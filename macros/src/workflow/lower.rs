@@ -1922,6 +1922,8 @@ impl Lowerer<'_> {
                 }
                 VarType::Operated(Box::new(left), op, Box::new(right))
             }
+            // The deterministic helpers: `sagaflow::uuid()` and the others.
+            Expr::Call(call) if call.args.is_empty() => helper_type(&call.func),
             Expr::Lit(syn::ExprLit {
                 lit: syn::Lit::Bool(_),
                 ..
@@ -2419,6 +2421,30 @@ fn place_root(expr: &Expr) -> Option<&Ident> {
         Expr::Paren(paren) => place_root(&paren.expr),
         Expr::Unary(unary) if matches!(unary.op, syn::UnOp::Deref(_)) => place_root(&unary.expr),
         other => single_ident(other),
+    }
+}
+
+/// The type of a call of `sagaflow::uuid`, `sagaflow::now` or
+/// `sagaflow::random` (the deterministic helpers); `Unknown` for any other
+/// function.
+fn helper_type(func: &Expr) -> VarType {
+    let Expr::Path(path) = func else {
+        return VarType::Unknown;
+    };
+    let segments: Vec<String> = path
+        .path
+        .segments
+        .iter()
+        .map(|segment| segment.ident.to_string())
+        .collect();
+    if path.qself.is_some() || segments.len() != 2 || segments[0] != "sagaflow" {
+        return VarType::Unknown;
+    }
+    match segments[1].as_str() {
+        "uuid" => VarType::Written(syn::parse_quote!(::std::string::String)),
+        "now" => VarType::Written(syn::parse_quote!(::std::time::SystemTime)),
+        "random" => VarType::Written(syn::parse_quote!(u64)),
+        _ => VarType::Unknown,
     }
 }
 

@@ -40,7 +40,16 @@ pub fn machine_key(workflow: &str, fingerprint: u64) -> String {
 
 /// An owned copy of a [`StateMachine`], as JSON in the store.
 ///
-/// ```ignore
+/// ```
+/// # use sagaflow::prelude::*;
+/// # #[step(readonly)]
+/// # async fn price(order: &str) -> Result<u64, StepError> { Ok(order.len() as u64) }
+/// # #[workflow]
+/// # async fn place_order(order: String) -> Result<u64, WorkflowError> {
+/// #     let cents = price(&order).await?;
+/// #     Ok(cents)
+/// # }
+/// # use sagaflow::machine::MachineDescription;
 /// let description = MachineDescription::from(place_order.state_machine());
 /// assert_eq!(description.to_mermaid(), place_order.state_machine().to_mermaid());
 /// ```

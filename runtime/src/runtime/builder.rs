@@ -26,13 +26,21 @@ use crate::workflow::Workflow;
 /// runs), a 1 s poll interval, a recovery scan every lease TTL, a 1 MiB
 /// input limit, and the [`SystemClock`].
 ///
-/// ```ignore
+/// ```
+/// # use sagaflow::prelude::*;
+/// # #[workflow]
+/// # async fn place_order(order: String) -> Result<String, WorkflowError> { Ok(order) }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), sagaflow::Error> {
 /// let rt = Runtime::builder()
 ///     .store(MemoryStore::new())
 ///     .register(place_order)
 ///     .workers(16)
 ///     .build()
 ///     .await?;
+/// # rt.shutdown().await;
+/// # Ok(())
+/// # }
 /// ```
 pub struct RuntimeBuilder {
     store: Option<Arc<dyn Store>>,

@@ -1,6 +1,17 @@
 //! The runtime: registers workflows, starts instances, runs them on workers.
 //!
-//! ```ignore
+//! ```
+//! # use sagaflow::prelude::*;
+//! # #[step(readonly)]
+//! # async fn price(sku: &str) -> Result<u64, StepError> { Ok(sku.len() as u64) }
+//! # #[workflow]
+//! # async fn place_order(order: String) -> Result<u64, WorkflowError> {
+//! #     let cents = price(&order).await?;
+//! #     Ok(cents)
+//! # }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), sagaflow::Error> {
+//! # let order = "tea".to_owned();
 //! let rt = Runtime::builder()
 //!     .store(MemoryStore::new())
 //!     .register(place_order)
@@ -12,6 +23,9 @@
 //!     Outcome::Compensated(failure) => println!("rolled back: {failure}"),
 //!     Outcome::Failed(failure) => println!("needs an operator: {failure}"),
 //! }
+//! # rt.shutdown().await;
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! Every instance is one record in the store (see [`crate::record`]); every
@@ -438,10 +452,23 @@ impl Runtime {
     /// instance exists, this is [`signal`](Self::signal) (and `input` is
     /// ignored), and the handle attaches to it.
     ///
-    /// ```ignore
+    /// ```no_run
+    /// # use sagaflow::prelude::*;
+    /// # #[derive(serde::Serialize, serde::Deserialize)]
+    /// # pub struct Request { amount: u64 }
+    /// # #[workflow]
+    /// # async fn approval(request: Request) -> Result<bool, WorkflowError> {
+    /// #     let approved: bool = sagaflow::signal("approval").await;
+    /// #     Ok(approved && request.amount > 0)
+    /// # }
+    /// # async fn demo(rt: Runtime) -> Result<(), sagaflow::Error> {
+    /// # let request = Request { amount: 5 };
     /// let handle = rt
     ///     .signal_with_start(approval, "req-7", request, "approval", true)
     ///     .await?;
+    /// # let _ = handle;
+    /// # Ok(())
+    /// # }
     /// ```
     pub async fn signal_with_start<W: Workflow>(
         &self,
@@ -632,8 +659,15 @@ impl Runtime {
     /// does not decode as the version's input type is [`Error::Codec`], and
     /// nothing is written.
     ///
-    /// ```ignore
-    /// let handle = rt.start_by_name("place_order", None, "order-9", json!({"id": "order-9"})).await?;
+    /// ```no_run
+    /// # use sagaflow::prelude::*;
+    /// # async fn demo(rt: Runtime) -> Result<(), sagaflow::Error> {
+    /// let handle = rt
+    ///     .start_by_name("place_order", None, "order-9", serde_json::json!({"id": "order-9"}))
+    ///     .await?;
+    /// # let _ = handle;
+    /// # Ok(())
+    /// # }
     /// ```
     pub async fn start_by_name(
         &self,
@@ -725,13 +759,17 @@ impl Runtime {
 
     /// Instances in id order, `limit` at a time, starting after id `after`.
     ///
-    /// ```ignore
+    /// ```no_run
+    /// # use sagaflow::prelude::*;
+    /// # async fn demo(rt: Runtime) -> Result<(), sagaflow::Error> {
     /// let mut after = None;
     /// loop {
     ///     let page = rt.list(after.as_deref(), 100).await?;
     ///     for status in page.instances { println!("{:?}", status?.phase); }
     ///     match page.next { Some(next) => after = Some(next), None => break }
     /// }
+    /// # Ok(())
+    /// # }
     /// ```
     pub async fn list(&self, after: Option<&str>, limit: usize) -> Result<ListPage, Error> {
         let after = after.map(record::key);
@@ -771,8 +809,12 @@ impl Runtime {
     /// [`Error::InstanceEnded`] for an instance that has ended (the signal
     /// is not recorded); [`Error::Codec`] if `value` does not serialize.
     ///
-    /// ```ignore
+    /// ```no_run
+    /// # use sagaflow::prelude::*;
+    /// # async fn demo(rt: Runtime) -> Result<(), sagaflow::Error> {
     /// rt.signal("req-7", "approval", true).await?;
+    /// # Ok(())
+    /// # }
     /// ```
     pub async fn signal(
         &self,
@@ -832,8 +874,15 @@ impl Runtime {
     /// Errors: [`Error::NotFound`] for an unknown id; [`Error::Codec`] if
     /// the status does not decode as `T`.
     ///
-    /// ```ignore
+    /// ```no_run
+    /// # use sagaflow::prelude::*;
+    /// # #[derive(serde::Deserialize)]
+    /// # struct OrderStatus { stage: String }
+    /// # async fn demo(rt: Runtime) -> Result<(), sagaflow::Error> {
     /// let status: Option<OrderStatus> = rt.query("order-42").await?;
+    /// # let _ = status;
+    /// # Ok(())
+    /// # }
     /// ```
     pub async fn query<T: serde::de::DeserializeOwned>(
         &self,
