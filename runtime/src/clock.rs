@@ -12,11 +12,24 @@
 //! retries with backoff, lease expiry and polling happen at once and in a
 //! deterministic order; tests need no clock of their own:
 //!
-//! ```ignore
+//! ```
+//! # use std::time::Duration;
+//! # use sagaflow::prelude::*;
+//! # #[workflow]
+//! # async fn wf(n: u32) -> Result<u32, WorkflowError> { Ok(n) }
+//! # fn main() {}
 //! #[tokio::test(start_paused = true)]
-//! async fn a_crashed_owner_is_taken_over() {
-//!     let rt = Runtime::builder().store(store).register(wf).lease_ttl(Duration::from_secs(30)).build().await?;
+//! async fn a_crashed_owner_is_taken_over() -> Result<(), sagaflow::Error> {
+//!     let store = MemoryStore::new();
+//!     let rt = Runtime::builder()
+//!         .store(store)
+//!         .register(wf)
+//!         .lease_ttl(Duration::from_secs(30))
+//!         .build()
+//!         .await?;
 //!     // ... 30 s of lease expiry pass in no real time.
+//!     # rt.shutdown().await;
+//!     Ok(())
 //! }
 //! ```
 //!

@@ -56,8 +56,12 @@ impl StepContext {
     /// Read it on the step's own task (where `context()` was called): it
     /// lets a retried step resume from its last reported progress.
     ///
-    /// ```ignore
-    /// #[step(retry(max_attempts = 10))]
+    /// ```
+    /// # use sagaflow::prelude::*;
+    /// # #[derive(serde::Serialize, serde::Deserialize)]
+    /// # pub struct File { rows: u64 }
+    /// # async fn import(file: &File, row: u64) -> Result<(), StepError> { let _ = (file.rows, row); Ok(()) }
+    /// #[step(retriable, retry(max_attempts = 10))]
     /// async fn import_rows(file: &File) -> Result<u64, StepError> {
     ///     let done: u64 = sagaflow::context()
     ///         .and_then(|ctx| ctx.heartbeat_details())

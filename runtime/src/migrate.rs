@@ -1,10 +1,41 @@
 //! Typed migrations between versions of a workflow: `#[migrate]`.
 //!
-//! ```ignore
+//! ```
+//! # use sagaflow::prelude::*;
+//! # #[derive(Clone, serde::Serialize, serde::Deserialize)]
+//! # pub struct Order { id: String }
+//! # #[step(readonly)]
+//! # pub async fn reserve(order: &Order) -> Result<u32, StepError> { Ok(order.id.len() as u32) }
+//! # #[step(readonly)]
+//! # pub async fn charge(order: &Order) -> Result<u32, StepError> { Ok(order.id.len() as u32) }
+//! # mod v1 {
+//! #     use super::*;
+//! #     #[workflow(name = "place_order", version = 1)]
+//! #     pub async fn place_order(order: Order) -> Result<u32, WorkflowError> {
+//! #         let reservation = reserve(&order).await?;
+//! #         let approved: bool = sagaflow::signal("approval").await;
+//! #         if !approved { return Err(WorkflowError::new("not approved")); }
+//! #         let payment = charge(&order).await?;
+//! #         Ok(reservation + payment)
+//! #     }
+//! # }
+//! # #[workflow(name = "place_order", version = 2)]
+//! # pub async fn place_order(order: Order) -> Result<u32, WorkflowError> {
+//! #     let reservation = reserve(&order).await?;
+//! #     let approved: bool = sagaflow::signal("approval").await;
+//! #     if !approved { return Err(WorkflowError::new("not approved")); }
+//! #     let payment = charge(&order).await?;
+//! #     // New in v2: a receipt is sent.
+//! #     let sent = charge(&order).await?;
+//! #     Ok(reservation + payment + sent)
+//! # }
 //! #[migrate(from = v1::place_order, to = place_order)]
 //! fn approval_moves_to_v2(old: v1::PlaceOrderState) -> Migration<PlaceOrderState> {
 //!     match old {
 //!         v1::PlaceOrderState::Start { order } => Migration::To(PlaceOrderState::Start { order }),
+//!         v1::PlaceOrderState::Reserve1 { order } => {
+//!             Migration::To(PlaceOrderState::Reserve1 { order })
+//!         }
 //!         v1::PlaceOrderState::Signal2 { order, reservation } => {
 //!             Migration::To(PlaceOrderState::Signal2 { order, reservation })
 //!         }
@@ -12,12 +43,19 @@
 //!     }
 //! }
 //!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), sagaflow::Error> {
+//! # let store = MemoryStore::new();
 //! let rt = Runtime::builder()
 //!     .store(store)
+//!     .register(v1::place_order)
 //!     .register(place_order)
 //!     .migrate(approval_moves_to_v2)
 //!     .build()
 //!     .await?;
+//! # rt.shutdown().await;
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! The function takes the generated state enum of the old version and
