@@ -109,6 +109,30 @@ async fn a_nested_step_in_an_else_if_runs_only_when_the_first_condition_fails() 
     );
 }
 
+/// A step in the `let` of a let chain, and in a `return`'s value.
+#[workflow]
+async fn chained(count: u32) -> Result<u32, WorkflowError> {
+    if let Some(last) = items(count).await?.pop()
+        && last != "i0"
+    {
+        // A computed argument, stored as such: `last` itself (of the type
+        // `pop()` gives, which the macro does not name) is not held.
+        return Ok(price(&format!("{last}")).await? * 10);
+    }
+    Ok(0)
+}
+
+#[tokio::test]
+async fn a_step_in_a_let_chain_runs_before_the_chain_binds() {
+    let (end, _) = drive::<chained>(3).await;
+    assert!(matches!(end, End::Complete(20)), "{end:?}");
+    assert_eq!(take_log(), ["items 3", "price i2"]);
+
+    let (end, _) = drive::<chained>(1).await;
+    assert!(matches!(end, End::Complete(0)), "{end:?}");
+    assert_eq!(take_log(), ["items 1"]);
+}
+
 #[test]
 fn the_machine_of_nested_steps() {
     insta::assert_snapshot!("nested", nested.state_machine().to_mermaid());

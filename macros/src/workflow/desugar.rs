@@ -40,7 +40,9 @@ use syn::visit_mut::{self, VisitMut};
 use syn::{Block, Expr, ExprCall, Ident, Macro, Stmt, Token};
 
 use super::join::is_join;
-use super::lower::{assignment_right, contains_step, is_compound, is_panic, step_call, wait_name};
+use super::lower::{
+    assignment_right, condition_lets, contains_step, is_compound, is_panic, step_call, wait_name,
+};
 
 /// Rewrites `body` in place.
 pub fn desugar(body: &mut Block) {
@@ -178,7 +180,13 @@ impl Desugar {
                     Expr::Match(expr_match),
                 )
             }
-            Expr::While(expr_while) if contains_step(&*expr_while.cond) => {
+            // A let chain (`while let P = a && b`) stays: its bindings do not
+            // survive the rewrite, and the lowering says so.
+            Expr::While(expr_while)
+                if contains_step(&*expr_while.cond)
+                    && (matches!(&*expr_while.cond, Expr::Let(_))
+                        || condition_lets(&expr_while.cond).is_empty()) =>
+            {
                 let syn::ExprWhile {
                     attrs,
                     label,
@@ -314,7 +322,10 @@ impl Desugar {
                 if matches!(binary.op, syn::BinOp::And(_) | syn::BinOp::Or(_))
                     && contains_step(&*binary.right) =>
             {
-                if !*clean {
+                // In a let chain (`if let P = a && step(..).await?`) the
+                // left's bindings are for the body: the step stays.
+                if !*clean || !condition_lets(&binary.left).is_empty() {
+                    *clean = false;
                     return;
                 }
                 self.next += 1;

@@ -1417,10 +1417,12 @@ impl Lowerer<'_> {
         let mut current = expr_if;
         loop {
             if contains_step(&*current.cond) {
-                self.error(
-                    first_step_span(&*current.cond),
-                    "a step cannot be called in an `if` condition; the workflow must stop at the step before it chooses a branch; bind the step's output first: `let output = step(..).await?; if .. {}`",
-                );
+                let message = if condition_lets(&current.cond).is_empty() {
+                    "a step cannot be called here in an `if` condition: code before it in the condition (a call, a `?`, a macro) would have to run after it; bind the step's output first: `let output = step(..).await?; if .. {}`"
+                } else {
+                    "a step in an `if` let chain after its `let` (`if let P = .. && step(..).await? {`) is not supported; the step would have to run before the chain binds what it uses; nest it: `if let P = .. { if step(..).await? { .. } }`"
+                };
+                self.error(first_step_span(&*current.cond), message);
             }
             let cond = self.node(NodeKind::Pure);
             self.connect(preds, cond);
@@ -1429,10 +1431,8 @@ impl Lowerer<'_> {
             exits.visit_expr(&current.cond);
             self.exit_edges(cond, &exits, false);
             self.scopes.push(Vec::new());
-            if let Expr::Let(expr_let) = &*current.cond {
-                let ty = self.type_of(&expr_let.expr);
-                self.bind(&expr_let.pat, ty, cond);
-            }
+            // `if let P = a && let Q = b`: every `let` of the chain binds.
+            self.bind_lets(&current.cond, cond);
             self.location.last_mut().expect("inside a block").1 = item.blocks.len();
             let (block, out) = self.block(
                 &current.then_branch.stmts,
@@ -1573,8 +1573,15 @@ impl Lowerer<'_> {
                 (LoopHead::Loop, vec![(head, EdgeKind::Normal)])
             }
             Expr::While(expr_while) => {
-                // A condition with steps is a `loop` by now (`desugar`).
+                // A condition with steps is a `loop` by now (`desugar`),
+                // but for a let chain.
                 let cond = &*expr_while.cond;
+                if contains_step(cond) {
+                    self.error(
+                        first_step_span(cond),
+                        "a step in a `while` condition that is a let chain (`while let P = .. && ..`) is not supported; the bindings of the chain cannot be carried into the loop's body around the step; write the loop with the step in its body: `loop { let value = step(..).await?; let P = value else { break }; .. }`",
+                    );
+                }
                 self.connect(preds, head);
                 self.nodes[head].uses = self.uses_of(|uses| uses.visit_expr(cond));
                 let mut exits = Exits::default();
@@ -3010,7 +3017,7 @@ impl<'ast> Visit<'ast> for Uses<'_> {
 }
 
 /// The `let`s of a condition: `let P = e`, or each of a chain `a && let P = e`.
-fn condition_lets(cond: &Expr) -> Vec<&syn::ExprLet> {
+pub(super) fn condition_lets(cond: &Expr) -> Vec<&syn::ExprLet> {
     match cond {
         Expr::Let(expr_let) => vec![expr_let],
         Expr::Binary(binary) if matches!(binary.op, syn::BinOp::And(_)) => {
