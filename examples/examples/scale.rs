@@ -699,6 +699,40 @@ fn trim_heap() {
     malloc_trim(0);
 }
 
+/// The bytes the heap has handed out and not taken back (glibc's
+/// `mallinfo2`, over every arena): what the process holds, whatever the
+/// RSS keeps of a fragmented heap. `None` off glibc.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn heap_in_use() -> Option<u64> {
+    /// glibc's `struct mallinfo2` (only two fields are read).
+    #[repr(C)]
+    #[allow(dead_code)]
+    struct MallInfo2 {
+        arena: usize,
+        ordblks: usize,
+        smblks: usize,
+        hblks: usize,
+        hblkhd: usize,
+        usmblks: usize,
+        fsmblks: usize,
+        uordblks: usize,
+        fordblks: usize,
+        keepcost: usize,
+    }
+    unsafe extern "C" {
+        /// glibc's (2.33 and later): the allocator's counters.
+        safe fn mallinfo2() -> MallInfo2;
+    }
+    let info = mallinfo2();
+    Some((info.uordblks + info.hblkhd) as u64)
+}
+
+/// Off glibc the heap's counters are not read.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn heap_in_use() -> Option<u64> {
+    None
+}
+
 /// Elsewhere the RSS is read as it is.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn trim_heap() {}
@@ -1124,6 +1158,7 @@ async fn with_parked(
     let store = site.open().await;
     let rt = runtime(Arc::clone(&store), options).await;
     let rss_before = rss_bytes();
+    let heap_before = heap_in_use();
     let parking = within(
         &format!("parking {p}"),
         options.timeout,
@@ -1152,6 +1187,7 @@ async fn with_parked(
         }
     };
     let rss_after = rss_bytes();
+    let heap_after = heap_in_use();
     let per_parked = per_instance(rss_after, rss_before, parked);
     println!(
         "  parked {p}: started in {:.1} s ({:.0}/s), all waiting after {:.1} s",
@@ -1164,6 +1200,30 @@ async fn with_parked(
         mib(rss_before),
         mib(rss_after),
     );
+    // The RSS keeps pages the allocator could not give back (a heap
+    // fragmented by the parking); what is allocated is what is held.
+    if let (Some(before), Some(after)) = (heap_before, heap_after) {
+        let held = per_instance(after, before, parked);
+        println!(
+            "  heap in use {:.1} MiB before parking, {:.1} MiB after: {held:.0} bytes per parked instance",
+            mib(before),
+            mib(after),
+        );
+        // A memory store's records are in this heap by design.
+        if parked > 0 {
+            let goal = if backend.in_heap() {
+                Goal::None
+            } else {
+                Goal::Bytes(RSS_GOAL_BYTES)
+            };
+            report.add(
+                format!("heap in use per parked instance, {p} (runtime and store)"),
+                format!("{held:.0} B"),
+                Some(held),
+                goal,
+            );
+        }
+    }
     let held = stored(&store).await;
     println!(
         "  the store holds {} keys, {:.0} bytes of keys and values per parked instance ({})",
