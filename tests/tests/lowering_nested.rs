@@ -203,3 +203,45 @@ async fn a_step_right_of_a_logical_operator_runs_only_when_needed() {
         ]
     );
 }
+
+/// Locals typed by what std's names say, held across a step with no
+/// annotation: `format!`, `to_string()`, `len()`, `is_empty()`, a cast,
+/// `String::from` and `String::new`.
+#[workflow]
+async fn described(item: String, lines: Vec<Line>) -> Result<String, WorkflowError> {
+    let title = format!("{item} x{}", lines.len());
+    let count = lines.len();
+    let wide = count as u64;
+    let label = wide.to_string();
+    let none = lines.is_empty();
+    let owner = String::from("shop");
+    let mut note = String::new();
+    let total = price(&item).await?;
+    note.push_str(&owner);
+    Ok(format!(
+        "{title} {label} {none} {note} {total} {}",
+        count + 1
+    ))
+}
+
+#[tokio::test]
+async fn locals_typed_by_std_names_are_held_without_annotations() {
+    let lines = vec![Line {
+        item: "cup".to_owned(),
+        price: 3,
+    }];
+    let (end, states) = drive::<described>(("tea".to_owned(), lines)).await;
+    assert!(
+        matches!(&end, End::Complete(output) if output == "tea x1 1 false shop 3 2"),
+        "{end:?}"
+    );
+    assert_eq!(take_log(), ["price tea"]);
+    // Every one of them is stored at the step.
+    let at_price = &states[1];
+    for name in ["title", "count", "label", "none", "owner", "note"] {
+        assert!(
+            at_price.contains(&format!("\"{name}\"")),
+            "{name}: {at_price}"
+        );
+    }
+}

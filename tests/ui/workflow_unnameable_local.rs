@@ -19,7 +19,7 @@ async fn ship(id: u32) -> Result<(), StepError> {
 
 #[workflow]
 async fn order(ids: Vec<u32>) -> Result<usize, WorkflowError> {
-    let count = ids.len();
+    let count = ids.iter().filter(|id| **id > 3).count();
     reserve(&ids[0]).await?;
     Ok(count)
 }

@@ -1905,6 +1905,30 @@ impl Lowerer<'_> {
             Expr::MethodCall(call) if call.method == "clone" && call.args.is_empty() => {
                 self.value_type(&call.receiver, bound)
             }
+            // The methods whose type their name says: `ToString` always
+            // gives a `String`; `len` and `is_empty` are std's convention.
+            Expr::MethodCall(call) if call.args.is_empty() && call.method == "to_string" => {
+                VarType::Written(syn::parse_quote!(::std::string::String))
+            }
+            Expr::MethodCall(call) if call.args.is_empty() && call.method == "len" => {
+                VarType::Written(syn::parse_quote!(usize))
+            }
+            Expr::MethodCall(call) if call.args.is_empty() && call.method == "is_empty" => {
+                VarType::Written(syn::parse_quote!(bool))
+            }
+            // `n as u64`: the type written.
+            Expr::Cast(cast) => VarType::Written((*cast.ty).clone()),
+            // `format!(..)` is a `String`.
+            Expr::Macro(expr_macro)
+                if expr_macro
+                    .mac
+                    .path
+                    .segments
+                    .last()
+                    .is_some_and(|last| last.ident == "format") =>
+            {
+                VarType::Written(syn::parse_quote!(::std::string::String))
+            }
             Expr::Paren(paren) => self.value_type(&paren.expr, bound),
             // `price * qty`: the operator trait's output for the operands'
             // types; an unsuffixed literal takes the other side's type.
@@ -1931,6 +1955,17 @@ impl Lowerer<'_> {
             }
             // The deterministic helpers: `sagaflow::uuid()` and the others.
             Expr::Call(call) if call.args.is_empty() => helper_type(&call.func),
+            // `String::from(..)`.
+            Expr::Call(call)
+                if call.args.len() == 1
+                    && matches!(&*call.func, Expr::Path(path)
+                        if path.qself.is_none()
+                            && path.path.segments.len() == 2
+                            && path.path.segments[0].ident == "String"
+                            && path.path.segments[1].ident == "from") =>
+            {
+                VarType::Written(syn::parse_quote!(::std::string::String))
+            }
             Expr::Lit(syn::ExprLit {
                 lit: syn::Lit::Bool(_),
                 ..
@@ -2431,9 +2466,9 @@ fn place_root(expr: &Expr) -> Option<&Ident> {
     }
 }
 
-/// The type of a call of `sagaflow::uuid`, `sagaflow::now` or
-/// `sagaflow::random` (the deterministic helpers); `Unknown` for any other
-/// function.
+/// The type of a call without arguments of `sagaflow::uuid`,
+/// `sagaflow::now` or `sagaflow::random` (the deterministic helpers), or of
+/// `String::new`; `Unknown` for any other function.
 fn helper_type(func: &Expr) -> VarType {
     let Expr::Path(path) = func else {
         return VarType::Unknown;
@@ -2444,13 +2479,15 @@ fn helper_type(func: &Expr) -> VarType {
         .iter()
         .map(|segment| segment.ident.to_string())
         .collect();
-    if path.qself.is_some() || segments.len() != 2 || segments[0] != "sagaflow" {
+    if path.qself.is_some() || segments.len() != 2 {
         return VarType::Unknown;
     }
-    match segments[1].as_str() {
-        "uuid" => VarType::Written(syn::parse_quote!(::std::string::String)),
-        "now" => VarType::Written(syn::parse_quote!(::std::time::SystemTime)),
-        "random" => VarType::Written(syn::parse_quote!(u64)),
+    match (segments[0].as_str(), segments[1].as_str()) {
+        ("sagaflow", "uuid") | ("String", "new") => {
+            VarType::Written(syn::parse_quote!(::std::string::String))
+        }
+        ("sagaflow", "now") => VarType::Written(syn::parse_quote!(::std::time::SystemTime)),
+        ("sagaflow", "random") => VarType::Written(syn::parse_quote!(u64)),
         _ => VarType::Unknown,
     }
 }

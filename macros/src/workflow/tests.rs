@@ -254,7 +254,7 @@ fn shadowing_live_together_is_an_error() {
 fn unnameable_and_borrowed_locals_are_errors() {
     let errors = lowering_errors(quote! {
         async fn place(order: Order) -> Result<u64, WorkflowError> {
-            let total = order.items.len();
+            let total = order.items.iter().map(|i| i.price).sum();
             let first = &order.items[0];
             let fine = total;
             reserve(&order).await?;
