@@ -12,7 +12,8 @@ use syn::visit::{self, Visit};
 use syn::{Expr, Path};
 
 use super::Errors;
-use super::lower::{is_compound, type_string, wait_name};
+use super::lower::is_compound;
+use super::names::{type_string, wait_name};
 use super::parse::WorkflowFn;
 
 /// A step call found in the body: its path and the span of its name.

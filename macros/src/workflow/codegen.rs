@@ -16,8 +16,9 @@ use std::collections::BTreeSet;
 
 use super::lower::{
     Block, Item, LabelIr, LoopHead, LoopItem, Machine, NodeId, Part, SiteKind, TargetIr, VarType,
-    camel_case, type_string,
+    camel_case,
 };
+use super::names::type_string;
 use super::parse::WorkflowFn;
 
 struct Names {

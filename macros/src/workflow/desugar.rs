@@ -41,8 +41,9 @@ use syn::{Block, Expr, ExprCall, Ident, Macro, Stmt, Token};
 
 use super::join::is_join;
 use super::lower::{
-    assignment_right, condition_lets, contains_step, is_compound, is_panic, step_call, wait_name,
+    assignment_right, condition_lets, contains_step, is_compound, is_panic, step_call,
 };
+use super::names::wait_name;
 
 /// Rewrites `body` in place.
 pub fn desugar(body: &mut Block) {

@@ -83,7 +83,7 @@ pub fn branches(mac: &Macro, mut errors: Option<&mut Errors>) -> Option<Vec<Bran
                 expr_await.await_token.span(),
                 format!(
                     "a branch of `sagaflow::join!` is written without `.await`; the join starts its branches concurrently and awaits them itself; write `{}`",
-                    super::lower::type_string(&expr_await.base)
+                    super::names::type_string(&expr_await.base)
                 ),
             );
             ok = false;
@@ -108,7 +108,7 @@ pub fn branches(mac: &Macro, mut errors: Option<&mut Errors>) -> Option<Vec<Bran
             .segments
             .last()
             .map_or_else(|| path.span(), |segment| segment.ident.span());
-        if let Some(wait) = super::lower::wait_name(path) {
+        if let Some(wait) = super::names::wait_name(path) {
             let instead = if wait == "child" {
                 "`let output = sagaflow::child(workflow, input).await?;`".to_owned()
             } else {
@@ -146,5 +146,5 @@ pub fn branches(mac: &Macro, mut errors: Option<&mut Errors>) -> Option<Vec<Bran
 }
 
 fn branch_name(branch: &Branch) -> String {
-    super::lower::type_string(&branch.step)
+    super::names::type_string(&branch.step)
 }

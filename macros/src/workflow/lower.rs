@@ -12,6 +12,7 @@ use syn::visit::{self, Visit};
 use syn::{Attribute, Expr, ExprCall, Ident, Pat, Path, PathArguments, Stmt, Type};
 
 use super::Errors;
+use super::names::{type_string, wait_name};
 use super::parse::WorkflowFn;
 
 /// A variable of the body, identified by its declaration (not its name).
@@ -217,60 +218,6 @@ fn join_output_display(steps: &[Path]) -> String {
     format!("({})", outputs.join(", "))
 }
 
-/// `Vec<u8>` rather than `Vec < u8 >`: tokens joined as people write them.
-pub fn type_string(tokens: &impl ToTokens) -> String {
-    let mut out = String::new();
-    let tokens: Vec<TokenTree> = tokens.to_token_stream().into_iter().collect();
-    write_tokens(&tokens, &mut out);
-    out
-}
-
-fn write_tokens(tokens: &[TokenTree], out: &mut String) {
-    let mut previous: Option<&TokenTree> = None;
-    for token in tokens {
-        let space = match (previous, token) {
-            (None, _) => false,
-            (Some(TokenTree::Punct(p)), _) if matches!(p.as_char(), '<' | '&' | ':' | '\'') => {
-                // `as ::x`: keep the space before a leading `::`, not inside it
-                false
-            }
-            (Some(_), TokenTree::Punct(p)) if matches!(p.as_char(), '<' | '>' | ',' | ';') => false,
-            (Some(TokenTree::Ident(_)), TokenTree::Punct(p)) if p.as_char() == ':' => false,
-            (Some(TokenTree::Punct(p)), TokenTree::Punct(q))
-                if p.as_char() == '>' && q.as_char() == ':' =>
-            {
-                false
-            }
-            (Some(TokenTree::Ident(_) | TokenTree::Punct(_)), TokenTree::Group(g))
-                if g.delimiter() != proc_macro2::Delimiter::Brace
-                    && !matches!(previous, Some(TokenTree::Punct(p)) if matches!(p.as_char(), ',' | '=')) =>
-            {
-                matches!(previous, Some(TokenTree::Ident(i)) if i == "dyn" || i == "impl" || i == "as" || i == "mut")
-            }
-            _ => true,
-        };
-        if space {
-            out.push(' ');
-        }
-        match token {
-            TokenTree::Group(group) => {
-                let (open, close) = match group.delimiter() {
-                    proc_macro2::Delimiter::Parenthesis => ("(", ")"),
-                    proc_macro2::Delimiter::Bracket => ("[", "]"),
-                    proc_macro2::Delimiter::Brace => ("{ ", " }"),
-                    proc_macro2::Delimiter::None => ("", ""),
-                };
-                out.push_str(open);
-                let inner: Vec<TokenTree> = group.stream().into_iter().collect();
-                write_tokens(&inner, out);
-                out.push_str(close);
-            }
-            other => out.push_str(&other.to_string()),
-        }
-        previous = Some(token);
-    }
-}
-
 /// A variable declared in the body (or a parameter).
 #[derive(Clone, Debug)]
 pub struct Binding {
@@ -351,19 +298,6 @@ impl SiteKind {
             _ => None,
         }
     }
-}
-
-/// The durable waits `#[workflow]` knows, by their last path segment.
-pub const WAITS: [&str; 5] = ["sleep", "sleep_until", "signal", "signal_timeout", "child"];
-
-/// `sagaflow::sleep`, `::sagaflow::signal`, ...: the wait's name, if `path` is one.
-pub fn wait_name(path: &Path) -> Option<String> {
-    let [first, last] = [path.segments.first()?, path.segments.last()?];
-    if path.segments.len() != 2 || first.ident != "sagaflow" {
-        return None;
-    }
-    let name = last.ident.to_string();
-    WAITS.contains(&name.as_str()).then_some(name)
 }
 
 /// A suspension point: a step call `path(args).await`, a durable timer or

@@ -22,6 +22,7 @@ mod codegen;
 mod desugar;
 mod join;
 mod lower;
+mod names;
 mod parse;
 mod rename;
 

@@ -3,7 +3,8 @@
 use proc_macro2::TokenStream;
 use quote::quote;
 
-use super::lower::{EdgeIr, LabelIr, Machine, SiteKind, TargetIr, type_string};
+use super::lower::{EdgeIr, LabelIr, Machine, SiteKind, TargetIr};
+use super::names::type_string;
 use super::{Errors, expand, lower, parse};
 
 /// Lowers a workflow; panics on errors.

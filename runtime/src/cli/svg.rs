@@ -105,8 +105,20 @@ fn back_edges(nodes: usize, edges: &[(usize, usize, EdgeLabel)]) -> Vec<bool> {
     back
 }
 
-fn escape(text: &str) -> String {
-    super::web::escape(text)
+/// HTML-escapes `text`.
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn count_label(counts: &StateCounts, name: &str, terminal: bool) -> Option<String> {

@@ -13,7 +13,7 @@ use axum::routing::get;
 use serde::Deserialize;
 
 use super::admin::{Admin, AdminError, InstanceDetail, ListQuery, MachineSource, now_ms};
-use super::svg::{self, Highlight};
+use super::svg::{self, Highlight, escape};
 use super::text;
 use crate::record::Phase;
 
@@ -72,22 +72,6 @@ pub fn router(admin: Admin) -> Router {
 /// Serves [`router`] on `listener` until the process ends.
 pub async fn serve(admin: Admin, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     axum::serve(listener, router(admin)).await
-}
-
-/// HTML-escapes `text`.
-pub(crate) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Percent-encodes a query value.
