@@ -9,7 +9,10 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::Error;
+use std::future::Future;
+
+use crate::error::{Error, StepError};
+use crate::step::Step;
 
 tokio::task_local! {
     static CONTEXT: AttemptContext;
@@ -207,4 +210,40 @@ pub(crate) async fn attempt_scope<F: std::future::Future>(
     fut: F,
 ) -> F::Output {
     ATTEMPT.scope(link, fut).await
+}
+
+/// Runs one attempt of step `S` in its step context, bounded by the step's
+/// timeout (a timeout is a retryable error) on the clock of the runtime
+/// driving the instance, else on tokio's.
+pub(crate) async fn run_attempt<S, F>(ctx: AttemptContext, step: F) -> Result<S::Output, StepError>
+where
+    S: Step,
+    F: Future<Output = Result<S::Output, StepError>> + Send,
+{
+    let Some(limit) = S::OPTIONS.timeout else {
+        return scope(ctx, step).await;
+    };
+    let timed_out = || {
+        Err(StepError::retryable(format!(
+            "attempt timed out after {}",
+            crate::machine::format_duration(limit)
+        )))
+    };
+    match crate::clock::of_runtime() {
+        Some(clock) => {
+            let deadline = clock.sleep_until(
+                clock
+                    .now_ms()
+                    .saturating_add(crate::clock::duration_ms(limit)),
+            );
+            tokio::select! {
+                result = scope(ctx, step) => result,
+                () = deadline => timed_out(),
+            }
+        }
+        None => match tokio::time::timeout(limit, scope(ctx, step)).await {
+            Ok(result) => result,
+            Err(_) => timed_out(),
+        },
+    }
 }

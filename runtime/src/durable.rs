@@ -63,9 +63,6 @@
 //! `set_status` does nothing, `signal` never completes and
 //! `signal_timeout` returns `None` after its timeout.
 
-use std::borrow::Cow;
-use std::cell::RefCell;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -73,6 +70,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::StepError;
+use crate::segment::with_segment;
 use crate::workflow::Workflow;
 
 /// Waits for `duration`: a durable timer in a workflow body.
@@ -304,106 +302,6 @@ pub fn set_status<T: Serialize>(status: T) {
     });
 }
 
-/// The deterministic context of the segment running on this thread.
-pub(crate) struct SegmentContext {
-    now_ms: u64,
-    seed: Seed,
-    draws: u64,
-    status: Option<serde_json::Value>,
-}
-
-/// What `uuid()` and `random()` derive their values from: hashed on the
-/// first draw, as most segments draw nothing.
-enum Seed {
-    Pending {
-        id: Arc<str>,
-        state: Cow<'static, str>,
-        transitions: u64,
-    },
-    Ready(u64),
-}
-
-impl SegmentContext {
-    /// The context of a segment of instance `id` at `state`, after
-    /// `transitions` committed transitions.
-    pub(crate) fn for_segment(
-        id: Arc<str>,
-        state: Cow<'static, str>,
-        transitions: u64,
-        now_ms: u64,
-    ) -> SegmentContext {
-        SegmentContext {
-            now_ms,
-            seed: Seed::Pending {
-                id,
-                state,
-                transitions,
-            },
-            draws: 0,
-            status: None,
-        }
-    }
-
-    fn seed(&mut self) -> u64 {
-        match &self.seed {
-            Seed::Ready(seed) => *seed,
-            Seed::Pending {
-                id,
-                state,
-                transitions,
-            } => {
-                let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-                for byte in id
-                    .bytes()
-                    .chain([0])
-                    .chain(state.bytes())
-                    .chain([0])
-                    .chain(transitions.to_le_bytes())
-                {
-                    hash ^= u64::from(byte);
-                    hash = hash.wrapping_mul(0x0100_0000_01b3);
-                }
-                self.seed = Seed::Ready(hash);
-                hash
-            }
-        }
-    }
-}
-
-thread_local! {
-    static SEGMENT: RefCell<Option<SegmentContext>> = const { RefCell::new(None) };
-}
-
-fn with_segment<R>(f: impl FnOnce(&mut SegmentContext) -> R) -> Option<R> {
-    SEGMENT.with(|segment| segment.borrow_mut().as_mut().map(f))
-}
-
-/// Runs `run` (synchronous: a segment has no `.await`) with `context` on
-/// this thread; returns its result and the status it set.
-pub(crate) fn in_segment<R>(
-    context: SegmentContext,
-    run: impl FnOnce() -> R,
-) -> (R, Option<serde_json::Value>) {
-    struct Restore(Option<SegmentContext>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let previous = self.0.take();
-            SEGMENT.with(|segment| *segment.borrow_mut() = previous);
-        }
-    }
-    let previous = SEGMENT.with(|segment| segment.borrow_mut().replace(context));
-    let restore = Restore(previous);
-    let result = run();
-    let status = SEGMENT.with(|segment| {
-        segment
-            .borrow_mut()
-            .as_mut()
-            .and_then(|context| context.status.take())
-    });
-    drop(restore);
-    (result, status)
-}
-
 /// SplitMix64's finaliser: spreads the bits of `x`.
 fn splitmix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -414,7 +312,11 @@ fn splitmix(mut x: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+    use std::sync::Arc;
+
     use super::*;
+    use crate::segment::{SegmentContext, in_segment};
 
     fn context(id: &str, state: &str, transitions: u64, now_ms: u64) -> SegmentContext {
         SegmentContext::for_segment(

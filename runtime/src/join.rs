@@ -20,11 +20,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::context::AttemptContext;
+use crate::context::{AttemptContext, run_attempt};
 use crate::error::StepError;
-use crate::record::RawJson;
-use crate::step::{Step, StepKind};
-use crate::workflow::{CompensationEntry, StepOutcome};
+use crate::record::{CompensationEntry, RawJson};
+use crate::step::{Step, StepKind, StepOutcome};
 
 /// Where one branch of a join stands, as stored in the join's state.
 #[doc(hidden)]
@@ -188,17 +187,15 @@ impl JoinRun {
                     attempt,
                     iteration: self.iteration,
                 };
-                crate::workflow::run_attempt::<S, F>(ctx, step)
-                    .await
-                    .and_then(|output| {
-                        let value = serde_json::to_value(&output).map_err(|error| {
-                            StepError::permanent(format!(
-                                "the output of step `{}` does not serialize: {error}",
-                                S::NAME
-                            ))
-                        })?;
-                        Ok((output, value, args))
-                    })
+                run_attempt::<S, F>(ctx, step).await.and_then(|output| {
+                    let value = serde_json::to_value(&output).map_err(|error| {
+                        StepError::permanent(format!(
+                            "the output of step `{}` does not serialize: {error}",
+                            S::NAME
+                        ))
+                    })?;
+                    Ok((output, value, args))
+                })
             }
         };
         let (slot, outcome, returned) = match result {

@@ -18,6 +18,7 @@ pub mod machine;
 pub mod migrate;
 pub mod record;
 pub mod runtime;
+mod segment;
 pub mod step;
 pub mod store;
 pub mod workflow;

@@ -18,8 +18,6 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::workflow::CompensationEntry;
-
 /// The envelope's format version; a record with another one is not decoded.
 pub const FORMAT: u32 = 1;
 
@@ -347,6 +345,27 @@ pub struct SignalMessage {
     pub at: u64,
     /// The value, as JSON.
     pub value: serde_json::Value,
+}
+
+/// A completed compensable step: what its compensation needs.
+///
+/// Arguments and output are kept as the JSON text they are stored as: the
+/// record is written on every step, and the stack only grows, so its
+/// entries are copied into each write, never built into value trees.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CompensationEntry {
+    /// The step's name.
+    pub step: Cow<'static, str>,
+    /// The step's arguments, as the owned tuple `Step::Args` serializes.
+    pub args: RawJson,
+    /// The step's output.
+    pub output: RawJson,
+    /// For an entry that stands for a completed child workflow
+    /// (`sagaflow::child`): the child's instance id. Undoing it asks the
+    /// child to run its own compensation stack; `step` then holds the
+    /// child's workflow name and `args`/`output` are `null`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<String>,
 }
 
 /// JSON text kept as it was written: an instance's state, stored and handed

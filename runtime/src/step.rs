@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::StepError;
-use crate::record::RawJson;
+use crate::record::{CompensationEntry, RawJson};
 
 /// A future returned by a compensation: `Send`, owning everything it needs.
 pub type CompensationFuture =
@@ -310,4 +310,34 @@ where
     S: StepKindOf,
     S::Kind: NotPivot<S> + NotRetriable<S> + NotReadonly<S>,
 {
+}
+
+/// The outcome of the step attempt made by one `resume` call.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepOutcome {
+    /// The step succeeded.
+    Succeeded {
+        /// The step's name.
+        step: &'static str,
+        /// Its kind.
+        kind: StepKind,
+        /// For a compensable step, what to push on the compensation stack.
+        compensation: Option<CompensationEntry>,
+    },
+    /// The attempt failed and the policy allows another one after `delay`.
+    Retry {
+        /// The step's name.
+        step: &'static str,
+        /// The attempt's error.
+        error: StepError,
+        /// When to try again.
+        delay: Duration,
+    },
+    /// The step failed for good; the workflow body decides what follows.
+    Failed {
+        /// The step's name.
+        step: &'static str,
+        /// The last attempt's error.
+        error: StepError,
+    },
 }

@@ -8,10 +8,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::context::{self, AttemptContext};
+use crate::context::{AttemptContext, run_attempt};
 use crate::error::{StepError, WorkflowError};
 use crate::machine::StateMachine;
+pub use crate::record::CompensationEntry;
 use crate::record::RawJson;
+pub use crate::step::StepOutcome;
 use crate::step::{CompensationFuture, Step, StepKind};
 
 /// A workflow: implemented by `#[workflow]` on the unit struct it generates,
@@ -165,57 +167,6 @@ pub enum Attempt<T> {
     Done(Result<T, StepError>),
     /// Not final: the attempt failed and another is scheduled.
     Suspend,
-}
-
-/// A completed compensable step: what its compensation needs.
-///
-/// Arguments and output are kept as the JSON text they are stored as: the
-/// record is written on every step, and the stack only grows, so its
-/// entries are copied into each write, never built into value trees.
-#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
-pub struct CompensationEntry {
-    /// The step's name.
-    pub step: Cow<'static, str>,
-    /// The step's arguments, as the owned tuple `Step::Args` serializes.
-    pub args: RawJson,
-    /// The step's output.
-    pub output: RawJson,
-    /// For an entry that stands for a completed child workflow
-    /// (`sagaflow::child`): the child's instance id. Undoing it asks the
-    /// child to run its own compensation stack; `step` then holds the
-    /// child's workflow name and `args`/`output` are `null`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub child: Option<String>,
-}
-
-/// The outcome of the step attempt made by one `resume` call.
-#[derive(Clone, Debug, PartialEq)]
-pub enum StepOutcome {
-    /// The step succeeded.
-    Succeeded {
-        /// The step's name.
-        step: &'static str,
-        /// Its kind.
-        kind: StepKind,
-        /// For a compensable step, what to push on the compensation stack.
-        compensation: Option<CompensationEntry>,
-    },
-    /// The attempt failed and the policy allows another one after `delay`.
-    Retry {
-        /// The step's name.
-        step: &'static str,
-        /// The attempt's error.
-        error: StepError,
-        /// When to try again.
-        delay: Duration,
-    },
-    /// The step failed for good; the workflow body decides what follows.
-    Failed {
-        /// The step's name.
-        step: &'static str,
-        /// The last attempt's error.
-        error: StepError,
-    },
 }
 
 /// Runs one step attempt for the generated resume code and records what
@@ -438,13 +389,13 @@ impl Driver {
         &mut self,
         run: impl FnOnce() -> Result<Transition<S, T>, E>,
     ) -> Transition<S, T> {
-        let context = crate::durable::SegmentContext::for_segment(
+        let context = crate::segment::SegmentContext::for_segment(
             Arc::clone(&self.workflow_id),
             self.state.clone(),
             self.transitions,
             self.now_ms,
         );
-        let (result, status) = crate::durable::in_segment(context, run);
+        let (result, status) = crate::segment::in_segment(context, run);
         if status.is_some() {
             self.status = status;
         }
@@ -542,42 +493,6 @@ impl Driver {
                 }
             }
         }
-    }
-}
-
-/// Runs one attempt of step `S` in its step context, bounded by the step's
-/// timeout (a timeout is a retryable error) on the clock of the runtime
-/// driving the instance, else on tokio's.
-pub(crate) async fn run_attempt<S, F>(ctx: AttemptContext, step: F) -> Result<S::Output, StepError>
-where
-    S: Step,
-    F: Future<Output = Result<S::Output, StepError>> + Send,
-{
-    let Some(limit) = S::OPTIONS.timeout else {
-        return context::scope(ctx, step).await;
-    };
-    let timed_out = || {
-        Err(StepError::retryable(format!(
-            "attempt timed out after {}",
-            crate::machine::format_duration(limit)
-        )))
-    };
-    match crate::clock::of_runtime() {
-        Some(clock) => {
-            let deadline = clock.sleep_until(
-                clock
-                    .now_ms()
-                    .saturating_add(crate::clock::duration_ms(limit)),
-            );
-            tokio::select! {
-                result = context::scope(ctx, step) => result,
-                () = deadline => timed_out(),
-            }
-        }
-        None => match tokio::time::timeout(limit, context::scope(ctx, step)).await {
-            Ok(result) => result,
-            Err(_) => timed_out(),
-        },
     }
 }
 
