@@ -61,6 +61,12 @@ impl Desugar {
         Ident::new(&format!("__step{}", self.next), span)
     }
 
+    /// The variable a value's branches assign (`__valueN`).
+    fn value_var(&mut self, span: Span) -> Ident {
+        self.next += 1;
+        Ident::new(&format!("__value{}", self.next), span)
+    }
+
     // Input:  one statement of a block
     // Output: the statements it becomes (itself when nothing changes)
     fn statement(&mut self, stmt: Stmt) -> Vec<Stmt> {
@@ -136,8 +142,7 @@ impl Desugar {
             return before;
         }
         *init.expr = expr;
-        self.next += 1;
-        let value = Ident::new(&format!("__value{}", self.next), init.expr.span());
+        let value = self.value_var(init.expr.span());
         let declare: Stmt = match &local.pat {
             syn::Pat::Type(typed) => {
                 let ty = &typed.ty;
@@ -329,8 +334,7 @@ impl Desugar {
                     *clean = false;
                     return;
                 }
-                self.next += 1;
-                let value = Ident::new(&format!("__value{}", self.next), binary.span());
+                let value = self.value_var(binary.span());
                 let (left, right) = (&binary.left, &binary.right);
                 let (then, otherwise): (Expr, Expr) = match binary.op {
                     syn::BinOp::And(_) => (syn::parse_quote!(#right), syn::parse_quote!(false)),

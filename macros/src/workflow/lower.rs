@@ -1841,14 +1841,13 @@ impl Lowerer<'_> {
             }
             // The methods whose type their name says: `ToString` always
             // gives a `String`; `len` and `is_empty` are std's convention.
-            Expr::MethodCall(call) if call.args.is_empty() && call.method == "to_string" => {
-                VarType::Written(syn::parse_quote!(::std::string::String))
-            }
-            Expr::MethodCall(call) if call.args.is_empty() && call.method == "len" => {
-                VarType::Written(syn::parse_quote!(usize))
-            }
-            Expr::MethodCall(call) if call.args.is_empty() && call.method == "is_empty" => {
-                VarType::Written(syn::parse_quote!(bool))
+            Expr::MethodCall(call) if call.args.is_empty() => {
+                match call.method.to_string().as_str() {
+                    "to_string" => VarType::Written(syn::parse_quote!(::std::string::String)),
+                    "len" => VarType::Written(syn::parse_quote!(usize)),
+                    "is_empty" => VarType::Written(syn::parse_quote!(bool)),
+                    _ => VarType::Unknown,
+                }
             }
             // `n as u64`: the type written.
             Expr::Cast(cast) => VarType::Written((*cast.ty).clone()),
@@ -1887,19 +1886,9 @@ impl Lowerer<'_> {
                 }
                 VarType::Operated(Box::new(left), op, Box::new(right))
             }
-            // The deterministic helpers: `sagaflow::uuid()` and the others.
-            Expr::Call(call) if call.args.is_empty() => helper_type(&call.func),
-            // `String::from(..)`.
-            Expr::Call(call)
-                if call.args.len() == 1
-                    && matches!(&*call.func, Expr::Path(path)
-                        if path.qself.is_none()
-                            && path.path.segments.len() == 2
-                            && path.path.segments[0].ident == "String"
-                            && path.path.segments[1].ident == "from") =>
-            {
-                VarType::Written(syn::parse_quote!(::std::string::String))
-            }
+            // The deterministic helpers (`sagaflow::uuid()` ..), `String::new()`
+            // and `String::from(..)`.
+            Expr::Call(call) => helper_type(&call.func, call.args.len()),
             Expr::Lit(syn::ExprLit {
                 lit: syn::Lit::Bool(_),
                 ..
@@ -1918,9 +1907,10 @@ impl Lowerer<'_> {
                 let suffix = Ident::new(float.suffix(), float.span());
                 VarType::Written(syn::parse_quote!(#suffix))
             }
-            // `Receipt { order, slot }`: a struct named by one segment with no
-            // generics is its own type (`Shape::Circle { .. }` may be a
-            // variant, and `Wrapper { .. }` may infer generic arguments).
+            // `Receipt { order, slot }`: a struct named by one capitalised
+            // segment is taken as its own type (`Shape::Circle { .. }` may be
+            // a variant). A generic struct whose arguments rustc infers
+            // (`Page { items }`) gets rustc's "missing generics" on the state.
             Expr::Struct(literal)
                 if literal.qself.is_none()
                     && literal.path.segments.len() == 1
@@ -1981,8 +1971,8 @@ impl Lowerer<'_> {
         let mut inner = bound.to_vec();
         for stmt in &block.stmts {
             if let Stmt::Local(local) = stmt {
-                let names = pattern_types(&local.pat, VarType::Unknown);
-                inner.extend(names.into_iter().map(|(name, _)| (name, VarType::Unknown)));
+                let names = pattern_names(&local.pat);
+                inner.extend(names.into_iter().map(|name| (name, VarType::Unknown)));
             }
         }
         match block.stmts.last() {
@@ -2400,10 +2390,10 @@ fn place_root(expr: &Expr) -> Option<&Ident> {
     }
 }
 
-/// The type of a call without arguments of `sagaflow::uuid`,
-/// `sagaflow::now` or `sagaflow::random` (the deterministic helpers), or of
-/// `String::new`; `Unknown` for any other function.
-fn helper_type(func: &Expr) -> VarType {
+/// The type of a call with `args` arguments of `sagaflow::uuid`,
+/// `sagaflow::now` or `sagaflow::random` (the deterministic helpers, none),
+/// `String::new` (none) or `String::from` (one); `Unknown` for any other.
+fn helper_type(func: &Expr, args: usize) -> VarType {
     let Expr::Path(path) = func else {
         return VarType::Unknown;
     };
@@ -2416,12 +2406,12 @@ fn helper_type(func: &Expr) -> VarType {
     if path.qself.is_some() || segments.len() != 2 {
         return VarType::Unknown;
     }
-    match (segments[0].as_str(), segments[1].as_str()) {
-        ("sagaflow", "uuid") | ("String", "new") => {
+    match (segments[0].as_str(), segments[1].as_str(), args) {
+        ("sagaflow", "uuid", 0) | ("String", "new", 0) | ("String", "from", 1) => {
             VarType::Written(syn::parse_quote!(::std::string::String))
         }
-        ("sagaflow", "now") => VarType::Written(syn::parse_quote!(::std::time::SystemTime)),
-        ("sagaflow", "random") => VarType::Written(syn::parse_quote!(u64)),
+        ("sagaflow", "now", 0) => VarType::Written(syn::parse_quote!(::std::time::SystemTime)),
+        ("sagaflow", "random", 0) => VarType::Written(syn::parse_quote!(u64)),
         _ => VarType::Unknown,
     }
 }
@@ -2537,12 +2527,7 @@ fn must_assign(expr: &Expr) -> Assigned {
             let arms = expr_match
                 .arms
                 .iter()
-                .map(|arm| {
-                    let mut found = Vec::new();
-                    pattern_bindings(&arm.pat, VarType::Unknown, &mut found);
-                    let bound = found.iter().map(|(pat, _)| pat.ident.to_string()).collect();
-                    must_assign(&arm.body).without(&bound)
-                })
+                .map(|arm| must_assign(&arm.body).without(&pattern_names(&arm.pat)))
                 .reduce(Assigned::or)
                 // A match without arms never goes on.
                 .unwrap_or(Assigned::Diverges);
@@ -2569,9 +2554,7 @@ fn block_must_assign(block: &syn::Block) -> Assigned {
                     .as_ref()
                     .map_or_else(Assigned::none, |init| must_assign(&init.expr));
                 let value = value.without(&shadowed);
-                let mut found = Vec::new();
-                pattern_bindings(&local.pat, VarType::Unknown, &mut found);
-                shadowed.extend(found.iter().map(|(pat, _)| pat.ident.to_string()));
+                shadowed.extend(pattern_names(&local.pat));
                 value
             }
             Stmt::Expr(expr, _) => must_assign(expr).without(&shadowed),
@@ -2584,6 +2567,13 @@ fn block_must_assign(block: &syn::Block) -> Assigned {
         }
     }
     assigned
+}
+
+/// The names `pat` binds.
+fn pattern_names(pat: &Pat) -> BTreeSet<String> {
+    let mut found = Vec::new();
+    pattern_bindings(pat, VarType::Unknown, &mut found);
+    found.iter().map(|(pat, _)| pat.ident.to_string()).collect()
 }
 
 /// Whether a macro is one that panics.
