@@ -1,13 +1,11 @@
 //! The static description of a generated state machine, and its diagrams.
 
+use std::collections::HashMap;
 use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
-
-use crate::step::StepKind;
 
 pub mod compat;
 mod description;
+mod graph;
 pub mod shape;
 
 pub use description::{
@@ -15,11 +13,10 @@ pub use description::{
     MachineDescription, ShapeDescription, StateDescription, StepDescription, Terminal, Traced,
     VariableDescription, machine_key,
 };
-
-/// Traces the serde shape of a stored type (see [`shape::trace`]): what the
-/// generated machine keeps for each stored variable, step argument tuple
-/// and step output, so the fingerprint covers their shapes.
-pub type ShapeFn = fn() -> Result<shape::Shape, shape::ShapeError>;
+pub use graph::{
+    Edge, EdgeLabel, ShapeFn, StateInfo, StepInfo, Target, Upgrade, Variable, fingerprint_combine,
+    shape_of,
+};
 
 /// The state machine `#[workflow]` generated: static data, the same on every
 /// run, so its diagrams can be snapshot-tested.
@@ -66,161 +63,6 @@ pub struct StateMachine {
     /// The description with traced shapes and the fingerprint, made once.
     #[doc(hidden)]
     pub traced: Traced,
-}
-
-/// The policy of a workflow version towards instances of older versions.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Upgrade {
-    /// Instances stay on the version they started on (the default); an
-    /// explicit migration (`#[migrate]`) may still move them.
-    #[default]
-    Pinned,
-    /// An instance of an older version parked at a state whose shape is the
-    /// same here (same state, same stored variables with compatible shapes,
-    /// the same steps behind it) moves to this version at its next claim.
-    Auto,
-}
-
-impl Upgrade {
-    /// `pinned` or `auto`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Upgrade::Pinned => "pinned",
-            Upgrade::Auto => "auto",
-        }
-    }
-}
-
-/// One state of a machine: `Start`, or a suspension point.
-#[derive(Debug)]
-pub struct StateInfo {
-    /// The state enum's variant name, e.g. `ChargePayment1`.
-    pub name: &'static str,
-    /// The step this state runs, `None` for `Start` and for waits.
-    pub step: Option<StepInfo>,
-    /// What a durable wait waits for (`sleep`, `signal approval`,
-    /// `child ship_order`, ...), `None` for `Start` and for steps.
-    pub wait: Option<&'static str>,
-    /// The variables the state stores, with their types as written.
-    pub variables: &'static [Variable],
-    /// Whether the code before the state computed something its step, or
-    /// the choice of its step, depends on: an argument from a call or a
-    /// macro, a local, a branch taken on a value. Entering it is then
-    /// written before its step runs even when no step ran before it (the
-    /// transition out of `Start`, the only one not written anyway), so
-    /// every attempt of the step, in every process, gets the same values.
-    pub commit_on_entry: bool,
-    /// For a join (`sagaflow::join!`), the steps its branches run, in the
-    /// order written; empty for every other state.
-    pub branches: &'static [StepInfo],
-}
-
-impl StateInfo {
-    /// Every step this state runs: its step, or a join's branches.
-    pub fn steps(&self) -> impl Iterator<Item = &StepInfo> {
-        self.step.iter().chain(self.branches)
-    }
-}
-
-/// The step a state runs.
-#[derive(Debug)]
-pub struct StepInfo {
-    /// The step's name.
-    pub name: &'static str,
-    /// Its kind.
-    pub kind: StepKind,
-    /// Its compensation's name, if it has one.
-    pub compensation: Option<&'static str>,
-    /// The shape of its owned argument tuple (kept on the compensation stack).
-    pub args: ShapeFn,
-    /// The shape of its output.
-    pub output: ShapeFn,
-}
-
-/// A variable stored in a state.
-#[derive(Debug)]
-pub struct Variable {
-    /// The variable's name.
-    pub name: &'static str,
-    /// Its type as written (or as the macro named it).
-    pub ty: &'static str,
-    /// Its serde shape.
-    pub shape: ShapeFn,
-}
-
-/// Folds `value` into the fingerprint `hash` (FNV-1a over its 8 bytes);
-/// `const`, so a workflow's structure hash can include its steps'.
-#[doc(hidden)]
-pub const fn fingerprint_combine(hash: u64, value: u64) -> u64 {
-    let bytes = value.to_le_bytes();
-    let mut hash = hash;
-    let mut i = 0;
-    while i < 8 {
-        hash ^= bytes[i] as u64;
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-        i += 1;
-    }
-    hash
-}
-
-/// [`shape::trace`] as a [`ShapeFn`], for `T`.
-pub const fn shape_of<T: serde::de::DeserializeOwned>() -> ShapeFn {
-    shape::trace::<T>
-}
-
-/// A transition of the machine.
-#[derive(Debug)]
-pub struct Edge {
-    /// Index of the source state in [`StateMachine::states`].
-    pub from: usize,
-    /// Where it leads.
-    pub to: Target,
-    /// Why it is taken.
-    pub label: EdgeLabel,
-}
-
-/// The end of an [`Edge`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Target {
-    /// Another state, by index in [`StateMachine::states`].
-    State(usize),
-    /// The workflow returns `Ok`: `Completed`.
-    Complete,
-    /// The workflow returns `Err`: `Compensated`, or `Failed` after the pivot.
-    Error,
-}
-
-/// Why an [`Edge`] is taken.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EdgeLabel {
-    /// The step succeeded and the code goes straight on.
-    Ok,
-    /// The step failed for good and `?` returned its error.
-    Err,
-    /// The code after the step chose this edge (`if`, `match`, `return`).
-    Branch,
-}
-
-impl EdgeLabel {
-    /// The label drawn on the edge.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            EdgeLabel::Ok => "ok",
-            EdgeLabel::Err => "err",
-            EdgeLabel::Branch => "branch",
-        }
-    }
-}
-
-impl StateInfo {
-    /// The workflow this state runs as a child (`sagaflow::child`), if it
-    /// is a child workflow's state: its `wait` is `child {name}`.
-    pub fn child_workflow(&self) -> Option<&'static str> {
-        self.wait.and_then(|wait| wait.strip_prefix("child "))
-    }
 }
 
 impl StateMachine {
@@ -284,6 +126,108 @@ impl StateMachine {
     }
 }
 
+/// The shapes traced while describing one machine, by the address of the
+/// function that traces them: a type stored in many states (the input,
+/// say) is traced once.
+#[derive(Default)]
+struct ShapeMemo(HashMap<usize, ShapeDescription>);
+
+impl ShapeMemo {
+    fn trace(&mut self, shape: ShapeFn) -> ShapeDescription {
+        self.0
+            .entry(shape as usize)
+            .or_insert_with(|| ShapeDescription::of(shape))
+            .clone()
+    }
+
+    fn step(&mut self, step: &StepInfo) -> StepDescription {
+        StepDescription {
+            name: step.name.to_owned(),
+            kind: step.kind,
+            compensation: step.compensation.map(str::to_owned),
+            args: Some(self.trace(step.args)),
+            output: Some(self.trace(step.output)),
+        }
+    }
+}
+
+impl From<&StateMachine> for MachineDescription {
+    fn from(machine: &StateMachine) -> MachineDescription {
+        machine.describe()
+    }
+}
+
+impl MachineDescription {
+    /// Describes `machine`, tracing the shape of every stored type, and
+    /// computes its fingerprint: the structure's hash with the digest of
+    /// each variable's shape (state by state, in order), each distinct
+    /// step's argument and output shapes (in order of first call) and the
+    /// workflow output's shape folded in.
+    fn trace(machine: &StateMachine) -> MachineDescription {
+        let mut memo = ShapeMemo::default();
+        let states: Vec<StateDescription> = machine
+            .states
+            .iter()
+            .map(|state| StateDescription {
+                name: state.name.to_owned(),
+                step: state.step.as_ref().map(|step| memo.step(step)),
+                branches: state.branches.iter().map(|step| memo.step(step)).collect(),
+                wait: state.wait.map(str::to_owned),
+                variables: state
+                    .variables
+                    .iter()
+                    .map(|variable| VariableDescription {
+                        name: variable.name.to_owned(),
+                        ty: variable.ty.to_owned(),
+                        shape: Some(memo.trace(variable.shape)),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let output = memo.trace(machine.output);
+        let mut fingerprint = machine.structure;
+        let digests = |shape: &Option<ShapeDescription>, written: &str| {
+            shape.as_ref().map_or(0, |shape| shape.digest(written))
+        };
+        for state in &states {
+            for variable in &state.variables {
+                fingerprint =
+                    fingerprint_combine(fingerprint, digests(&variable.shape, &variable.ty));
+            }
+        }
+        let mut seen: Vec<&str> = Vec::new();
+        for step in states.iter().flat_map(StateDescription::steps) {
+            if seen.contains(&step.name.as_str()) {
+                continue;
+            }
+            seen.push(&step.name);
+            // The step's own fingerprint (in the structure) covers its types
+            // as written.
+            fingerprint = fingerprint_combine(fingerprint, digests(&step.args, ""));
+            fingerprint = fingerprint_combine(fingerprint, digests(&step.output, ""));
+        }
+        fingerprint = fingerprint_combine(fingerprint, output.digest(""));
+        MachineDescription {
+            workflow: machine.workflow.to_owned(),
+            fingerprint,
+            version: machine.version,
+            upgrade: machine.upgrade,
+            structure: Some(machine.structure),
+            output: Some(output),
+            edges: machine
+                .edges
+                .iter()
+                .map(|edge| EdgeDescription {
+                    from: edge.from,
+                    to: edge.to,
+                    label: edge.label,
+                })
+                .collect(),
+            states,
+        }
+    }
+}
+
 /// `30s`, `1.5s`, `250ms`: a short human form of a duration.
 pub(crate) fn format_duration(duration: Duration) -> String {
     if duration.subsec_nanos() == 0 {
@@ -298,6 +242,7 @@ pub(crate) fn format_duration(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::step::StepKind;
 
     const fn step(
         name: &'static str,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::AdminError;
+use super::admin::AdminError;
 use crate::store::Store;
 
 /// The URL forms [`open_store`] understands, for error messages.

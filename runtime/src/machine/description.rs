@@ -1,10 +1,10 @@
-//! [`MachineDescription`]: an owned, serde-able copy of a [`StateMachine`],
+//! [`MachineDescription`]: an owned, serde-able copy of a [`StateMachine`](super::StateMachine),
 //! and the one place diagrams are drawn from.
 //!
 //! A runtime writes the description of every machine it registers to the
 //! store (`machines/{workflow}/{fingerprint}`, see [`machine_key`]), so a
 //! tool that knows no workflows (the bare `sagaflow` binary) can still draw
-//! them. [`StateMachine::to_mermaid`] and [`StateMachine::to_dot`] render
+//! them. [`StateMachine::to_mermaid`](super::StateMachine::to_mermaid) and [`StateMachine::to_dot`](super::StateMachine::to_dot) render
 //! through this type too, so a stored diagram and a registered one cannot
 //! drift apart.
 //!
@@ -12,14 +12,13 @@
 //! with `#[serde(default)]` (descriptions written by older code lack it)
 //! and copying it in the `From` impl.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
+use super::graph::{EdgeLabel, ShapeFn, Target, Upgrade};
 use super::shape::Shape;
-use super::{EdgeLabel, ShapeFn, StateMachine, Target, Upgrade, fingerprint_combine};
 use crate::record::format_fingerprint;
 use crate::step::StepKind;
 
@@ -38,7 +37,7 @@ pub fn machine_key(workflow: &str, fingerprint: u64) -> String {
     )
 }
 
-/// An owned copy of a [`StateMachine`], as JSON in the store.
+/// An owned copy of a [`StateMachine`](super::StateMachine), as JSON in the store.
 ///
 /// ```
 /// # use sagaflow::prelude::*;
@@ -67,7 +66,7 @@ pub struct MachineDescription {
     /// Whether older versions' instances may move to this one by themselves.
     #[serde(default)]
     pub upgrade: Upgrade,
-    /// The hash of the structure alone (see [`StateMachine::structure`]);
+    /// The hash of the structure alone (see [`StateMachine::structure`](super::StateMachine::structure));
     /// `None` in descriptions written before shapes were traced, whose
     /// fingerprint was the structure's hash.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "hex_option")]
@@ -98,7 +97,7 @@ pub enum ShapeDescription {
 }
 
 impl ShapeDescription {
-    fn of(shape: ShapeFn) -> ShapeDescription {
+    pub(super) fn of(shape: ShapeFn) -> ShapeDescription {
         match shape() {
             Ok(shape) => ShapeDescription::Traced(shape),
             Err(error) => ShapeDescription::Untraced(error.to_string()),
@@ -127,7 +126,7 @@ impl ShapeDescription {
     }
 }
 
-/// The traced description of a [`StateMachine`], made on first use: a
+/// The traced description of a [`StateMachine`](super::StateMachine), made on first use: a
 /// `static` machine holds one (`Traced::new()` in generated code).
 #[derive(Debug, Default)]
 pub struct Traced(OnceLock<MachineDescription>);
@@ -286,108 +285,6 @@ pub struct DrawnEdge {
     pub to: DrawnTarget,
     /// Why it is taken.
     pub label: EdgeLabel,
-}
-
-/// The shapes traced while describing one machine, by the address of the
-/// function that traces them: a type stored in many states (the input,
-/// say) is traced once.
-#[derive(Default)]
-struct ShapeMemo(HashMap<usize, ShapeDescription>);
-
-impl ShapeMemo {
-    fn trace(&mut self, shape: ShapeFn) -> ShapeDescription {
-        self.0
-            .entry(shape as usize)
-            .or_insert_with(|| ShapeDescription::of(shape))
-            .clone()
-    }
-
-    fn step(&mut self, step: &super::StepInfo) -> StepDescription {
-        StepDescription {
-            name: step.name.to_owned(),
-            kind: step.kind,
-            compensation: step.compensation.map(str::to_owned),
-            args: Some(self.trace(step.args)),
-            output: Some(self.trace(step.output)),
-        }
-    }
-}
-
-impl From<&StateMachine> for MachineDescription {
-    fn from(machine: &StateMachine) -> MachineDescription {
-        machine.describe()
-    }
-}
-
-impl MachineDescription {
-    /// Describes `machine`, tracing the shape of every stored type, and
-    /// computes its fingerprint: the structure's hash with the digest of
-    /// each variable's shape (state by state, in order), each distinct
-    /// step's argument and output shapes (in order of first call) and the
-    /// workflow output's shape folded in.
-    pub(super) fn trace(machine: &StateMachine) -> MachineDescription {
-        let mut memo = ShapeMemo::default();
-        let states: Vec<StateDescription> = machine
-            .states
-            .iter()
-            .map(|state| StateDescription {
-                name: state.name.to_owned(),
-                step: state.step.as_ref().map(|step| memo.step(step)),
-                branches: state.branches.iter().map(|step| memo.step(step)).collect(),
-                wait: state.wait.map(str::to_owned),
-                variables: state
-                    .variables
-                    .iter()
-                    .map(|variable| VariableDescription {
-                        name: variable.name.to_owned(),
-                        ty: variable.ty.to_owned(),
-                        shape: Some(memo.trace(variable.shape)),
-                    })
-                    .collect(),
-            })
-            .collect();
-        let output = memo.trace(machine.output);
-        let mut fingerprint = machine.structure;
-        let digests = |shape: &Option<ShapeDescription>, written: &str| {
-            shape.as_ref().map_or(0, |shape| shape.digest(written))
-        };
-        for state in &states {
-            for variable in &state.variables {
-                fingerprint =
-                    fingerprint_combine(fingerprint, digests(&variable.shape, &variable.ty));
-            }
-        }
-        let mut seen: Vec<&str> = Vec::new();
-        for step in states.iter().flat_map(StateDescription::steps) {
-            if seen.contains(&step.name.as_str()) {
-                continue;
-            }
-            seen.push(&step.name);
-            // The step's own fingerprint (in the structure) covers its types
-            // as written.
-            fingerprint = fingerprint_combine(fingerprint, digests(&step.args, ""));
-            fingerprint = fingerprint_combine(fingerprint, digests(&step.output, ""));
-        }
-        fingerprint = fingerprint_combine(fingerprint, output.digest(""));
-        MachineDescription {
-            workflow: machine.workflow.to_owned(),
-            fingerprint,
-            version: machine.version,
-            upgrade: machine.upgrade,
-            structure: Some(machine.structure),
-            output: Some(output),
-            edges: machine
-                .edges
-                .iter()
-                .map(|edge| EdgeDescription {
-                    from: edge.from,
-                    to: edge.to,
-                    label: edge.label,
-                })
-                .collect(),
-            states,
-        }
-    }
 }
 
 impl MachineDescription {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 use async_trait::async_trait;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
-use super::{Expect, ScanPage, Store, Versioned, Write};
+use super::contract::{Expect, ScanPage, Store, Versioned, Write};
 use crate::error::StoreError;
 
 /// The most writes sent in one batch.

@@ -2,7 +2,7 @@
 
 use std::fmt::Display;
 
-use super::{Field, Shape, ShapeChange, Variant, VariantDisplay, VariantShape};
+use super::model::{Field, Shape, ShapeChange, Variant, VariantDisplay, VariantShape};
 
 impl Shape {
     /// The digest tag and display name of a shape without contents.

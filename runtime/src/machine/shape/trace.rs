@@ -10,7 +10,7 @@ use serde::de::{
     Visitor,
 };
 
-use super::{Field, Shape, ShapeError, Variant, VariantShape};
+use super::model::{Field, Shape, ShapeError, Variant, VariantShape};
 
 const MAX_PASSES: usize = 10_000;
 const MAX_DEPTH: usize = 128;
