@@ -11,21 +11,27 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+mod children;
+mod compensate;
+mod lease;
+mod transition;
+
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tracing::Instrument as _;
 
 use super::erased::{ErasedWorkflow, Moved, ResumeError, ResumeInput, ResumeReport, TypedState};
-use super::{ChildStart, Ended, Local, Runtime};
+use super::{Ended, Local, Runtime};
 use crate::clock::duration_ms;
-use crate::context::{self, AttemptContext, AttemptLink};
+use crate::context::{self, AttemptLink};
 use crate::error::{Error, StepError, StoreError};
-use crate::join::{self, Checkpoint};
-use crate::record::{
-    self, EventKind, Failure, Heartbeat, HistoryEvent, InstanceRecord, Phase, RawJson,
-};
-use crate::step::{RetryPolicy, StepKind};
+use crate::join::Checkpoint;
+use crate::record::{self, EventKind, Failure, Heartbeat, HistoryEvent, InstanceRecord, Phase};
 use crate::store::{Expect, Versioned};
-use crate::workflow::{CompensationEntry, StepOutcome, Suspension};
+use crate::workflow::StepOutcome;
+use transition::{
+    AttemptPlan, begin_rollback, enter_wait, fail, record_step, record_wait_end,
+    schedule_suspended, wait_ended_at,
+};
 
 /// Backoff bounds when the store fails under a worker.
 const STORE_BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -451,178 +457,13 @@ impl Worker {
         self.runtime.inner.clock.now_ms()
     }
 
-    /// Runs `attempt` (a step or compensation attempt) in this task while
-    /// renewing the lease every third of its TTL, with the attempt's latest
-    /// heartbeat. A panic in the attempt is its `Err`. `None` when the lease
-    /// turned out to be lost: the attempt is dropped, as its result would
-    /// have been discarded anyway.
-    /// A join's branches send their checkpoints on `checkpoints`: each is
-    /// written as it arrives, and a checkpoint that cannot be written stops
-    /// the attempt like a lost lease.
-    async fn while_leased<T>(
-        &mut self,
-        attempt_future: impl Future<Output = T>,
-        link: &AttemptLink,
-        state: &str,
-        attempt: u32,
-        mut checkpoints: Option<&mut JoinCheckpoints>,
-    ) -> Option<Result<T, Panic>> {
-        let mut task = pin!(catch_panic(attempt_future));
-        // Most attempts end on their first poll: they need no renewal
-        // timer (whose registration would cost more than the step).
-        if let Poll::Ready(joined) =
-            std::future::poll_fn(|cx| Poll::Ready(task.as_mut().poll(cx))).await
-        {
-            return Some(joined);
-        }
-        loop {
-            let renew = self.runtime.inner.clock.sleep_until(self.renew_at);
-            tokio::select! {
-                joined = &mut task => return Some(joined),
-                checkpoint = next_checkpoint(checkpoints.as_deref_mut()) => {
-                    let Some(join) = checkpoints.as_deref() else { continue };
-                    let (state_name, started) = (join.state_name.clone(), join.started);
-                    match self.checkpoint(checkpoint, &state_name, started).await {
-                        Ok(Flow::Continue) => {}
-                        Ok(Flow::Stop) => {
-                            link.mark_lost();
-                            return None;
-                        }
-                        Err(error) => {
-                            // Unwritten, the branch's end would be lost: stop as
-                            // after a crash; the lease lapses and the unfinished
-                            // branches run again from the stored record.
-                            tracing::warn!(%error, "cannot write a join checkpoint; stopping");
-                            link.mark_lost();
-                            return None;
-                        }
-                    }
-                }
-                () = renew => match self.renew(link, state, attempt).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        link.mark_lost();
-                        return None;
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot renew the lease; retrying");
-                        let retry = (self.runtime.lease_ttl_ms() / 10).max(1);
-                        self.renew_at = self.now().saturating_add(retry);
-                    }
-                },
-            }
-        }
-    }
-
-    /// Extends the lease (and records the latest heartbeat) with one
-    /// compare-and-swap. `false` if the lease is no longer this worker's.
-    async fn renew(
-        &mut self,
-        link: &AttemptLink,
-        state: &str,
-        attempt: u32,
-    ) -> Result<bool, Error> {
-        loop {
-            let now = self.now();
-            let mut next = self.current.record.clone();
-            next.lease.expires_at = Some(now.saturating_add(self.runtime.lease_ttl_ms()));
-            next.updated_at = now;
-            if let Some(heartbeat) = heartbeat_of(link, state, attempt, now) {
-                next.heartbeat = Some(heartbeat);
-            }
-            let Ok(bytes) = record::encode(&next) else {
-                return Ok(true);
-            };
-            match self
-                .runtime
-                .inner
-                .store()
-                .put(&self.key, bytes, Expect::Version(self.current.version))
-                .await
-            {
-                Ok(version) => {
-                    self.current = Current::new(next, version);
-                    self.renew_at = now.saturating_add(self.runtime.lease_ttl_ms() / 3);
-                    return Ok(true);
-                }
-                Err(StoreError::Conflict) => {
-                    let Some((fresh, version)) = self.read().await? else {
-                        return Ok(false);
-                    };
-                    if !self.holds(&fresh) || Position::of(&fresh) != self.current.persisted {
-                        self.fenced(&fresh);
-                        return Ok(false);
-                    }
-                    merge_cancel(&mut self.current.record, &fresh);
-                    self.current.record.merge_signals(&fresh);
-                    self.current.version = version;
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
-    }
-
-    /// Writes one join branch's end: the join's state with the branch's slot
-    /// filled, its history events, its compensation entry, with one
-    /// compare-and-swap; then tells the branch it may return.
-    async fn checkpoint(
-        &mut self,
-        checkpoint: Checkpoint,
-        state_name: &str,
-        started: u64,
-    ) -> Result<Flow, Error> {
-        let now = self.now();
-        let mut next = self.current.record.clone();
-        if let Err(reason) = join::set_slot(
-            &mut next.state,
-            state_name,
-            checkpoint.branch,
-            &checkpoint.slot,
-        ) {
-            tracing::error!(reason, "instance left untouched");
-            return Ok(Flow::Stop);
-        }
-        let (step, error) = match &checkpoint.outcome {
-            StepOutcome::Succeeded { step, .. } => (*step, None),
-            StepOutcome::Retry { step, error, .. } | StepOutcome::Failed { step, error } => {
-                (*step, Some(error.to_string()))
-            }
-        };
-        let event = |at, kind| HistoryEvent {
-            state: Some(Cow::Owned(state_name.to_owned())),
-            step: Some(Cow::Borrowed(step)),
-            attempt: Some(checkpoint.attempt),
-            ..HistoryEvent::new(at, kind)
-        };
-        next.push_event(event(started, EventKind::StepStarted));
-        match &checkpoint.outcome {
-            StepOutcome::Succeeded { compensation, .. } => {
-                next.push_event(event(now, EventKind::StepSucceeded));
-                if let Some(entry) = compensation {
-                    next.compensation_stack.push(entry.clone());
-                }
-            }
-            StepOutcome::Retry { .. } => next.push_event(HistoryEvent {
-                error: error.clone(),
-                ..event(now, EventKind::StepRetried)
-            }),
-            StepOutcome::Failed { .. } => next.push_event(HistoryEvent {
-                error: error.clone(),
-                ..event(now, EventKind::StepFailed)
-            }),
-        }
-        if error.is_some() {
-            next.last_error = error;
-        }
-        let flow = self.commit(next).await?;
-        if matches!(flow, Flow::Continue) {
-            let _ = checkpoint.persisted.send(());
-        }
-        Ok(flow)
-    }
-
     /// Runs one step attempt (and the pure code after it) and writes where
-    /// it left the instance.
+    /// it left the instance, in four phases: wait for a child or roll back a
+    /// cancelled instance ([`advance`](Self::advance) itself), read what the
+    /// attempt works with ([`plan_attempt`](Self::plan_attempt)), run it
+    /// ([`run_attempt`](Self::run_attempt)), then record its outcome
+    /// ([`record_step`], [`record_wait_end`]) and its move
+    /// ([`enter_wait`], [`schedule_suspended`]) in the record it commits.
     /// `started`: the clock's time as the worker decided to run it.
     async fn advance(
         &mut self,
@@ -638,85 +479,16 @@ impl Worker {
             }
         }
         let is_child = child_end.is_some();
-        let typed = self.typed_slot().take();
         let instance = &self.current.record;
         if instance.cancel_requested && !instance.pivot_passed {
             let now = self.now();
             begin_rollback(&mut self.current.record, Failure::cancelled(), now);
             return self.commit_at(now).await;
         }
-        let attempt = instance.attempt.max(1);
-        // The machine's own name for the state: no copy of the record's.
-        let state_info = workflow.machine().state(&instance.state_name);
-        let state_name: Cow<'static, str> = match state_info {
-            Some(state) => Cow::Borrowed(state.name),
-            None => Cow::Owned(instance.state_name.clone()),
-        };
-        let step_name = state_info
-            .and_then(|state| state.step.as_ref())
-            .map(|step| step.name);
-        let previous = previous_details(instance, &state_name);
-        let link = Arc::new(AttemptLink::new(self.id.clone(), previous));
-        let span = tracing::info_span!("step", step = step_name.unwrap_or(""), attempt);
-        // A state waiting for a signal gets the oldest one of its name, and
-        // learns whether its timeout passed.
-        let awaited = instance.awaiting_signal.clone();
-        let message = awaited
-            .as_deref()
-            .and_then(|name| instance.next_signal(name));
-        let signal_at = message.map(|message| message.at);
-        let signal = message.map(|message| (message.seq, message.value.clone()));
-        let timed_out = awaited.is_some() && instance.next_run_at.is_some_and(|due| due <= started);
-        // A timer's or a signal's state: resuming it ends the wait.
-        let is_start = workflow
-            .machine()
-            .states
-            .first()
-            .is_some_and(|start| start.name == state_name);
-        let join_state = state_info.is_some_and(|state| !state.branches.is_empty());
-        let fired = step_name.is_none() && !is_start && !join_state;
-        let (checkpoint_sender, mut checkpoints) = if join_state {
-            let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-            let commits = JoinCheckpoints {
-                receiver,
-                state_name: state_name.clone().into_owned(),
-                started,
-            };
-            (Some(sender), Some(commits))
-        } else {
-            (None, None)
-        };
-        let resume = workflow.resume(
-            &instance.state,
-            typed,
-            ResumeInput {
-                id: Arc::clone(&self.id),
-                state_name: state_name.clone(),
-                attempt,
-                transitions: instance.transitions,
-                on_cycle: workflow.on_cycle(&state_name),
-                now_ms: wait_ended_at(instance, fired, signal_at, timed_out),
-                signal,
-                timed_out,
-                checkpoints: checkpoint_sender,
-                child: child_end,
-            },
-        );
-        let resume = context::attempt_scope(Arc::clone(&link), resume).instrument(span);
-        // A panicking step fails the instance instead of the worker, and the
-        // lease is renewed while it runs; both without a task of its own.
-        let Some(joined) = self
-            .while_leased(resume, &link, &state_name, attempt, checkpoints.as_mut())
-            .await
-        else {
+        let plan = self.plan_attempt(workflow, started);
+        let Some(mut report) = self.run_attempt(workflow, &plan, started, child_end).await else {
             return Ok(Flow::Stop);
         };
-        let mut report = joined.unwrap_or_else(|error| {
-            ResumeReport::failed(Err(ResumeError::Encode(format!(
-                "the step panicked: {}",
-                panic_message(error)
-            ))))
-        });
         let now = self.now();
         let child_recheck = self.child_recheck_ms();
         // Built in place: the working record becomes the next one.
@@ -724,81 +496,16 @@ impl Worker {
         // Progress is kept for the next attempt of this step only.
         next.heartbeat = match (&report.moved, &report.outcome) {
             (Ok(Moved::Suspend), Some(StepOutcome::Retry { .. })) => {
-                heartbeat_of(&link, &state_name, attempt, now).or(next.heartbeat.take())
+                heartbeat_of(&plan.link, &plan.state_name, plan.attempt, now)
+                    .or(next.heartbeat.take())
             }
             _ => None,
         };
-
-        let mut failed_step = None;
-        // Moved onto the stack rather than copied.
-        let compensation = match &mut report.outcome {
-            Some(StepOutcome::Succeeded { compensation, .. }) => compensation.take(),
-            _ => None,
-        };
-        if let Some(outcome) = &report.outcome {
-            let (step, error) = match outcome {
-                StepOutcome::Succeeded { step, .. } => (*step, None),
-                StepOutcome::Retry { step, error, .. } | StepOutcome::Failed { step, error } => {
-                    (*step, Some(error.to_string()))
-                }
-            };
-            let event = |at, kind| HistoryEvent {
-                state: Some(state_name.clone()),
-                step: Some(Cow::Borrowed(step)),
-                attempt: Some(attempt),
-                ..HistoryEvent::new(at, kind)
-            };
-            next.push_event(event(started, EventKind::StepStarted));
-            match outcome {
-                StepOutcome::Succeeded { kind, .. } => {
-                    next.push_event(event(now, EventKind::StepSucceeded));
-                    if let Some(entry) = compensation {
-                        next.compensation_stack.push(entry);
-                    }
-                    if *kind == StepKind::Pivot {
-                        next.pivot_passed = true;
-                    }
-                }
-                StepOutcome::Retry { .. } => {
-                    next.push_event(HistoryEvent {
-                        error: error.clone(),
-                        ..event(now, EventKind::StepRetried)
-                    });
-                }
-                StepOutcome::Failed { .. } => {
-                    next.push_event(HistoryEvent {
-                        error: error.clone(),
-                        ..event(now, EventKind::StepFailed)
-                    });
-                    failed_step = Some(step);
-                }
-            }
-            if error.is_some() {
-                next.last_error = error;
-            }
-        }
-        if let Some(status) = report.status {
+        let failed_step = record_step(next, &plan, &mut report, started, now);
+        if let Some(status) = report.status.take() {
             next.status = Some(status);
         }
-        if let (Some(name), Some(seq)) = (&awaited, report.consumed) {
-            next.remove_signal(name, seq);
-            next.push_event(HistoryEvent {
-                state: Some(state_name.clone()),
-                step: Some(Cow::Owned(name.clone())),
-                ..HistoryEvent::new(now, EventKind::SignalReceived)
-            });
-        } else if let (Some(name), true) = (&awaited, timed_out && !report.awaiting) {
-            next.push_event(HistoryEvent {
-                state: Some(state_name.clone()),
-                step: Some(Cow::Owned(name.clone())),
-                ..HistoryEvent::new(now, EventKind::SignalTimedOut)
-            });
-        } else if fired && awaited.is_none() && !report.awaiting && !is_child {
-            next.push_event(HistoryEvent {
-                state: Some(state_name.clone()),
-                ..HistoryEvent::new(now, EventKind::TimerFired)
-            });
-        }
+        record_wait_end(next, &plan, &report, now, is_child);
         // Every move out of a state but a retry or a wait is a transition.
         let moves = matches!(
             report.moved,
@@ -817,8 +524,8 @@ impl Worker {
             (moved, None) => moved,
         };
         let failed_step = failed_step.or(report.join_failed.as_deref());
-        let failure_step = failed_step.or(step_name).map(str::to_owned);
-        let written = report.outcome.is_some() || fired;
+        let failure_step = failed_step.or(plan.step_name).map(str::to_owned);
+        let written = report.outcome.is_some() || plan.fired;
         let mut entering_child = None;
         match moved {
             Ok(Moved::Next {
@@ -855,40 +562,7 @@ impl Worker {
                     }
                     return Ok(flow);
                 };
-                // Entering a timer or a signal wait is always written: the
-                // wake-up time and the awaited name must be durable.
-                match wait {
-                    Suspension::Timer(timer) => {
-                        next.next_run_at = Some(timer.deadline(now));
-                        next.phase = Phase::Waiting;
-                        next.push_event(HistoryEvent {
-                            state: Some(Cow::Borrowed(state_name)),
-                            ..HistoryEvent::new(now, EventKind::TimerStarted)
-                        });
-                    }
-                    Suspension::Signal { name, timeout } => {
-                        next.awaiting_signal = Some(name.to_owned());
-                        next.next_run_at = timeout.map(|timer| timer.deadline(now));
-                        if !next.has_signal(name) {
-                            next.phase = Phase::Waiting;
-                        }
-                        next.push_event(HistoryEvent {
-                            state: Some(Cow::Borrowed(state_name)),
-                            step: Some(Cow::Borrowed(name)),
-                            ..HistoryEvent::new(now, EventKind::SignalAwaited)
-                        });
-                    }
-                    Suspension::Child { workflow, input } => {
-                        next.phase = Phase::Waiting;
-                        next.next_run_at = Some(now.saturating_add(child_recheck));
-                        next.push_event(HistoryEvent {
-                            state: Some(Cow::Borrowed(state_name)),
-                            step: Some(Cow::Borrowed(workflow)),
-                            ..HistoryEvent::new(now, EventKind::ChildStarted)
-                        });
-                        entering_child = Some((workflow, input, state_name));
-                    }
-                }
+                entering_child = enter_wait(next, wait, state_name, now, child_recheck);
             }
             Ok(Moved::Complete(output)) => {
                 next.phase = Phase::Completed;
@@ -907,28 +581,15 @@ impl Worker {
                 };
                 fail(next, failure, now);
             }
-            Ok(Moved::Suspend) => match report.outcome {
-                Some(StepOutcome::Retry { delay, .. }) => {
-                    next.attempt = attempt.saturating_add(1);
-                    next.next_run_at = Some(now.saturating_add(duration_ms(delay)));
-                    next.phase = Phase::Waiting;
-                }
-                // A join with a branch to retry: its slot holds the attempt.
-                None if report.join_retry.is_some() => {
-                    let delay = report.join_retry.unwrap_or_default();
-                    next.next_run_at = Some(now.saturating_add(duration_ms(delay)));
-                    next.phase = Phase::Waiting;
-                }
-                // Woken with no signal (a stale wake-up): wait on.
-                None if report.awaiting => next.phase = Phase::Waiting,
-                _ => {
-                    let failure = Failure {
-                        message: "the workflow suspended without scheduling a retry".to_owned(),
-                        step: failure_step,
-                    };
-                    fail(next, failure, now);
-                }
-            },
+            Ok(Moved::Suspend) => schedule_suspended(
+                next,
+                report.outcome,
+                report.join_retry,
+                report.awaiting,
+                plan.attempt,
+                failure_step,
+                now,
+            ),
             Err(ResumeError::Corrupt(reason)) => {
                 tracing::error!(reason, "instance left untouched");
                 return Ok(Flow::Stop);
@@ -964,358 +625,110 @@ impl Worker {
         Ok(flow)
     }
 
-    /// How long a parent waits for a child before it reads the child's
-    /// record again, in case the child's wake-up was lost to a crash.
-    fn child_recheck_ms(&self) -> u64 {
-        duration_ms(self.runtime.inner.recovery_interval)
-    }
-
-    /// Starts child `child` (once). A failure here is logged: the parent's
-    /// re-check starts it later.
-    async fn begin_child(&self, child: &str, workflow: &str, input: serde_json::Value) {
-        match self
-            .runtime
-            .start_child(&self.id, child, workflow, input)
-            .await
-        {
-            Ok(ChildStart::Started) => {}
-            // Started before (an id reused): if it has ended, go on now.
-            Ok(ChildStart::Exists(existing)) => {
-                if existing.phase.is_terminal()
-                    && let Err(error) = self.runtime.wake_parent(&self.id, child).await
-                {
-                    tracing::warn!(child, %error, "cannot wake the parent; its re-check will");
-                }
-            }
-            Err(error) => {
-                tracing::error!(child, %error, "cannot start the child workflow yet; the parent retries at its re-check");
-            }
+    /// What an attempt of the current state works with, read off the record
+    /// and the machine before it runs.
+    fn plan_attempt(&self, workflow: &dyn ErasedWorkflow, started: u64) -> AttemptPlan {
+        let instance = &self.current.record;
+        let attempt = instance.attempt.max(1);
+        // The machine's own name for the state: no copy of the record's.
+        let state_info = workflow.machine().state(&instance.state_name);
+        let state_name: Cow<'static, str> = match state_info {
+            Some(state) => Cow::Borrowed(state.name),
+            None => Cow::Owned(instance.state_name.clone()),
+        };
+        let step_name = state_info
+            .and_then(|state| state.step.as_ref())
+            .map(|step| step.name);
+        let previous = previous_details(instance, &state_name);
+        let link = Arc::new(AttemptLink::new(self.id.clone(), previous));
+        let awaited = instance.awaiting_signal.clone();
+        let timed_out = awaited.is_some() && instance.next_run_at.is_some_and(|due| due <= started);
+        let is_start = workflow
+            .machine()
+            .states
+            .first()
+            .is_some_and(|start| start.name == state_name);
+        let join_state = state_info.is_some_and(|state| !state.branches.is_empty());
+        AttemptPlan {
+            attempt,
+            fired: step_name.is_none() && !is_start && !join_state,
+            state_name,
+            step_name,
+            link,
+            awaited,
+            timed_out,
+            join_state,
         }
     }
 
-    /// Reads child `child` of the instance: how it ended, or `None` while it
-    /// runs (or when it had to be started). On its end, the working record
-    /// stops waiting for it and, if it completed with something to undo,
-    /// gets its compensation entry (a child past its pivot makes the parent
-    /// pass its pivot instead: nothing in it can be undone).
-    async fn child_ended(
+    /// Runs the attempt `plan` describes, with the lease renewed while it
+    /// runs and a join's checkpoints written as they come; a panicking step
+    /// fails the instance instead of the worker. `None`: the worker lost
+    /// the instance (its lease, or shutdown) and stops.
+    async fn run_attempt(
         &mut self,
         workflow: &dyn ErasedWorkflow,
-        child: &str,
-    ) -> Result<Option<Result<serde_json::Value, StepError>>, Error> {
-        let found = match self.runtime.load(child).await {
-            Ok(found) => found.map(|(record, _)| record),
-            Err(Error::Corrupt { reason, .. }) => {
-                tracing::error!(child, reason, "the child's record cannot be decoded");
-                return Ok(None);
-            }
-            Err(error) => return Err(error),
+        plan: &AttemptPlan,
+        started: u64,
+        child: Option<Result<serde_json::Value, StepError>>,
+    ) -> Option<ResumeReport> {
+        let typed = self.typed_slot().take();
+        let instance = &self.current.record;
+        let span = tracing::info_span!(
+            "step",
+            step = plan.step_name.unwrap_or(""),
+            attempt = plan.attempt
+        );
+        // A state waiting for a signal gets the oldest one of its name.
+        let message = plan
+            .awaited
+            .as_deref()
+            .and_then(|name| instance.next_signal(name));
+        let signal_at = message.map(|message| message.at);
+        let signal = message.map(|message| (message.seq, message.value.clone()));
+        let (checkpoint_sender, mut checkpoints) = if plan.join_state {
+            let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+            let commits = JoinCheckpoints {
+                receiver,
+                state_name: plan.state_name.clone().into_owned(),
+                started,
+            };
+            (Some(sender), Some(commits))
+        } else {
+            (None, None)
         };
-        let record = match found {
-            Some(record) => record,
-            // Cancelled before the child was started: it never will be.
-            None if self.current.record.cancel_requested => {
-                let parent = &mut self.current.record;
-                parent.awaiting_child = None;
-                return Ok(Some(Err(StepError::permanent(format!(
-                    "cancelled before child workflow instance `{child}` started"
-                )))));
-            }
-            // Not started yet (a crash after the parent's write): start it.
-            None => {
-                let Some((name, input)) = workflow.child_call(&self.current.record.state) else {
-                    tracing::error!(child, "the state names no child workflow");
-                    return Ok(None);
-                };
-                match self.runtime.start_child(&self.id, child, name, input).await {
-                    Ok(ChildStart::Started) => return Ok(None),
-                    Ok(ChildStart::Exists(record)) => *record,
-                    Err(error @ Error::IdInUse { .. }) => {
-                        return Ok(Some(Err(StepError::permanent(error.to_string()))));
-                    }
-                    Err(error @ Error::Store(_)) => return Err(error),
-                    Err(error) => {
-                        tracing::error!(child, %error, "cannot start the child workflow; waiting");
-                        return Ok(None);
-                    }
-                }
-            }
-        };
-        if !record.phase.is_terminal() {
-            if self.current.record.cancel_requested && !record.cancel_requested {
-                self.runtime.cancel_child(child).await;
-            }
-            return Ok(None);
-        }
-        let now = self.now();
-        let parent = &mut self.current.record;
-        parent.awaiting_child = None;
-        parent.push_event(HistoryEvent {
-            state: Some(Cow::Owned(parent.state_name.clone())),
-            step: Some(Cow::Owned(child.to_owned())),
-            error: record.failure.as_ref().map(ToString::to_string),
-            ..HistoryEvent::new(now, EventKind::ChildEnded)
-        });
-        Ok(Some(match record.phase {
-            Phase::Completed => {
-                if record.pivot_passed {
-                    parent.pivot_passed = true;
-                } else if !record.compensation_stack.is_empty() {
-                    parent.compensation_stack.push(CompensationEntry {
-                        step: Cow::Owned(record.workflow.clone()),
-                        args: RawJson::null(),
-                        output: RawJson::null(),
-                        child: Some(child.to_owned()),
-                    });
-                }
-                Ok(record.output.unwrap_or(serde_json::Value::Null))
-            }
-            phase => Err(StepError::permanent(format!(
-                "child workflow `{}` (instance `{child}`) ended {phase}: {}",
-                record.workflow,
-                record.failure.map_or_else(
-                    || "no reason recorded".to_owned(),
-                    |failure| failure.to_string()
-                )
-            ))),
+        let resume = workflow.resume(
+            &instance.state,
+            typed,
+            ResumeInput {
+                id: Arc::clone(&self.id),
+                state_name: plan.state_name.clone(),
+                attempt: plan.attempt,
+                transitions: instance.transitions,
+                on_cycle: workflow.on_cycle(&plan.state_name),
+                now_ms: wait_ended_at(instance, plan.fired, signal_at, plan.timed_out),
+                signal,
+                timed_out: plan.timed_out,
+                checkpoints: checkpoint_sender,
+                child,
+            },
+        );
+        let resume = context::attempt_scope(Arc::clone(&plan.link), resume).instrument(span);
+        let joined = self
+            .while_leased(
+                resume,
+                &plan.link,
+                &plan.state_name,
+                plan.attempt,
+                checkpoints.as_mut(),
+            )
+            .await?;
+        Some(joined.unwrap_or_else(|error| {
+            ResumeReport::failed(Err(ResumeError::Encode(format!(
+                "the step panicked: {}",
+                panic_message(error)
+            ))))
         }))
-    }
-
-    /// Waits (on) for child `child`: releases the lease until the child's
-    /// end wakes the instance, or until the re-check time.
-    async fn wait_for_child(&mut self, child: String) -> Result<Flow, Error> {
-        let mut next = self.current.record.clone();
-        if next.phase != Phase::Compensating {
-            next.phase = Phase::Waiting;
-        }
-        next.awaiting_child = Some(child);
-        next.next_run_at = Some(self.now().saturating_add(self.child_recheck_ms()));
-        self.commit(next).await
-    }
-
-    /// Undoes a completed child workflow (the compensation entry on top of
-    /// the stack stands for it): asks the child to run its own compensation
-    /// stack, waits for it without a lease, and pops the entry once the
-    /// child is `Compensated`. A child whose compensation failed leaves the
-    /// parent `Failed` too, for an operator.
-    async fn compensate_child(
-        &mut self,
-        entry: &CompensationEntry,
-        child: &str,
-    ) -> Result<Flow, Error> {
-        let now = self.now();
-        let mut next = self.current.record.clone();
-        let Some((record, version)) = self.runtime.load(child).await? else {
-            let failure = Failure {
-                message: format!(
-                    "the record of child workflow instance `{child}` is gone, so it cannot be compensated"
-                ),
-                step: Some(entry.step.to_string()),
-            };
-            end_failed(&mut next, failure, self.now());
-            return self.commit(next).await;
-        };
-        match record.phase {
-            Phase::Completed => {
-                let mut undo = record;
-                undo.phase = Phase::Compensating;
-                undo.attempt = 1;
-                undo.next_run_at = None;
-                undo.updated_at = now;
-                let failure = Failure::new(format!("its parent `{}` rolls back", self.id));
-                undo.push_event(HistoryEvent {
-                    error: Some(failure.to_string()),
-                    ..HistoryEvent::new(now, EventKind::Compensating)
-                });
-                undo.failure = Some(failure);
-                let bytes = record::encode(&undo).map_err(|error| Error::Codec {
-                    what: "the child's record".to_owned(),
-                    reason: error.to_string(),
-                })?;
-                match self
-                    .runtime
-                    .inner
-                    .store()
-                    .put(&record::key(child), bytes, Expect::Version(version))
-                    .await
-                {
-                    Ok(_) => self.runtime.hint(now, child).await,
-                    // Written meanwhile: read it again at once.
-                    Err(StoreError::Conflict) => return Ok(Flow::Continue),
-                    Err(error) => return Err(error.into()),
-                }
-                next.push_event(HistoryEvent {
-                    step: Some(Cow::Owned(child.to_owned())),
-                    ..HistoryEvent::new(now, EventKind::ChildCompensating)
-                });
-                self.wait_for_child_in(next, child).await
-            }
-            Phase::Compensated => {
-                next.compensation_stack.pop();
-                next.awaiting_child = None;
-                next.attempt = 1;
-                next.next_run_at = None;
-                next.push_event(HistoryEvent {
-                    step: Some(Cow::Owned(child.to_owned())),
-                    ..HistoryEvent::new(now, EventKind::ChildCompensated)
-                });
-                if next.compensation_stack.is_empty() {
-                    next.phase = Phase::Compensated;
-                    next.push_event(HistoryEvent::new(now, EventKind::RolledBack));
-                }
-                self.commit(next).await
-            }
-            Phase::Failed => {
-                let reason = record.failure.map_or_else(
-                    || "no reason recorded".to_owned(),
-                    |failure| failure.to_string(),
-                );
-                let failure = Failure {
-                    message: format!(
-                        "compensation of child workflow `{}` (instance `{child}`) failed: {reason}",
-                        entry.step
-                    ),
-                    step: Some(entry.step.to_string()),
-                };
-                end_failed(&mut next, failure, self.now());
-                self.commit(next).await
-            }
-            Phase::Running | Phase::Waiting | Phase::Compensating => {
-                self.wait_for_child_in(next, child).await
-            }
-        }
-    }
-
-    /// Commits `next` waiting for child `child` until its end or the re-check.
-    async fn wait_for_child_in(
-        &mut self,
-        mut next: InstanceRecord,
-        child: &str,
-    ) -> Result<Flow, Error> {
-        next.awaiting_child = Some(child.to_owned());
-        next.next_run_at = Some(self.now().saturating_add(self.child_recheck_ms()));
-        self.commit(next).await
-    }
-
-    /// Runs the compensation on top of the stack (one attempt) and writes
-    /// the result.
-    async fn compensate_next(&mut self, workflow: &dyn ErasedWorkflow) -> Result<Flow, Error> {
-        let Some(entry) = self.current.record.compensation_stack.last().cloned() else {
-            let now = self.now();
-            let next = &mut self.current.record;
-            next.phase = Phase::Compensated;
-            next.heartbeat = None;
-            next.push_event(HistoryEvent::new(now, EventKind::RolledBack));
-            return self.commit_at(now).await;
-        };
-        if let Some(child) = entry.child.clone() {
-            return self.compensate_child(&entry, &child).await;
-        }
-        let attempt = self.current.record.attempt.max(1);
-        let index = self.current.record.compensation_stack.len() - 1;
-        let state_name = format!("compensate/{index}/{}", entry.step);
-        let link = Arc::new(AttemptLink::new(
-            self.id.clone(),
-            previous_details(&self.current.record, &state_name),
-        ));
-        let result =
-            match workflow.compensate(&entry.step, entry.args.clone(), entry.output.clone()) {
-                None => Err(StepError::permanent(format!(
-                    "workflow `{}` has no compensation for step `{}`",
-                    workflow.name(),
-                    entry.step
-                ))),
-                Some(compensation) => {
-                    // The step's context, with a state of its own, so the
-                    // compensation gets a stable idempotency key too.
-                    let step = workflow
-                        .machine()
-                        .states
-                        .iter()
-                        .flat_map(|state| state.steps())
-                        .find(|step| step.name == entry.step)
-                        .map(|step| step.name);
-                    let ctx = step.map(|step| AttemptContext {
-                        workflow_id: Arc::clone(&self.id),
-                        state: Cow::Owned(state_name.clone()),
-                        step,
-                        attempt,
-                        iteration: None,
-                    });
-                    let run = async move {
-                        match ctx {
-                            Some(ctx) => context::scope(ctx, compensation).await,
-                            None => compensation.await,
-                        }
-                    };
-                    let span = tracing::info_span!("compensate", step = %entry.step, attempt);
-                    let task = context::attempt_scope(Arc::clone(&link), run).instrument(span);
-                    let Some(joined) = self
-                        .while_leased(task, &link, &state_name, attempt, None)
-                        .await
-                    else {
-                        return Ok(Flow::Stop);
-                    };
-                    joined.unwrap_or_else(|error| {
-                        Err(StepError::permanent(format!(
-                            "the compensation panicked: {}",
-                            panic_message(error)
-                        )))
-                    })
-                }
-            };
-        let now = self.now();
-        let next = &mut self.current.record;
-        let previous_heartbeat = next.heartbeat.take();
-        let event = |kind| HistoryEvent {
-            step: Some(entry.step.clone()),
-            attempt: Some(attempt),
-            ..HistoryEvent::new(now, kind)
-        };
-        match result {
-            Ok(()) => {
-                next.compensation_stack.pop();
-                next.push_event(event(EventKind::Compensated));
-                next.attempt = 1;
-                next.next_run_at = None;
-                if next.compensation_stack.is_empty() {
-                    next.phase = Phase::Compensated;
-                    next.push_event(HistoryEvent::new(now, EventKind::RolledBack));
-                }
-            }
-            Err(error) => {
-                let policy = RetryPolicy::compensation();
-                next.last_error = Some(error.to_string());
-                if error.is_retryable() && policy.allows_another(attempt) {
-                    next.push_event(HistoryEvent {
-                        error: Some(error.to_string()),
-                        ..event(EventKind::CompensationRetried)
-                    });
-                    next.attempt = attempt.saturating_add(1);
-                    next.next_run_at =
-                        Some(now.saturating_add(duration_ms(policy.delay_after(attempt))));
-                    next.heartbeat =
-                        heartbeat_of(&link, &state_name, attempt, now).or(previous_heartbeat);
-                } else {
-                    next.push_event(HistoryEvent {
-                        error: Some(error.to_string()),
-                        ..event(EventKind::CompensationFailed)
-                    });
-                    let cause = next.failure.as_ref().map_or_else(String::new, |failure| {
-                        format!(" (rolling back because {failure})")
-                    });
-                    let failure = Failure {
-                        message: format!(
-                            "compensation of step `{}` failed after {attempt} attempt(s): {error}{cause}",
-                            entry.step
-                        ),
-                        step: Some(entry.step.to_string()),
-                    };
-                    end_failed(next, failure, now);
-                }
-            }
-        }
-        self.commit_at(now).await
     }
 
     /// Writes `next` with one compare-and-swap on the version this worker
@@ -1468,69 +881,6 @@ impl Worker {
             now = self.now();
         }
     }
-}
-
-/// The instance ends `Failed` with `failure`, for an operator: the rollback
-/// cannot finish, or the workflow failed after its pivot.
-fn end_failed(next: &mut InstanceRecord, failure: Failure, now: u64) {
-    next.push_event(HistoryEvent {
-        error: Some(failure.to_string()),
-        ..HistoryEvent::new(now, EventKind::Failed)
-    });
-    next.phase = Phase::Failed;
-    next.awaiting_child = None;
-    next.next_run_at = None;
-    next.failure = Some(failure);
-}
-
-/// The workflow failed: roll back, or, after the pivot, stop for an operator.
-fn fail(next: &mut InstanceRecord, failure: Failure, now: u64) {
-    if next.pivot_passed {
-        end_failed(next, failure, now);
-    } else {
-        begin_rollback(next, failure, now);
-    }
-}
-
-/// Moves the instance to `Compensating` (or straight to `Compensated`
-/// when there is nothing to undo).
-fn begin_rollback(next: &mut InstanceRecord, failure: Failure, now: u64) {
-    next.push_event(HistoryEvent {
-        error: Some(failure.to_string()),
-        ..HistoryEvent::new(now, EventKind::Compensating)
-    });
-    next.phase = Phase::Compensating;
-    next.attempt = 1;
-    next.next_run_at = None;
-    next.failure = Some(failure);
-    if next.compensation_stack.is_empty() {
-        next.phase = Phase::Compensated;
-        next.push_event(HistoryEvent::new(now, EventKind::RolledBack));
-    }
-}
-
-/// What `sagaflow::now()` returns in the code a resume runs: the time the
-/// current state was reached. That is when its transition was committed,
-/// or, for a wait that ends now, when it ended: the timer's (or the
-/// timeout's) due time, or when the consumed signal was recorded. Each is
-/// read from the record, so code that runs again sees the same time.
-fn wait_ended_at(
-    instance: &InstanceRecord,
-    fired: bool,
-    signal_at: Option<u64>,
-    timed_out: bool,
-) -> u64 {
-    let committed = if instance.committed_at == 0 {
-        instance.created_at
-    } else {
-        instance.committed_at
-    };
-    let ended = match signal_at {
-        Some(at) => Some(at),
-        None if fired && (timed_out || instance.awaiting_signal.is_none()) => instance.next_run_at,
-        None => None,
-    };
-    ended.map_or(committed, |ended| ended.max(committed))
 }
 
 /// Where a join's resume sends its branches' checkpoints, and what the
