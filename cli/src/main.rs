@@ -5,13 +5,13 @@
 //! as JSON and draws the state machines runtimes stored descriptions of
 //! (`graph`, the web view). Typed state checks need your workflows: ship the
 //! same tool in your binary with
-//! `sagaflow::cli::run(Registry::new().register(your_workflow))`.
+//! `sagaflow_cli::run(Registry::new().register(your_workflow))`.
 
 use std::process::ExitCode;
 
-use sagaflow::cli::Registry;
+use sagaflow_cli::Registry;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    sagaflow::cli::run(Registry::new()).await
+    sagaflow_cli::run(Registry::new()).await
 }

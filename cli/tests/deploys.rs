@@ -11,10 +11,10 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use sagaflow::cli::{Admin, Registry, run_with, serve};
 use sagaflow::prelude::*;
 use sagaflow::record::format_fingerprint;
 use sagaflow::{Phase, Store};
+use sagaflow_cli::{Admin, Registry, run_with, serve};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use sagaflow::cli::{Admin, Highlight, ListQuery, Registry, render_svg, run_with};
 use sagaflow::prelude::*;
 use sagaflow::record::Phase;
 use sagaflow::store::Store;
+use sagaflow_cli::{Admin, Highlight, ListQuery, Registry, render_svg, run_with};
 use sagaflow_examples::batch::reserve_batch;
 use sagaflow_examples::order::{Order, place_order};
 

@@ -4,10 +4,10 @@
 
 use std::io::{Read, Write};
 
-use sagaflow::cli::{Registry, run_with};
 use sagaflow::prelude::*;
 use sagaflow::record::KEY_PREFIX;
 use sagaflow::{EmbeddedStore, Store};
+use sagaflow_cli::{Registry, run_with};
 use sagaflow_examples::upgrade::{Order, v1, v2, v2_to_v3, v3};
 
 /// A store where `order-1` and `order-2` wait for their approval on v1.
@@ -243,12 +243,12 @@ async fn upgrade_with_a_migration_says_where_each_instance_goes() {
 #[tokio::test]
 async fn the_versions_page_shows_each_version_and_links_the_stranded_instances() {
     let dir = parked().await;
-    let admin = sagaflow::cli::Admin::open(&url(&dir), Registry::new())
+    let admin = sagaflow_cli::Admin::open(&url(&dir), Registry::new())
         .await
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let server = tokio::spawn(sagaflow::cli::serve(admin, listener));
+    let server = tokio::spawn(sagaflow_cli::serve(admin, listener));
     let page = tokio::task::spawn_blocking(move || {
         let mut stream = std::net::TcpStream::connect(address).unwrap();
         write!(

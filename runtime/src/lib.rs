@@ -7,8 +7,6 @@
 
 #![warn(missing_docs)]
 
-#[cfg(feature = "cli")]
-pub mod cli;
 pub mod clock;
 pub mod context;
 pub mod durable;

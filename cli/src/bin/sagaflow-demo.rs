@@ -8,8 +8,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use sagaflow::cli::Registry;
 use sagaflow::prelude::*;
+use sagaflow_cli::Registry;
 use sagaflow_examples::approval::{ApprovalRequest, approval};
 use sagaflow_examples::batch::{Batch, Item, reserve_batch};
 use sagaflow_examples::coffee::{CoffeeOrder, coffee_order};
@@ -35,7 +35,7 @@ async fn main() -> ExitCode {
             }
         };
     }
-    sagaflow::cli::run(registry()).await
+    sagaflow_cli::run(registry()).await
 }
 
 fn order(id: &str, fail_shipment: bool) -> Order {

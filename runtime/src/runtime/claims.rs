@@ -146,8 +146,10 @@ impl Runtime {
     /// Why this runtime will not advance `instance`, if it will not: no
     /// registered version can run it, its state does not decode, or the
     /// migration registered for it would decline with no old version here
-    /// to finish on.
-    pub(crate) fn blocked(&self, instance: &InstanceRecord) -> Option<String> {
+    /// to finish on. `None` for an ended instance, and for one this runtime
+    /// would run. What [`Status::blocked`] says, for a record read by hand
+    /// (the operator tools read records without going through `status`).
+    pub fn blocked(&self, instance: &InstanceRecord) -> Option<String> {
         if instance.phase.is_terminal() {
             return None;
         }

@@ -117,7 +117,7 @@ impl Runtime {
 
     /// Cancels instance `id`: a running instance stops before its next step,
     /// runs the compensations of the steps it completed, and ends
-    /// [`Outcome::Compensated`] with a "cancelled" [`Failure`].
+    /// [`Outcome::Compensated`](crate::Outcome::Compensated) with a "cancelled" [`Failure`](crate::record::Failure).
     ///
     /// Returns once the request is recorded; the step in flight, if any,
     /// finishes first. An instance waiting for a retry is woken (through a

@@ -108,7 +108,7 @@ pub struct ScanPage {
 /// # The contract
 ///
 /// What the runtime relies on, and what
-/// [`conformance::run`] checks (a store of your own passes it in one test):
+/// [`conformance::run`](crate::store::conformance::run) checks (a store of your own passes it in one test):
 ///
 /// - **Versions.** Each key has a version, a `u64` returned by every
 ///   successful write, that strictly increases with every write of that key
@@ -297,7 +297,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether [`put_batch`](Self::put_batch) is cheaper than separate
     /// puts, so the runtime should group concurrent writes
-    /// ([`GroupCommit`]). Default `false`.
+    /// ([`GroupCommit`](crate::store::GroupCommit)). Default `false`.
     fn batches_writes(&self) -> bool {
         false
     }

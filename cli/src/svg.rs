@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use super::admin::StateCounts;
-use crate::machine::{DrawnTarget, EdgeLabel, MachineDescription, Terminal};
+use crate::admin::StateCounts;
+use sagaflow::machine::{DrawnTarget, EdgeLabel, MachineDescription, Terminal};
 
 /// What to mark on the drawing.
 #[derive(Clone, Debug, Default)]
@@ -124,9 +124,9 @@ pub(crate) fn escape(text: &str) -> String {
 fn count_label(counts: &StateCounts, name: &str, terminal: bool) -> Option<String> {
     if terminal {
         let phase = match name {
-            "Completed" => crate::record::Phase::Completed,
-            "Compensated" => crate::record::Phase::Compensated,
-            _ => crate::record::Phase::Failed,
+            "Completed" => sagaflow::record::Phase::Completed,
+            "Compensated" => sagaflow::record::Phase::Compensated,
+            _ => sagaflow::record::Phase::Failed,
         };
         let n = counts.ended(phase);
         return (n > 0).then(|| n.to_string());

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use super::admin::AdminError;
-use crate::store::Store;
+use crate::admin::AdminError;
+use sagaflow::store::Store;
 
 /// The URL forms [`open_store`] understands, for error messages.
 const FORMS: &str = "embedded:PATH, postgres://user@host:port/database, redis://host:port, \
@@ -78,7 +78,7 @@ fn open_embedded(url: &str, path: &str) -> Result<Arc<dyn Store>, AdminError> {
             "there is no embedded store at {path} (no such directory)"
         )));
     }
-    Ok(Arc::new(crate::EmbeddedStore::open(dir)?))
+    Ok(Arc::new(sagaflow::EmbeddedStore::open(dir)?))
 }
 
 #[cfg(not(feature = "embedded"))]
@@ -88,7 +88,7 @@ fn open_embedded(url: &str, _: &str) -> Result<Arc<dyn Store>, AdminError> {
 
 #[cfg(feature = "postgres")]
 async fn open_postgres(url: &str) -> Result<Arc<dyn Store>, AdminError> {
-    Ok(Arc::new(crate::PostgresStore::connect(url).await?))
+    Ok(Arc::new(sagaflow::PostgresStore::connect(url).await?))
 }
 
 #[cfg(not(feature = "postgres"))]
@@ -98,7 +98,7 @@ async fn open_postgres(url: &str) -> Result<Arc<dyn Store>, AdminError> {
 
 #[cfg(feature = "redis")]
 async fn open_redis(url: &str) -> Result<Arc<dyn Store>, AdminError> {
-    Ok(Arc::new(crate::RedisStore::connect(url).await?))
+    Ok(Arc::new(sagaflow::RedisStore::connect(url).await?))
 }
 
 #[cfg(not(feature = "redis"))]
@@ -131,7 +131,7 @@ fn etcd_endpoints(url: &str, rest: &str) -> Result<Vec<String>, AdminError> {
 #[cfg(feature = "etcd")]
 async fn open_etcd(url: &str, rest: &str) -> Result<Arc<dyn Store>, AdminError> {
     let endpoints = etcd_endpoints(url, rest)?;
-    Ok(Arc::new(crate::EtcdStore::connect(&endpoints).await?))
+    Ok(Arc::new(sagaflow::EtcdStore::connect(&endpoints).await?))
 }
 
 #[cfg(not(feature = "etcd"))]

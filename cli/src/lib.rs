@@ -10,12 +10,13 @@
 //! binary with your workflows registered and it also checks that stored
 //! states decode, and draws workflows no runtime stored yet:
 //!
-//! ```ignore
-//! use sagaflow::cli::Registry;
+//! ```no_run
+//! use sagaflow_cli::Registry;
+//! # use sagaflow_examples::{coffee::coffee_order, order::place_order};
 //!
 //! #[tokio::main]
 //! async fn main() -> std::process::ExitCode {
-//!     sagaflow::cli::run(Registry::new().register(place_order).register(coffee_order)).await
+//!     sagaflow_cli::run(Registry::new().register(place_order).register(coffee_order)).await
 //! }
 //! ```
 //!
@@ -47,6 +48,8 @@
 //! progress of long listings on stderr when it is a terminal; errors on
 //! stderr with exit code 1 (2 for a wrong command line).
 
+#![warn(missing_docs)]
+
 mod admin;
 mod store_url;
 mod svg;
@@ -69,9 +72,14 @@ pub use store_url::open_store;
 pub use svg::{Highlight, render as render_svg};
 pub use web::{router, serve};
 
-use crate::machine::MachineDescription;
-use crate::record::Phase;
+use sagaflow::machine::MachineDescription;
+use sagaflow::record::Phase;
 use text::Style;
+
+// The guide's page on this tool: its examples compile as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/cli.md")]
+struct CliGuide;
 
 /// Inspect and repair sagaflow instances in a store.
 #[derive(Debug, Parser)]
@@ -193,7 +201,7 @@ enum Command {
     ///
     /// The bare `sagaflow` binary registers no workflows, so it changes
     /// nothing and can only report the unfinished instances as stranded:
-    /// run `upgrade` from your binary (`sagaflow::cli::run` with your
+    /// run `upgrade` from your binary (`sagaflow_cli::run` with your
     /// versions and migrations registered).
     ///
     /// `--json` prints: `{"dry_run": bool, "instances": [{"id": ID,
@@ -290,10 +298,11 @@ struct Io<'a> {
 /// Runs the tool on the process's arguments, stdout and stderr, knowing the
 /// workflows of `registry`; returns the exit code.
 ///
-/// ```ignore
+/// ```no_run
+/// # use sagaflow_examples::order::place_order;
 /// #[tokio::main]
 /// async fn main() -> std::process::ExitCode {
-///     sagaflow::cli::run(sagaflow::cli::Registry::new().register(place_order)).await
+///     sagaflow_cli::run(sagaflow_cli::Registry::new().register(place_order)).await
 /// }
 /// ```
 pub async fn run(registry: Registry) -> ExitCode {
@@ -560,7 +569,7 @@ async fn command(
                         serde_json::json!({
                             "workflow": known.machine.workflow,
                             "version": known.machine.version,
-                            "fingerprint": crate::record::format_fingerprint(known.machine.fingerprint),
+                            "fingerprint": sagaflow::record::format_fingerprint(known.machine.fingerprint),
                             "states": known.machine.states.len(),
                             "source": known.source,
                             "registered_at": known.registered_at,
@@ -576,7 +585,7 @@ async fn command(
                 return written(writeln!(
                     io.out,
                     "this tool knows no workflows{}: ship it in your binary with \
-                     sagaflow::cli::run(Registry::new().register(your_workflow))",
+                     sagaflow_cli::run(Registry::new().register(your_workflow))",
                     if store.is_some() {
                         " and the store describes none"
                     } else {
@@ -591,7 +600,7 @@ async fn command(
                         text::Cell::plain(known.machine.workflow.clone()),
                         text::Cell::plain(format!("v{}", known.machine.version)),
                         text::Cell::plain(known.machine.states.len().saturating_sub(1).to_string()),
-                        text::Cell::plain(crate::record::format_fingerprint(
+                        text::Cell::plain(sagaflow::record::format_fingerprint(
                             known.machine.fingerprint,
                         )),
                         text::Cell::plain(match (known.source, known.registered_at) {
@@ -657,7 +666,7 @@ async fn command(
         } => {
             let fingerprint = fingerprint
                 .map(|text| {
-                    crate::record::parse_fingerprint(&text).ok_or_else(|| {
+                    sagaflow::record::parse_fingerprint(&text).ok_or_else(|| {
                         AdminError::Invalid(format!(
                             "`{text}` is not a fingerprint (16 hex digits, as `sagaflow versions` \
                              prints)"
@@ -730,7 +739,7 @@ async fn graph(
                 None => {
                     return Err(AdminError::UnknownVersion {
                         workflow: workflow.to_owned(),
-                        fingerprint: crate::record::format_fingerprint(fingerprint),
+                        fingerprint: sagaflow::record::format_fingerprint(fingerprint),
                     });
                 }
             },

@@ -12,10 +12,10 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::admin::{Admin, AdminError, InstanceDetail, ListQuery, MachineSource, now_ms};
-use super::svg::{self, Highlight, escape};
-use super::text;
-use crate::record::Phase;
+use crate::admin::{Admin, AdminError, InstanceDetail, ListQuery, MachineSource, now_ms};
+use crate::svg::{self, Highlight, escape};
+use crate::text;
+use sagaflow::record::Phase;
 
 const STYLE: &str = r#"
 :root{--fg:#1f2933;--muted:#616e7c;--line:#e4e7eb;--bg:#f5f7fa;--accent:#2680c2}
@@ -362,7 +362,7 @@ fn instance_body(detail: &InstanceDetail) -> String {
         .machine
         .as_ref()
         .filter(|machine| {
-            crate::record::format_fingerprint(machine.fingerprint) == detail.fingerprint
+            sagaflow::record::format_fingerprint(machine.fingerprint) == detail.fingerprint
         })
         .map_or_else(String::new, |_| {
             format!("&amp;fingerprint={}", encode(&detail.fingerprint))
@@ -399,7 +399,7 @@ fn instance_body(detail: &InstanceDetail) -> String {
             let _ = write!(
                 body,
                 "<p class=\"notice\" id=\"no-machine\">Workflow <b>{}</b> is not registered in this tool and the store holds no description of it, so its state machine cannot be drawn. \
-                 A runtime that registers it stores one when it is built; or ship the tool in your binary with <code>sagaflow::cli::run(Registry::new().register({}))</code>.</p>",
+                 A runtime that registers it stores one when it is built; or ship the tool in your binary with <code>sagaflow_cli::run(Registry::new().register({}))</code>.</p>",
                 escape(&summary.workflow),
                 escape(&summary.workflow)
             );
@@ -666,7 +666,7 @@ async fn workflow(State(admin): State<Admin>, Query(params): Query<WorkflowQuery
         .filter(|text| !text.is_empty())
     {
         None => None,
-        Some(text) => match crate::record::parse_fingerprint(text) {
+        Some(text) => match sagaflow::record::parse_fingerprint(text) {
             Some(fingerprint) => Some(fingerprint),
             None => {
                 let error = AdminError::Invalid(format!(
@@ -694,7 +694,7 @@ async fn workflow(State(admin): State<Admin>, Query(params): Query<WorkflowQuery
          <a href=\"/?workflow={}\">List them</a>.</p><section class=\"machine-box\" id=\"machine\">",
         escape(&machine.workflow),
         machine.version,
-        crate::record::format_fingerprint(machine.fingerprint),
+        sagaflow::record::format_fingerprint(machine.fingerprint),
         encode(&machine.workflow)
     );
     body.push_str(&svg::render(
@@ -761,7 +761,7 @@ async fn versions(State(admin): State<Admin>) -> Response {
             escape(&known.workflow)
         );
         for version in &known.versions {
-            let fingerprint = crate::record::format_fingerprint(version.fingerprint);
+            let fingerprint = sagaflow::record::format_fingerprint(version.fingerprint);
             let oldest = version
                 .oldest_unfinished
                 .as_ref()
@@ -793,7 +793,9 @@ async fn versions(State(admin): State<Admin>) -> Response {
                  <td class=\"drained\">{drained}</td></tr>",
                 v = version.version,
                 code = text::version_code(version),
-                upgrade = version.upgrade.map_or("-", crate::machine::Upgrade::as_str),
+                upgrade = version
+                    .upgrade
+                    .map_or("-", sagaflow::machine::Upgrade::as_str),
                 phases = escape(&text::phase_counts(&version.counts)),
                 unfinished = version.unfinished(),
                 moving = version.moving,
@@ -854,7 +856,7 @@ async fn versions(State(admin): State<Admin>) -> Response {
             let _ = write!(
                 body,
                 "<tr><td>{}</td><td class=\"error\">{}</td></tr>",
-                escape(&crate::record::key(id)),
+                escape(&sagaflow::record::key(id)),
                 escape(reason)
             );
         }

@@ -1,0 +1,13 @@
+//! What the tool prints for a person: aligned columns, colours on a
+//! terminal only, times as dates and ages.
+//!
+//! `format` holds the pieces (styles, tables, times); `instances` the
+//! pages of `list` and `show`; `versions` those of `versions` and `upgrade`.
+
+mod format;
+mod instances;
+mod versions;
+
+pub(crate) use format::*;
+pub(crate) use instances::*;
+pub(crate) use versions::*;
