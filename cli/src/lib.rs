@@ -50,6 +50,7 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
 mod admin;
 mod store_url;
 mod svg;
@@ -70,7 +71,7 @@ pub use admin::{
 };
 pub use store_url::open_store;
 pub use svg::{Highlight, render as render_svg};
-pub use web::{router, serve};
+pub use web::{router, router_with_token, serve, serve_with_token};
 
 use sagaflow::machine::MachineDescription;
 use sagaflow::record::Phase;
@@ -224,10 +225,24 @@ enum Command {
         workflow: Option<String>,
     },
     /// Serve a read-only web view of the store.
+    ///
+    /// On a loopback address (the default) anyone on this machine may read
+    /// it; on any other address it needs a token: a browser signs in with
+    /// any user name and the token as the password, a script sends
+    /// `Authorization: Bearer TOKEN`.
     Ui {
         /// The address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
         listen: String,
+        /// The secret a client must show (at least 16 characters); required
+        /// beyond loopback.
+        #[arg(
+            long,
+            env = "SAGAFLOW_UI_TOKEN",
+            hide_env_values = true,
+            value_name = "TOKEN"
+        )]
+        token: Option<String>,
     },
 }
 
@@ -685,25 +700,35 @@ async fn command(
             )
             .await
         }
-        Command::Ui { listen } => {
-            let admin = admin(store, registry).await?;
+        Command::Ui { listen, token } => {
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .map_err(|error| {
                     AdminError::Invalid(format!("cannot listen on {listen}: {error}"))
                 })?;
-            let address = listener
-                .local_addr()
-                .map_or_else(|_| listen.clone(), |address| address.to_string());
+            let address = listener.local_addr().map_err(|error| {
+                AdminError::Invalid(format!("cannot listen on {listen}: {error}"))
+            })?;
+            // Refused before the store is opened: nothing is served unguarded.
+            access::check(address, token.as_deref())
+                .map_err(|error| AdminError::Invalid(error.to_string()))?;
+            let admin = admin(store, registry).await?;
+            let guard = if token.is_some() {
+                ", token required"
+            } else {
+                ""
+            };
             written(writeln!(
                 io.out,
-                "serving a read-only view of the {} store on http://{address}/ (Ctrl-C stops it)",
+                "serving a read-only view of the {} store on http://{address}/ (Ctrl-C stops it{guard})",
                 admin.store_name()
             ))?;
             written(io.out.flush())?;
-            serve(admin, listener)
-                .await
-                .map_err(|error| AdminError::Invalid(format!("the web view stopped: {error}")))
+            let served = match token {
+                Some(token) => serve_with_token(admin, listener, &token).await,
+                None => serve(admin, listener).await,
+            };
+            served.map_err(|error| AdminError::Invalid(format!("the web view stopped: {error}")))
         }
     }
 }

@@ -2,8 +2,10 @@
 //! machine drawn as SVG with the current state highlighted, beside its
 //! timeline), and a workflow's machine with instance counts. Plain HTML and
 //! CSS served by the binary: no JavaScript, nothing from a CDN, no writes.
+//! On an address beyond loopback it asks for a token ([`crate::access`]).
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -12,6 +14,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
+use crate::access::{self, AccessError};
 use crate::admin::{Admin, AdminError, InstanceDetail, ListQuery, MachineSource, now_ms};
 use crate::svg::{self, Highlight, escape};
 use crate::text;
@@ -69,9 +72,39 @@ pub fn router(admin: Admin) -> Router {
         .with_state(admin)
 }
 
-/// Serves [`router`] on `listener` until the process ends.
+/// [`router`] behind a token: a request without it (HTTP Basic with any
+/// user name and the token as the password, or `Authorization: Bearer
+/// TOKEN`) gets `401` and nothing of the store.
+pub fn router_with_token(admin: Admin, token: &str) -> Router {
+    router(admin).layer(axum::middleware::from_fn_with_state(
+        Arc::<str>::from(token),
+        access::require_token,
+    ))
+}
+
+/// Serves [`router`] on `listener` until the process ends, open to whoever
+/// reaches it: only on a loopback address (a listener on any other address
+/// is refused with [`std::io::ErrorKind::PermissionDenied`]; use
+/// [`serve_with_token`] there).
 pub async fn serve(admin: Admin, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    access::check(listener.local_addr()?, None).map_err(refused)?;
     axum::serve(listener, router(admin)).await
+}
+
+/// Serves [`router_with_token`] on `listener` until the process ends, on
+/// any address. The token must have at least
+/// [`MIN_TOKEN_LEN`](crate::access::MIN_TOKEN_LEN) characters.
+pub async fn serve_with_token(
+    admin: Admin,
+    listener: tokio::net::TcpListener,
+    token: &str,
+) -> std::io::Result<()> {
+    access::check(listener.local_addr()?, Some(token)).map_err(refused)?;
+    axum::serve(listener, router_with_token(admin, token)).await
+}
+
+fn refused(error: AccessError) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::PermissionDenied, error)
 }
 
 /// Percent-encodes a query value.

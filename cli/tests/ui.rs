@@ -22,8 +22,14 @@ struct Server {
 
 impl Server {
     fn start(program: &str, store: &Seeded) -> Server {
+        Server::start_with(program, store, &[])
+    }
+
+    /// With more arguments to `ui`.
+    fn start_with(program: &str, store: &Seeded, ui_args: &[&str]) -> Server {
         let mut child = Command::new(program)
             .args(["--store", &store.url(), "ui", "--listen", "127.0.0.1:0"])
+            .args(ui_args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -78,8 +84,21 @@ fn dump_dom(chromium: &str, url: &str) -> String {
 
 /// The DOM of `url` after chromium rendered it, with extra flags.
 fn dump_dom_with(chromium: &str, url: &str, flags: &[&str]) -> String {
+    let output = run_chromium(chromium, url, flags);
+    let dom = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success() && dom.contains("</html>"),
+        "chromium failed on {url}: {}\n{dom}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    dom
+}
+
+/// What chromium printed for `url` with `--dump-dom`, whether or not the
+/// page loaded.
+fn run_chromium(chromium: &str, url: &str, flags: &[&str]) -> std::process::Output {
     let profile = tempfile::tempdir().unwrap();
-    let output = Command::new("timeout")
+    Command::new("timeout")
         .args(["120", chromium])
         .args(flags)
         .args([
@@ -97,14 +116,7 @@ fn dump_dom_with(chromium: &str, url: &str, flags: &[&str]) -> String {
         .arg("--dump-dom")
         .arg(url)
         .output()
-        .expect("chromium runs");
-    let dom = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success() && dom.contains("</html>"),
-        "chromium failed on {url}: {}\n{dom}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    dom
+        .expect("chromium runs")
 }
 
 /// The raw HTTP answer to one request.
@@ -485,4 +497,129 @@ fn long_errors_wrap_and_the_pages_fit_a_1400px_window() {
     let escaped = long_error.replace('\'', "&#39;");
     assert!(page.contains(&format!("title=\"{escaped}\"")), "{page}");
     assert!(page.contains("<details"), "{page}");
+}
+
+const TOKEN: &str = "a7c1f0e25b9d4e3c8f60";
+
+#[test]
+fn with_a_token_nothing_is_shown_to_a_browser_without_it() {
+    let store = Seeded::new();
+    let server = Server::start_with(
+        env!("CARGO_BIN_EXE_sagaflow-demo"),
+        &store,
+        &["--token", TOKEN],
+    );
+
+    // Scripts: no header, a wrong token, the token.
+    let bare = http(&server.base, "GET / HTTP/1.1");
+    assert!(bare.starts_with("HTTP/1.1 401"), "{bare}");
+    assert!(
+        bare.contains("www-authenticate: Basic realm=\"sagaflow\""),
+        "{bare}"
+    );
+    let wrong = http(
+        &server.base,
+        "GET /instance?id=order-ok HTTP/1.1\r\nAuthorization: Bearer a7c1f0e25b9d4e3c8f61",
+    );
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+    let css = http(&server.base, "GET /style.css HTTP/1.1");
+    assert!(
+        css.starts_with("HTTP/1.1 401"),
+        "not even the style:\n{css}"
+    );
+    let script = http(
+        &server.base,
+        &format!("GET /instance?id=order-ok HTTP/1.1\r\nAuthorization: Bearer {TOKEN}"),
+    );
+    assert!(script.starts_with("HTTP/1.1 200"), "{script}");
+    assert!(script.contains("order-ok"), "{script}");
+    // Signing in by address: a redirect without the token, and the cookie.
+    let sign_in = http(
+        &server.base,
+        &format!("GET /instance?id=order-ok&token={TOKEN} HTTP/1.1"),
+    );
+    assert!(sign_in.starts_with("HTTP/1.1 303"), "{sign_in}");
+    assert!(
+        sign_in.contains("location: /instance?id=order-ok\r\n"),
+        "{sign_in}"
+    );
+    assert!(
+        sign_in.contains(&format!(
+            "set-cookie: sagaflow_token={TOKEN}; HttpOnly; SameSite=Strict; Path=/"
+        )),
+        "{sign_in}"
+    );
+    let with_cookie = http(
+        &server.base,
+        &format!("GET /instance?id=order-ok HTTP/1.1\r\nCookie: sagaflow_token={TOKEN}"),
+    );
+    assert!(with_cookie.starts_with("HTTP/1.1 200"), "{with_cookie}");
+
+    let Some(chromium) = chromium() else { return };
+    // A browser without the token is asked for credentials: headless
+    // chromium, which cannot answer, loads nothing (a browser with a
+    // window shows the sign-in page behind its dialog). No instance shows.
+    for path in [
+        "/",
+        "/instance?id=order-ok",
+        "/workflow?name=place_order",
+        "/versions",
+    ] {
+        let output = run_chromium(&chromium, &format!("{}{path}", server.base), &[]);
+        let page = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("ERR_INVALID_AUTH_CREDENTIALS")
+                || page.contains("This sagaflow view needs its token"),
+            "{path}: neither refused nor the sign-in page:\n{page}\n{stderr}"
+        );
+        for id in SEEDED_NEWEST_FIRST {
+            assert!(
+                !page.contains(id),
+                "{path} shows {id} without the token:\n{page}"
+            );
+        }
+        assert!(!page.contains("place_order"), "{path}:\n{page}");
+    }
+    // Signed in once with the token (a redirect sets the cookie), the list.
+    let list = dump_dom(&chromium, &format!("{}/?token={TOKEN}", server.base));
+    for id in SEEDED_NEWEST_FIRST {
+        assert!(
+            list.contains(&format!("<tr class=\"instance\" data-id=\"{id}\"")),
+            "no row for {id} once signed in:\n{list}"
+        );
+    }
+}
+
+#[test]
+fn beyond_loopback_the_view_is_not_served_without_a_token() {
+    let store = Seeded::new();
+    let output = Command::new(env!("CARGO_BIN_EXE_sagaflow-demo"))
+        .args(["--store", &store.url(), "ui", "--listen", "0.0.0.0:0"])
+        .env_remove("SAGAFLOW_UI_TOKEN")
+        .output()
+        .expect("the ui command runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        output.stdout.is_empty(),
+        "nothing served: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert!(
+        stderr.contains("shows every payload in the store to whoever reaches that address; give a token (`--token`, or SAGAFLOW_UI_TOKEN"),
+        "{stderr}"
+    );
+    // A token too short to be a secret is refused too.
+    let output = Command::new(env!("CARGO_BIN_EXE_sagaflow-demo"))
+        .args(["--store", &store.url(), "ui", "--listen", "0.0.0.0:0"])
+        .env("SAGAFLOW_UI_TOKEN", "secret")
+        .output()
+        .expect("the ui command runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("has 6 characters; give one of at least 16"),
+        "{stderr}"
+    );
 }
