@@ -11,6 +11,8 @@
 pub mod cli;
 pub mod clock;
 pub mod context;
+#[cfg(doctest)]
+mod doctests;
 pub mod durable;
 pub mod error;
 pub mod join;
