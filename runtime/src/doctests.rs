@@ -2,7 +2,8 @@
 //! compiles (and, unless marked `no_run`, runs) every example in them.
 //! Only built by rustdoc's doctest pass (`#[cfg(doctest)]` in `lib.rs`).
 //!
-//! `docs/cli.md` is left out while the operator tool moves to its own crate.
+//! `docs/cli.md` is left out while the operator tool moves to its own crate;
+//! `docs/testing.md` is a doctest of `sagaflow-testkit`, whose API it shows.
 
 #[doc = include_str!("../../README.md")]
 pub struct Readme;
