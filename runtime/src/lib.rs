@@ -9,6 +9,8 @@
 
 pub mod clock;
 pub mod context;
+#[cfg(doctest)]
+mod doctests;
 pub mod durable;
 pub mod error;
 pub mod join;

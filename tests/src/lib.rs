@@ -1,6 +1,5 @@
 //! Shared helpers for the sagaflow integration tests.
 
-pub mod faults;
 pub mod harness;
 pub mod journal;
 pub mod manual;

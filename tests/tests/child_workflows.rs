@@ -495,7 +495,7 @@ async fn outside_a_workflow_child_is_an_error() {
 /// parent's re-check.
 #[tokio::test(start_paused = true)]
 async fn children_finish_on_a_faulty_store() {
-    use sagaflow_tests::faults::{Faults, FaultyStore};
+    use sagaflow_testkit::{Faults, FaultyStore};
     const FAULTS: Faults = Faults {
         error_before_apply: 0.04,
         timeout_after_apply: 0.03,

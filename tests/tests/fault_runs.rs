@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use sagaflow::prelude::*;
 use sagaflow::store::{Expect, ScanPage, Store, Versioned};
 use sagaflow::{Error, Phase, StoreError};
-use sagaflow_tests::faults::{Faults, FaultyStore, Injected};
+use sagaflow_testkit::{Faults, FaultyStore, Injected};
 use serde::{Deserialize, Serialize};
 
 /// Seeds run by default; `SAGAFLOW_FAULT_SEEDS=n` runs seeds `0..n`.

@@ -2,7 +2,7 @@
 //! `#[workflow]` would generate it, so the runtime is tested without the
 //! macros:
 //!
-//! ```ignore
+//! ```text
 //! #[step] async fn reserve_inventory(order: &Order) -> Result<Reservation, StepError>
 //! #[compensate(reserve_inventory)] async fn release_inventory(order: &Order, r: Reservation)
 //! #[step(retry(max_attempts = 4, initial = "1s", backoff = 2.0))] async fn charge_payment(order: &Order) -> Result<Payment, StepError>
