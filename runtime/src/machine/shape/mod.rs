@@ -49,10 +49,13 @@
 //! [`Shape::Any`], and so does `serde_json::value::RawValue`.
 
 mod compare;
+mod de;
 mod model;
+mod registry;
 #[cfg(test)]
 mod tests;
 mod trace;
+mod tracer;
 
 pub use model::{Field, Shape, ShapeChange, ShapeError, Variant, VariantShape};
 pub use trace::trace;
