@@ -133,7 +133,10 @@ impl AttemptContext {
 /// (nothing is recorded: calling a step function directly stays harmless);
 /// [`Error::LeaseLost`] when another worker has taken the instance over, so
 /// this attempt's result will be discarded and the step may stop early;
-/// [`Error::Codec`] when `details` does not serialize.
+/// [`Error::Cancelled`] once the instance was cancelled, so a long step
+/// may stop early (the instance rolls back after the attempt whatever it
+/// returns; see [`cancel_requested`]); [`Error::Codec`] when `details` does
+/// not serialize.
 ///
 /// ```
 /// # use sagaflow::prelude::*;
@@ -152,12 +155,48 @@ pub async fn heartbeat(details: impl Serialize) -> Result<(), Error> {
             id: link.workflow_id.to_string(),
         });
     }
+    if link.cancelled.load(Ordering::SeqCst) {
+        return Err(Error::Cancelled {
+            id: link.workflow_id.to_string(),
+        });
+    }
     let details = serde_json::to_value(details).map_err(|error| Error::Codec {
         what: "the heartbeat details".to_owned(),
         reason: error.to_string(),
     })?;
     *link.lock_latest() = Some(details);
     Ok(())
+}
+
+/// Whether the instance this step attempt runs for has been cancelled since
+/// the attempt started; `false` outside a step attempt run by the runtime.
+///
+/// The worker holding the instance learns of a cancel at its next lease
+/// renewal (every third of the lease TTL while a step runs: 10 s by
+/// default), wherever the cancel was asked. A long step checks this (or
+/// [`heartbeat`], which then fails with [`Error::Cancelled`]) between units
+/// of work to stop early; the instance rolls back once the attempt ends,
+/// whatever the attempt returns. Compensations are never told: they run
+/// because of the cancel.
+///
+/// ```
+/// # use sagaflow::prelude::*;
+/// # async fn copy_chunk(i: u32) {}
+/// #[step(retriable)]
+/// async fn copy_all(chunks: u32) -> Result<u32, StepError> {
+///     for i in 0..chunks {
+///         if sagaflow::cancel_requested() {
+///             return Err(StepError::permanent("cancelled"));
+///         }
+///         copy_chunk(i).await;
+///     }
+///     Ok(chunks)
+/// }
+/// ```
+pub fn cancel_requested() -> bool {
+    ATTEMPT
+        .try_with(|link| link.cancelled.load(Ordering::SeqCst))
+        .unwrap_or(false)
 }
 
 /// What connects a running attempt to the worker holding the instance's
@@ -169,6 +208,7 @@ pub(crate) struct AttemptLink {
     previous: Option<serde_json::Value>,
     latest: Mutex<Option<serde_json::Value>>,
     lost: AtomicBool,
+    cancelled: AtomicBool,
 }
 
 impl AttemptLink {
@@ -178,6 +218,7 @@ impl AttemptLink {
             previous,
             latest: Mutex::new(None),
             lost: AtomicBool::new(false),
+            cancelled: AtomicBool::new(false),
         }
     }
 
@@ -196,6 +237,12 @@ impl AttemptLink {
     /// Makes further heartbeats of this attempt fail with `LeaseLost`.
     pub(crate) fn mark_lost(&self) {
         self.lost.store(true, Ordering::SeqCst);
+    }
+
+    /// Makes further heartbeats of this attempt fail with `Cancelled`, and
+    /// [`cancel_requested`] answer `true`.
+    pub(crate) fn mark_cancelled(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
     }
 }
 

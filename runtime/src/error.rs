@@ -327,4 +327,14 @@ pub enum Error {
         /// The instance id.
         id: String,
     },
+    /// The instance this step attempt runs for was cancelled
+    /// ([`Runtime::cancel`](crate::Runtime::cancel)) while the attempt ran.
+    /// The instance rolls back once the attempt ends, whatever it returns;
+    /// a long step that sees this may stop early (with `?`, or after undoing
+    /// its partial work).
+    #[error("instance `{id}` was cancelled while this step ran")]
+    Cancelled {
+        /// The instance id.
+        id: String,
+    },
 }

@@ -24,7 +24,7 @@ pub mod store;
 pub mod workflow;
 
 pub use clock::{Clock, SystemClock};
-pub use context::{StepContext, context, heartbeat};
+pub use context::{StepContext, cancel_requested, context, heartbeat};
 pub use durable::{
     child, now, random, set_status, signal, signal_timeout, sleep, sleep_until, uuid,
 };

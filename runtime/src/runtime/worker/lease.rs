@@ -13,7 +13,7 @@ use super::{
 use crate::context::AttemptLink;
 use crate::error::{Error, StoreError};
 use crate::join::{self, Checkpoint};
-use crate::record::{self, EventKind, HistoryEvent};
+use crate::record::{self, EventKind, HistoryEvent, Phase};
 use crate::store::Expect;
 use crate::workflow::StepOutcome;
 
@@ -123,6 +123,13 @@ impl Worker {
                     merge_cancel(&mut self.current.record, &fresh);
                     self.current.record.merge_signals(&fresh);
                     self.current.version = version;
+                    // A forward step learns of a cancel; a compensation runs
+                    // because of one.
+                    if self.current.record.cancel_requested
+                        && self.current.record.phase == Phase::Running
+                    {
+                        link.mark_cancelled();
+                    }
                 }
                 Err(error) => return Err(error.into()),
             }
