@@ -10,15 +10,17 @@
 //! hint comes due and any worker runtime claims it as it would any other;
 //! a driver that finds its lease lapsed renews it first (or learns that
 //! another runtime took the instance over, and stops).
+//!
+//! This file holds the queue, the data the runtime's state keeps; the
+//! dispatcher that starts the drivers of its entries is `dispatch.rs`.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use super::{Local, Runtime, worker};
-use crate::record::{self, InstanceRecord};
-use crate::store::Expect;
+use super::current::{Current, Started};
+use super::local::Local;
 
 /// The most instances one runtime keeps in its backlog. A start beyond it
 /// is written unclaimed with a due hint, for the poller (of this process or
@@ -37,7 +39,7 @@ pub(super) struct Backlog {
     /// it is over (and the room goes when the queue empties).
     queue: Mutex<VecDeque<Box<Waiting>>>,
     /// Wakes the dispatcher: an entry was added.
-    added: Notify,
+    pub(super) added: Notify,
 }
 
 /// One instance waiting for a worker slot.
@@ -46,8 +48,8 @@ pub(super) struct Waiting {
     /// Marked driven by this process while it waits.
     pub(super) local: Arc<Local>,
     /// The record as written, with its lease, and its version.
-    pub(super) current: worker::Current,
-    pub(super) started: worker::Started,
+    pub(super) current: Current,
+    pub(super) started: Started,
     /// The due hint written beside it, at its lease's expiry.
     pub(super) hint: String,
 }
@@ -71,7 +73,7 @@ impl Backlog {
         self.added.notify_one();
     }
 
-    fn pop(&self) -> Option<Waiting> {
+    pub(super) fn pop(&self) -> Option<Waiting> {
         let mut queue = self.queue();
         let waiting = queue.pop_front();
         if queue.is_empty() && queue.capacity() > KEPT_ROOM {
@@ -79,105 +81,4 @@ impl Backlog {
         }
         waiting.map(|waiting| *waiting)
     }
-}
-
-/// Starts a driver for each backlog entry as worker slots free up, until
-/// the runtime shuts down; then releases what still waits, so that another
-/// runtime may take it at once.
-pub(super) async fn run(runtime: Runtime) {
-    // Counted like a driver (when spawned), so `shutdown` waits for it.
-    let _running = super::CountedTask(runtime.clone());
-    let inner = &runtime.inner;
-    let mut shutdown = inner.shutdown.subscribe();
-    loop {
-        let Some(waiting) = next(&runtime, &mut shutdown).await else {
-            break;
-        };
-        let Some(permit) = runtime.permit(&mut shutdown).await else {
-            release(&runtime, waiting).await;
-            break;
-        };
-        let Waiting {
-            id,
-            local,
-            current,
-            started,
-            hint,
-        } = waiting;
-        // The hint at the lease's expiry stays the driver's lease hint.
-        let hints = worker::Hints {
-            poller: false,
-            lease: Some(hint),
-        };
-        runtime.spawn_driver(id, local, current, permit, hints, Some(started));
-    }
-    // Released side by side: a store with group commit makes them durable
-    // together.
-    let mut releases = tokio::task::JoinSet::new();
-    while let Some(waiting) = inner.backlog.pop() {
-        while releases.len() >= RELEASES_IN_FLIGHT {
-            releases.join_next().await;
-        }
-        let runtime = runtime.clone();
-        releases.spawn(async move { release(&runtime, waiting).await });
-    }
-    while releases.join_next().await.is_some() {}
-}
-
-/// Releases in flight at once on shutdown.
-const RELEASES_IN_FLIGHT: usize = 64;
-
-/// The oldest entry, waiting for one; `None` on shutdown.
-async fn next(
-    runtime: &Runtime,
-    shutdown: &mut tokio::sync::watch::Receiver<bool>,
-) -> Option<Waiting> {
-    let backlog = &runtime.inner.backlog;
-    loop {
-        if *shutdown.borrow_and_update() {
-            return None;
-        }
-        if let Some(waiting) = backlog.pop() {
-            return Some(waiting);
-        }
-        tokio::select! {
-            () = backlog.added.notified() => {}
-            _ = shutdown.changed() => {}
-        }
-    }
-}
-
-/// Gives up an entry on shutdown: its lease released with a due hint now,
-/// as a worker releases the instance it drives, and its handles told to
-/// read the store.
-async fn release(runtime: &Runtime, waiting: Waiting) {
-    let Waiting {
-        id,
-        local,
-        current,
-        hint,
-        ..
-    } = waiting;
-    let now = runtime.inner.clock.now_ms();
-    let (mut record, version): (InstanceRecord, u64) = current.into_parts();
-    record.lease.expires_at = Some(now);
-    record.updated_at = now;
-    let store = runtime.inner.store();
-    match record::encode(&record) {
-        Ok(bytes) => match store
-            .put(&record::key(&id), bytes, Expect::Version(version))
-            .await
-        {
-            Ok(_) => {
-                runtime.put_hint(now, &id).await;
-                if let Err(error) = store.delete(&hint, Expect::Any).await {
-                    tracing::debug!(hint, %error, "cannot delete a backlog hint");
-                }
-            }
-            Err(error) => tracing::debug!(id, %error, "lease not released; it will expire"),
-        },
-        Err(error) => tracing::warn!(id, %error, "cannot encode the instance record"),
-    }
-    local.stop_driving();
-    runtime.release_local(&id, local);
 }

@@ -1,7 +1,7 @@
 //! `Runtime::builder()`.
 
 use std::fmt;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,9 +9,11 @@ use tokio::sync::{Semaphore, watch};
 
 use tokio::sync::Notify;
 
+use super::backlog::Backlog;
 use super::erased::{Erased, ErasedMigrate, ErasedMigration, ErasedWorkflow};
+use super::state::{Inner, Running, Runtime};
 use super::versions::Registry;
-use super::{Inner, Runtime};
+use super::{dispatch, poller};
 use crate::FastHashMap;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, StoreError};
@@ -53,6 +55,13 @@ pub struct RuntimeBuilder {
     recovery_interval: Option<Duration>,
     clock: Option<Arc<dyn Clock>>,
     group_commit: bool,
+}
+
+impl Runtime {
+    /// A builder: give it a store and the workflows to run.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::new()
+    }
 }
 
 impl RuntimeBuilder {
@@ -223,20 +232,20 @@ impl RuntimeBuilder {
                 lease_ttl: self.lease_ttl,
                 recovery_interval: self.recovery_interval.unwrap_or(self.lease_ttl),
                 clock,
-                owner: super::unique_owner(),
+                owner: unique_owner(),
                 local: Mutex::new(FastHashMap::default()),
-                backlog: super::backlog::Backlog::default(),
+                backlog: Backlog::default(),
                 poke: Notify::new(),
                 hinted: AtomicBool::new(false),
                 shutdown: watch::Sender::new(false),
-                drivers: super::Running::default(),
+                drivers: Running::default(),
             }),
         };
         if runtime.inner.workers > 0 {
             runtime.inner.drivers.started();
-            tokio::spawn(super::poller::run(runtime.clone()));
+            tokio::spawn(poller::run(runtime.clone()));
             runtime.inner.drivers.started();
-            tokio::spawn(super::backlog::run(runtime.clone()));
+            tokio::spawn(dispatch::run(runtime.clone()));
         }
         Ok(runtime)
     }
@@ -289,6 +298,17 @@ async fn stored_machines(store: &dyn Store) -> Vec<MachineDescription> {
             None => return machines,
         }
     }
+}
+
+/// A name for this runtime in leases: the process id, the time and a
+/// counter, so two runtimes never share one.
+fn unique_owner() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{nanos:x}-{n}", std::process::id())
 }
 
 impl fmt::Debug for RuntimeBuilder {

@@ -7,8 +7,12 @@ use std::sync::{Arc, MutexGuard};
 
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
+use super::current::{Current, Hints, Started};
 use super::erased::ErasedWorkflow;
-use super::{AwaitedSignal, Claim, Local, Runtime, Status, codec, decode_record, versions, worker};
+use super::local::Local;
+use super::state::{Claim, Runtime, codec, decode_record};
+use super::status::{AwaitedSignal, Status};
+use super::{versions, worker};
 use crate::FastHashMap;
 use crate::clock::duration_ms;
 use crate::error::{Error, StoreError};
@@ -365,14 +369,14 @@ impl Runtime {
                     previous = previous.as_deref().unwrap_or("none"),
                     "instance claimed"
                 );
-                let hints = worker::Hints {
+                let hints = Hints {
                     poller: true,
                     lease: lease_hint,
                 };
                 self.spawn_driver(
                     id.to_owned(),
                     local,
-                    worker::Current::new(instance, version),
+                    Current::new(instance, version),
                     permit,
                     hints,
                     None,
@@ -440,15 +444,15 @@ impl Runtime {
     }
 
     /// Runs instance `id`, claimed by this runtime, on a worker task,
-    /// with its due hints (see [`worker::Hints`]).
+    /// with its due hints (see [`Hints`]).
     pub(super) fn spawn_driver(
         &self,
         id: String,
         local: Arc<Local>,
-        current: worker::Current,
+        current: Current,
         permit: OwnedSemaphorePermit,
-        hints: worker::Hints,
-        started: Option<worker::Started>,
+        hints: Hints,
+        started: Option<Started>,
     ) {
         self.inner.drivers.started();
         // An end seen in an earlier life (before an operator's retry) is

@@ -2,7 +2,8 @@
 //! queries and cancellation, and the links between a parent and its
 //! children.
 
-use super::{BoxFuture, ChildStart, Runtime, Written, codec, new_record};
+use super::local::Written;
+use super::state::{BoxFuture, ChildStart, Runtime, codec, new_record};
 use crate::error::{Error, StoreError};
 use crate::record::{self, EventKind, HistoryEvent, Phase};
 use crate::store::Expect;

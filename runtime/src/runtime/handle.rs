@@ -6,7 +6,9 @@ use std::sync::atomic::Ordering;
 
 use serde::de::DeserializeOwned;
 
-use super::{Runtime, Status};
+use super::local::Local;
+use super::state::Runtime;
+use super::status::Status;
 use crate::error::Error;
 use crate::record::{Failure, Phase};
 
@@ -75,7 +77,7 @@ impl<T: DeserializeOwned> Handle<T> {
         result
     }
 
-    async fn wait(&self, local: &super::Local) -> Result<Outcome<T>, Error> {
+    async fn wait(&self, local: &Local) -> Result<Outcome<T>, Error> {
         let inner = &self.runtime.inner;
         let mut shutdown = inner.shutdown.subscribe();
         // A worker of this process drives it: the instance is runnable here,

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::{Claim, Runtime};
+use super::state::{Claim, CountedTask, Runtime, decode_record};
 use crate::error::Error;
 use crate::record;
 use crate::store::Expect;
@@ -37,7 +37,7 @@ const CLAIMS_IN_FLIGHT: usize = 64;
 /// due ones whose lease is free or expired.
 pub(super) async fn run(runtime: Runtime) {
     // Counted like a driver (when spawned), so `shutdown` waits for it.
-    let _running = super::CountedTask(runtime.clone());
+    let _running = CountedTask(runtime.clone());
     let inner = &runtime.inner;
     let poll_ms = crate::clock::duration_ms(inner.poll_interval);
     let recovery_ms = crate::clock::duration_ms(inner.recovery_interval);
@@ -220,7 +220,7 @@ impl Runtime {
             read += page.entries.len();
             for (key, stored) in page.entries {
                 let id = key.strip_prefix(record::KEY_PREFIX).unwrap_or(&key);
-                let instance = match super::decode_record(id, &stored.value) {
+                let instance = match decode_record(id, &stored.value) {
                     Ok(instance) => instance,
                     Err(error) => {
                         if loud {

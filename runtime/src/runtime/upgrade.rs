@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::state::{Runtime, codec, decode_record};
 use super::versions::{self, Plan};
-use super::{Runtime, codec, decode_record};
 use crate::error::{Error, StoreError};
 use crate::machine::Upgrade;
 use crate::record::{self, InstanceRecord, Phase};

@@ -3,8 +3,8 @@
 
 use std::borrow::Cow;
 
-use super::super::ChildStart;
 use super::super::erased::ErasedWorkflow;
+use super::super::state::ChildStart;
 use super::transition::end_failed;
 use super::{Flow, Worker};
 use crate::clock::duration_ms;
