@@ -17,6 +17,41 @@ use crate::step::Step;
 tokio::task_local! {
     static CONTEXT: AttemptContext;
     static ATTEMPT: Arc<AttemptLink>;
+    /// How the steps of the instance a worker drives reach other instances:
+    /// set once per driven instance, read only by `sagaflow::send_signal`.
+    static SIGNALS: Arc<dyn SignalSender>;
+}
+
+/// A future the runtime returns to the layers below it.
+pub(crate) type SendFuture = std::pin::Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+
+/// What the runtime offers the step `sagaflow::send_signal`: recording a
+/// signal for another instance, once per delivery key. Implemented by the
+/// runtime, which sits above this module.
+pub(crate) trait SignalSender: Send + Sync {
+    /// Records signal `name` with `value` for instance `target`, unless a
+    /// signal with delivery key `key` was recorded there already.
+    fn send_once(
+        self: Arc<Self>,
+        target: String,
+        name: String,
+        value: serde_json::Value,
+        key: String,
+    ) -> SendFuture;
+}
+
+/// Runs `driver` (a worker's task) with `signals` as the way its steps send
+/// signals.
+pub(crate) fn sending<F: Future>(
+    signals: Arc<dyn SignalSender>,
+    driver: F,
+) -> impl Future<Output = F::Output> {
+    SIGNALS.scope(signals, driver)
+}
+
+/// The signal sender of the runtime driving the current task, if one does.
+pub(crate) fn signal_sender() -> Option<Arc<dyn SignalSender>> {
+    SIGNALS.try_with(Arc::clone).ok()
 }
 
 /// The context of one step attempt, readable inside a step with

@@ -69,7 +69,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::StepError;
+use crate::error::{Error, StepError};
 use crate::segment::with_segment;
 use crate::workflow::Workflow;
 
@@ -366,5 +366,63 @@ mod tests {
         assert!(with_segment(|_| ()).is_none());
         assert_ne!(uuid(), uuid());
         set_status("ignored");
+    }
+}
+
+/// Sends signal `name` with `value` to instance `target` from a workflow
+/// body, exactly once: Temporal's signal-external.
+///
+/// ```
+/// # use sagaflow::prelude::*;
+/// # #[derive(serde::Serialize, serde::Deserialize)]
+/// # pub struct Refund { order: String, amount: u64 }
+/// #[workflow]
+/// async fn approve_refund(refund: Refund) -> Result<(), WorkflowError> {
+///     // .. decide ..
+///     let decision: serde_json::Value =
+///         serde_json::json!({ "approved": true, "amount": refund.amount });
+///     sagaflow::send_signal(&refund.order, "refund_decision", &decision).await?;
+///     Ok(())
+/// }
+/// ```
+///
+/// It is a step (readonly in the saga's structure: allowed before and
+/// after the pivot, with no compensation, since a signal cannot be
+/// unsent; to undo its effect, send another signal from a compensation),
+/// and its state is one of the machine's (`SendSignal1`). Like any step it
+/// may run again after a crash between its send and the sender's commit;
+/// the send carries the step's idempotency key (`{sender id}/{state}`,
+/// plus the iteration in a loop), and the target's record remembers the
+/// keys of the last [`SIGNAL_KEYS_KEPT`](crate::record::SIGNAL_KEYS_KEPT)
+/// keyed signals it received, so a repeated send records nothing: the
+/// signal is delivered once. The target wakes as for
+/// [`Runtime::signal`](crate::Runtime::signal).
+///
+/// Fails for good (the workflow's `?` rolls it back) when `target` does not
+/// exist or has ended (unless this very send reached it before: then it
+/// succeeds); a store that fails is retried with the step's policy.
+/// Outside a runtime's worker (a step function called directly) it fails
+/// at once.
+#[crate::step(readonly)]
+pub async fn send_signal(
+    target: &str,
+    name: &str,
+    value: &serde_json::Value,
+) -> Result<(), StepError> {
+    let (Some(signals), Some(context)) = (crate::context::signal_sender(), crate::context()) else {
+        return Err(StepError::permanent(
+            "`sagaflow::send_signal` sends only from a workflow driven by a runtime",
+        ));
+    };
+    let key = context.idempotency_key();
+    match signals
+        .send_once(target.to_owned(), name.to_owned(), value.clone(), key)
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(error @ (Error::NotFound(_) | Error::InstanceEnded { .. } | Error::Codec { .. })) => {
+            Err(StepError::permanent(error.to_string()))
+        }
+        Err(error) => Err(StepError::retryable(error.to_string())),
     }
 }

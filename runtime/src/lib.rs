@@ -7,6 +7,10 @@
 
 #![warn(missing_docs)]
 
+// The crate's own steps (`send_signal`) expand to `::sagaflow::` paths, as
+// a user's do.
+extern crate self as sagaflow;
+
 pub mod clock;
 pub mod context;
 #[cfg(doctest)]
@@ -26,7 +30,7 @@ pub mod workflow;
 pub use clock::{Clock, SystemClock};
 pub use context::{StepContext, cancel_requested, context, heartbeat};
 pub use durable::{
-    child, now, random, set_status, signal, signal_timeout, sleep, sleep_until, uuid,
+    child, now, random, send_signal, set_status, signal, signal_timeout, sleep, sleep_until, uuid,
 };
 pub use error::{Error, StepError, StoreError, WorkflowError};
 pub use machine::{MachineDescription, StateMachine, Upgrade};

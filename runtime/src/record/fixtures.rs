@@ -44,6 +44,7 @@ pub(super) fn sample() -> InstanceRecord {
         awaiting_signal: None,
         inbox: BTreeMap::new(),
         signal_seq: 0,
+        signal_keys: VecDeque::new(),
         parent: None,
         awaiting_child: None,
         status: None,
@@ -94,6 +95,12 @@ pub(super) fn rich() -> InstanceRecord {
     record.last_error = Some("timed out \u{8}\u{c}".into());
     record.awaiting_signal = Some("approval".into());
     record.push_signal("approval", serde_json::json!(true), 9);
+    record.push_keyed_signal(
+        "approval",
+        serde_json::json!(false),
+        10,
+        "approver-1/SendSignal2",
+    );
     record.status = Some(serde_json::json!("half way"));
     record.parent = Some("parent \"1\"".into());
     record.awaiting_child = Some("child-1".into());

@@ -15,6 +15,11 @@ use super::raw::RawJson;
 /// Events kept in a record's history; older ones are dropped first.
 pub const HISTORY_LIMIT: usize = 64;
 
+/// How many delivery keys of keyed signals a record remembers: a sender
+/// that runs again after a crash repeats its send long before this many
+/// other keyed signals reach the same instance.
+pub const SIGNAL_KEYS_KEPT: usize = 256;
+
 /// The record of one workflow instance.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InstanceRecord {
@@ -87,6 +92,13 @@ pub struct InstanceRecord {
     /// The sequence number the next signal gets.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub signal_seq: u64,
+    /// The delivery keys of the signals sent with one (by
+    /// `sagaflow::send_signal`, whose key is its step's idempotency key),
+    /// the newest [`SIGNAL_KEYS_KEPT`]: a send with a key in this list is a
+    /// repeat of a delivered one (the sender ran again after a crash) and is
+    /// not recorded again.
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    pub signal_keys: VecDeque<String>,
     /// The id of the workflow instance that started this one as its child
     /// (`sagaflow::child`), if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -136,6 +148,7 @@ impl InstanceRecord {
             awaiting_signal: None,
             inbox: BTreeMap::new(),
             signal_seq: 0,
+            signal_keys: VecDeque::new(),
             parent: None,
             awaiting_child: None,
             status: None,
@@ -206,6 +219,22 @@ impl InstanceRecord {
             .push_back(SignalMessage { seq, at, value });
     }
 
+    /// Whether a signal with delivery key `key` was recorded (among the
+    /// newest [`SIGNAL_KEYS_KEPT`] keys).
+    pub fn has_signal_key(&self, key: &str) -> bool {
+        self.signal_keys.iter().any(|known| known == key)
+    }
+
+    /// Appends a signal to the inbox, as [`push_signal`](Self::push_signal),
+    /// and remembers its delivery key.
+    pub fn push_keyed_signal(&mut self, name: &str, value: serde_json::Value, at: u64, key: &str) {
+        self.push_signal(name, value, at);
+        if self.signal_keys.len() >= SIGNAL_KEYS_KEPT {
+            self.signal_keys.pop_front();
+        }
+        self.signal_keys.push_back(key.to_owned());
+    }
+
     /// Takes into `self` the signals another writer recorded in `fresh`
     /// (those numbered from `self.signal_seq` on). Only senders add signals
     /// and only the lease holder removes them, so nothing is lost and a
@@ -226,6 +255,9 @@ impl InstanceRecord {
             }
         }
         self.signal_seq = fresh.signal_seq;
+        // Only senders add keys, with their signals: the fresher list holds
+        // every key this one does.
+        self.signal_keys.clone_from(&fresh.signal_keys);
     }
 
     /// Whether a `cancel` makes the instance roll back now, before any

@@ -29,7 +29,9 @@ mod write;
 
 pub(crate) use envelope::encode_with;
 pub use envelope::{DecodeError, FORMAT, decode, encode};
-pub use instance::{HISTORY_LIMIT, InstanceRecord, format_fingerprint, parse_fingerprint};
+pub use instance::{
+    HISTORY_LIMIT, InstanceRecord, SIGNAL_KEYS_KEPT, format_fingerprint, parse_fingerprint,
+};
 pub use keys::{DUE_PREFIX, KEY_PREFIX, due_key, key, parse_due_key};
 pub use parts::{
     CompensationEntry, EventKind, Failure, Heartbeat, HistoryEvent, Lease, Phase, SignalMessage,

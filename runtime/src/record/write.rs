@@ -46,6 +46,7 @@ pub(super) fn write_record(
         awaiting_signal: _,
         inbox: _,
         signal_seq: _,
+        signal_keys: _,
         parent: _,
         awaiting_child: _,
         status: _,
@@ -165,6 +166,10 @@ pub(super) fn write_record(
     if record.signal_seq != 0 {
         out.extend_from_slice(b",\"signal_seq\":");
         write_int(out, record.signal_seq);
+    }
+    if !record.signal_keys.is_empty() {
+        out.extend_from_slice(b",\"signal_keys\":");
+        serde_json::to_writer(&mut *out, &record.signal_keys)?;
     }
     if let Some(parent) = &record.parent {
         out.extend_from_slice(b",\"parent\":");

@@ -2,8 +2,11 @@
 //! queries and cancellation, and the links between a parent and its
 //! children.
 
+use std::sync::Arc;
+
 use super::local::Written;
-use super::state::{BoxFuture, ChildStart, Runtime, codec, new_record};
+use super::state::{BoxFuture, ChildStart, Inner, Runtime, codec, new_record};
+use crate::context::{SendFuture, SignalSender};
 use crate::error::{Error, StoreError};
 use crate::record::{self, EventKind, HistoryEvent, Phase};
 use crate::store::Expect;
@@ -40,10 +43,27 @@ impl Runtime {
     ) -> Result<(), Error> {
         let value = serde_json::to_value(value)
             .map_err(|error| codec(&format!("signal `{name}`"), &error))?;
+        self.deliver_signal(id, name, value, None).await
+    }
+
+    /// Records signal `name` for instance `id`, once per `key` when one is
+    /// given: a send whose key the record remembers (the same sender after
+    /// a crash) changes nothing and succeeds, even once the instance ended.
+    pub(crate) async fn deliver_signal(
+        &self,
+        id: &str,
+        name: &str,
+        value: serde_json::Value,
+        key: Option<&str>,
+    ) -> Result<(), Error> {
         loop {
             let Some((mut instance, version)) = self.load(id).await? else {
                 return Err(Error::NotFound(id.to_owned()));
             };
+            if key.is_some_and(|key| instance.has_signal_key(key)) {
+                tracing::debug!(id, signal = name, "a repeated send; already recorded");
+                return Ok(());
+            }
             if instance.phase.is_terminal() {
                 return Err(Error::InstanceEnded {
                     id: id.to_owned(),
@@ -52,7 +72,10 @@ impl Runtime {
                 });
             }
             let now = self.inner.clock.now_ms();
-            instance.push_signal(name, value.clone(), now);
+            match key {
+                Some(key) => instance.push_keyed_signal(name, value.clone(), now, key),
+                None => instance.push_signal(name, value.clone(), now),
+            }
             instance.updated_at = now;
             let bytes =
                 record::encode(&instance).map_err(|error| codec("the instance record", &error))?;
@@ -285,5 +308,24 @@ impl Runtime {
                 Err(error) => return Err(error.into()),
             }
         }
+    }
+}
+
+/// The runtime as the steps of the instances it drives see it:
+/// `sagaflow::send_signal` records through it, once per delivery key.
+impl SignalSender for Inner {
+    fn send_once(
+        self: Arc<Self>,
+        target: String,
+        name: String,
+        value: serde_json::Value,
+        key: String,
+    ) -> SendFuture {
+        let runtime = Runtime { inner: self };
+        Box::pin(async move {
+            runtime
+                .deliver_signal(&target, &name, value, Some(&key))
+                .await
+        })
     }
 }

@@ -113,9 +113,12 @@ pub(super) fn drive(
     });
     async move {
         let _claim = claim;
-        // Step attempts' timeouts run on the runtime's clock.
+        // Step attempts' timeouts run on the runtime's clock; its steps send
+        // signals through it.
         let clock = Arc::clone(&worker.runtime.inner.clock);
-        crate::clock::driving(clock, Box::pin(worker.run()).instrument(span)).await;
+        let signals: Arc<dyn crate::context::SignalSender> = worker.runtime.inner.clone();
+        let driven = crate::context::sending(signals, Box::pin(worker.run()).instrument(span));
+        crate::clock::driving(clock, driven).await;
         // The slot is free again; a poller waiting for one gets it.
         drop(worker.permit.take());
         if worker.released
