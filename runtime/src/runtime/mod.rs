@@ -69,6 +69,8 @@ mod claims;
 mod control;
 pub(crate) mod erased;
 mod handle;
+// What the schedule layer needs of the runtime (crate::schedule).
+mod layers;
 mod poller;
 mod upgrade;
 pub(crate) mod versions;
