@@ -385,13 +385,12 @@ async fn after_downtime_catch_up_fires_all_or_the_last_tick_in_the_window() {
         assert_eq!(schedule.counts.missed, 5, "{policy:?}: ticks 3..=7");
         let dropped_by_last = if policy == CatchUp::Last { 4 } else { 0 };
         assert_eq!(schedule.counts.skipped, dropped_by_last, "{policy:?}");
-        assert!(schedule.recent.iter().any(|action| matches!(
-            action.kind,
-            ActionKind::Missed {
-                count: Some(5),
-                ..
-            }
-        )));
+        assert!(
+            schedule
+                .recent
+                .iter()
+                .any(|action| matches!(action.kind, ActionKind::Missed { count: Some(5), .. }))
+        );
         rt.shutdown().await;
     }
 }
@@ -484,7 +483,10 @@ async fn pause_unpause_trigger_backfill_and_delete() {
     );
 
     // Unpause: the ticks of the pause are not caught up; the next one fires.
-    schedules.unpause("ops", "open again").await.expect("unpause");
+    schedules
+        .unpause("ops", "open again")
+        .await
+        .expect("unpause");
     assert_eq!(
         describe(&schedules, "ops").await.next_fire_times[0],
         t0() + 180 * MINUTE
@@ -534,7 +536,11 @@ async fn pause_unpause_trigger_backfill_and_delete() {
         Err(ScheduleError::NotFound(_))
     ));
     sleep_ms(2 * 60 * MINUTE).await;
-    assert_eq!(ran("report", "ops").len(), 4, "a deleted schedule fires no more");
+    assert_eq!(
+        ran("report", "ops").len(),
+        4,
+        "a deleted schedule fires no more"
+    );
     rt.shutdown().await;
 }
 
@@ -570,13 +576,13 @@ async fn bad_specs_names_and_inputs_are_typed_errors() {
         "{error:?}"
     );
     assert!(error.to_string().contains("Europe/Pariss"), "{error}");
-    let error = create(
-        "a/b",
-        ScheduleSpec::every(Duration::from_secs(60)),
-    )
-    .await
-    .unwrap_err();
-    assert!(matches!(error, ScheduleError::InvalidName { .. }), "{error:?}");
+    let error = create("a/b", ScheduleSpec::every(Duration::from_secs(60)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ScheduleError::InvalidName { .. }),
+        "{error:?}"
+    );
 
     create("twice", ScheduleSpec::every(Duration::from_secs(60)))
         .await

@@ -10,8 +10,8 @@ use super::policy::{Overlap, ScheduleOptions};
 use super::scheduler::changed_here;
 use super::spec::{ScheduleSpec, instance_id};
 use super::stored::{
-    ActionKind, SCHEDULE_FORMAT, SCHEDULES_PREFIX, ScheduleCounts, ScheduleRecord,
-    ScheduleRequest, schedule_key,
+    ActionKind, SCHEDULE_FORMAT, SCHEDULES_PREFIX, ScheduleCounts, ScheduleRecord, ScheduleRequest,
+    schedule_key,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::error::StoreError;
@@ -256,7 +256,11 @@ impl Schedules {
 
     /// [`trigger`](Self::trigger) under `overlap` rather than the
     /// schedule's policy (`Overlap::AllowAll` starts it whatever runs).
-    pub async fn trigger_with(&self, name: &str, overlap: Overlap) -> Result<String, ScheduleError> {
+    pub async fn trigger_with(
+        &self,
+        name: &str,
+        overlap: Overlap,
+    ) -> Result<String, ScheduleError> {
         self.trigger_request(name, Some(overlap)).await
     }
 
@@ -268,7 +272,9 @@ impl Schedules {
         self.change(name, |record, now| {
             let precision = record.spec.id_precision_ms();
             let tick = now - now % precision;
-            record.requests.push(ScheduleRequest::Trigger { tick, overlap });
+            record
+                .requests
+                .push(ScheduleRequest::Trigger { tick, overlap });
             record.push_action(now, ActionKind::TriggerRequested { tick });
             Ok(instance_id(&record.name, tick, precision))
         })
@@ -359,7 +365,9 @@ impl Schedules {
 
     /// Every schedule, by name; one whose record cannot be decoded is a
     /// [`ScheduleError::Corrupt`] naming it, so it hides no others.
-    pub async fn list(&self) -> Result<Vec<Result<ScheduleDescription, ScheduleError>>, ScheduleError> {
+    pub async fn list(
+        &self,
+    ) -> Result<Vec<Result<ScheduleDescription, ScheduleError>>, ScheduleError> {
         let mut schedules = Vec::new();
         let mut after: Option<String> = None;
         loop {

@@ -169,7 +169,11 @@ fn regular_ticks(record: &mut ScheduleRecord, ticks: &Ticks, now: u64, plan: &mu
         && latest > from
     {
         let before_latest = ticks.last_before(latest).unwrap_or(from).max(from);
-        dropped.add_range(from, before_latest, ticks.count_from_to(from, before_latest));
+        dropped.add_range(
+            from,
+            before_latest,
+            ticks.count_from_to(from, before_latest),
+        );
         next = Some(latest);
     }
     let mut due = Vec::new();
@@ -203,7 +207,10 @@ fn regular_ticks(record: &mut ScheduleRecord, ticks: &Ticks, now: u64, plan: &mu
         due = fired;
     }
     if let Some(last) = missed.last {
-        record.counts.missed = record.counts.missed.saturating_add(missed.count.unwrap_or(1));
+        record.counts.missed = record
+            .counts
+            .missed
+            .saturating_add(missed.count.unwrap_or(1));
         record.last_tick = Some(record.last_tick.map_or(last, |seen| seen.max(last)));
         record.push_action(
             now,
@@ -395,10 +402,18 @@ fn start(record: &mut ScheduleRecord, plan: &mut Plan, fire: Fire, now: u64) {
 /// Records how the starts of `results` went: a done or refused one leaves
 /// [`ScheduleRecord::starting`]; one to retry stays. Returns whether the
 /// record changed.
-pub(crate) fn confirm(record: &mut ScheduleRecord, results: &[(String, Started)], now: u64) -> bool {
+pub(crate) fn confirm(
+    record: &mut ScheduleRecord,
+    results: &[(String, Started)],
+    now: u64,
+) -> bool {
     let mut changed = false;
     for (id, started) in results {
-        let Some(at) = record.starting.iter().position(|start| &start.fire.id == id) else {
+        let Some(at) = record
+            .starting
+            .iter()
+            .position(|start| &start.fire.id == id)
+        else {
             continue;
         };
         match started {

@@ -274,7 +274,9 @@ impl<L: Launcher> Scheduler<L> {
                                 id,
                                 "the running instance is past its pivot: the tick waits for its end"
                             ),
-                            Err(error) => tracing::warn!(id, %error, "cannot cancel the running instance yet"),
+                            Err(error) => {
+                                tracing::warn!(id, %error, "cannot cancel the running instance yet")
+                            }
                         }
                     }
                     mine.extend(plan.starts.iter().map(|start| start.fire.id.clone()));

@@ -95,7 +95,9 @@ fn missed_ticks_beyond_the_window_are_dropped_and_counted() {
 
 #[test]
 fn skip_buffer_and_cancel_while_one_runs() {
-    let ticks = ScheduleSpec::every(Duration::from_secs(60)).ticks().unwrap();
+    let ticks = ScheduleSpec::every(Duration::from_secs(60))
+        .ticks()
+        .unwrap();
     let running = "report/1970-01-01T00:00:00Z".to_owned();
     let alive: HashSet<String> = [running.clone()].into();
 
