@@ -271,6 +271,17 @@ pub enum ActionKind {
 }
 
 impl ScheduleRecord {
+    /// The instance id of this schedule's `tick`: `{name}/{tick as RFC 3339}`,
+    /// in whole seconds unless the spec needs milliseconds.
+    pub fn instance_id(&self, tick: u64) -> String {
+        super::spec::instance_id(&self.name, tick, self.spec.id_precision_ms())
+    }
+
+    /// `tick` as this schedule's instance ids write it.
+    pub fn format_tick(&self, tick: u64) -> String {
+        super::spec::format_time(tick, self.spec.id_precision_ms())
+    }
+
     /// Appends an action, forgetting the oldest beyond [`RECENT_LIMIT`].
     pub(crate) fn push_action(&mut self, at: u64, kind: ActionKind) {
         if self.recent.len() >= RECENT_LIMIT {
