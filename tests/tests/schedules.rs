@@ -127,7 +127,7 @@ async fn instances(rt: &Runtime, name: &str) -> BTreeMap<String, Phase> {
 }
 
 fn at(ms: u64) -> String {
-    format!("{}", format_time(ms, 1000))
+    format_time(ms, 1000)
 }
 
 /// `name/{time}` for each of `ticks`.

@@ -121,7 +121,7 @@ fn skip_buffer_and_cancel_while_one_runs() {
     let mut cancel = record(Overlap::CancelOther, CatchUp::All, 10 * MINUTE);
     cancel.running = vec![running.clone()];
     let decided = plan(&mut cancel, &ticks, MINUTE, Some(&alive));
-    assert_eq!(decided.cancels, [running.clone()]);
+    assert_eq!(decided.cancels, vec![running.clone()]);
     assert!(decided.starts.is_empty());
     assert_eq!(cancel.buffered.as_ref().map(|fire| fire.tick), Some(MINUTE));
 
