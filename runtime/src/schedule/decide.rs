@@ -118,15 +118,19 @@ pub(crate) fn plan(
             .running
             .retain(|id| alive.contains(id) || pending.contains(id));
         plan.changed |= record.running.len() != before;
-        if record.running.is_empty()
-            && let Some(waiting) = record.buffered.take()
+        if !record.running.is_empty()
+            && record.buffered.is_some()
+            && record.overlap == Overlap::CancelOther
         {
-            start(record, &mut plan, waiting, now);
-        } else if record.buffered.is_some() && record.overlap == Overlap::CancelOther {
             // Asked again while the tick waits: a scheduler that died
             // between its decision and the cancel leaves none lost.
             plan.cancels = record.running.clone();
         }
+    }
+    if record.running.is_empty()
+        && let Some(waiting) = record.buffered.take()
+    {
+        start(record, &mut plan, waiting, now);
     }
     if !record.paused {
         regular_ticks(record, ticks, now, &mut plan);

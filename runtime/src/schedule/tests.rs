@@ -185,3 +185,19 @@ fn a_refused_start_is_recorded_and_leaves_the_running_list() {
         Some(ActionKind::Failed { id: failed, error }) if failed == &id && error == "bad input"
     ));
 }
+
+#[test]
+fn a_buffered_tick_with_nothing_left_running_starts_without_a_look() {
+    let mut schedule = record(Overlap::BufferOne, CatchUp::All, 10 * MINUTE);
+    schedule.next_tick = Some(10 * MINUTE);
+    schedule.buffered = Some(super::stored::Fire {
+        tick: MINUTE,
+        id: "report/1970-01-01T00:01:00Z".into(),
+        cause: FireCause::Schedule,
+    });
+    let ticks = schedule.spec.ticks().unwrap();
+    assert!(!decide::needs_phases(&schedule));
+    let decided = plan(&mut schedule, &ticks, 2 * MINUTE, None);
+    assert_eq!(ids(&decided), ["report/1970-01-01T00:01:00Z"]);
+    assert!(schedule.buffered.is_none());
+}
