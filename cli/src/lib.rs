@@ -52,6 +52,7 @@
 
 pub mod access;
 mod admin;
+mod schedule;
 mod store_url;
 mod svg;
 mod text;
@@ -223,6 +224,13 @@ enum Command {
         /// Only this workflow's instances.
         #[arg(long, short)]
         workflow: Option<String>,
+    },
+    /// The schedules in the store: list, show, pause, unpause, trigger,
+    /// backfill, delete. Triggers and backfills are started by a worker
+    /// runtime that registers the schedule's workflow.
+    Schedule {
+        #[command(subcommand)]
+        command: schedule::ScheduleCommand,
     },
     /// Serve a read-only web view of the store.
     ///
@@ -699,6 +707,10 @@ async fn command(
                 io,
             )
             .await
+        }
+        Command::Schedule { command } => {
+            let admin = admin(store, registry).await?;
+            schedule::run(command, &admin, cli.json, style, now, io).await
         }
         Command::Ui { listen, token } => {
             let listener = tokio::net::TcpListener::bind(&listen)

@@ -3,6 +3,10 @@
 //! timeline), and a workflow's machine with instance counts. Plain HTML and
 //! CSS served by the binary: no JavaScript, nothing from a CDN, no writes.
 //! On an address beyond loopback it asks for a token ([`crate::access`]).
+//! `/schedules` lists the schedules with their next fire times (its body is
+//! drawn in `web/schedules.rs`).
+
+mod schedules;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -59,12 +63,13 @@ form.filters{display:flex;gap:10px;margin-bottom:12px;align-items:center}
 "#;
 
 /// The web view's routes on `admin`: `/` (instances), `/instance?id=`,
-/// `/workflow?name=`, `/versions`, `/style.css`. Every route only reads
+/// `/workflow?name=`, `/versions`, `/schedules`, `/style.css`. Every route only reads
 /// (`sagaflow upgrade` stays a command).
 pub fn router(admin: Admin) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/versions", get(versions))
+        .route("/schedules", get(schedules_page))
         .route("/instance", get(instance))
         .route("/workflow", get(workflow))
         .route("/style.css", get(style))
@@ -150,7 +155,7 @@ async fn page(admin: &Admin, title: &str, body: &str) -> Html<String> {
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{} · sagaflow</title><link rel=\"stylesheet\" href=\"/style.css\"></head>\
-         <body><header><a href=\"/\">sagaflow</a><a href=\"/\">instances</a><a href=\"/versions\">versions</a>{workflows}\
+         <body><header><a href=\"/\">sagaflow</a><a href=\"/\">instances</a><a href=\"/versions\">versions</a><a href=\"/schedules\">schedules</a>{workflows}\
          <span class=\"store\">{} store · read-only</span></header><main>{body}</main></body></html>",
         escape(title),
         escape(admin.store_name()),
@@ -183,6 +188,17 @@ fn phase_badge(phase: Phase) -> String {
 
 async fn style() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE)
+}
+
+async fn schedules_page(State(admin): State<Admin>) -> Response {
+    let listed = match admin.schedules().list().await {
+        Ok(listed) => listed,
+        Err(error) => return error_page(&admin, &AdminError::from(error)).await,
+    };
+    let body = schedules::body(&listed, now_ms(), |id| {
+        format!("/instance?id={}", encode(id))
+    });
+    page(&admin, "schedules", &body).await.into_response()
 }
 
 async fn not_found(State(admin): State<Admin>) -> Response {

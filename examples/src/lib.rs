@@ -7,5 +7,6 @@ pub mod coffee;
 pub mod fanout;
 pub mod fulfilment;
 pub mod order;
+pub mod report;
 pub mod timeline;
 pub mod upgrade;

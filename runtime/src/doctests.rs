@@ -38,5 +38,8 @@ pub struct ManyProcesses;
 #[doc = include_str!("../../docs/stores.md")]
 pub struct Stores;
 
+#[doc = include_str!("../../docs/schedules.md")]
+pub struct Schedules;
+
 #[doc = include_str!("../../docs/benchmarks.md")]
 pub struct Benchmarks;

@@ -22,6 +22,7 @@ pub mod machine;
 pub mod migrate;
 pub mod record;
 pub mod runtime;
+pub mod schedule;
 mod segment;
 pub mod step;
 pub mod store;
@@ -37,6 +38,9 @@ pub use machine::{MachineDescription, StateMachine, Upgrade};
 pub use migrate::{Migrate, Migration};
 pub use runtime::*;
 pub use sagaflow_macros::{compensate, migrate, step, workflow};
+pub use schedule::{
+    CatchUp, Overlap, ScheduleDescription, ScheduleError, ScheduleOptions, ScheduleSpec, Schedules,
+};
 pub use step::{Compensate, RetryPolicy, Step, StepKind, StepOptions};
 pub use store::Store;
 #[cfg(feature = "embedded")]

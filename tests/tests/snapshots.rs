@@ -9,6 +9,7 @@ use sagaflow_examples::coffee::coffee_order;
 use sagaflow_examples::fanout::book_trip;
 use sagaflow_examples::fulfilment::{fulfil_order, ship_order};
 use sagaflow_examples::order::{Order, place_order};
+use sagaflow_examples::report::nightly_report;
 use sagaflow_examples::upgrade;
 
 #[test]
@@ -19,6 +20,11 @@ fn order_saga_mermaid() {
 #[test]
 fn order_saga_dot() {
     insta::assert_snapshot!(place_order.state_machine().to_dot());
+}
+
+#[test]
+fn nightly_report_mermaid() {
+    insta::assert_snapshot!(nightly_report.state_machine().to_mermaid());
 }
 
 #[test]

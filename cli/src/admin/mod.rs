@@ -5,12 +5,13 @@
 //! [`AdminError`]) and `registry` (the workflows the tool knows) are leaves;
 //! `records` reads stored records; `view` holds [`Admin`] with listing and
 //! showing; `machines` (diagrams, state counts) and `repair` (cancel, retry,
-//! signal, versions, upgrade) add their methods to it.
+//! signal, versions, upgrade) and `schedules` add their methods to it.
 
 mod machines;
 mod records;
 mod registry;
 mod repair;
+mod schedules;
 mod types;
 mod view;
 

@@ -101,6 +101,9 @@ pub enum AdminError {
     /// A value could not be encoded or decoded (a JSON argument, a record).
     #[error("{0}")]
     Invalid(String),
+    /// A schedule could not be read or changed.
+    #[error(transparent)]
+    Schedule(#[from] sagaflow::ScheduleError),
 }
 
 impl From<Error> for AdminError {

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 
 use super::backlog::Backlog;
 use super::erased::{Erased, ErasedMigrate, ErasedMigration, ErasedWorkflow};
-use super::state::{Inner, Running, Runtime};
+use super::state::{CountedTask, Inner, Running, Runtime};
 use super::versions::Registry;
 use super::{dispatch, poller};
 use crate::FastHashMap;
@@ -55,6 +55,7 @@ pub struct RuntimeBuilder {
     recovery_interval: Option<Duration>,
     clock: Option<Arc<dyn Clock>>,
     group_commit: bool,
+    schedule_interval: Duration,
 }
 
 impl Runtime {
@@ -78,6 +79,8 @@ impl RuntimeBuilder {
     /// How often the due index is scanned and a waiting handle re-reads the
     /// store, by default.
     pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+    /// How often a worker runtime's scheduler re-reads the schedules, by default.
+    pub const DEFAULT_SCHEDULE_INTERVAL: Duration = Duration::from_secs(1);
 
     pub(super) fn new() -> RuntimeBuilder {
         RuntimeBuilder {
@@ -91,6 +94,7 @@ impl RuntimeBuilder {
             recovery_interval: None,
             clock: None,
             group_commit: true,
+            schedule_interval: Self::DEFAULT_SCHEDULE_INTERVAL,
         }
     }
 
@@ -181,6 +185,16 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How often a worker runtime's scheduler re-reads the schedules
+    /// ([`crate::schedule`]) besides when one is due: to see those other
+    /// processes created, triggered or unpaused, and whether an instance a
+    /// buffered tick waits for has ended. Each pass reads every schedule.
+    /// Default 1 s.
+    pub fn schedule_interval(mut self, interval: Duration) -> RuntimeBuilder {
+        self.schedule_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
     /// The clock for record times, leases, due times, backoff and polling
     /// (default [`SystemClock::new()`], which follows tokio's paused time in
     /// tests). See [`crate::clock`].
@@ -246,6 +260,16 @@ impl RuntimeBuilder {
             tokio::spawn(poller::run(runtime.clone()));
             runtime.inner.drivers.started();
             tokio::spawn(dispatch::run(runtime.clone()));
+            // The schedules' task, counted like the poller.
+            runtime.inner.drivers.started();
+            tokio::spawn(crate::schedule::scheduler::run(
+                runtime.clone(),
+                Arc::clone(&runtime.inner.store),
+                Arc::clone(&runtime.inner.clock),
+                self.schedule_interval,
+                runtime.inner.shutdown.subscribe(),
+                CountedTask(runtime.clone()),
+            ));
         }
         Ok(runtime)
     }
@@ -338,6 +362,7 @@ impl fmt::Debug for RuntimeBuilder {
             .field("recovery_interval", &self.recovery_interval)
             .field("clock", &self.clock)
             .field("group_commit", &self.group_commit)
+            .field("schedule_interval", &self.schedule_interval)
             .finish()
     }
 }

@@ -71,6 +71,8 @@ mod current;
 mod dispatch;
 pub(crate) mod erased;
 mod handle;
+// What the schedule layer needs of the runtime (crate::schedule).
+mod layers;
 mod local;
 mod poller;
 mod state;
