@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 
 use super::erased::{Erased, ErasedMigrate, ErasedMigration, ErasedWorkflow};
 use super::versions::Registry;
-use super::{Inner, Runtime};
+use super::{Inner, Layer, Runtime};
 use crate::FastHashMap;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, StoreError};
@@ -53,6 +53,7 @@ pub struct RuntimeBuilder {
     recovery_interval: Option<Duration>,
     clock: Option<Arc<dyn Clock>>,
     group_commit: bool,
+    layers: Vec<Box<dyn Layer>>,
 }
 
 impl RuntimeBuilder {
@@ -82,7 +83,26 @@ impl RuntimeBuilder {
             recovery_interval: None,
             clock: None,
             group_commit: true,
+            layers: Vec::new(),
         }
+    }
+
+    /// The layer of type `L` this builder keeps (the queues), made on first use.
+    pub(crate) fn layer_mut<L: Layer + Default>(&mut self) -> &mut L {
+        let index = match self.layers.iter().position(|layer| {
+            let layer: &dyn std::any::Any = &**layer;
+            layer.is::<L>()
+        }) {
+            Some(index) => index,
+            None => {
+                self.layers.push(Box::new(L::default()));
+                self.layers.len() - 1
+            }
+        };
+        let layer: &mut dyn std::any::Any = &mut *self.layers[index];
+        layer
+            .downcast_mut::<L>()
+            .unwrap_or_else(|| unreachable!("the layer at {index} is an `L`"))
     }
 
     /// The store instances are kept in (required).
@@ -230,8 +250,12 @@ impl RuntimeBuilder {
                 hinted: AtomicBool::new(false),
                 shutdown: watch::Sender::new(false),
                 drivers: super::Running::default(),
+                layers: self.layers,
             }),
         };
+        for layer in &runtime.inner.layers {
+            layer.start(&runtime)?;
+        }
         if runtime.inner.workers > 0 {
             runtime.inner.drivers.started();
             tokio::spawn(super::poller::run(runtime.clone()));
@@ -318,6 +342,14 @@ impl fmt::Debug for RuntimeBuilder {
             .field("recovery_interval", &self.recovery_interval)
             .field("clock", &self.clock)
             .field("group_commit", &self.group_commit)
+            .field(
+                "layers",
+                &self
+                    .layers
+                    .iter()
+                    .map(|layer| layer.name())
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
