@@ -1,20 +1,27 @@
 //! The dispatcher: one task per queue in every runtime with workers. Each
-//! pass reads the waiting items in priority order, oldest first, and for
-//! each one that may start now takes, in this order, a per-process permit,
-//! the item itself (a claim written into it by compare-and-swap, so two
-//! processes never start it together), a slot of its partition, a slot of
-//! the queue and a start of the rate limit's window; then it starts the
-//! instance, deletes the item, and holds the slots until the instance ends.
+//! pass reads the waiting items in priority order, oldest first, a page at
+//! a time, and picks from the page the items that may start now, as far
+//! as the slots and the rate limit's window read at the pass's start say:
+//! for each, a per-process permit and a free slot of its partition and of
+//! the queue. Then, for all picked items at once, it claims each item (a
+//! claim written into it by compare-and-swap, so two processes never start
+//! it together) and writes its slots (`Expect::Absent`: a slot another
+//! process took meanwhile fails the item, which waits for a later pass);
+//! takes the rate limit's starts for the items that got everything, in one
+//! write of the window; and starts their instances, each on a task that
+//! deletes the item and holds the slots until the instance ends.
+//!
 //! A pass stops at the first item the queue-wide limits refuse (later
 //! items would be refused too), and skips items of a full partition (they
-//! hold up no one else).
-//!
-//! A pass runs when an item is enqueued or a slot freed in this process,
-//! when the rate limit's window frees a start, and every poll interval
-//! (other processes' enqueues and ends).
+//! hold up no one else). It runs when an item is enqueued or a slot freed
+//! in this process, when the rate limit's window frees a start, and every
+//! poll interval (other processes' enqueues and ends).
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::JoinSet;
 
 use super::holder::{self, Run};
 use super::records::{self, Item, Lease};
@@ -25,7 +32,8 @@ use crate::error::{Error, StoreError};
 use crate::runtime::Runtime;
 use crate::store::{Expect, Store};
 
-/// Items read per page of a pass.
+/// Items read per page of a pass; the items picked from one page are
+/// claimed and given their slots together.
 const PAGE: usize = 128;
 
 /// Items a pass reads at most: items of full partitions at the head of a
@@ -35,15 +43,7 @@ const SCAN_BUDGET: usize = 4_096;
 
 /// Starts the dispatcher of `state`'s queue on `runtime`.
 pub(crate) fn spawn(runtime: &Runtime, state: Arc<QueueState>) {
-    let task_runtime = runtime.clone();
-    runtime.spawn_counted(run(task_runtime, state));
-}
-
-async fn run(runtime: Runtime, state: Arc<QueueState>) {
-    let clock = runtime.shared_clock();
-    let poll = duration_ms(runtime.shared_poll_interval());
-    let mut shutdown = runtime.shutdown_signal();
-    let dispatcher = Dispatcher {
+    let dispatcher = Arc::new(Dispatcher {
         store: Arc::clone(&state.store),
         owner: runtime.runtime_id().to_owned(),
         ttl: duration_ms(runtime.shared_lease_ttl()),
@@ -51,10 +51,18 @@ async fn run(runtime: Runtime, state: Arc<QueueState>) {
             .queue
             .rate()
             .map(|rate| RateWindow::new(state.keys.rate(), rate.starts, duration_ms(rate.period))),
-        clock: Arc::clone(&clock),
-        runtime,
-        state: Arc::clone(&state),
-    };
+        clock: runtime.shared_clock(),
+        runtime: runtime.clone(),
+        state,
+    });
+    runtime.spawn_counted(run(dispatcher));
+}
+
+async fn run(dispatcher: Arc<Dispatcher>) {
+    let clock = Arc::clone(&dispatcher.clock);
+    let poll = duration_ms(dispatcher.runtime.shared_poll_interval());
+    let mut shutdown = dispatcher.runtime.shutdown_signal();
+    let state = Arc::clone(&dispatcher.state);
     loop {
         if *shutdown.borrow_and_update() {
             return;
@@ -87,34 +95,56 @@ struct Dispatcher {
     rate: Option<RateWindow>,
 }
 
-/// An item this pass claimed.
-struct Claimed {
+/// An item picked to start, with what the pass assigned it.
+struct Pick {
     key: String,
     version: u64,
     item: Item,
+    /// The slot indices assigned: of its partition, of the queue.
+    partition_slot: Option<u32>,
+    queue_slot: Option<u32>,
+    permit: OwnedSemaphorePermit,
 }
 
-/// Whether a claimed item may start.
-enum Admission {
-    /// It holds these slots and a start of the rate limit.
-    Admitted(Vec<HeldSlot>),
-    /// Its partition is full: later items of other partitions may start.
-    PartitionFull,
-    /// The queue is full, or its rate limit (until this time, if given):
-    /// nothing else starts in this pass.
-    QueueFull(Option<u64>),
+/// A picked item that got its claim and its slots.
+struct Admitted {
+    key: String,
+    /// The item's version after the claim.
+    version: u64,
+    item: Item,
+    slots: Vec<HeldSlot>,
+    permit: OwnedSemaphorePermit,
+}
+
+/// What became of a pick's claim and slots.
+enum Taken {
+    Admitted(Admitted),
+    /// Another process claimed or started the item first, or took a slot
+    /// assigned to it: nothing was kept.
+    Raced,
 }
 
 impl Dispatcher {
-    /// One pass over the waiting items. Returns when a start is allowed
-    /// again, if the rate limit is what stopped it.
-    async fn pass(&self) -> Result<Option<u64>, Error> {
+    /// The lease of a claim or a slot taken now.
+    fn lease(&self) -> Lease {
+        Lease {
+            owner: self.owner.clone(),
+            expires_at: self.clock.now_ms().saturating_add(self.ttl),
+        }
+    }
+
+    /// One pass over the waiting items. Returns when to pass again, if
+    /// sooner than the next poll (the rate limit's window frees a start).
+    async fn pass(self: &Arc<Self>) -> Result<Option<u64>, Error> {
         let store = &*self.store;
         let queue = &self.state.queue;
-        if let Some(rate) = &self.rate
-            && let Some(at) = rate.free_at(store, self.clock.now_ms()).await?
-        {
-            return Ok(Some(at));
+        let mut rate_budget = None;
+        if let Some(rate) = &self.rate {
+            let (budget, free_at) = rate.budget(store, self.clock.now_ms()).await?;
+            if budget == 0 {
+                return Ok(free_at);
+            }
+            rate_budget = Some(budget);
         }
         let items = self.state.keys.items();
         let mut global: Option<SlotView> = None;
@@ -126,9 +156,13 @@ impl Dispatcher {
                 return Ok(None);
             }
             let page = store.scan(&items, after.as_deref(), PAGE).await?;
+            let mut picks = Vec::new();
+            // Whether the queue-wide limits stop the pass after this page,
+            // and when to pass again.
+            let mut stop: Option<Option<u64>> = None;
             for (key, stored) in page.entries {
                 scanned += 1;
-                if self.state.is_unstartable(&key) {
+                if self.state.skips(&key) {
                     continue;
                 }
                 let item = match records::decode::<Item>(&key, &stored.value) {
@@ -143,49 +177,66 @@ impl Dispatcher {
                 if item.claim.as_ref().is_some_and(|claim| claim.is_live(now)) {
                     continue;
                 }
-                // Room, as far as the slots read in this pass say: nothing
-                // is claimed for an item that cannot start.
+                let mut partition_slot = None;
                 if let (Some(limit), Some(partition)) = (queue.partition_limit(), &item.partition) {
                     if !partitions.contains_key(partition) {
                         let prefix = self.state.keys.partition(partition);
-                        let view = SlotView::read(store, &prefix, limit).await?;
+                        let view = self.view(&prefix, limit).await?;
                         partitions.insert(partition.clone(), view);
                     }
-                    if !partitions
-                        .get(partition)
-                        .is_some_and(|view| view.has_room(now))
-                    {
+                    let Some(index) = partitions.get_mut(partition).and_then(SlotView::assign)
+                    else {
                         continue;
-                    }
+                    };
+                    partition_slot = Some(index);
                 }
+                let unassign = |partitions: &mut HashMap<String, SlotView>| {
+                    if let (Some(index), Some(partition)) = (partition_slot, &item.partition)
+                        && let Some(view) = partitions.get_mut(partition)
+                    {
+                        view.unassign(index);
+                    }
+                };
+                let mut queue_slot = None;
                 if let Some(limit) = queue.concurrency_limit() {
                     if global.is_none() {
-                        let view = SlotView::read(store, &self.state.keys.slots(), limit).await?;
-                        global = Some(view);
+                        global = Some(self.view(&self.state.keys.slots(), limit).await?);
                     }
-                    if !global.as_ref().is_some_and(|view| view.has_room(now)) {
-                        return Ok(None);
-                    }
+                    let Some(index) = global.as_mut().and_then(SlotView::assign) else {
+                        unassign(&mut partitions);
+                        stop = Some(None);
+                        break;
+                    };
+                    queue_slot = Some(index);
                 }
-                let Ok(permit) = Arc::clone(&self.state.permits).try_acquire_owned() else {
-                    return Ok(None);
-                };
-                let Some(claimed) = self.claim(key, stored.version, item, now).await? else {
-                    continue;
-                };
-                let admission = self.admit(&claimed, &mut global, &mut partitions).await;
-                match admission {
-                    Ok(Admission::Admitted(slots)) => self.launch(claimed, slots, permit),
-                    Ok(Admission::PartitionFull) => self.unclaim(claimed).await,
-                    Ok(Admission::QueueFull(at)) => {
-                        self.unclaim(claimed).await;
-                        return Ok(at);
+                let permit = match Arc::clone(&self.state.permits).try_acquire_owned() {
+                    Ok(permit) if rate_budget != Some(0) => permit,
+                    _ => {
+                        unassign(&mut partitions);
+                        if let (Some(index), Some(view)) = (queue_slot, global.as_mut()) {
+                            view.unassign(index);
+                        }
+                        // The window is read again at the next pass.
+                        stop = Some(rate_budget.map(|_| now.saturating_add(1)));
+                        break;
                     }
-                    Err(error) => {
-                        self.unclaim(claimed).await;
-                        return Err(error);
-                    }
+                };
+                if let Some(budget) = &mut rate_budget {
+                    *budget -= 1;
                 }
+                picks.push(Pick {
+                    key,
+                    version: stored.version,
+                    item,
+                    partition_slot,
+                    queue_slot,
+                    permit,
+                });
+            }
+            self.start_picks(picks, &mut global, &mut partitions)
+                .await?;
+            if let Some(wake) = stop {
+                return Ok(wake);
             }
             match page.next {
                 Some(next) if scanned < SCAN_BUDGET => after = Some(next),
@@ -194,38 +245,187 @@ impl Dispatcher {
         }
     }
 
-    /// Claims the item at `key` (read at `version`) for this process.
-    async fn claim(
-        &self,
-        key: String,
-        version: u64,
-        mut item: Item,
-        now: u64,
-    ) -> Result<Option<Claimed>, Error> {
-        item.claim = Some(Lease {
-            owner: self.owner.clone(),
-            expires_at: now.saturating_add(self.ttl),
-        });
-        match self
-            .store
-            .put(&key, records::encode(&item)?, Expect::Version(version))
-            .await
-        {
-            Ok(version) => Ok(Some(Claimed { key, version, item })),
-            // Claimed, started or changed by another process since the scan.
-            Err(StoreError::Conflict) => Ok(None),
-            Err(error) => Err(error.into()),
+    /// The slots under `prefix` (`limit` of them), those of dead holders
+    /// settled first (their slots freed or adopted).
+    async fn view(&self, prefix: &str, limit: u32) -> Result<SlotView, Error> {
+        let mut view = SlotView::read(&*self.store, prefix, limit, self.clock.now_ms()).await?;
+        if view.has_expired() {
+            let adopted = view
+                .reclaim(&self.runtime, &*self.store, &self.lease())
+                .await?;
+            for slot in adopted {
+                let run = Run {
+                    instance: slot.slot.instance.clone(),
+                    slots: vec![slot],
+                    permit: None,
+                };
+                holder::spawn(&self.runtime, Arc::clone(&self.state), run);
+            }
         }
+        Ok(view)
     }
 
-    /// Gives a claimed item back for a later pass. A failure is only
-    /// logged: the claim lapses with its lease.
-    async fn unclaim(&self, mut claimed: Claimed) {
-        claimed.item.claim = None;
-        let written = match records::encode(&claimed.item) {
+    /// Claims the picked items and takes their slots, all at once; takes
+    /// the rate limit's starts for those that got everything; starts them.
+    /// A pick that lost a race (its item or a slot taken by another process
+    /// meanwhile) waits for a later pass, and the views are read again.
+    async fn start_picks(
+        self: &Arc<Self>,
+        picks: Vec<Pick>,
+        global: &mut Option<SlotView>,
+        partitions: &mut HashMap<String, SlotView>,
+    ) -> Result<(), Error> {
+        if picks.is_empty() {
+            return Ok(());
+        }
+        let mut taking = JoinSet::new();
+        let mut inline = None;
+        if picks.len() == 1 {
+            // One pick (a slot freed, an item enqueued): no task for it.
+            inline = picks.into_iter().next();
+        } else {
+            for (order, pick) in picks.into_iter().enumerate() {
+                let dispatcher = Arc::clone(self);
+                taking.spawn(async move { (order, dispatcher.take(pick).await) });
+            }
+        }
+        let mut admitted = Vec::new();
+        let mut raced = false;
+        let mut failure = None;
+        let inline = match inline {
+            Some(pick) => Some(Ok((0, self.take(pick).await))),
+            None => None,
+        };
+        let mut joined_all = inline.into_iter();
+        loop {
+            let joined = match joined_all.next() {
+                Some(joined) => joined,
+                None => match taking.join_next().await {
+                    Some(joined) => joined,
+                    None => break,
+                },
+            };
+            let (order, taken) = match joined {
+                Ok(joined) => joined,
+                Err(error) => {
+                    tracing::error!(%error, "a queued item's claim failed");
+                    raced = true;
+                    continue;
+                }
+            };
+            match taken {
+                Ok(Taken::Admitted(item)) => admitted.push((order, item)),
+                Ok(Taken::Raced) => raced = true,
+                Err(error) => {
+                    raced = true;
+                    failure = Some(error);
+                }
+            }
+        }
+        if raced {
+            *global = None;
+            partitions.clear();
+        }
+        admitted.sort_by_key(|(order, _)| *order);
+        let mut allowed = admitted.len();
+        if let Some(rate) = &self.rate {
+            let wanted = u32::try_from(admitted.len()).unwrap_or(u32::MAX);
+            match rate.take(&*self.store, self.clock.now_ms(), wanted).await {
+                Ok(taken) => allowed = taken as usize,
+                Err(error) => {
+                    allowed = 0;
+                    failure = Some(error);
+                }
+            }
+        }
+        for (index, (_, item)) in admitted.into_iter().enumerate() {
+            if index < allowed {
+                self.launch(item);
+            } else {
+                slots::release_all(&*self.store, &item.slots).await;
+                self.unclaim(&item.key, item.version, item.item).await;
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Claims `pick`'s item and takes the slots assigned to it; gives back
+    /// what it took if it cannot have everything.
+    async fn take(&self, pick: Pick) -> Result<Taken, Error> {
+        let store = &*self.store;
+        let Pick {
+            key,
+            version,
+            mut item,
+            partition_slot,
+            queue_slot,
+            permit,
+        } = pick;
+        let lease = self.lease();
+        item.claim = Some(lease.clone());
+        let mut wanted = Vec::new();
+        if let (Some(index), Some(partition)) = (partition_slot, &item.partition) {
+            let prefix = self.state.keys.partition(partition);
+            wanted.push(super::keys::slot(&prefix, index));
+        }
+        if let Some(index) = queue_slot {
+            wanted.push(super::keys::slot(&self.state.keys.slots(), index));
+        }
+        // The claim and the slots are written together: on a durable
+        // store they share a commit, and a race lost gives them all back.
+        let claim = records::encode(&item)?;
+        let claimed = store.put(&key, claim, Expect::Version(version));
+        let slots_taken = async {
+            let mut taken = Vec::with_capacity(wanted.len());
+            for slot_key in wanted {
+                taken.push(slots::take(store, slot_key, &item.id, &lease).await);
+            }
+            taken
+        };
+        let (claimed, slots_taken) = tokio::join!(claimed, slots_taken);
+        let mut held = Vec::with_capacity(slots_taken.len());
+        let mut refused = Ok(());
+        for taken in slots_taken {
+            match taken {
+                Ok(Some(slot)) => held.push(slot),
+                Ok(None) => {}
+                Err(error) => refused = Err(error),
+            }
+        }
+        let all_slots = held.len()
+            == usize::from(partition_slot.is_some() && item.partition.is_some())
+                + usize::from(queue_slot.is_some());
+        let version = match claimed {
+            Ok(version) if all_slots && refused.is_ok() => version,
+            claimed => {
+                slots::release_all(store, &held).await;
+                if let Ok(version) = claimed {
+                    self.unclaim(&key, version, item).await;
+                }
+                return match (claimed, refused) {
+                    (Err(StoreError::Conflict), Ok(())) | (Ok(_), Ok(())) => Ok(Taken::Raced),
+                    (_, Err(error)) => Err(error),
+                    (Err(error), Ok(())) => Err(error.into()),
+                };
+            }
+        };
+        Ok(Taken::Admitted(Admitted {
+            key,
+            version,
+            item,
+            slots: held,
+            permit,
+        }))
+    }
+
+    /// Gives a claimed item (at `version`) back for a later pass. A
+    /// failure is only logged: the claim lapses with its lease.
+    async fn unclaim(&self, key: &str, version: u64, mut item: Item) {
+        item.claim = None;
+        let written = match records::encode(&item) {
             Ok(bytes) => self
                 .store
-                .put(&claimed.key, bytes, Expect::Version(claimed.version))
+                .put(key, bytes, Expect::Version(version))
                 .await
                 .map(drop)
                 .map_err(Error::from),
@@ -234,126 +434,30 @@ impl Dispatcher {
         match written {
             Ok(()) | Err(Error::Store(StoreError::Conflict)) => {}
             Err(error) => {
-                tracing::warn!(item = claimed.key, %error, "cannot give a queued item back; its claim lapses");
+                tracing::warn!(item = key, %error, "cannot give a queued item back; its claim lapses");
             }
         }
     }
 
-    /// Takes the slots and the rate limit's start `claimed` needs; gives
-    /// back what it took if it cannot have them all.
-    async fn admit(
-        &self,
-        claimed: &Claimed,
-        global: &mut Option<SlotView>,
-        partitions: &mut HashMap<String, SlotView>,
-    ) -> Result<Admission, Error> {
-        let store = &*self.store;
-        let id = claimed.item.id.as_str();
-        let lease = Lease {
-            owner: self.owner.clone(),
-            expires_at: self.clock.now_ms().saturating_add(self.ttl),
-        };
-        let mut held = Vec::new();
-        if let Some(view) = claimed
-            .item
-            .partition
-            .as_ref()
-            .and_then(|partition| partitions.get_mut(partition))
-        {
-            let acquired = view
-                .acquire(&self.runtime, store, id, &lease, self.clock.now_ms())
-                .await?;
-            self.adopt(acquired.adopted);
-            match acquired.held {
-                Some(slot) => held.push(slot),
-                None => return Ok(Admission::PartitionFull),
-            }
-        }
-        if let Some(view) = global {
-            let acquired = view
-                .acquire(&self.runtime, store, id, &lease, self.clock.now_ms())
-                .await;
-            let acquired = match acquired {
-                Ok(acquired) => acquired,
-                Err(error) => {
-                    self.give_back(&held, global, partitions).await;
-                    return Err(error);
-                }
-            };
-            self.adopt(acquired.adopted);
-            match acquired.held {
-                Some(slot) => held.push(slot),
-                None => {
-                    self.give_back(&held, global, partitions).await;
-                    return Ok(Admission::QueueFull(None));
-                }
-            }
-        }
-        if let Some(rate) = &self.rate {
-            let refused = match rate.take(store, self.clock.now_ms()).await {
-                Ok(refused) => refused,
-                Err(error) => {
-                    self.give_back(&held, global, partitions).await;
-                    return Err(error);
-                }
-            };
-            if let Some(at) = refused {
-                self.give_back(&held, global, partitions).await;
-                return Ok(Admission::QueueFull(Some(at)));
-            }
-        }
-        Ok(Admission::Admitted(held))
-    }
-
-    /// Releases slots taken for an item that does not start after all.
-    async fn give_back(
-        &self,
-        held: &[HeldSlot],
-        global: &mut Option<SlotView>,
-        partitions: &mut HashMap<String, SlotView>,
-    ) {
-        for slot in held {
-            if let Err(error) = slots::release(&*self.store, slot).await {
-                tracing::warn!(slot = slot.key, %error, "cannot release a queue slot; it lapses");
-            }
-            if let Some(view) = global.as_mut() {
-                view.forget(&slot.key);
-            }
-            for view in partitions.values_mut() {
-                view.forget(&slot.key);
-            }
-        }
-    }
-
-    /// Holds adopted slots until their instances end.
-    fn adopt(&self, adopted: Vec<HeldSlot>) {
-        for slot in adopted {
-            let run = Run {
-                instance: slot.slot.instance.clone(),
-                slots: vec![slot],
-                permit: None,
-            };
-            holder::spawn(&self.runtime, Arc::clone(&self.state), run);
-        }
-    }
-
-    /// Starts the instance of `claimed`, which holds `slots` and `permit`,
-    /// on a task of its own that then holds them until it ends.
-    fn launch(
-        &self,
-        claimed: Claimed,
-        slots: Vec<HeldSlot>,
-        permit: tokio::sync::OwnedSemaphorePermit,
-    ) {
-        let runtime = self.runtime.clone();
-        let state = Arc::clone(&self.state);
-        let store = Arc::clone(&self.store);
-        let task_runtime = runtime.clone();
-        runtime.spawn_counted(async move {
-            let Claimed { key, version, item } = claimed;
+    /// Starts the instance of `admitted` on a task of its own, which then
+    /// holds its slots and permit until the instance ends.
+    fn launch(self: &Arc<Self>, admitted: Admitted) {
+        self.state.set_in_flight(&admitted.key, true);
+        let dispatcher = Arc::clone(self);
+        self.runtime.spawn_counted(async move {
+            let Admitted {
+                key,
+                version,
+                item,
+                slots,
+                permit,
+            } = admitted;
+            let runtime = &dispatcher.runtime;
+            let state = &dispatcher.state;
+            let store = &*dispatcher.store;
             let started = match serde_json::from_str(item.input.get()) {
                 Ok(input) => {
-                    task_runtime
+                    runtime
                         .start_here(&item.workflow, item.version, item.id.clone(), input)
                         .await
                 }
@@ -376,40 +480,27 @@ impl Dispatcher {
                             tracing::warn!(id = item.id, what, %error, "cannot delete a started queue item");
                         }
                     }
+                    state.set_in_flight(&key, false);
                     state.started(&item.id);
                     let run = Run {
                         instance: item.id,
                         slots,
                         permit: Some(permit),
                     };
-                    holder::hold(task_runtime, state, run).await;
+                    holder::hold(runtime.clone(), Arc::clone(state), run).await;
                 }
                 Err(error) => {
-                    for slot in &slots {
-                        if let Err(error) = slots::release(&*store, slot).await {
-                            tracing::warn!(slot = slot.key, %error, "cannot release a queue slot; it lapses");
-                        }
-                    }
-                    let unstartable = !matches!(
-                        error,
-                        Error::Store(_) | Error::Shutdown
-                    );
-                    if unstartable {
+                    slots::release_all(store, &slots).await;
+                    if matches!(error, Error::Store(_) | Error::Shutdown) {
+                        tracing::warn!(id = item.id, %error, "a queued item did not start; tried again");
+                    } else {
                         // Left for a process that can start it (with the
                         // workflow registered, or another version).
                         tracing::warn!(id = item.id, queue = state.queue.name(), %error, "a queued item cannot start here");
                         state.mark_unstartable(&key);
-                    } else {
-                        tracing::warn!(id = item.id, %error, "a queued item did not start; tried again");
                     }
-                    let mut claimed = Claimed { key, version, item };
-                    claimed.item.claim = None;
-                    if let Ok(bytes) = records::encode(&claimed.item)
-                        && let Err(error) = store.put(&claimed.key, bytes, Expect::Version(claimed.version)).await
-                        && !matches!(error, StoreError::Conflict)
-                    {
-                        tracing::warn!(item = claimed.key, %error, "cannot give a queued item back; its claim lapses");
-                    }
+                    dispatcher.unclaim(&key, version, item).await;
+                    state.set_in_flight(&key, false);
                     drop(permit);
                     state.wake.notify_one();
                 }

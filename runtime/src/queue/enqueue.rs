@@ -308,6 +308,7 @@ impl<T> QueueHandle<T> {
         let waiter = self.state.waiter(&self.id);
         let result = async {
             let mut backoff = 1;
+            let mut first = true;
             loop {
                 let started = waiter.notified();
                 let mut started = std::pin::pin!(started);
@@ -315,8 +316,11 @@ impl<T> QueueHandle<T> {
                 if store.get(&record::key(&self.id)).await?.is_some() {
                     return Ok(self.runtime.handle_of(self.id.clone()));
                 }
-                // The item goes only after its instance was written.
-                if store.get(&self.state.keys.id(&self.id)).await?.is_none() {
+                // The item goes only after its instance was written. (An
+                // item just enqueued is there: the first look skips this.)
+                if !std::mem::take(&mut first)
+                    && store.get(&self.state.keys.id(&self.id)).await?.is_none()
+                {
                     if store.get(&record::key(&self.id)).await?.is_some() {
                         return Ok(self.runtime.handle_of(self.id.clone()));
                     }

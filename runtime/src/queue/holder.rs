@@ -81,8 +81,14 @@ pub(crate) async fn hold(runtime: Runtime, state: Arc<QueueState>, mut run: Run)
             }
         }
     }
+    let exhausted = run.permit.is_some() && state.permits.available_permits() == 0;
     drop(run.permit);
-    state.wake.notify_one();
+    // A freed slot, or a permit when none was left, may let an item start.
+    let limited =
+        state.queue.concurrency_limit().is_some() || state.queue.partition_limit().is_some();
+    if limited || exhausted {
+        state.wake.notify_one();
+    }
 }
 
 /// Waits until instance `id` ends: told by this process's worker when one

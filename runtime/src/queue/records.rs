@@ -62,8 +62,9 @@ pub(crate) struct Waiting {
 /// The rate limit's window: `rate`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Window {
-    /// The start times still in the window, oldest first.
-    pub(crate) starts: Vec<u64>,
+    /// The starts still in the window, oldest first: per millisecond (since
+    /// the Unix epoch), how many.
+    pub(crate) starts: Vec<(u64, u32)>,
 }
 
 /// `value` as JSON bytes.

@@ -8,12 +8,12 @@
 //! (renewed while the instance runs), deleted when the instance ends. A
 //! slot whose lease expired (its holder died, or shut down) is looked at
 //! by whoever needs one: if its instance ended or never started, the slot
-//! is taken over with [`Expect::Version`]; if the instance still runs
-//! (another runtime resumed it), the slot is *adopted* — its lease renewed
-//! by the new holder, which watches the instance and releases the slot
-//! when it ends. So a slot is never free while its instance runs.
+//! is deleted; if the instance still runs (another runtime resumed it),
+//! the slot is *adopted*: its lease renewed by the new holder, which
+//! watches the instance and releases the slot when it ends. So a slot is
+//! never free while its instance runs.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use super::keys;
 use super::records::{self, Lease, Slot, Window};
@@ -21,8 +21,8 @@ use crate::error::{Error, StoreError};
 use crate::runtime::Runtime;
 use crate::store::{Expect, Store};
 
-/// Tries at taking a slot or a start when other processes keep changing
-/// them under us, before giving up until the next pass.
+/// Tries at taking starts from the window while other processes keep
+/// changing it, before leaving them to the next pass.
 const CONTENDED_TRIES: usize = 16;
 
 /// A slot this process holds: its key and the version it wrote.
@@ -33,30 +33,15 @@ pub(crate) struct HeldSlot {
     pub(crate) slot: Slot,
 }
 
-/// What [`SlotView::acquire`] got.
-#[derive(Debug, Default)]
-pub(crate) struct Acquired {
-    /// The slot for the instance asked for, if one was free.
-    pub(crate) held: Option<HeldSlot>,
-    /// Slots of dead holders whose instances still run, now held here
-    /// until those instances end.
-    pub(crate) adopted: Vec<HeldSlot>,
-}
-
-/// The slots under one prefix, as last read or written here.
+/// The slots under one prefix, as read at the start of a pass and
+/// assigned during it.
 pub(crate) struct SlotView {
     prefix: String,
     limit: u32,
-    /// Held slots by index: the slot and its version.
-    held: BTreeMap<u32, (Slot, u64)>,
-}
-
-/// Where an instance is, for a slot whose holder's lease expired.
-enum InstanceState {
-    /// Ended, or never started: its slot is free.
-    Gone,
-    /// Still running (or waiting): its slot stays held.
-    Running,
+    /// Indices held (by anyone) or assigned in this pass.
+    occupied: BTreeSet<u32>,
+    /// Slots whose holder's lease had expired when read: index, slot, version.
+    expired: Vec<(u32, Slot, u64)>,
 }
 
 impl SlotView {
@@ -65,178 +50,143 @@ impl SlotView {
         store: &dyn Store,
         prefix: &str,
         limit: u32,
+        now: u64,
     ) -> Result<SlotView, Error> {
         let mut view = SlotView {
             prefix: prefix.to_owned(),
             limit,
-            held: BTreeMap::new(),
+            occupied: BTreeSet::new(),
+            expired: Vec::new(),
         };
-        view.refresh(store).await?;
-        Ok(view)
-    }
-
-    async fn refresh(&mut self, store: &dyn Store) -> Result<(), Error> {
-        self.held.clear();
         let mut after: Option<String> = None;
         loop {
             let page = store
-                .scan(&self.prefix, after.as_deref(), self.limit as usize + 1)
+                .scan(prefix, after.as_deref(), limit as usize + 1)
                 .await?;
             for (key, stored) in page.entries {
-                let Some(index) = keys::slot_index(&self.prefix, &key) else {
+                let Some(index) = keys::slot_index(prefix, &key) else {
                     continue;
                 };
+                // An unreadable slot counts as held until someone deletes
+                // it: a limit is never exceeded on a guess.
+                view.occupied.insert(index);
                 match records::decode::<Slot>(&key, &stored.value) {
-                    Ok(slot) => {
-                        self.held.insert(index, (slot, stored.version));
+                    Ok(slot) if !slot.lease.is_live(now) => {
+                        view.expired.push((index, slot, stored.version));
                     }
-                    // An unreadable slot counts as held until someone
-                    // deletes it: a limit is never exceeded on a guess.
+                    Ok(_) => {}
                     Err(error) => tracing::warn!(%error, "a queue slot cannot be read"),
                 }
             }
             match page.next {
                 Some(next) => after = Some(next),
-                None => return Ok(()),
+                None => return Ok(view),
             }
         }
     }
 
-    /// Whether a slot may be had now, as far as this view knows: one is
-    /// free, or a holder's lease expired.
-    pub(crate) fn has_room(&self, now: u64) -> bool {
-        self.held.len() < self.limit as usize
-            || self.held.values().any(|(slot, _)| !slot.lease.is_live(now))
-    }
-
-    /// Takes a slot for `instance`, held by `owner` until `expires_at`.
-    /// On the way, looks at the slots whose holder's lease expired: frees
-    /// or takes those whose instance is gone, adopts those whose instance
-    /// still runs.
-    pub(crate) async fn acquire(
+    /// Settles the slots whose holder's lease expired: deletes those whose
+    /// instance ended or never started, adopts (holds with `lease`) those
+    /// whose instance still runs, and returns the adopted ones.
+    pub(crate) async fn reclaim(
         &mut self,
         runtime: &Runtime,
         store: &dyn Store,
-        instance: &str,
         lease: &Lease,
-        now: u64,
-    ) -> Result<Acquired, Error> {
-        let mut acquired = Acquired::default();
-        for _ in 0..CONTENDED_TRIES {
-            let mut changed = false;
-            let expired: Vec<(u32, Slot, u64)> = self
-                .held
-                .iter()
-                .filter(|(_, (slot, _))| !slot.lease.is_live(now))
-                .map(|(index, (slot, version))| (*index, slot.clone(), *version))
-                .collect();
-            for (index, slot, version) in expired {
-                let key = keys::slot(&self.prefix, index);
-                let running = matches!(
-                    instance_state(runtime, &slot.instance).await?,
-                    InstanceState::Running
-                );
-                let mine = Slot {
-                    instance: if running {
-                        slot.instance.clone()
-                    } else {
-                        instance.to_owned()
-                    },
-                    lease: lease.clone(),
-                };
-                if !running && (index >= self.limit || acquired.held.is_some()) {
-                    // Not needed here (a slot above a lowered limit, or one
-                    // more than wanted): deleted, so it frees room.
-                    match store.delete(&key, Expect::Version(version)).await {
-                        Ok(()) => {
-                            self.held.remove(&index);
-                        }
-                        Err(StoreError::Conflict) => changed = true,
-                        Err(error) => return Err(error.into()),
+    ) -> Result<Vec<HeldSlot>, Error> {
+        let mut adopted = Vec::new();
+        for (index, slot, version) in std::mem::take(&mut self.expired) {
+            let key = keys::slot(&self.prefix, index);
+            if !still_runs(runtime, &slot.instance).await? {
+                match store.delete(&key, Expect::Version(version)).await {
+                    Ok(()) => {
+                        self.occupied.remove(&index);
                     }
-                    continue;
-                }
-                match store
-                    .put(&key, records::encode(&mine)?, Expect::Version(version))
-                    .await
-                {
-                    Ok(written) => {
-                        self.held.insert(index, (mine.clone(), written));
-                        let held = HeldSlot {
-                            key,
-                            version: written,
-                            slot: mine,
-                        };
-                        if running {
-                            tracing::info!(
-                                instance = held.slot.instance,
-                                slot = held.key,
-                                previous = slot.lease.owner,
-                                "adopted the queue slot of a running instance whose holder's lease expired"
-                            );
-                            acquired.adopted.push(held);
-                        } else {
-                            acquired.held = Some(held);
-                        }
-                    }
-                    Err(StoreError::Conflict) => changed = true,
+                    // Settled by another process first.
+                    Err(StoreError::Conflict) => {}
                     Err(error) => return Err(error.into()),
                 }
+                continue;
             }
-            if acquired.held.is_some() {
-                return Ok(acquired);
-            }
-            if !changed && self.held.len() < self.limit as usize {
-                let free = (0..self.limit).find(|index| !self.held.contains_key(index));
-                if let Some(index) = free {
-                    let key = keys::slot(&self.prefix, index);
-                    let mine = Slot {
-                        instance: instance.to_owned(),
-                        lease: lease.clone(),
-                    };
-                    match store
-                        .put(&key, records::encode(&mine)?, Expect::Absent)
-                        .await
-                    {
-                        Ok(written) => {
-                            self.held.insert(index, (mine.clone(), written));
-                            acquired.held = Some(HeldSlot {
-                                key,
-                                version: written,
-                                slot: mine,
-                            });
-                            return Ok(acquired);
-                        }
-                        Err(StoreError::Conflict) => changed = true,
-                        Err(error) => return Err(error.into()),
-                    }
+            let mine = Slot {
+                instance: slot.instance.clone(),
+                lease: lease.clone(),
+            };
+            match store
+                .put(&key, records::encode(&mine)?, Expect::Version(version))
+                .await
+            {
+                Ok(written) => {
+                    tracing::info!(
+                        instance = mine.instance,
+                        slot = key,
+                        previous = slot.lease.owner,
+                        "adopted the queue slot of a running instance whose holder's lease expired"
+                    );
+                    adopted.push(HeldSlot {
+                        key,
+                        version: written,
+                        slot: mine,
+                    });
                 }
+                Err(StoreError::Conflict) => {}
+                Err(error) => return Err(error.into()),
             }
-            if !changed {
-                return Ok(acquired);
-            }
-            self.refresh(store).await?;
         }
-        Ok(acquired)
+        Ok(adopted)
     }
 
-    /// Forgets a slot this view handed out and that was released.
-    pub(crate) fn forget(&mut self, key: &str) {
-        if let Some(index) = keys::slot_index(&self.prefix, key) {
-            self.held.remove(&index);
+    /// Whether slots wait to be settled by [`reclaim`](Self::reclaim).
+    pub(crate) fn has_expired(&self) -> bool {
+        !self.expired.is_empty()
+    }
+
+    /// A free slot's index, now assigned in this view; `None` when all
+    /// `limit` are held or assigned.
+    pub(crate) fn assign(&mut self) -> Option<u32> {
+        if self.occupied.len() >= self.limit as usize {
+            return None;
         }
+        let index = (0..self.limit).find(|index| !self.occupied.contains(index))?;
+        self.occupied.insert(index);
+        Some(index)
+    }
+
+    /// Frees an index assigned in this pass and never written.
+    pub(crate) fn unassign(&mut self, index: u32) {
+        self.occupied.remove(&index);
     }
 }
 
-/// Whether instance `id` still runs.
-async fn instance_state(runtime: &Runtime, id: &str) -> Result<InstanceState, Error> {
+/// Whether instance `id` still runs (or waits): its slot stays held.
+async fn still_runs(runtime: &Runtime, id: &str) -> Result<bool, Error> {
     match runtime.status(id).await {
-        Ok(None) => Ok(InstanceState::Gone),
-        Ok(Some(status)) if status.phase.is_terminal() => Ok(InstanceState::Gone),
-        Ok(Some(_)) => Ok(InstanceState::Running),
+        Ok(None) => Ok(false),
+        Ok(Some(status)) => Ok(!status.phase.is_terminal()),
         // A record that does not decode is not known to have ended.
-        Err(Error::Corrupt { .. }) => Ok(InstanceState::Running),
+        Err(Error::Corrupt { .. }) => Ok(true),
         Err(error) => Err(error),
+    }
+}
+
+/// Takes slot `key` for `instance`: `None` if someone holds it.
+pub(crate) async fn take(
+    store: &dyn Store,
+    key: String,
+    instance: &str,
+    lease: &Lease,
+) -> Result<Option<HeldSlot>, Error> {
+    let slot = Slot {
+        instance: instance.to_owned(),
+        lease: lease.clone(),
+    };
+    match store
+        .put(&key, records::encode(&slot)?, Expect::Absent)
+        .await
+    {
+        Ok(version) => Ok(Some(HeldSlot { key, version, slot })),
+        Err(StoreError::Conflict) => Ok(None),
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -275,7 +225,18 @@ pub(crate) async fn release(store: &dyn Store, held: &HeldSlot) -> Result<(), Er
     }
 }
 
-/// The rate limit: at most `starts` starts in any window of `period_ms`.
+/// Releases each of `held`, logging what fails (its lease lapses).
+pub(crate) async fn release_all(store: &dyn Store, held: &[HeldSlot]) {
+    for slot in held {
+        if let Err(error) = release(store, slot).await {
+            tracing::warn!(slot = slot.key, %error, "cannot release a queue slot; its lease lapses");
+        }
+    }
+}
+
+/// The rate limit: at most `starts` starts in any window of `period_ms`,
+/// kept as start counts per millisecond (so the record holds at most one
+/// entry per millisecond of the window, however many start in it).
 pub(crate) struct RateWindow {
     key: String,
     starts: u32,
@@ -301,44 +262,72 @@ impl RateWindow {
             None => (Window::default(), None),
         };
         let since = now.saturating_sub(self.period_ms);
-        window.starts.retain(|start| *start > since);
+        window.starts.retain(|(at, _)| *at > since);
         Ok((window, version))
     }
 
-    /// When the next start is allowed, if not now.
-    fn full_until(&self, window: &Window) -> Option<u64> {
-        let starts = self.starts as usize;
-        let len = window.starts.len();
-        (len >= starts).then(|| window.starts[len - starts].saturating_add(self.period_ms))
+    /// Starts left in the window at `now`, and when one is next allowed if
+    /// none is left.
+    fn room(&self, window: &Window) -> (u32, Option<u64>) {
+        let taken: u64 = window
+            .starts
+            .iter()
+            .map(|(_, count)| u64::from(*count))
+            .sum();
+        let limit = u64::from(self.starts);
+        if taken < limit {
+            return (u32::try_from(limit - taken).unwrap_or(u32::MAX), None);
+        }
+        // The time by which enough of the oldest starts left the window.
+        let mut left = taken;
+        for (at, count) in &window.starts {
+            left -= u64::from(*count);
+            if left < limit {
+                return (0, Some(at.saturating_add(self.period_ms)));
+            }
+        }
+        (0, None)
     }
 
-    /// `None` if a start is allowed at `now`; else when one is.
-    pub(crate) async fn free_at(&self, store: &dyn Store, now: u64) -> Result<Option<u64>, Error> {
+    /// How many starts the window allows at `now`, and when the next is
+    /// allowed if none is.
+    pub(crate) async fn budget(
+        &self,
+        store: &dyn Store,
+        now: u64,
+    ) -> Result<(u32, Option<u64>), Error> {
         let (window, _) = self.read(store, now).await?;
-        Ok(self.full_until(&window))
+        Ok(self.room(&window))
     }
 
-    /// Takes a start at `now`: `None` if it was taken, else when the next
-    /// start is allowed.
-    pub(crate) async fn take(&self, store: &dyn Store, now: u64) -> Result<Option<u64>, Error> {
+    /// Takes up to `wanted` starts at `now`; returns how many it took.
+    pub(crate) async fn take(
+        &self,
+        store: &dyn Store,
+        now: u64,
+        wanted: u32,
+    ) -> Result<u32, Error> {
         for _ in 0..CONTENDED_TRIES {
             let (mut window, version) = self.read(store, now).await?;
-            if let Some(at) = self.full_until(&window) {
-                return Ok(Some(at));
+            let taken = self.room(&window).0.min(wanted);
+            if taken == 0 {
+                return Ok(0);
             }
             // Another process's clock may be a little ahead: kept in order.
-            let at = window.starts.partition_point(|start| *start <= now);
-            window.starts.insert(at, now);
+            match window.starts.binary_search_by_key(&now, |(at, _)| *at) {
+                Ok(index) => window.starts[index].1 += taken,
+                Err(index) => window.starts.insert(index, (now, taken)),
+            }
             let expect = version.map_or(Expect::Absent, Expect::Version);
             match store
                 .put(&self.key, records::encode(&window)?, expect)
                 .await
             {
-                Ok(_) => return Ok(None),
+                Ok(_) => return Ok(taken),
                 Err(StoreError::Conflict) => continue,
                 Err(error) => return Err(error.into()),
             }
         }
-        Ok(Some(now.saturating_add(1)))
+        Ok(0)
     }
 }

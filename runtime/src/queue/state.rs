@@ -31,6 +31,9 @@ pub(crate) struct QueueState {
     /// Items this process cannot start (an unregistered workflow, an input
     /// that does not decode), left to a process that can.
     unstartable: Mutex<HashSet<String>>,
+    /// Items this process claimed and has not deleted yet: a pass skips
+    /// them without decoding them.
+    in_flight: Mutex<HashSet<String>>,
 }
 
 impl QueueState {
@@ -49,6 +52,7 @@ impl QueueState {
             waiters: Mutex::new(FastHashMap::default()),
             seq: AtomicU64::new(0),
             unstartable: Mutex::new(HashSet::new()),
+            in_flight: Mutex::new(HashSet::new()),
         }
     }
 
@@ -101,9 +105,26 @@ impl QueueState {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Whether the item at `key` failed to start here before.
-    pub(crate) fn is_unstartable(&self, key: &str) -> bool {
-        self.unstartable().contains(key)
+    fn in_flight(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether a pass skips the item at `key`: it failed to start here
+    /// before, or this process is starting it.
+    pub(crate) fn skips(&self, key: &str) -> bool {
+        self.in_flight().contains(key) || self.unstartable().contains(key)
+    }
+
+    /// This process is starting the item at `key` (`true`), or is done with
+    /// it (`false`).
+    pub(crate) fn set_in_flight(&self, key: &str, starting: bool) {
+        if starting {
+            self.in_flight().insert(key.to_owned());
+        } else {
+            self.in_flight().remove(key);
+        }
     }
 
     /// Remembers that the item at `key` cannot start here.
