@@ -39,7 +39,7 @@ async fn release_stock(order: &Order, hold: String) -> Result<(), StepError> {
 
 #[step(pivot)]
 async fn charge_card(order: &Order) -> Result<String, StepError> {
-    work(order, "charge card").await;
+    work(order, &format!("charge {} cents", order.cents)).await;
     Ok(format!("pay-{}", order.id))
 }
 
@@ -160,12 +160,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
-    println!(
-        "\nat most {} orders ran at once, at most {} per customer",
-        running.most, running.most_per_customer
-    );
-    drop(running);
+    let (most, most_per_customer) = {
+        let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+        (running.most, running.most_per_customer)
+    };
+    println!("\nat most {most} orders ran at once, at most {most_per_customer} per customer");
     rt.shutdown().await;
     std::fs::remove_dir_all(&path)?;
     Ok(())

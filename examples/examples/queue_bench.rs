@@ -169,6 +169,7 @@ async fn fresh_store(
 static ROUND: AtomicU64 = AtomicU64::new(0);
 
 /// Deletes every key of `store`.
+#[cfg(feature = "postgres")]
 async fn wipe(store: &Arc<dyn Store>) {
     loop {
         let page = store.scan("", None, 1_000).await.expect("scan");

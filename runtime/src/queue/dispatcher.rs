@@ -116,14 +116,6 @@ struct Admitted {
     permit: OwnedSemaphorePermit,
 }
 
-/// What became of a pick's claim and slots.
-enum Taken {
-    Admitted(Admitted),
-    /// Another process claimed or started the item first, or took a slot
-    /// assigned to it: nothing was kept.
-    Raced,
-}
-
 impl Dispatcher {
     /// The lease of a claim or a slot taken now.
     fn lease(&self) -> Lease {
@@ -314,8 +306,8 @@ impl Dispatcher {
                 }
             };
             match taken {
-                Ok(Taken::Admitted(item)) => admitted.push((order, item)),
-                Ok(Taken::Raced) => raced = true,
+                Ok(Some(item)) => admitted.push((order, item)),
+                Ok(None) => raced = true,
                 Err(error) => {
                     raced = true;
                     failure = Some(error);
@@ -350,8 +342,9 @@ impl Dispatcher {
     }
 
     /// Claims `pick`'s item and takes the slots assigned to it; gives back
-    /// what it took if it cannot have everything.
-    async fn take(&self, pick: Pick) -> Result<Taken, Error> {
+    /// what it took if it cannot have everything: `None` when another
+    /// process claimed or started the item first, or took one of its slots.
+    async fn take(&self, pick: Pick) -> Result<Option<Admitted>, Error> {
         let store = &*self.store;
         let Pick {
             key,
@@ -403,13 +396,13 @@ impl Dispatcher {
                     self.unclaim(&key, version, item).await;
                 }
                 return match (claimed, refused) {
-                    (Err(StoreError::Conflict), Ok(())) | (Ok(_), Ok(())) => Ok(Taken::Raced),
+                    (Err(StoreError::Conflict), Ok(())) | (Ok(_), Ok(())) => Ok(None),
                     (_, Err(error)) => Err(error),
                     (Err(error), Ok(())) => Err(error.into()),
                 };
             }
         };
-        Ok(Taken::Admitted(Admitted {
+        Ok(Some(Admitted {
             key,
             version,
             item,

@@ -12,6 +12,10 @@ use crate::clock::duration_ms;
 use crate::error::Error;
 use crate::runtime::Runtime;
 
+/// The longest wait between two reads of an instance that no worker of
+/// this process drives, in poll intervals (as a waiting `Handle` does).
+const MAX_POLL_BACKOFF: u64 = 8;
+
 /// The slots (and the per-process permit) held for one instance.
 pub(crate) struct Run {
     pub(crate) instance: String,
@@ -101,11 +105,14 @@ async fn wait_end(runtime: &Runtime, id: &str) -> End {
     let outcome = handle.outcome();
     let mut outcome = std::pin::pin!(outcome);
     let mut told = true;
+    // Poll intervals to the next read: doubling up to eight while the
+    // instance runs elsewhere (or waits), so that long waits cost little.
+    let mut backoff = 1;
     loop {
         if *shutdown.borrow_and_update() {
             return End::Shutdown;
         }
-        let poll_at = clock.now_ms().saturating_add(poll);
+        let poll_at = clock.now_ms().saturating_add(poll.saturating_mul(backoff));
         tokio::select! {
             result = &mut outcome, if told => match result {
                 Ok(_) | Err(Error::NotFound(_)) => return End::Ended,
@@ -120,13 +127,16 @@ async fn wait_end(runtime: &Runtime, id: &str) -> End {
             () = clock.sleep_until(poll_at) => {
                 // Run elsewhere: its handle here reads the store ever less
                 // often, and a slot should come back soon after the end.
-                if !runtime.drives(id) {
+                if runtime.drives(id) {
+                    backoff = 1;
+                } else {
                     match runtime.status(id).await {
                         Ok(None) => return End::Ended,
                         Ok(Some(status)) if status.phase.is_terminal() => return End::Ended,
                         Ok(Some(_)) => {}
                         Err(error) => tracing::debug!(id, %error, "cannot read a queued instance"),
                     }
+                    backoff = (backoff * 2).min(MAX_POLL_BACKOFF);
                 }
             }
             _ = shutdown.changed() => return End::Shutdown,
