@@ -367,6 +367,7 @@ impl Dispatcher {
         // The claim and the slots are written together: on a durable
         // store they share a commit, and a race lost gives them all back.
         let claim = records::encode(&item)?;
+        let slots_wanted = wanted.len();
         let claimed = store.put(&key, claim, Expect::Version(version));
         let slots_taken = async {
             let mut taken = Vec::with_capacity(wanted.len());
@@ -385,9 +386,7 @@ impl Dispatcher {
                 Err(error) => refused = Err(error),
             }
         }
-        let all_slots = held.len()
-            == usize::from(partition_slot.is_some() && item.partition.is_some())
-                + usize::from(queue_slot.is_some());
+        let all_slots = held.len() == slots_wanted;
         let version = match claimed {
             Ok(version) if all_slots && refused.is_ok() => version,
             claimed => {

@@ -331,3 +331,47 @@ impl RateWindow {
         Ok(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(starts: &[(u64, u32)]) -> Window {
+        Window {
+            starts: starts.to_vec(),
+        }
+    }
+
+    #[test]
+    fn the_window_allows_what_is_left_and_says_when_more_is() {
+        let rate = RateWindow::new("rate".to_owned(), 3, 1_000);
+        assert_eq!(rate.room(&window(&[])), (3, None));
+        assert_eq!(rate.room(&window(&[(1_000, 1), (1_500, 1)])), (1, None));
+        // Full: one more once the oldest millisecond's starts leave it.
+        assert_eq!(
+            rate.room(&window(&[(1_000, 2), (1_500, 1)])),
+            (0, Some(2_000))
+        );
+        // Over (another process's clock): until enough have left.
+        assert_eq!(
+            rate.room(&window(&[(1_000, 1), (1_200, 2), (1_500, 2)])),
+            (0, Some(2_200))
+        );
+    }
+
+    #[test]
+    fn slots_are_assigned_up_to_the_limit_counting_those_above_it() {
+        let mut view = SlotView {
+            prefix: "queues/q/slots/".to_owned(),
+            limit: 2,
+            occupied: BTreeSet::from([3]),
+            expired: Vec::new(),
+        };
+        // A slot above a lowered limit still counts while it is held.
+        assert_eq!(view.assign(), Some(0));
+        assert_eq!(view.assign(), None);
+        view.unassign(3);
+        assert_eq!(view.assign(), Some(1));
+        assert_eq!(view.assign(), None);
+    }
+}
