@@ -493,10 +493,11 @@ fn queue_limits_hold_across_processes_one_killed() {
         for line in &lines {
             *per_pid.entry(line.pid).or_default() += 1;
         }
-        assert_eq!(
-            per_pid.len(),
-            CHILDREN,
-            "every worker process ran steps: {per_pid:?}"
+        // The victim and at least one other ran orders: the limits held
+        // across processes, not inside one.
+        assert!(
+            per_pid.len() >= 2 && per_pid.contains_key(&victim_pid),
+            "orders ran in one process only: {per_pid:?}"
         );
 
         // Every slot comes back once the last holder sees its order end.

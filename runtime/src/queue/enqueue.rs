@@ -333,7 +333,8 @@ impl<T> QueueHandle<T> {
                     .now_ms()
                     .saturating_add(poll.saturating_mul(backoff));
                 tokio::select! {
-                    () = started => backoff = 1,
+                    // Started by this process: its record is written.
+                    () = started => return Ok(self.runtime.handle_of(self.id.clone())),
                     () = clock.sleep_until(poll_at) => backoff = (backoff * 2).min(MAX_POLL_BACKOFF),
                     _ = shutdown.changed() => {}
                 }
