@@ -35,6 +35,9 @@ pub struct Versions;
 #[doc = include_str!("../../docs/many-processes.md")]
 pub struct ManyProcesses;
 
+#[doc = include_str!("../../docs/queues.md")]
+pub struct Queues;
+
 #[doc = include_str!("../../docs/stores.md")]
 pub struct Stores;
 

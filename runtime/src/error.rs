@@ -249,6 +249,35 @@ pub enum Error {
     /// No instance has this id.
     #[error("no instance with id `{0}`")]
     NotFound(String),
+    /// [`Runtime::enqueue`](crate::Runtime::enqueue) into a queue this
+    /// runtime's builder did not define.
+    #[error(
+        "queue `{0}` is not defined: call `.queue(Queue::new(\"{0}\"))` on the runtime builder, \
+         with the same limits in every process"
+    )]
+    UnknownQueue(String),
+    /// Two queues of one runtime share a name, or a queue's name is empty:
+    /// `build()` refuses.
+    #[error(
+        "queue `{0}` is defined twice, or has an empty name: give each queue a name of its own"
+    )]
+    DuplicateQueue(String),
+    /// An item without a partition key for a queue with a per-partition
+    /// limit, or with one for a queue without.
+    #[error(
+        "queue `{queue}` {}",
+        if *partitioned {
+            "limits each partition: enqueue with `Enqueue::new(queue).partition(key)`"
+        } else {
+            "has no partitions: define it with `.partition_concurrency(n)`, or enqueue without a partition key"
+        }
+    )]
+    PartitionKey {
+        /// The queue.
+        queue: String,
+        /// Whether the queue is partitioned (and the item had no key).
+        partitioned: bool,
+    },
     /// The stored record could not be decoded; it is left untouched.
     #[error("the record of instance `{id}` cannot be decoded: {reason}")]
     Corrupt {

@@ -20,6 +20,7 @@ pub mod error;
 pub mod join;
 pub mod machine;
 pub mod migrate;
+pub mod queue;
 pub mod record;
 pub mod runtime;
 pub mod schedule;
@@ -36,6 +37,7 @@ pub use durable::{
 pub use error::{Error, StepError, StoreError, WorkflowError};
 pub use machine::{MachineDescription, StateMachine, Upgrade};
 pub use migrate::{Migrate, Migration};
+pub use queue::{Enqueue, Queue, QueueHandle, RateLimit};
 pub use runtime::*;
 pub use sagaflow_macros::{compensate, migrate, step, workflow};
 pub use schedule::{
@@ -114,6 +116,7 @@ pub(crate) type FastHashMap<K, V> = std::collections::HashMap<K, V, foldhash::fa
 pub mod prelude {
     pub use crate::error::{StepError, WorkflowError};
     pub use crate::migrate::{Migrate, Migration};
+    pub use crate::queue::{Enqueue, Queue};
     pub use crate::runtime::{Outcome, Runtime};
     pub use crate::step::{RetryPolicy, StepKind};
     #[cfg(feature = "embedded")]

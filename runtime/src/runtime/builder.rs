@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 
 use super::backlog::Backlog;
 use super::erased::{Erased, ErasedMigrate, ErasedMigration, ErasedWorkflow};
-use super::state::{CountedTask, Inner, Running, Runtime};
+use super::state::{CountedTask, Inner, Layer, Running, Runtime};
 use super::versions::Registry;
 use super::{dispatch, poller};
 use crate::FastHashMap;
@@ -56,6 +56,7 @@ pub struct RuntimeBuilder {
     clock: Option<Arc<dyn Clock>>,
     group_commit: bool,
     schedule_interval: Duration,
+    layers: Vec<Box<dyn Layer>>,
 }
 
 impl Runtime {
@@ -95,7 +96,26 @@ impl RuntimeBuilder {
             clock: None,
             group_commit: true,
             schedule_interval: Self::DEFAULT_SCHEDULE_INTERVAL,
+            layers: Vec::new(),
         }
+    }
+
+    /// The layer of type `L` this builder keeps (the queues), made on first use.
+    pub(crate) fn layer_mut<L: Layer + Default>(&mut self) -> &mut L {
+        let index = match self.layers.iter().position(|layer| {
+            let layer: &dyn std::any::Any = &**layer;
+            layer.is::<L>()
+        }) {
+            Some(index) => index,
+            None => {
+                self.layers.push(Box::new(L::default()));
+                self.layers.len() - 1
+            }
+        };
+        let layer: &mut dyn std::any::Any = &mut *self.layers[index];
+        layer
+            .downcast_mut::<L>()
+            .unwrap_or_else(|| unreachable!("the layer at {index} is an `L`"))
     }
 
     /// The store instances are kept in (required).
@@ -253,8 +273,12 @@ impl RuntimeBuilder {
                 hinted: AtomicBool::new(false),
                 shutdown: watch::Sender::new(false),
                 drivers: Running::default(),
+                layers: self.layers,
             }),
         };
+        for layer in &runtime.inner.layers {
+            layer.start(&runtime)?;
+        }
         if runtime.inner.workers > 0 {
             runtime.inner.drivers.started();
             tokio::spawn(poller::run(runtime.clone()));
@@ -363,6 +387,14 @@ impl fmt::Debug for RuntimeBuilder {
             .field("clock", &self.clock)
             .field("group_commit", &self.group_commit)
             .field("schedule_interval", &self.schedule_interval)
+            .field(
+                "layers",
+                &self
+                    .layers
+                    .iter()
+                    .map(|layer| layer.name())
+                    .collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

@@ -83,6 +83,7 @@ mod worker;
 
 pub use builder::RuntimeBuilder;
 pub use handle::{Handle, Outcome};
+pub(crate) use state::Layer;
 pub use state::Runtime;
 pub use status::{AwaitedSignal, ListPage, Status};
 pub use upgrade::{

@@ -60,6 +60,21 @@ pub(super) struct Inner {
     pub(super) shutdown: watch::Sender<bool>,
     /// The running drivers and pollers, so `shutdown` can wait for them.
     pub(super) drivers: Running,
+    /// What layers built on the runtime keep in it (the queues).
+    pub(super) layers: Vec<Box<dyn Layer>>,
+}
+
+/// A part built on the runtime's public API (the queues, `crate::queue`)
+/// that the runtime keeps: configured on the builder
+/// (`RuntimeBuilder::layer_mut`), found again by its own methods
+/// (`Runtime::layer`), started once the runtime is built.
+pub(crate) trait Layer: std::any::Any + Send + Sync {
+    /// What the layer is, for `Debug` output.
+    fn name(&self) -> &'static str;
+
+    /// Checks its configuration and starts its tasks on the built runtime;
+    /// an error fails `build`.
+    fn start(&self, runtime: &Runtime) -> Result<(), Error>;
 }
 
 /// How many drivers and pollers run: counted on every instance's start and

@@ -83,8 +83,8 @@ impl Runtime {
     /// the schedules whose workflow it registers.
     pub fn schedules(&self) -> Schedules {
         Schedules {
-            store: self.layer_store(),
-            clock: self.layer_clock(),
+            store: self.shared_store(),
+            clock: self.shared_clock(),
             runtime: Some(self.clone()),
         }
     }
