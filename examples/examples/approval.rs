@@ -3,8 +3,9 @@
 //! ```text
 //! cargo run -p sagaflow-examples --example approval
 //! ```
-//! Two purchase requests wait for a durable `"approval"` signal: the first
-//! is approved from `main` with `rt.signal`, the second gets no answer and
+//! Two purchase requests wait for a durable `approval` signal: the first
+//! is approved from `main` with `handle.signal` (typed: the workflow
+//! declares the signal and its `Decision`), the second gets no answer and
 //! its budget reservation is released when its timeout passes.
 
 use std::time::Duration;
@@ -34,22 +35,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
 
     // Wait until the first request is waiting for its approver, then approve it.
-    while rt.query::<ApprovalStatus>("req-1").await? != Some(ApprovalStatus::AwaitingApproval) {
+    while laptop.query().await? != Some(ApprovalStatus::AwaitingApproval) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     println!(
         "req-1 is {:?}; approving it",
         ApprovalStatus::AwaitingApproval
     );
-    rt.signal(
-        "req-1",
-        "approval",
-        Decision {
-            approved: true,
-            by: "Maya".into(),
-        },
-    )
-    .await?;
+    laptop
+        .signal(
+            approval::approval,
+            Decision {
+                approved: true,
+                by: "Maya".into(),
+            },
+        )
+        .await?;
 
     for (id, handle) in [("req-1", laptop), ("req-2", chair)] {
         match handle.outcome().await? {
@@ -60,7 +61,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Outcome::Compensated(failure) => println!("{id}: declined, budget released: {failure}"),
             Outcome::Failed(failure) => println!("{id}: needs an operator: {failure}"),
         }
-        println!("{id} status: {:?}", rt.query::<ApprovalStatus>(id).await?);
+        println!("{id} status: {:?}", handle.query().await?);
     }
     println!(
         "\nthe state machine:\n{}",

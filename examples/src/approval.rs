@@ -3,9 +3,15 @@
 //! Approved: the purchase is placed. Rejected or no answer in time: the
 //! budget reservation is released.
 //!
+//! The workflow declares what it accepts: the `approval` signal carries a
+//! [`Decision`], and its status is an [`ApprovalStatus`]. A client sends
+//! the answer typed, `handle.signal(approval::approval, Decision { .. })`,
+//! and reads the status with `handle.query()`; the CLI and other dynamic
+//! callers still use the names (`rt.signal(id, "approval", ..)`).
+//!
 //! While it waits the instance holds no worker and no lease; it wakes when
-//! `rt.signal(id, "approval", Decision { .. })` records the answer, or when
-//! its timeout passes, in whichever process runs the store's workers.
+//! the answer is recorded, or when its timeout passes, in whichever process
+//! runs the store's workers.
 
 use std::time::Duration;
 
@@ -36,7 +42,7 @@ pub struct Decision {
     pub by: String,
 }
 
-/// Where a request is, as `Runtime::query` reports it.
+/// Where a request is, as `handle.query()` reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ApprovalStatus {
@@ -98,7 +104,7 @@ pub async fn place_purchase(request: &ApprovalRequest, by: String) -> Result<Pur
 }
 
 /// The approval saga.
-#[workflow]
+#[workflow(signals(approval: Decision), query = ApprovalStatus)]
 pub async fn approval(request: ApprovalRequest) -> Result<Purchase, WorkflowError> {
     let _hold = reserve_budget(&request).await?;
     ask_approver(&request).await?;

@@ -33,6 +33,13 @@ pub fn compensate(args: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Turns an `async fn` calling steps into a persisted state machine.
+///
+/// Options: `name = ".."` and `version = N` (versions of one workflow),
+/// `upgrade = "auto"`, and what the workflow accepts from outside, typed:
+/// `signals(approval: Decision, ..)` (each an associated constant
+/// `place_order::approval` for `handle.signal(..)`; every signal wait in
+/// the body must name one, with its type) and `query = Status` (the type
+/// every `sagaflow::set_status` sets and `handle.query()` returns).
 #[proc_macro_attribute]
 pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
     workflow::expand(args.into(), item.into()).into()

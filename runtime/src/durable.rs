@@ -121,6 +121,10 @@ pub async fn sleep_until(time: SystemTime) {
 ///
 /// Write the name as a string literal and the value's type on the `let`
 /// (or as `signal::<T>`): `let approved: bool = sagaflow::signal("approval").await;`.
+/// In a workflow that declares its signals
+/// (`#[workflow(signals(approval: Decision))]`, see [`crate::declared`]),
+/// the name must be a declared one and the type its declared type, which
+/// may then be left out.
 /// Signals sent before the workflow waits are kept, per name, in the order
 /// they were recorded; each is consumed by exactly one wait, in the same
 /// write as the transition that consumes it. A value that does not decode
@@ -277,6 +281,10 @@ pub fn random() -> u64 {
 
 /// Sets the workflow's status, which [`Runtime::query`](crate::Runtime::query)
 /// returns: any `Serialize` value, stored as JSON in the instance's record.
+/// In a workflow that declares its status type
+/// (`#[workflow(query = OrderStatus)]`, see [`crate::declared`]), the
+/// value must be an `OrderStatus` (or a reference to one), and
+/// [`Handle::query`](crate::Handle::query) returns it.
 ///
 /// Pure and deterministic: the value is written with the transition the
 /// code is part of (the next committed write), so it is durable exactly

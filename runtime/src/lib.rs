@@ -3,7 +3,9 @@
 //! `#[workflow]` rewrites an `async fn` into a persisted state machine; every
 //! `#[step]` it calls and the `#[compensate]` paired with it are checked by
 //! the compiler; a small tokio runtime runs the machines on any key-value
-//! store. See the README for a tour.
+//! store. A workflow may declare the signals and the status it accepts
+//! ([`declared`]), which the client API and its body are then checked
+//! against. See the README for a tour.
 
 #![warn(missing_docs)]
 
@@ -13,6 +15,7 @@ extern crate self as sagaflow;
 
 pub mod clock;
 pub mod context;
+pub mod declared;
 #[cfg(doctest)]
 mod doctests;
 pub mod durable;
@@ -31,6 +34,7 @@ pub mod workflow;
 
 pub use clock::{Clock, SystemClock};
 pub use context::{StepContext, cancel_requested, context, heartbeat};
+pub use declared::{DeclaresQuery, Signal, SignalOf, Untyped};
 pub use durable::{
     child, now, random, send_signal, set_status, signal, signal_timeout, sleep, sleep_until, uuid,
 };
@@ -135,6 +139,7 @@ pub mod prelude {
 /// What the macros' generated code uses. Not a public API: no stability.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::declared::{DeclaresQuery, Signal};
     pub use crate::error::{StepError, WorkflowError};
     pub use crate::join::{JoinEnd, JoinRun, JoinSlots};
     pub use crate::machine::{
@@ -323,6 +328,59 @@ pub mod __private {
 
     /// Compile-time check that `T`, held across `Across`, can be stored.
     pub const fn storable<T: Storable<Across>, Across>() {}
+
+    /// Implemented by the type a signal wait takes (written on the `let` or
+    /// as `signal::<T>`) when it is the type `Declared` that the workflow's
+    /// `signals(..)` declares for the signal: only that type itself.
+    #[diagnostic::on_unimplemented(
+        message = "this signal wait takes `{Self}`, but the workflow declares the signal with `{Declared}`",
+        label = "declared as `{Declared}` in `#[workflow(signals(..))]`",
+        note = "senders of a declared signal are checked against its declared type, so the workflow receives that type; \
+                write it on the wait (`let value: {Declared} = sagaflow::signal(\"name\").await;`, \
+                or `Option<{Declared}>` with `signal_timeout`), or leave the type out, or change the declaration"
+    )]
+    pub trait DeclaredSignal<Declared> {}
+
+    impl<T> DeclaredSignal<T> for T {}
+
+    /// Compile-time check that a wait for a declared signal takes the
+    /// declared type.
+    pub const fn declared_signal<Written: DeclaredSignal<Declared>, Declared>() {}
+
+    /// Implemented by the types a declared signal's value may have: what is
+    /// stored in the record until the workflow takes it.
+    #[diagnostic::on_unimplemented(
+        message = "a signal carries `{Self}`, which must be `Serialize` and `Deserialize`",
+        label = "declared here",
+        note = "a signal's value waits in the instance's record, as JSON, until the workflow takes it; derive them: `#[derive(Serialize, Deserialize)]`"
+    )]
+    pub trait SignalValue {}
+
+    impl<T: serde::Serialize + serde::de::DeserializeOwned> SignalValue for T {}
+
+    /// Compile-time check that `T`, the value of a declared signal, can be
+    /// stored.
+    pub const fn signal_value<T: SignalValue>() {}
+
+    /// Implemented by what `sagaflow::set_status` may be given in a
+    /// workflow that declares `query = Q`: a `Q`, or a reference to one.
+    #[diagnostic::on_unimplemented(
+        message = "the workflow's status is `{Q}` (its `query = ..`), not `{Self}`",
+        label = "expected `{Q}`",
+        note = "`handle.query()` returns the type `#[workflow(query = {Q})]` declares, so every `sagaflow::set_status(..)` \
+                in the body sets a `{Q}` (or a `&{Q}`); set one, or change the declaration"
+    )]
+    pub trait StatusOf<Q> {}
+
+    impl<Q> StatusOf<Q> for Q {}
+
+    impl<Q> StatusOf<Q> for &Q {}
+
+    /// `sagaflow::set_status` in a workflow that declares `query = Q`: what
+    /// `#[workflow]` rewrites the call to, so it sets a `Q`.
+    pub fn set_status<Q, V: StatusOf<Q> + serde::Serialize>(status: V) {
+        crate::durable::set_status(status);
+    }
 
     /// Implemented by the type a user's migration takes for the state enum
     /// `Old` it is given: only that enum itself.

@@ -119,7 +119,7 @@ impl TestEnv {
     /// run), or if the instance has not ended within the time limit
     /// ([`TestEnvBuilder::time_limit`]); the message says where it stopped
     /// (phase, state, the signal it waits for, its last error).
-    pub async fn outcome<T: DeserializeOwned>(&self, handle: &Handle<T>) -> Outcome<T> {
+    pub async fn outcome<T: DeserializeOwned, W>(&self, handle: &Handle<T, W>) -> Outcome<T> {
         let id = handle.id();
         match tokio::time::timeout(self.time_limit, handle.outcome()).await {
             Ok(Ok(outcome)) => outcome,

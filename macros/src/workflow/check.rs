@@ -1,6 +1,7 @@
 //! Stage 2: the diagnostics that need no lowering: what is awaited, where
-//! steps are called, and effects outside steps (tasks, threads, processes,
-//! the network, files, writes to globals). Every mistake is collected; none
+//! steps are called, which signals are waited for (in a workflow that
+//! declares its signals), and effects outside steps (tasks, threads,
+//! processes, the network, files, writes to globals). Every mistake is collected; none
 //! stops the others. Reads of the clock, random numbers or the environment
 //! are not effects: what the body computes is committed before a step sees
 //! it (see `desugar::hoist_arguments` and `StateInfo::commit_on_entry`).
@@ -14,7 +15,7 @@ use syn::{Expr, Path};
 use super::Errors;
 use super::lower::is_compound;
 use super::names::{type_string, wait_name};
-use super::parse::WorkflowFn;
+use super::parse::{SignalDecl, WorkflowFn};
 
 /// A step call found in the body: its path and the span of its name.
 pub struct CallSite {
@@ -31,6 +32,7 @@ pub struct CallSite {
 pub fn check(func: &WorkflowFn, errors: &mut Errors) -> Vec<CallSite> {
     let mut checker = Checker {
         errors,
+        signals: func.options.signals.as_deref(),
         sites: Vec::new(),
         closure: 0,
     };
@@ -40,6 +42,8 @@ pub fn check(func: &WorkflowFn, errors: &mut Errors) -> Vec<CallSite> {
 
 struct Checker<'a> {
     errors: &'a mut Errors,
+    /// The signals the workflow declares, if it declares them.
+    signals: Option<&'a [SignalDecl]>,
     sites: Vec<CallSite>,
     /// Depth of closures, async blocks and nested fns around the visitor.
     closure: usize,
@@ -54,7 +58,7 @@ impl Checker<'_> {
             },
             _ => None,
         };
-        let Some((_, path)) = call else {
+        let Some((call, path)) = call else {
             self.errors.push(syn::Error::new_spanned(
                 expr_await,
                 "only steps, durable timers, signals and child workflows can be awaited in a workflow; other futures would run outside the saga: not retried, not compensated and lost on a crash; move this code into a `#[step]` and await the step: `step_name(args).await?`, or wait with `sagaflow::sleep(duration).await` or `sagaflow::signal(\"name\").await`",
@@ -93,6 +97,9 @@ impl Checker<'_> {
                     ),
                 );
             }
+            if wait.starts_with("signal") {
+                self.signal_declared(call, &wait);
+            }
             return;
         }
         if self.closure > 0 {
@@ -108,6 +115,48 @@ impl Checker<'_> {
             step: path.clone(),
             span,
         });
+    }
+
+    // Input:  `sagaflow::signal::<bool>("aproval")` in a workflow declaring `signals(approval: Decision)`
+    // Output: an error on `"aproval"` that lists the declared signals
+    /// In a workflow that declares its signals, checks that a signal wait
+    /// names one of them (its type is checked by the generated code).
+    fn signal_declared(&mut self, call: &syn::ExprCall, wait: &str) {
+        let Some(signals) = self.signals else {
+            return;
+        };
+        // A name that is not a literal is reported by the lowering.
+        let Some(Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(name),
+            ..
+        })) = call.args.first()
+        else {
+            return;
+        };
+        let text = name.value();
+        if signals.iter().any(|signal| signal.text() == text) {
+            return;
+        }
+        let declared = if signals.is_empty() {
+            "it declares none (`signals()`)".to_owned()
+        } else {
+            let list: Vec<String> = signals
+                .iter()
+                .map(|signal| format!("`{}: {}`", signal.text(), type_string(&signal.ty)))
+                .collect();
+            format!("it declares {}", list.join(", "))
+        };
+        let instead = if syn::parse_str::<syn::Ident>(&text).is_ok() {
+            format!("or declare it: `signals(.., {text}: T)`")
+        } else {
+            "declared names are Rust identifiers, so rename this signal (e.g. `cancel_order`) and declare it".to_owned()
+        };
+        self.errors.at(
+            name.span(),
+            format!(
+                "`sagaflow::{wait}` waits for signal `{text}`, which this workflow does not declare; {declared}, and only those can be sent to it; wait for a declared signal, {instead}"
+            ),
+        );
     }
 
     // Input:  `sagaflow::join!(book_flight(&trip), book_hotel(&trip))`

@@ -5,7 +5,8 @@
 //! variable named like the workflow), [`check`] (every
 //! diagnostic, collected), [`desugar`] (a step's output tested or
 //! destructured in place becomes a `let` of it first, and a step's computed
-//! arguments are evaluated into locals before its statement), [`lower`]
+//! arguments are evaluated into locals before its statement), [`status`]
+//! (`set_status` given the declared query type), [`lower`]
 //! (model → IR: suspension points, states, stored variables by liveness,
 //! edges), [`codegen`] (IR → tokens).
 //!
@@ -25,6 +26,7 @@ mod lower;
 mod names;
 mod parse;
 mod rename;
+mod status;
 
 use proc_macro2::TokenStream;
 
@@ -72,6 +74,9 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let sites = check::check(&func, &mut errors);
     desugar::desugar(&mut func.body);
     desugar::hoist_arguments(&mut func.body);
+    if let Some(query) = func.options.query.clone() {
+        status::type_status_calls(&mut func.body, &query);
+    }
     let machine = lower::lower(&func, &mut errors);
     match (errors.take(), machine) {
         (None, Some(machine)) => codegen::generate(&func, &machine),

@@ -2,11 +2,12 @@
 
 use proc_macro2::TokenStream;
 use quote::ToTokens;
-use syn::parse::Parser;
+use syn::ext::IdentExt;
+use syn::parse::{ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{
-    Attribute, Block, Expr, ExprLit, FnArg, GenericArgument, Ident, ItemFn, Lit, Meta, Pat,
+    Attribute, Block, Expr, ExprLit, FnArg, GenericArgument, Ident, ItemFn, Lit, Pat,
     PathArguments, ReturnType, Token, Type, Visibility,
 };
 
@@ -40,6 +41,28 @@ pub struct Options {
     pub version: u32,
     /// `upgrade = "auto"`: instances of older versions may move to this one.
     pub auto_upgrade: bool,
+    /// `signals(name: Type, ..)`: the signals the workflow accepts; `None`
+    /// when not declared (its waits are then untyped, by name).
+    pub signals: Option<Vec<SignalDecl>>,
+    /// `query = Type`: the type of its status (`sagaflow::set_status`).
+    pub query: Option<Type>,
+}
+
+/// One declared signal, `approval: Decision`.
+#[derive(Clone)]
+pub struct SignalDecl {
+    /// Its name as written: the signal's name (`unraw`ed) and the
+    /// workflow's associated constant.
+    pub name: Ident,
+    /// The type of its value.
+    pub ty: Type,
+}
+
+impl SignalDecl {
+    /// The name senders and waits use: `"approval"`.
+    pub fn text(&self) -> String {
+        self.name.unraw().to_string()
+    }
 }
 
 /// One parameter `name: Type`.
@@ -148,49 +171,110 @@ pub fn parse(args: TokenStream, item: TokenStream, errors: &mut Errors) -> Optio
     })
 }
 
-const OPTIONS_HELP: &str = "`#[workflow]` takes `name = \"..\"` (the workflow's name, shared by its versions; the function's name by default), `version = N` (1 by default) and `upgrade = \"auto\"` or `\"pinned\"` (the default); e.g. `#[workflow(name = \"place_order\", version = 2, upgrade = \"auto\")]`";
+const OPTIONS_HELP: &str = "`#[workflow]` takes `name = \"..\"` (the workflow's name, shared by its versions; the function's name by default), `version = N` (1 by default), `upgrade = \"auto\"` or `\"pinned\"` (the default), `signals(name: Type, ..)` (the signals it accepts, typed) and `query = Type` (the type of its status); e.g. `#[workflow(name = \"place_order\", version = 2, upgrade = \"auto\")]`";
 
-// Input:  `name = "place_order", version = 2, upgrade = "auto"`
-// Output: `Options { name: "place_order", version: 2, auto_upgrade: true }`
+const SIGNALS_HELP: &str = "`signals(..)` lists the signals the workflow accepts, each a name and the type of its value: `signals(approval: Decision, cancel: ())`; the name is how senders and `sagaflow::signal(\"approval\")` know it";
+
+/// One argument of the attribute as written: `key = value`, `key(..)` or
+/// a bare `key`.
+struct RawOption {
+    key: syn::Path,
+    value: RawValue,
+}
+
+enum RawValue {
+    /// `= expr` (`name`, `version`, `upgrade`).
+    Expr(Expr),
+    /// `= Type` (`query`): a type may hold commas (`HashMap<K, V>`), so it
+    /// is parsed as one.
+    Type(Type),
+    /// `signals(..)`, its declarations as parsed.
+    Signals(syn::Result<Punctuated<SignalDecl, Token![,]>>),
+    /// `(..)` after another key.
+    List,
+    /// Nothing after the key.
+    Bare,
+}
+
+/// Reads the attribute's arguments into keys and values, the value of
+/// `query` as a type and every other as an expression.
+fn raw_options(input: ParseStream) -> syn::Result<Vec<RawOption>> {
+    let mut options = Vec::new();
+    while !input.is_empty() {
+        let key = input.call(syn::Path::parse_mod_style)?;
+        let value = if input.peek(Token![=]) {
+            input.parse::<Token![=]>()?;
+            if key.is_ident("query") {
+                RawValue::Type(input.parse()?)
+            } else {
+                RawValue::Expr(input.parse()?)
+            }
+        } else if input.peek(syn::token::Paren) {
+            let content;
+            syn::parenthesized!(content in input);
+            if key.is_ident("signals") {
+                // Parsed in its group, so a declaration cut short is
+                // reported where it ends; the rest is skipped.
+                let declared =
+                    content.parse_terminated(<SignalDecl as syn::parse::Parse>::parse, Token![,]);
+                if declared.is_err() {
+                    content.parse::<TokenStream>()?;
+                }
+                RawValue::Signals(declared)
+            } else {
+                content.parse::<TokenStream>()?;
+                RawValue::List
+            }
+        } else {
+            RawValue::Bare
+        };
+        options.push(RawOption { key, value });
+        if input.is_empty() {
+            break;
+        }
+        input.parse::<Token![,]>()?;
+    }
+    Ok(options)
+}
+
+// Input:  `name = "place_order", version = 2, upgrade = "auto", signals(approval: Decision), query = Status`
+// Output: `Options { name: "place_order", version: 2, auto_upgrade: true, signals: Some([approval: Decision]), query: Some(Status) }`
 /// Reads the attribute's arguments; every mistake is pushed to `errors`.
 fn parse_options(args: TokenStream, func: &Ident, errors: &mut Errors) -> Options {
     let mut options = Options {
         name: func.to_string(),
         version: 1,
         auto_upgrade: false,
+        signals: None,
+        query: None,
     };
-    let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args) {
-        Ok(metas) => metas,
+    let raw = match raw_options.parse2(args) {
+        Ok(raw) => raw,
         Err(error) => {
             errors.at(error.span(), OPTIONS_HELP);
             return options;
         }
     };
     let mut seen: Vec<String> = Vec::new();
-    for meta in metas {
-        let key = meta.path().get_ident().map(ToString::to_string);
-        let Meta::NameValue(pair) = &meta else {
-            errors.at(meta.span(), OPTIONS_HELP);
-            continue;
-        };
-        let Some(key) = key else {
-            errors.at(meta.path().span(), OPTIONS_HELP);
+    for RawOption { key: path, value } in raw {
+        let Some(key) = path.get_ident().map(ToString::to_string) else {
+            errors.at(path.span(), OPTIONS_HELP);
             continue;
         };
         if seen.contains(&key) {
             errors.at(
-                meta.span(),
+                path.span(),
                 format!("`{key}` is given twice; write it once"),
             );
             continue;
         }
         seen.push(key.clone());
-        let literal = match &pair.value {
-            Expr::Lit(ExprLit { lit, .. }) => Some(lit),
+        let literal = match &value {
+            RawValue::Expr(Expr::Lit(ExprLit { lit, .. })) => Some(lit.clone()),
             _ => None,
         };
-        match (key.as_str(), literal) {
-            ("name", Some(Lit::Str(name))) => {
+        match (key.as_str(), literal, value) {
+            ("name", Some(Lit::Str(name)), _) => {
                 let text = name.value();
                 let valid = !text.is_empty()
                     && text
@@ -207,14 +291,14 @@ fn parse_options(args: TokenStream, func: &Ident, errors: &mut Errors) -> Option
                     );
                 }
             }
-            ("version", Some(Lit::Int(version))) => match version.base10_parse::<u32>() {
+            ("version", Some(Lit::Int(version)), _) => match version.base10_parse::<u32>() {
                 Ok(version) if version >= 1 => options.version = version,
                 _ => errors.at(
                     version.span(),
                     "`version` is a whole number from 1 up: the version of this workflow's code; write e.g. `version = 2`",
                 ),
             },
-            ("upgrade", Some(Lit::Str(policy))) => match policy.value().as_str() {
+            ("upgrade", Some(Lit::Str(policy)), _) => match policy.value().as_str() {
                 "auto" => options.auto_upgrade = true,
                 "pinned" => options.auto_upgrade = false,
                 other => errors.at(
@@ -224,16 +308,70 @@ fn parse_options(args: TokenStream, func: &Ident, errors: &mut Errors) -> Option
                     ),
                 ),
             },
-            ("name" | "version" | "upgrade", _) => {
-                errors.at(pair.value.span(), OPTIONS_HELP);
+            ("signals", _, RawValue::Signals(declared)) => {
+                options.signals = Some(signals(declared, errors));
             }
+            ("query", _, RawValue::Type(ty)) => options.query = Some(ty),
+            ("name" | "version" | "upgrade", _, value) => {
+                let span = match &value {
+                    RawValue::Expr(expr) => expr.span(),
+                    _ => path.span(),
+                };
+                errors.at(span, OPTIONS_HELP);
+            }
+            ("signals", _, _) => errors.at(path.span(), SIGNALS_HELP),
+            ("query", _, _) => errors.at(
+                path.span(),
+                "`query = Type` declares the type of the workflow's status, which `sagaflow::set_status` sets and `handle.query()` returns; write e.g. `query = OrderStatus`",
+            ),
             _ => errors.at(
-                pair.path.span(),
+                path.span(),
                 format!("unknown `#[workflow]` option `{key}`; {OPTIONS_HELP}"),
             ),
         }
     }
     options
+}
+
+// Input:  `approval: Decision, note: String`, parsed
+// Output: `[SignalDecl { name: approval, ty: Decision }, SignalDecl { name: note, ty: String }]`
+/// The signals a workflow declares; a malformed list or a name given twice
+/// is pushed to `errors`.
+fn signals(
+    declared: syn::Result<Punctuated<SignalDecl, Token![,]>>,
+    errors: &mut Errors,
+) -> Vec<SignalDecl> {
+    let declared = match declared {
+        Ok(declared) => declared,
+        Err(error) => {
+            errors.at(error.span(), SIGNALS_HELP);
+            return Vec::new();
+        }
+    };
+    let mut signals: Vec<SignalDecl> = Vec::new();
+    for signal in declared {
+        if signals.iter().any(|seen| seen.name == signal.name) {
+            errors.at(
+                signal.name.span(),
+                format!(
+                    "signal `{}` is declared twice; a signal has one name and one type; write it once",
+                    signal.name
+                ),
+            );
+            continue;
+        }
+        signals.push(signal);
+    }
+    signals
+}
+
+impl syn::parse::Parse for SignalDecl {
+    fn parse(input: ParseStream) -> syn::Result<SignalDecl> {
+        let name: Ident = input.call(Ident::parse_any)?;
+        input.parse::<Token![:]>()?;
+        let ty: Type = input.parse()?;
+        Ok(SignalDecl { name, ty })
+    }
 }
 
 /// `T` and `E` of a return type written `Result<T, E>` (any path ending in `Result`).

@@ -1145,3 +1145,220 @@ fn a_step_nested_in_an_expression_runs_first_unless_code_before_it_could_act() {
 "
     );
 }
+
+/// Parses a workflow with attribute arguments `args`: the function and the
+/// errors of parsing and checking it.
+fn parsed_with(args: TokenStream, item: TokenStream) -> (parse::WorkflowFn, Vec<String>) {
+    let mut errors = Errors::default();
+    let func = parse::parse(args, item, &mut errors).expect("a function");
+    let _ = super::check::check(&func, &mut errors);
+    let errors = errors
+        .take()
+        .map(|error| error.into_iter().map(|e| e.to_string()).collect())
+        .unwrap_or_default();
+    (func, errors)
+}
+
+#[test]
+fn declared_signals_and_query_are_parsed() {
+    let (func, errors) = parsed_with(
+        quote!(version = 2, signals(approval: Decision, r#type: HashMap<String, u32>), query = Vec<Stage>),
+        quote! {
+            async fn approve(id: u32) -> Result<(), WorkflowError> { Ok(()) }
+        },
+    );
+    assert_eq!(errors, Vec::<String>::new());
+    assert_eq!(func.options.version, 2);
+    let signals: Vec<(String, String)> = func
+        .options
+        .signals
+        .as_ref()
+        .expect("declared")
+        .iter()
+        .map(|signal| (signal.text(), type_string(&signal.ty)))
+        .collect();
+    assert_eq!(
+        signals,
+        [
+            ("approval".to_owned(), "Decision".to_owned()),
+            // A raw identifier names the signal without its `r#`.
+            ("type".to_owned(), "HashMap<String, u32>".to_owned()),
+        ]
+    );
+    assert_eq!(
+        func.options.query.as_ref().map(type_string).as_deref(),
+        Some("Vec<Stage>")
+    );
+    // Without them: untyped, as before; `signals()` declares none.
+    let (func, _) = parsed_with(
+        quote!(),
+        quote!(
+            async fn a(id: u32) -> Result<(), E> {
+                Ok(())
+            }
+        ),
+    );
+    assert!(func.options.signals.is_none() && func.options.query.is_none());
+    let (func, _) = parsed_with(
+        quote!(signals()),
+        quote!(
+            async fn a(id: u32) -> Result<(), E> {
+                Ok(())
+            }
+        ),
+    );
+    assert_eq!(func.options.signals.map(|signals| signals.len()), Some(0));
+}
+
+#[test]
+fn malformed_declarations_are_reported_with_the_form_to_write() {
+    let item = quote!(
+        async fn a(id: u32) -> Result<(), E> {
+            Ok(())
+        }
+    );
+    for (args, expected) in [
+        (
+            quote!(signals(approval)),
+            "`signals(approval: Decision, cancel: ())`",
+        ),
+        (
+            quote!(signals = "approval"),
+            "`signals(approval: Decision, cancel: ())`",
+        ),
+        (
+            quote!(signals(a: bool, a: u32)),
+            "signal `a` is declared twice",
+        ),
+        (quote!(query(Stage)), "write e.g. `query = OrderStatus`"),
+        (
+            quote!(query = Stage, query = Other),
+            "`query` is given twice",
+        ),
+        (
+            quote!(querry = Stage),
+            "unknown `#[workflow]` option `querry`",
+        ),
+    ] {
+        let (_, errors) = parsed_with(args.clone(), item.clone());
+        assert_eq!(errors.len(), 1, "{args}: {errors:#?}");
+        assert!(errors[0].contains(expected), "{args}: {}", errors[0]);
+    }
+}
+
+#[test]
+fn a_wait_for_an_undeclared_signal_is_reported_with_the_declared_ones() {
+    let body = quote! {
+        async fn approve(id: u32) -> Result<(), WorkflowError> {
+            let a: Decision = sagaflow::signal("approval").await;
+            let b: Option<bool> = sagaflow::signal_timeout("aproval", wait).await;
+            let c: bool = sagaflow::signal("cancel-order").await;
+            Ok(())
+        }
+    };
+    let (_, errors) = parsed_with(
+        quote!(signals(approval: Decision, note: String)),
+        body.clone(),
+    );
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert!(
+        errors[0].contains(
+            "`sagaflow::signal_timeout` waits for signal `aproval`, which this workflow does not declare; it declares `approval: Decision`, `note: String`"
+        ),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[0].ends_with("or declare it: `signals(.., aproval: T)`"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].contains("declared names are Rust identifiers"),
+        "{}",
+        errors[1]
+    );
+    let (_, errors) = parsed_with(quote!(signals()), body.clone());
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert!(
+        errors[0].contains("it declares none (`signals()`)"),
+        "{}",
+        errors[0]
+    );
+    // A workflow that declares no signals waits for any, untyped.
+    let (_, errors) = parsed_with(quote!(query = Stage), body);
+    assert_eq!(errors, Vec::<String>::new());
+}
+
+#[test]
+fn a_declared_signal_types_the_waits_that_write_no_type() {
+    let mut errors = Errors::default();
+    let mut func = parse::parse(
+        quote!(signals(approval: Decision, note: String)),
+        quote! {
+            async fn approve(request: Request) -> Result<String, WorkflowError> {
+                let decision = sagaflow::signal("approval").await;
+                let note = sagaflow::signal_timeout("note", wait).await;
+                let again: Decision = sagaflow::signal("approval").await;
+                record(&request).await?;
+                Ok(format!("{} {:?} {}", decision.by, note, again.by))
+            }
+        },
+        &mut errors,
+    )
+    .expect("a function");
+    super::desugar::desugar(&mut func.body);
+    let machine = lower::lower(&func, &mut errors).expect("no errors");
+    let ty = |name: &str| {
+        machine
+            .bindings
+            .iter()
+            .find(|binding| binding.ident == name)
+            .expect("bound")
+            .ty
+            .display()
+    };
+    assert_eq!(ty("decision"), "Decision");
+    assert_eq!(ty("note"), "Option<String>");
+    assert_eq!(ty("again"), "Decision");
+    let kinds: Vec<(Option<String>, Option<String>)> = machine
+        .sites
+        .iter()
+        .filter_map(|site| match &site.kind {
+            SiteKind::Signal {
+                value, declared, ..
+            } => Some((
+                value.as_ref().map(type_string),
+                declared.as_ref().map(type_string),
+            )),
+            _ => None,
+        })
+        .collect();
+    // What is written stays apart from the declaration: codegen checks one
+    // against the other.
+    assert_eq!(
+        kinds,
+        [
+            (None, Some("Decision".to_owned())),
+            (None, Some("String".to_owned())),
+            (Some("Decision".to_owned()), Some("Decision".to_owned())),
+        ]
+    );
+}
+
+#[test]
+fn snapshot_typed_signals_and_query() {
+    insta::assert_snapshot!(pretty(expand(
+        quote!(signals(approval: Decision, note: String), query = Stage),
+        quote! {
+            pub async fn approve(request: Request) -> Result<bool, WorkflowError> {
+                sagaflow::set_status(Stage::Waiting);
+                let decision = sagaflow::signal("approval").await;
+                let note: Option<String> =
+                    sagaflow::signal_timeout("note", Duration::from_secs(3600)).await;
+                notify(&request, note).await?;
+                Ok(decision.approved)
+            }
+        },
+    )));
+}

@@ -1,16 +1,24 @@
-//! `Handle` and `Outcome`: waiting for an instance to end.
+//! `Handle` and `Outcome`: waiting for an instance to end, and the typed
+//! signals and query of its workflow.
 
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 
 use serde::de::DeserializeOwned;
 
 use super::local::Local;
-use super::state::Runtime;
+use super::state::{Runtime, codec};
 use super::status::Status;
+use crate::declared::{DeclaresQuery, SignalOf, Untyped};
 use crate::error::Error;
 use crate::record::{Failure, Phase};
+
+/// What [`Handle::signal`] and [`Handle::query`] return: a future of
+/// their result, `Send`, borrowing the handle.
+type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
 
 /// The longest wait between two reads of a [`Handle::outcome`] waiting on
 /// an instance no worker of this process drives, in poll intervals.
@@ -29,17 +37,21 @@ pub enum Outcome<T> {
     Failed(Failure),
 }
 
-/// A handle on one workflow instance, returned by [`Runtime::start`].
-/// Cheap to clone; any number of handles may wait on the same instance.
-pub struct Handle<T> {
+/// A handle on one workflow instance, returned by [`Runtime::start`] and
+/// [`Runtime::handle`]: `T` is the workflow's output, `W` the workflow
+/// (its unit struct), whose declared signals and query the handle sends
+/// and reads typed. A handle made by name has no workflow type
+/// ([`Untyped`]). Cheap to clone; any number of handles may wait on the
+/// same instance.
+pub struct Handle<T, W = Untyped> {
     runtime: Runtime,
     id: String,
-    // `fn() -> T`: the handle holds no `T`, so it is `Send + Sync` for any `T`.
-    output: PhantomData<fn() -> T>,
+    // `fn() -> ..`: the handle holds no `T` or `W`, so it is `Send + Sync` for any.
+    output: PhantomData<fn() -> (T, W)>,
 }
 
-impl<T> Handle<T> {
-    pub(super) fn new(runtime: Runtime, id: String) -> Handle<T> {
+impl<T, W> Handle<T, W> {
+    pub(super) fn new(runtime: Runtime, id: String) -> Handle<T, W> {
         Handle {
             runtime,
             id,
@@ -56,9 +68,73 @@ impl<T> Handle<T> {
     pub async fn status(&self) -> Result<Option<Status>, Error> {
         self.runtime.status(&self.id).await
     }
+
+    /// Sends `signal`, one the workflow declares
+    /// (`#[workflow(signals(approval: Decision))]`), with `value` of its
+    /// declared type: [`Runtime::signal`] checked at compile time.
+    ///
+    /// ```no_run
+    /// # use sagaflow::prelude::*;
+    /// # #[derive(serde::Serialize, serde::Deserialize)]
+    /// # pub struct Decision { approved: bool }
+    /// # #[workflow(signals(approval: Decision))]
+    /// # async fn place_order(id: String) -> Result<bool, WorkflowError> {
+    /// #     let decision: Decision = sagaflow::signal("approval").await;
+    /// #     Ok(decision.approved && !id.is_empty())
+    /// # }
+    /// # async fn demo(rt: Runtime) -> Result<(), sagaflow::Error> {
+    /// let handle = rt.handle(place_order, "order-42");
+    /// handle.signal(place_order::approval, Decision { approved: true }).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// A signal the workflow does not declare, or a value of another type,
+    /// does not compile. Delivery is [`Runtime::signal`]'s, with its errors.
+    pub fn signal<S: SignalOf<W>>(&self, signal: S, value: S::Value) -> Pending<'_, ()> {
+        // Encoded now: the future holds neither `S` nor its value, so a
+        // mistake in the call is one error, on the call.
+        let name = signal.name();
+        let value =
+            serde_json::to_value(value).map_err(|error| codec(&format!("signal `{name}`"), &error));
+        Box::pin(async move {
+            self.runtime
+                .deliver_signal(&self.id, name, value?, None)
+                .await
+        })
+    }
+
+    /// The latest status the instance's workflow set with
+    /// [`sagaflow::set_status`](crate::set_status), as the type it declares
+    /// (`#[workflow(query = OrderStatus)]`): `None` if it has set none yet.
+    /// [`Runtime::query`] with the type filled in; the same errors.
+    ///
+    /// ```no_run
+    /// # use sagaflow::prelude::*;
+    /// # #[derive(serde::Serialize, serde::Deserialize)]
+    /// # pub enum OrderStatus { Paid }
+    /// # #[workflow(query = OrderStatus)]
+    /// # async fn place_order(id: String) -> Result<String, WorkflowError> {
+    /// #     sagaflow::set_status(OrderStatus::Paid);
+    /// #     Ok(id)
+    /// # }
+    /// # async fn demo(rt: Runtime) -> Result<(), sagaflow::Error> {
+    /// let status = rt.handle(place_order, "order-42").query().await?;   // Option<OrderStatus>
+    /// # let _ = status;
+    /// # Ok(())
+    /// # }
+    /// ```
+    // `Q` is `W::Query`, named apart so the future's type needs no bound:
+    // a workflow without a query type is one error, on the call.
+    pub fn query<Q: DeserializeOwned + Send + 'static>(&self) -> Pending<'_, Option<Q>>
+    where
+        W: DeclaresQuery<Query = Q>,
+    {
+        Box::pin(self.runtime.query(&self.id))
+    }
 }
 
-impl<T: DeserializeOwned> Handle<T> {
+impl<T: DeserializeOwned, W> Handle<T, W> {
     /// Waits until the instance ends, and returns how.
     ///
     /// Wakes as soon as a worker of this process ends the instance (or
@@ -144,13 +220,13 @@ impl<T: DeserializeOwned> Handle<T> {
     }
 }
 
-impl<T> Clone for Handle<T> {
-    fn clone(&self) -> Handle<T> {
+impl<T, W> Clone for Handle<T, W> {
+    fn clone(&self) -> Handle<T, W> {
         Handle::new(self.runtime.clone(), self.id.clone())
     }
 }
 
-impl<T> fmt::Debug for Handle<T> {
+impl<T, W> fmt::Debug for Handle<T, W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Handle")
             .field("id", &self.id)

@@ -1,7 +1,8 @@
 //! The compile-time checks (`const _` items whose failure is a compile
 //! error in sagaflow's words): the saga's structure (one pivot, nothing
-//! compensable after it, none in a join, no child after it), and that every
-//! stored variable's type can be stored.
+//! compensable after it, none in a join, no child after it), that every
+//! stored variable's type can be stored, and that a wait for a declared
+//! signal takes its declared type.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote_spanned};
@@ -85,6 +86,28 @@ pub(super) fn storable_checks(machine: &Machine) -> TokenStream {
                     struct #across {}
                     ::sagaflow::__private::storable::<#ty, #across>();
                 };
+            });
+        }
+    }
+    out
+}
+
+// Input:  `let d: Option<bool> = sagaflow::signal_timeout("approval", t).await;` with `signals(approval: Decision)`
+// Output: `const _: () = declared_signal::<bool, Decision>();` on `signal_timeout`
+/// For each wait for a declared signal that writes its type, a check that
+/// the type is the declared one (a wait that writes none takes the
+/// declared type).
+pub(super) fn signal_checks(machine: &Machine) -> TokenStream {
+    let mut out = TokenStream::new();
+    for site in &machine.sites {
+        if let SiteKind::Signal {
+            value: Some(written),
+            declared: Some(declared),
+            ..
+        } = &site.kind
+        {
+            out.extend(quote_spanned! {site.span=>
+                const _: () = ::sagaflow::__private::declared_signal::<#written, #declared>();
             });
         }
     }

@@ -1,6 +1,6 @@
 //! What is emitted beside the errors when a workflow has mistakes
-//! ([`fallback`]): the unit struct, a stub `impl Workflow`, and the
-//! compensation checks of every step call found. Apart from the machine's
+//! ([`fallback`]): the unit struct, a stub `impl Workflow`, the declared
+//! signals and query, and the compensation checks of every step call found. Apart from the machine's
 //! code, which it never reaches.
 
 use proc_macro2::TokenStream;
@@ -10,6 +10,7 @@ use syn::Type;
 use super::super::check::CallSite;
 use super::super::parse::WorkflowFn;
 use super::compensate::require_compensation;
+use super::declared::declared_items;
 use super::types::input_type;
 
 // Input:  a workflow with mistakes
@@ -32,6 +33,8 @@ pub fn fallback(func: &WorkflowFn, sites: &[CallSite]) -> TokenStream {
         .params
         .iter()
         .all(|param| !matches!(param.ty, Type::Reference(_)));
+    let stub = func.ok_type.is_some() && owned_params;
+    out.extend(declared_items(func, stub));
     if let Some(ok) = &func.ok_type
         && owned_params
     {

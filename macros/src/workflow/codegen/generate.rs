@@ -11,8 +11,9 @@ use syn::Ident;
 use super::super::lower::{Machine, SiteKind, camel_case};
 use super::super::parse::WorkflowFn;
 use super::super::rename;
-use super::checks::{checks, storable_checks};
+use super::checks::{checks, signal_checks, storable_checks};
 use super::compensate::compensate_fn;
+use super::declared::declared_items;
 use super::machine::state_machine;
 use super::resume::resume_arm;
 use super::types::{Names, input_type, type_tokens};
@@ -81,6 +82,8 @@ pub fn generate(func: &WorkflowFn, machine: &Machine) -> TokenStream {
     let suspension = suspension_fn(machine, state);
     let checks = checks(machine);
     let storable = storable_checks(machine);
+    let signal_checks = signal_checks(machine);
+    let declared = declared_items(func, true);
     let doc = format!(
         " The states of workflow `{name}`: `Start`, then one per step call, timer and signal wait, each holding the variables live there."
     );
@@ -141,6 +144,10 @@ pub fn generate(func: &WorkflowFn, machine: &Machine) -> TokenStream {
         }
 
         #checks
+
+        #signal_checks
+
+        #declared
     }
 }
 

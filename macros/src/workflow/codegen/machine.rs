@@ -55,12 +55,19 @@ fn fingerprint_text(machine: &Machine, name: &str, with_types: bool) -> u64 {
                 SiteKind::Child { workflow, .. } => {
                     text.push_str(&format!("child {}\n", type_string(workflow)));
                 }
+                // The type the wait decodes, written or declared: a wait
+                // that leaves out a type it wrote before keeps the
+                // fingerprint once its signal is declared.
                 SiteKind::Signal {
                     name,
                     value,
+                    declared,
                     timeout,
                 } => {
-                    let value = value.as_ref().map_or_else(|| "_".to_owned(), type_string);
+                    let value = value
+                        .as_ref()
+                        .or(declared.as_ref())
+                        .map_or_else(|| "_".to_owned(), type_string);
                     text.push_str(&format!(
                         "signal {:?}: {value}{}\n",
                         name.value(),

@@ -13,6 +13,7 @@
 
 mod checks;
 mod compensate;
+mod declared;
 mod fallback;
 mod generate;
 mod machine;

@@ -160,9 +160,16 @@ fn wait_result(kind: &SiteKind, span: Span) -> Option<TokenStream> {
         SiteKind::Signal {
             name,
             value,
+            declared,
             timeout,
         } => {
-            let value = value.as_ref().map(|ty| quote_spanned!(span=> ::<#ty>));
+            // The written type when there is one (`checks` compares it with
+            // the declared one), else the declared type, which then types
+            // the wait.
+            let value = value
+                .as_ref()
+                .or(declared.as_ref())
+                .map(|ty| quote_spanned!(span=> ::<#ty>));
             let receive = quote_spanned!(span=> __driver.receive #value (#name));
             let (received, missing) = match timeout {
                 Some(_) => (

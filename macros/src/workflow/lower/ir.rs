@@ -249,6 +249,10 @@ pub enum SiteKind {
         name: syn::LitStr,
         /// The value's type, from a turbofish or the `let`'s annotation.
         value: Option<Type>,
+        /// The type the workflow's `signals(..)` declares for it, when it
+        /// declares its signals: the wait's type when none is written, and
+        /// the written one is checked against it.
+        declared: Option<Type>,
         /// The timeout expression, evaluated when the state is entered.
         timeout: Option<Expr>,
     },

@@ -10,7 +10,7 @@ use syn::{Expr, Stmt};
 
 use super::super::Errors;
 use super::super::names::wait_name;
-use super::super::parse::WorkflowFn;
+use super::super::parse::{SignalDecl, WorkflowFn};
 use super::calls::{
     assignment, assignment_right, child_value_type, place_root, replace_call, step_call,
     wait_value_type,
@@ -29,6 +29,7 @@ use super::visitors::{Uses, contains_step, first_step_span, single_ident};
 pub fn lower(func: &WorkflowFn, errors: &mut Errors) -> Option<Machine> {
     let mut lowerer = Lowerer {
         errors,
+        signals: func.options.signals.as_deref(),
         failed: false,
         bindings: Vec::new(),
         scopes: vec![Vec::new()],
@@ -98,6 +99,9 @@ pub(crate) const BORROWING: [&str; 14] = [
 
 pub(crate) struct Lowerer<'a> {
     pub(crate) errors: &'a mut Errors,
+    /// The signals the workflow declares, if it declares them: they type
+    /// the waits for them.
+    pub(crate) signals: Option<&'a [SignalDecl]>,
     pub(crate) failed: bool,
     pub(crate) bindings: Vec<Binding>,
     pub(crate) scopes: Vec<Vec<BindingId>>,
@@ -213,7 +217,8 @@ impl Lowerer<'_> {
                     && init.diverge.is_none()
                     && let Some((call, path, has_try)) = step_call(&init.expr)
                 {
-                    let ty = match wait_value_type(path) {
+                    let ty = match wait_value_type(path).or_else(|| self.declared_value(call, path))
+                    {
                         Some(ty) => ty,
                         None if wait_name(path).as_deref() == Some("child") => {
                             child_value_type(call, has_try)

@@ -6,6 +6,7 @@ use syn::visit::Visit;
 use syn::{Expr, ExprCall, Ident, Pat, Path, Stmt};
 
 use super::super::names::wait_name;
+use super::super::parse::SignalDecl;
 use super::calls::{option_inner, replace_call, turbofish};
 use super::ir::{EXIT_ERR, EdgeKind, Item, NodeId, NodeKind, Site, SiteKind, VarType};
 use super::lowerer::{Lowerer, Preds};
@@ -278,13 +279,44 @@ impl Lowerer<'_> {
                         Some(ty)
                     };
                 }
+                let declared = self
+                    .declared_signal(&name.value())
+                    .map(|signal| signal.ty.clone());
                 SiteKind::Signal {
                     name,
                     value,
+                    declared,
                     timeout: (expected == 2).then(|| args[1].clone()),
                 }
             }
         }
+    }
+
+    /// The declared signal named `name`, when the workflow declares its
+    /// signals and that one (`check` reports a wait for another).
+    pub(crate) fn declared_signal(&self, name: &str) -> Option<&SignalDecl> {
+        self.signals?.iter().find(|signal| signal.text() == name)
+    }
+
+    // Input:  `sagaflow::signal_timeout("approval", d)` with `signals(approval: Decision)`
+    // Output: `Option<Decision>`, the type of the wait's value
+    /// The type of a wait's value from the workflow's declaration, for a
+    /// `let` that writes none.
+    pub(crate) fn declared_value(&self, call: &ExprCall, path: &Path) -> Option<VarType> {
+        let wait = wait_name(path)?;
+        let Some(Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(name),
+            ..
+        })) = call.args.first()
+        else {
+            return None;
+        };
+        let ty = &self.declared_signal(&name.value())?.ty;
+        Some(VarType::Written(match wait.as_str() {
+            "signal" => ty.clone(),
+            "signal_timeout" => syn::parse_quote!(Option<#ty>),
+            _ => return None,
+        }))
     }
 
     // Input:  `sagaflow::child(ship_order, order.clone())`
