@@ -27,12 +27,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         amount_cents: 129_900,
         wait_ms: 1_000,
     };
-    let laptop = rt
-        .start(approval, "req-1", request("req-1", "a laptop"))
+    rt.start(approval, "req-1", request("req-1", "a laptop"))
         .await?;
-    let chair = rt
-        .start(approval, "req-2", request("req-2", "a chair"))
+    rt.start(approval, "req-2", request("req-2", "a chair"))
         .await?;
+    // Typed handles: they send the signal and read the status the workflow declares.
+    let (laptop, chair) = (rt.handle(approval, "req-1"), rt.handle(approval, "req-2"));
 
     // Wait until the first request is waiting for its approver, then approve it.
     while laptop.query().await? != Some(ApprovalStatus::AwaitingApproval) {

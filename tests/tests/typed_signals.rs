@@ -118,10 +118,11 @@ fn each_declared_signal_is_a_constant_of_the_workflow() {
 #[tokio::test(start_paused = true)]
 async fn typed_signals_are_delivered_and_the_typed_query_follows() {
     let rt = runtime().await;
-    let handle = rt
-        .start(approve, "typed-1", "typed-1".to_owned())
+    rt.start(approve, "typed-1", "typed-1".to_owned())
         .await
         .unwrap();
+    // A typed handle: the start's handle is untyped, as existing code names it.
+    let handle = rt.handle(approve, "typed-1");
     wait_for(&rt, "typed-1", "Signal2").await;
     // No turbofish: the handle knows the workflow's query type.
     assert_eq!(handle.query().await.unwrap(), Some(Stage::AwaitingDecision));

@@ -36,7 +36,7 @@ impl Runtime {
         workflow: W,
         id: impl Into<String>,
         input: W::Input,
-    ) -> Result<Handle<W::Output, W>, Error> {
+    ) -> Result<Handle<W::Output>, Error> {
         // Boxed: the caller's future (often a task of its own) then holds
         // a pointer, not the kilobytes of a record being written.
         Box::pin(self.start_with(workflow, id.into(), input, None)).await
@@ -73,7 +73,7 @@ impl Runtime {
         input: W::Input,
         name: &str,
         value: impl serde::Serialize,
-    ) -> Result<Handle<W::Output, W>, Error> {
+    ) -> Result<Handle<W::Output>, Error> {
         let value = serde_json::to_value(value)
             .map_err(|error| codec(&format!("signal `{name}`"), &error))?;
         let id = id.into();
@@ -98,7 +98,7 @@ impl Runtime {
         id: String,
         input: W::Input,
         signal: Option<(&str, serde_json::Value, Arc<AtomicBool>)>,
-    ) -> Result<Handle<W::Output, W>, Error> {
+    ) -> Result<Handle<W::Output>, Error> {
         let registered = self.registered(&workflow)?;
         // Measured, not kept: the input is stored inside the first state.
         let mut size = ByteCount(0);

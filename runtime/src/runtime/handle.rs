@@ -40,9 +40,10 @@ pub enum Outcome<T> {
 /// A handle on one workflow instance, returned by [`Runtime::start`] and
 /// [`Runtime::handle`]: `T` is the workflow's output, `W` the workflow
 /// (its unit struct), whose declared signals and query the handle sends
-/// and reads typed. A handle made by name has no workflow type
-/// ([`Untyped`]). Cheap to clone; any number of handles may wait on the
-/// same instance.
+/// and reads typed. [`Runtime::handle`] gives a typed handle;
+/// [`Runtime::start`] and a start by name give one with no workflow type
+/// ([`Untyped`]), which waits for the outcome and reads the status.
+/// Cheap to clone; any number of handles may wait on the same instance.
 pub struct Handle<T, W = Untyped> {
     runtime: Runtime,
     id: String,
